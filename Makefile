@@ -1,0 +1,92 @@
+# vma - build, test, benchmark and install.
+#   make            build build/vma, build/vma.so and build/libvma.a
+#   make check      every test (C unit tests, Lua tests, command-line tests)
+#   make demo       build, make a sample disk, back it up, list, verify, restore, compare
+#   make bench      throughput of create, extract and verify beside cat and cp
+#   make install    PREFIX=/usr/local DESTDIR=
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    ?= $(PREFIX)/bin
+DATADIR   ?= $(PREFIX)/share/vma
+LUADIR    ?= $(DATADIR)/lua
+MANDIR    ?= $(PREFIX)/share/man
+LUA_CMOD  ?= $(PREFIX)/lib/x86_64-linux-gnu/lua/5.4
+VERSION   := 0.1.0
+
+CC        ?= cc
+PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib
+# Debian packages needed to build, test and run (installed by `make deps`)
+DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
+             libzstd-dev zlib1g-dev lua-busted lua-argparse lua-cjson lua-filesystem \
+             lzop zstd gzip valgrind clang libclang-rt-14-dev
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
+LDLIBS    += $(PKG_LIBS) -lpthread
+
+B         := build
+CORE_SRC  := src/format.c src/io.c src/reader.c src/restore.c src/writer.c
+CORE_OBJ  := $(CORE_SRC:src/%.c=$(B)/%.o)
+HDRS      := src/vma.h src/internal.h
+
+.PHONY: all deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
+
+all: $(B)/vma $(B)/vma.so $(B)/libvma.a
+
+$(B):
+	@mkdir -p $(B)
+
+$(B)/%.o: src/%.c $(HDRS) | $(B)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/libvma.a: $(CORE_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/main.o: src/main.c | $(B)
+	$(CC) $(CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -c -o $@ $<
+
+$(B)/vma: $(B)/main.o $(B)/lvma.o $(B)/libvma.a
+	$(CC) $(LDFLAGS) -o $@ $(B)/main.o $(B)/lvma.o $(B)/libvma.a $(LDLIBS)
+
+# the module for the stock interpreter: lua5.4 resolves lua_* itself
+$(B)/vma.so: $(B)/lvma.o $(B)/libvma.a
+	$(CC) $(LDFLAGS) -shared -o $@ $(B)/lvma.o $(B)/libvma.a \
+	  $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib) -lpthread
+
+$(B)/test_core: tests/c/test_core.c $(B)/libvma.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libvma.a $(LDLIBS)
+
+deps:
+	@sh tools/deps.sh $(DEBS)
+
+check: deps
+	@$(MAKE) --no-print-directory all $(B)/test_core
+	@sh tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh
+
+fuzz: deps
+	@sh tests/fuzz/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(LUA_CMOD) $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(B)/vma $(DESTDIR)$(BINDIR)/vma
+	install -m 644 $(B)/vma.so $(DESTDIR)$(LUA_CMOD)/vma.so
+	cd lua && find vma -type d -exec install -d $(DESTDIR)$(LUADIR)/{} \;
+	cd lua && find vma -type f -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
+	[ ! -f docs/vma.1 ] || install -m 644 docs/vma.1 $(DESTDIR)$(MANDIR)/man1/vma.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(LUA_CMOD)/vma.so $(DESTDIR)$(MANDIR)/man1/vma.1
+	rm -rf $(DESTDIR)$(LUADIR)
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,248 @@
+/* vma.h - the VMA archive format: reader, restore engine, writer.
+ *
+ * The public interface of libvma, the C core of the vma tool.  It knows
+ * nothing of Lua; the binding (lvma.c) and the C tests use only this header.
+ *
+ * Conventions: functions that can fail take a GError ** last and return
+ * NULL / -1 / FALSE on failure with the error set (domain VMA_ERROR).  Nothing
+ * in the library aborts or exits on bad input.
+ */
+#ifndef VMA_H
+#define VMA_H
+
+#include <glib.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define VMA_BLOCK_SIZE          4096u
+#define VMA_CLUSTER_SIZE        65536u
+#define VMA_BLOCKS_PER_CLUSTER  16u
+#define VMA_EXTENT_HEADER_SIZE  512u
+#define VMA_SLOTS_PER_EXTENT    59u
+#define VMA_MAX_EXTENT_DATA     (VMA_SLOTS_PER_EXTENT * VMA_CLUSTER_SIZE)
+#define VMA_HEADER_FIXED_SIZE   12288u
+#define VMA_MAX_CONFIGS         256u
+#define VMA_MAX_CONFIG_SIZE     65535u
+#define VMA_MAX_DEV_ID          255u   /* readers accept 1..255 */
+#define VMA_MAX_WRITER_DEVICES  254u   /* writers use 1..254 */
+/* cluster numbers are 32 bits: no device can be larger than this */
+#define VMA_MAX_DEVICE_SIZE     ((uint64_t)1 << 48)
+/* the largest header a legal writer can produce (all configs and names full) */
+#define VMA_MAX_HEADER_SIZE     (VMA_HEADER_FIXED_SIZE + 3u * 256u * 65538u + 512u)
+
+#define VMA_ERROR (vma_error_quark())
+GQuark vma_error_quark(void);
+
+typedef enum {
+    VMA_ERR_IO = 1,       /* read/write/open failed (errno in the message) */
+    VMA_ERR_FORMAT,       /* the archive breaks a rule of the format */
+    VMA_ERR_INCOMPLETE,   /* the archive ends early or misses clusters */
+    VMA_ERR_ARG,          /* the caller passed something invalid */
+    VMA_ERR_INTERRUPTED,  /* vma_interrupt() was called */
+} VmaErrorCode;
+
+/* ---- archive metadata ------------------------------------------------- */
+
+typedef struct {
+    char *name;
+    uint8_t *data;
+    size_t len;
+} vma_config;
+
+typedef struct {
+    uint8_t id;          /* 1..255 */
+    char *name;
+    uint64_t size;       /* bytes, as recorded */
+    gboolean is_vmstate; /* the device named "vmstate": RAM state, not a disk */
+} vma_device;
+
+typedef struct {
+    uint8_t uuid[16];
+    int64_t ctime;
+    unsigned n_configs;
+    vma_config configs[VMA_MAX_CONFIGS];
+    unsigned n_devices;
+    vma_device *devices[VMA_MAX_DEV_ID + 1]; /* by dev_id; NULL = none */
+    uint32_t header_size;
+} vma_header;
+
+/* a name is safe to use as a file name component: not empty, no '/', not
+ * "." or "..", no control characters, valid UTF-8, at most 255 bytes */
+gboolean vma_name_is_safe(const char *name, GError **err);
+
+/* the number of 64 KiB clusters needed to hold size bytes */
+static inline uint64_t vma_clusters(uint64_t size)
+{
+    return (size + VMA_CLUSTER_SIZE - 1) / VMA_CLUSTER_SIZE;
+}
+
+/* TRUE when len bytes (a multiple of 16 is fastest) are all zero */
+gboolean vma_is_zero(const void *buf, size_t len);
+
+/* MD5 via libcrypto */
+void vma_md5(const void *data, size_t len, uint8_t out[16]);
+
+/* format the uuid as 8-4-4-4-12 lowercase hex (37 bytes with NUL) */
+void vma_uuid_format(const uint8_t uuid[16], char out[37]);
+
+/* Set from a signal handler: every long loop of the library stops at the
+ * next extent with VMA_ERR_INTERRUPTED.  Async-signal-safe. */
+void vma_interrupt(void);
+void vma_interrupt_clear(void);
+gboolean vma_interrupted(void);
+
+/* ---- compression ------------------------------------------------------- */
+
+typedef enum {
+    VMA_COMPRESS_NONE = 0,
+    VMA_COMPRESS_ZSTD,
+    VMA_COMPRESS_GZIP,
+    VMA_COMPRESS_LZO,  /* through the lzop program */
+} vma_compress;
+
+const char *vma_compress_name(vma_compress c);
+/* "zst"/"zstd", "gz"/"gzip", "lzo"/"lzop", "none"/"raw"; -1 if unknown */
+int vma_compress_from_name(const char *name);
+
+/* ---- reader ------------------------------------------------------------ */
+
+typedef struct vma_reader vma_reader;
+
+/* Open an archive by path ("-" = standard input).  Compression (zstd, gzip,
+ * lzop) is detected from the magic bytes.  Reads and validates the header
+ * only; the extents are read by vma_reader_next() or vma_restore(). */
+vma_reader *vma_reader_open(const char *path, GError **err);
+/* the same on an open descriptor; the reader owns fd from then on */
+vma_reader *vma_reader_open_fd(int fd, GError **err);
+void vma_reader_free(vma_reader *r);
+
+const vma_header *vma_reader_header(const vma_reader *r);
+const vma_config *vma_reader_find_config(const vma_reader *r, const char *name);
+const vma_device *vma_reader_find_device(const vma_reader *r, const char *name);
+vma_compress vma_reader_compression(const vma_reader *r);
+
+typedef struct {
+    uint8_t dev_id;
+    uint32_t cluster;
+    uint16_t mask;        /* bit j set: block j stored; clear: all zero */
+    const uint8_t *data;  /* popcount(mask) * 4096 bytes, in block order */
+} vma_slot;
+
+typedef struct {
+    uint64_t offset;      /* archive offset of the extent header */
+    unsigned block_count;
+    unsigned n_slots;     /* non-empty slots only */
+    vma_slot slots[VMA_SLOTS_PER_EXTENT];
+} vma_extent;
+
+/* Read the next extent and check every rule that concerns it (checksum,
+ * magic, uuid, block count, known device, no cluster past the end, no
+ * duplicate cluster, vmstate in order).  Returns 1 with *ext filled (the
+ * data stays valid until the next call), 0 at the end of the archive once
+ * the end-of-archive rules passed (no missing cluster), -1 on error. */
+int vma_reader_next(vma_reader *r, vma_extent *ext, GError **err);
+
+/* bytes consumed from the (decompressed) archive so far */
+uint64_t vma_reader_offset(const vma_reader *r);
+
+/* ---- restore engine ---------------------------------------------------- */
+
+typedef struct {
+    int fd;               /* -1: read and check the device, write nothing */
+    gboolean write_zero;  /* write zeros for zero blocks (old data in target) */
+    gboolean fresh;       /* a new file: set its size, leave holes for zeros */
+    uint64_t bps;         /* throttle in bytes per second, 0 = unlimited */
+} vma_target;
+
+typedef struct {
+    uint64_t clusters_total;     /* clusters of all devices (from the header) */
+    uint64_t clusters_done;      /* clusters read so far */
+    uint64_t bytes_archive;      /* archive bytes consumed */
+    uint64_t bytes_written;      /* bytes written to targets (data + zeros) */
+    uint64_t zero_bytes;         /* device bytes that are zero (clamped) */
+    uint64_t partial_zero_bytes; /* zero blocks inside non-zero clusters */
+    uint64_t vmstate_bytes;      /* length of the vmstate stream restored */
+    double elapsed;              /* seconds since the start */
+} vma_stats;
+
+/* return non-zero to abort the restore (it fails with VMA_ERR_INTERRUPTED) */
+typedef int (*vma_progress_fn)(const vma_stats *st, void *ud);
+
+/* Read every extent of r and write it to targets[dev_id] (NULL entries
+ * and fd -1 mean: check only).  Targets are written at their offsets,
+ * truncated at the device size; runs of blocks are coalesced; fresh targets
+ * get holes for zero blocks.  Every target is fsynced before success.
+ * progress (may be NULL) is called after each extent. */
+int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
+                vma_progress_fn progress, void *ud, vma_stats *stats,
+                GError **err);
+
+/* size of a regular file or block device open on fd, -1 on error */
+int64_t vma_fd_size(int fd, GError **err);
+
+/* ---- writer ------------------------------------------------------------ */
+
+typedef struct vma_writer vma_writer;
+
+typedef struct {
+    const uint8_t *uuid;    /* NULL: a new random uuid */
+    int64_t ctime;          /* -1: now */
+    vma_compress compress;
+    int level;              /* compression level, 0 = default */
+    gboolean overwrite;     /* replace an existing archive */
+} vma_writer_opts;
+
+/* Create an archive at path ("-" = standard output).  A file is written
+ * under a temporary name in the same folder and renamed to path only by a
+ * successful vma_writer_close(); an existing path is refused unless
+ * opts->overwrite. */
+vma_writer *vma_writer_create(const char *path, const vma_writer_opts *opts,
+                              GError **err);
+/* write to fd (not closed by the writer) */
+vma_writer *vma_writer_new_fd(int fd, const vma_writer_opts *opts, GError **err);
+
+int vma_writer_add_config(vma_writer *w, const char *name, const void *data,
+                          size_t len, GError **err);
+/* returns the dev_id (1..254); size is recorded rounded up to 512 */
+int vma_writer_add_device(vma_writer *w, const char *name, uint64_t size,
+                          GError **err);
+
+/* Write one cluster of dev_id; data is 65536 bytes or NULL for all zero.
+ * Each cluster of a disk must be written exactly once; vmstate clusters in
+ * order.  The header is written before the first cluster; no config or
+ * device can be added after that. */
+int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
+                             const uint8_t *data, GError **err);
+
+typedef struct {
+    uint64_t size;        /* device size */
+    uint64_t done;        /* bytes of the device processed */
+    uint64_t zero_bytes;  /* of which zero (not stored) */
+    uint64_t total_done;  /* bytes processed in this archive, all devices */
+    double elapsed;
+} vma_write_progress;
+typedef int (*vma_write_progress_fn)(const vma_write_progress *p, void *ud);
+
+/* Write every cluster of dev_id from fd (a file or block device), skipping
+ * holes without reading them (SEEK_DATA/SEEK_HOLE). */
+int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd,
+                        vma_write_progress_fn progress, void *ud,
+                        GError **err);
+
+typedef struct {
+    uint64_t size;
+    uint64_t zero_bytes;
+    uint64_t clusters;
+} vma_device_stats;
+void vma_writer_device_stats(const vma_writer *w, uint8_t dev_id,
+                             vma_device_stats *out);
+void vma_writer_uuid(const vma_writer *w, uint8_t out[16]);
+
+/* Flush, check that every cluster of every disk was written, fsync, and
+ * rename into place.  Returns 0 or -1.  The writer must still be freed. */
+int vma_writer_close(vma_writer *w, GError **err);
+/* Free; if not successfully closed, the temporary file is removed. */
+void vma_writer_free(vma_writer *w);
+
+#endif

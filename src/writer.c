@@ -1,0 +1,565 @@
+/* writer.c - VMA writer: header, zero-block elision, extents of up to 59
+ * clusters; streams devices from descriptors, skipping holes unread. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#define READ_CHUNK (64u * VMA_CLUSTER_SIZE) /* 4 MiB per read */
+
+typedef struct {
+    char *name;
+    uint64_t size;
+    uint64_t nclusters;
+    gboolean is_vmstate;
+    vma_bitmap *written;
+    uint64_t written_count;
+    uint64_t vmstate_next;
+    uint64_t zero_bytes;
+} wdev;
+
+typedef struct {
+    char *name;
+    uint8_t *data;
+    size_t len;
+} wconfig;
+
+struct vma_writer {
+    int fd;
+    char *path;       /* final name, NULL for a descriptor */
+    char *tmp_path;   /* temporary name while writing */
+    gboolean closed_ok;
+    vma_out *out;
+    uint8_t uuid[16];
+    int64_t ctime;
+    GPtrArray *configs;
+    wdev *devs[VMA_MAX_DEV_ID + 1];
+    unsigned n_devs;
+    gboolean header_written;
+    gboolean any_extent;
+    gboolean failed;
+    uint8_t *ext;
+    unsigned n_slots;
+    size_t data_len;
+    uint64_t total_done;
+    double start;
+    gboolean overwrite;
+};
+
+static void wconfig_free(gpointer p)
+{
+    wconfig *c = p;
+    g_free(c->name);
+    g_free(c->data);
+    g_free(c);
+}
+
+static vma_writer *writer_new(int fd, const vma_writer_opts *opts, GError **err)
+{
+    vma_writer *w = g_new0(vma_writer, 1);
+    w->fd = fd;
+    w->configs = g_ptr_array_new_with_free_func(wconfig_free);
+    if (opts && opts->uuid)
+        memcpy(w->uuid, opts->uuid, 16);
+    else
+        uuid_generate(w->uuid);
+    w->ctime = (opts && opts->ctime >= 0) ? opts->ctime : (int64_t)time(NULL);
+    w->ext = g_malloc(VMA_EXTENT_HEADER_SIZE + VMA_MAX_EXTENT_DATA);
+    w->start = vma_now();
+    w->out = vma_out_new(fd, opts ? opts->compress : VMA_COMPRESS_NONE,
+                         opts ? opts->level : 0, err);
+    if (!w->out) {
+        vma_writer_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+vma_writer *vma_writer_new_fd(int fd, const vma_writer_opts *opts, GError **err)
+{
+    return writer_new(fd, opts, err);
+}
+
+vma_writer *vma_writer_create(const char *path, const vma_writer_opts *opts, GError **err)
+{
+    if (strcmp(path, "-") == 0)
+        return writer_new(1, opts, err);
+    gboolean overwrite = opts && opts->overwrite;
+    struct stat st;
+    if (!overwrite && lstat(path, &st) == 0) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "%s already exists (not overwriting it)", path);
+        return NULL;
+    }
+    char *dir = g_path_get_dirname(path);
+    char *base = g_path_get_basename(path);
+    char *tmp = g_strdup_printf("%s/.%s.tmp-XXXXXX", dir, base);
+    g_free(dir);
+    g_free(base);
+    int fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        vma_set_errno(err, errno, "cannot create %s", path);
+        g_free(tmp);
+        return NULL;
+    }
+    mode_t um = umask(0);
+    umask(um);
+    if (fchmod(fd, 0666 & ~um) < 0) {
+        /* keep going: the archive is still private to its owner */
+    }
+    vma_writer *w = writer_new(fd, opts, err);
+    if (!w) {
+        close(fd);
+        unlink(tmp);
+        g_free(tmp);
+        return NULL;
+    }
+    w->path = g_strdup(path);
+    w->tmp_path = tmp;
+    w->overwrite = overwrite;
+    return w;
+}
+
+void vma_writer_uuid(const vma_writer *w, uint8_t out[16]) { memcpy(out, w->uuid, 16); }
+
+static gboolean check_open(vma_writer *w, gboolean before_header, GError **err)
+{
+    if (w->failed || w->closed_ok) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "the archive writer is %s",
+                    w->failed ? "in a failed state" : "closed");
+        return FALSE;
+    }
+    if (before_header && w->header_written) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
+                    "configs and devices must be added before any data is written");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+int vma_writer_add_config(vma_writer *w, const char *name, const void *data, size_t len,
+                          GError **err)
+{
+    if (!check_open(w, TRUE, err) || !vma_name_is_safe(name, err))
+        return -1;
+    if (w->configs->len >= VMA_MAX_CONFIGS) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "too many configs (at most %u)", VMA_MAX_CONFIGS);
+        return -1;
+    }
+    if (len > VMA_MAX_CONFIG_SIZE) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "config '%s' is too large (%zu bytes, at most %u)",
+                    name, len, VMA_MAX_CONFIG_SIZE);
+        return -1;
+    }
+    if (strlen(name) + 1 > VMA_MAX_CONFIG_SIZE) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "config name is too long");
+        return -1;
+    }
+    for (guint i = 0; i < w->configs->len; i++) {
+        wconfig *c = g_ptr_array_index(w->configs, i);
+        if (strcmp(c->name, name) == 0) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "config '%s' was added twice", name);
+            return -1;
+        }
+    }
+    wconfig *c = g_new0(wconfig, 1);
+    c->name = g_strdup(name);
+    c->data = g_memdup2(data ? data : "", len ? len : 1);
+    c->len = len;
+    g_ptr_array_add(w->configs, c);
+    return 0;
+}
+
+int vma_writer_add_device(vma_writer *w, const char *name, uint64_t size, GError **err)
+{
+    if (!check_open(w, TRUE, err) || !vma_name_is_safe(name, err))
+        return -1;
+    if (w->n_devs >= VMA_MAX_WRITER_DEVICES) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "too many devices (at most %u)",
+                    VMA_MAX_WRITER_DEVICES);
+        return -1;
+    }
+    if (size == 0) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "device '%s' is empty (size 0)", name);
+        return -1;
+    }
+    /* recorded rounded up to a multiple of 512, as Proxmox does */
+    uint64_t rsize = (size + 511) & ~(uint64_t)511;
+    if (rsize > VMA_MAX_DEVICE_SIZE) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "device '%s' is too large for the format", name);
+        return -1;
+    }
+    for (unsigned i = 1; i <= w->n_devs; i++) {
+        if (strcmp(w->devs[i]->name, name) == 0) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "device '%s' was added twice", name);
+            return -1;
+        }
+    }
+    wdev *d = g_new0(wdev, 1);
+    d->name = g_strdup(name);
+    d->size = rsize;
+    d->nclusters = vma_clusters(rsize);
+    d->is_vmstate = strcmp(name, "vmstate") == 0;
+    if (!d->is_vmstate) {
+        d->written = vma_bitmap_new(d->nclusters);
+        if (!d->written) {
+            g_free(d->name);
+            g_free(d);
+            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory");
+            return -1;
+        }
+    }
+    w->devs[++w->n_devs] = d;
+    return (int)w->n_devs;
+}
+
+static uint32_t blob_add(GByteArray *b, const void *data, size_t len)
+{
+    uint32_t ptr = b->len;
+    uint8_t l[2] = {(uint8_t)len, (uint8_t)(len >> 8)};
+    g_byte_array_append(b, l, 2);
+    if (len)
+        g_byte_array_append(b, data, (guint)len);
+    return ptr;
+}
+
+static int write_header(vma_writer *w, GError **err)
+{
+    GByteArray *blobs = g_byte_array_new();
+    uint8_t zero = 0;
+    g_byte_array_append(blobs, &zero, 1); /* offset 0 means "none" */
+    uint32_t cname[VMA_MAX_CONFIGS] = {0}, cdata[VMA_MAX_CONFIGS] = {0};
+    uint32_t dname[VMA_MAX_DEV_ID + 1] = {0};
+    for (guint i = 0; i < w->configs->len; i++) {
+        wconfig *c = g_ptr_array_index(w->configs, i);
+        cname[i] = blob_add(blobs, c->name, strlen(c->name) + 1);
+        cdata[i] = blob_add(blobs, c->data, c->len);
+    }
+    for (unsigned id = 1; id <= w->n_devs; id++)
+        dname[id] = blob_add(blobs, w->devs[id]->name, strlen(w->devs[id]->name) + 1);
+
+    size_t header_size = (VMA_HEADER_FIXED_SIZE + blobs->len + 511) & ~(size_t)511;
+    uint8_t *h = g_malloc0(header_size);
+    memcpy(h + VMA_H_MAGIC, VMA_MAGIC, 4);
+    vma_put_be32(h + VMA_H_VERSION, 1);
+    memcpy(h + VMA_H_UUID, w->uuid, 16);
+    vma_put_be64(h + VMA_H_CTIME, (uint64_t)w->ctime);
+    vma_put_be32(h + VMA_H_BLOB_OFFSET, VMA_HEADER_FIXED_SIZE);
+    vma_put_be32(h + VMA_H_BLOB_SIZE, blobs->len);
+    vma_put_be32(h + VMA_H_HEADER_SIZE, (uint32_t)header_size);
+    for (unsigned i = 0; i < VMA_MAX_CONFIGS; i++) {
+        vma_put_be32(h + VMA_H_CONFIG_NAMES + 4 * i, cname[i]);
+        vma_put_be32(h + VMA_H_CONFIG_DATA + 4 * i, cdata[i]);
+    }
+    for (unsigned id = 1; id <= w->n_devs; id++) {
+        uint8_t *di = h + VMA_H_DEV_INFO + 32 * id;
+        vma_put_be32(di, dname[id]);
+        vma_put_be64(di + 8, w->devs[id]->size);
+    }
+    memcpy(h + VMA_HEADER_FIXED_SIZE, blobs->data, blobs->len);
+    g_byte_array_free(blobs, TRUE);
+    vma_md5(h, header_size, h + VMA_H_MD5);
+    int rc = vma_out_write(w->out, h, header_size, err);
+    g_free(h);
+    if (rc < 0) {
+        w->failed = TRUE;
+        return -1;
+    }
+    w->header_written = TRUE;
+    return 0;
+}
+
+static int flush_extent(vma_writer *w, GError **err)
+{
+    uint8_t *eh = w->ext;
+    memcpy(eh + VMA_E_MAGIC, VMA_EXTENT_MAGIC, 4);
+    vma_put_be16(eh + VMA_E_RESERVED, 0);
+    vma_put_be16(eh + VMA_E_BLOCK_COUNT, (uint16_t)(w->data_len / VMA_BLOCK_SIZE));
+    memcpy(eh + VMA_E_UUID, w->uuid, 16);
+    memset(eh + VMA_E_MD5, 0, 16);
+    /* unused slots stay zero */
+    memset(eh + VMA_E_BLOCKINFO + 8 * w->n_slots, 0, 8 * (VMA_SLOTS_PER_EXTENT - w->n_slots));
+    vma_md5(eh, VMA_EXTENT_HEADER_SIZE, eh + VMA_E_MD5);
+    if (vma_out_write(w->out, eh, VMA_EXTENT_HEADER_SIZE + w->data_len, err) < 0) {
+        w->failed = TRUE;
+        return -1;
+    }
+    w->any_extent = TRUE;
+    w->n_slots = 0;
+    w->data_len = 0;
+    return 0;
+}
+
+int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
+                             const uint8_t *data, GError **err)
+{
+    if (!check_open(w, FALSE, err))
+        return -1;
+    wdev *d = (dev_id >= 1 && dev_id <= w->n_devs) ? w->devs[dev_id] : NULL;
+    if (!d) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "no device with id %u", dev_id);
+        return -1;
+    }
+    if (cluster >= d->nclusters) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "cluster %u is past the end of device '%s'",
+                    cluster, d->name);
+        return -1;
+    }
+    if (d->is_vmstate) {
+        if (cluster != d->vmstate_next) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "vmstate clusters must be written in order");
+            return -1;
+        }
+        d->vmstate_next++;
+    } else {
+        int old = vma_bitmap_test_and_set(d->written, cluster);
+        if (old != 0) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_ARG, old < 0 ? "out of memory" :
+                        "cluster %u of device '%s' was written twice", cluster, d->name);
+            return -1;
+        }
+    }
+    d->written_count++;
+    if (!w->header_written && write_header(w, err) < 0)
+        return -1;
+
+    uint16_t mask = 0;
+    uint64_t base = (uint64_t)cluster * VMA_CLUSTER_SIZE;
+    uint8_t *dst = w->ext + VMA_EXTENT_HEADER_SIZE + w->data_len;
+    for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
+        const uint8_t *blk = data ? data + (size_t)j * VMA_BLOCK_SIZE : NULL;
+        uint64_t off = base + (uint64_t)j * VMA_BLOCK_SIZE;
+        if (blk && !vma_is_zero(blk, VMA_BLOCK_SIZE)) {
+            mask |= (uint16_t)(1u << j);
+            memcpy(dst, blk, VMA_BLOCK_SIZE);
+            dst += VMA_BLOCK_SIZE;
+        } else if (off < d->size) {
+            d->zero_bytes += MIN((uint64_t)VMA_BLOCK_SIZE, d->size - off);
+        }
+    }
+    w->data_len = (size_t)(dst - (w->ext + VMA_EXTENT_HEADER_SIZE));
+    uint64_t bi = (uint64_t)mask << 48 | (uint64_t)dev_id << 32 | cluster;
+    vma_put_be64(w->ext + VMA_E_BLOCKINFO + 8 * w->n_slots, bi);
+    w->n_slots++;
+    if (w->n_slots == VMA_SLOTS_PER_EXTENT)
+        return flush_extent(w, err);
+    return 0;
+}
+
+static ssize_t pread_full(int fd, uint8_t *buf, size_t n, uint64_t off, GError **err)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, buf + got, n - got, (off_t)(off + got));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            vma_set_errno(err, errno, "read failed at offset %" G_GUINT64_FORMAT, off + got);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progress_fn progress,
+                        void *ud, GError **err)
+{
+    if (!check_open(w, FALSE, err))
+        return -1;
+    wdev *d = (dev_id >= 1 && dev_id <= w->n_devs) ? w->devs[dev_id] : NULL;
+    if (!d) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "no device with id %u", dev_id);
+        return -1;
+    }
+    int64_t fsize = vma_fd_size(fd, err);
+    if (fsize < 0)
+        return -1;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint8_t *buf = g_malloc(READ_CHUNK);
+    uint64_t size = d->size;
+    uint64_t pos = 0;            /* always a cluster boundary */
+    gboolean seek_ok = TRUE;
+    uint64_t hole_until = 0;     /* [pos, hole_until) known to be a hole */
+    uint64_t data_until = 0;     /* [pos, data_until) known to hold data */
+    int ret = -1;
+    vma_write_progress pr = {.size = size};
+
+    while (pos < size) {
+        if (vma_interrupted()) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+            goto out;
+        }
+        uint32_t cluster = (uint32_t)(pos / VMA_CLUSTER_SIZE);
+        if (pos >= (uint64_t)fsize) {
+            hole_until = size; /* past the end of the file: zeros */
+        } else if (seek_ok && pos >= hole_until && pos >= data_until) {
+            off_t dpos = lseek(fd, (off_t)pos, SEEK_DATA);
+            if (dpos < 0 && errno == ENXIO) {
+                hole_until = size;
+            } else if (dpos < 0) {
+                seek_ok = FALSE;
+            } else {
+                hole_until = (uint64_t)dpos;
+                off_t hpos = lseek(fd, dpos, SEEK_HOLE);
+                data_until = hpos < 0 ? (uint64_t)fsize : (uint64_t)hpos;
+            }
+        }
+        if (hole_until >= pos + VMA_CLUSTER_SIZE) {
+            /* whole clusters inside a hole: recorded without reading */
+            uint64_t end = MIN(hole_until, size);
+            uint64_t n = (end - pos) / VMA_CLUSTER_SIZE;
+            if (end == size && (end - pos) % VMA_CLUSTER_SIZE)
+                n++;
+            for (uint64_t k = 0; k < n; k++) {
+                if (vma_writer_write_cluster(w, dev_id, cluster + (uint32_t)k, NULL, err) < 0)
+                    goto out;
+            }
+            pos += n * VMA_CLUSTER_SIZE;
+        } else {
+            uint64_t len = MIN((uint64_t)READ_CHUNK, vma_clusters(size) * VMA_CLUSTER_SIZE - pos);
+            if (seek_ok && data_until > pos) {
+                /* read to the end of the data, rounded up to a cluster */
+                uint64_t dend = (data_until + VMA_CLUSTER_SIZE - 1) & ~(uint64_t)(VMA_CLUSTER_SIZE - 1);
+                if (dend - pos < len)
+                    len = dend - pos;
+            }
+            ssize_t got = pread_full(fd, buf, (size_t)len, pos, err);
+            if (got < 0)
+                goto out;
+            if ((uint64_t)got < len)
+                memset(buf + got, 0, (size_t)(len - (uint64_t)got));
+            for (uint64_t k = 0; k < len / VMA_CLUSTER_SIZE; k++) {
+                if (vma_writer_write_cluster(w, dev_id, cluster + (uint32_t)k,
+                                             buf + k * VMA_CLUSTER_SIZE, err) < 0)
+                    goto out;
+            }
+            pos += len;
+        }
+        uint64_t done = MIN(pos, size);
+        w->total_done += done - pr.done;
+        pr.done = done;
+        pr.zero_bytes = d->zero_bytes;
+        pr.total_done = w->total_done;
+        pr.elapsed = vma_now() - w->start;
+        if (progress && progress(&pr, ud) != 0) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    if (ret < 0)
+        w->failed = TRUE;
+    g_free(buf);
+    return ret;
+}
+
+void vma_writer_device_stats(const vma_writer *w, uint8_t dev_id, vma_device_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (dev_id < 1 || dev_id > w->n_devs)
+        return;
+    out->size = w->devs[dev_id]->size;
+    out->zero_bytes = w->devs[dev_id]->zero_bytes;
+    out->clusters = w->devs[dev_id]->written_count;
+}
+
+static int fsync_dir_of(const char *path)
+{
+    char *dir = g_path_get_dirname(path);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    g_free(dir);
+    if (dfd < 0)
+        return -1;
+    int rc = fsync(dfd);
+    close(dfd);
+    return rc;
+}
+
+int vma_writer_close(vma_writer *w, GError **err)
+{
+    if (!check_open(w, FALSE, err))
+        return -1;
+    for (unsigned id = 1; id <= w->n_devs; id++) {
+        wdev *d = w->devs[id];
+        if (!d->is_vmstate && d->written_count != d->nclusters) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
+                        "device '%s': %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                        " clusters were written", d->name, d->written_count, d->nclusters);
+            w->failed = TRUE;
+            return -1;
+        }
+    }
+    if (!w->header_written && write_header(w, err) < 0)
+        return -1;
+    /* an archive always has at least one extent (Proxmox writes an empty one) */
+    if ((w->n_slots || !w->any_extent) && flush_extent(w, err) < 0)
+        return -1;
+    if (vma_out_finish(w->out, err) < 0) {
+        w->failed = TRUE;
+        return -1;
+    }
+    if (w->tmp_path) {
+        if (close(w->fd) < 0) {
+            w->fd = -1;
+            vma_set_errno(err, errno, "closing %s failed", w->path);
+            w->failed = TRUE;
+            return -1;
+        }
+        w->fd = -1;
+        int rc;
+        if (w->overwrite) {
+            rc = rename(w->tmp_path, w->path);
+        } else {
+            rc = renameat2(AT_FDCWD, w->tmp_path, AT_FDCWD, w->path, RENAME_NOREPLACE);
+            if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
+                /* file systems without RENAME_NOREPLACE: link() never replaces */
+                rc = link(w->tmp_path, w->path);
+                if (rc == 0)
+                    unlink(w->tmp_path);
+            }
+        }
+        if (rc < 0) {
+            vma_set_errno(err, errno, "cannot rename the archive to %s", w->path);
+            w->failed = TRUE;
+            return -1;
+        }
+        g_free(w->tmp_path);
+        w->tmp_path = NULL;
+        fsync_dir_of(w->path);
+    }
+    w->closed_ok = TRUE;
+    return 0;
+}
+
+void vma_writer_free(vma_writer *w)
+{
+    if (!w)
+        return;
+    vma_out_free(w->out);
+    if (w->tmp_path) {
+        if (w->fd >= 0)
+            close(w->fd);
+        unlink(w->tmp_path);
+        g_free(w->tmp_path);
+    }
+    g_free(w->path);
+    if (w->configs)
+        g_ptr_array_free(w->configs, TRUE);
+    for (unsigned id = 1; id <= w->n_devs; id++) {
+        vma_bitmap_free(w->devs[id]->written);
+        g_free(w->devs[id]->name);
+        g_free(w->devs[id]);
+    }
+    g_free(w->ext);
+    g_free(w);
+}
