@@ -1,0 +1,37 @@
+-- vma list ARCHIVE: the archive's configs, devices and creation time.
+local vma = require "vma"
+local ui = require "vma.ui"
+local argparse = require "argparse"
+
+local function parser()
+  local p = argparse("vma list", "List the configs and devices of an archive.")
+  p:argument("archive", "the archive (- for standard input; .zst/.gz/.lzo are read directly)")
+  p:flag("--json", "print a JSON object")
+  return p
+end
+
+local function run(args)
+  local a, st = ui.parse(parser(), args, "list")
+  if not a then return st end
+  local r, err = vma.open(a.archive)
+  if not r then return ui.fail("list", err) end
+  if a.json then
+    local configs, devices = ui.array(), ui.array()
+    for _, c in ipairs(r:configs()) do configs[#configs + 1] = { name = c.name, size = #c.data } end
+    for _, d in ipairs(r:devices()) do
+      devices[#devices + 1] = { id = d.id, name = d.name, size = d.size, vmstate = d.vmstate }
+    end
+    io.write(ui.json { uuid = r.uuid, ctime = r.ctime, compression = r.compression,
+      configs = configs, devices = devices }, "\n")
+  else
+    ui.print_content(r)
+  end
+  r:close()
+  return 0
+end
+
+return {
+  description = "list the configs and devices of an archive",
+  usage = parser():get_help(),
+  run = run,
+}

@@ -1,0 +1,22 @@
+-- Built-in restore target "dir:PATH": every disk becomes a raw image file
+-- PATH/<volume>.raw (e.g. /restore/vm-100-disk-0.raw). A device without a
+-- volume name in the config (or whose volume name an earlier device already
+-- took) gets vm-<vmid>-disk-<n>.raw, with vmid from the archive's file name
+-- (0 when unknown). The files are new, so zero blocks are left as holes
+-- (write_zero = false). The vmstate device is never part of a map: extract
+-- writes it as PATH/vmstate.bin.
+local devices = require "vma.devices"
+
+return function(archive, dir)
+  if dir == nil or dir == "" then
+    error("the dir target needs a directory: dir:PATH", 0)
+  end
+  if dir ~= "/" then dir = dir:gsub("/+$", "") end
+  local prefix = dir == "/" and "/" or dir .. "/"
+  local names = devices.volume_names(archive)
+  local map = {}
+  for i, dev in ipairs(archive.devices) do
+    map[dev.name] = { path = prefix .. names[i] .. ".raw", write_zero = false, format = "raw" }
+  end
+  return map
+end
