@@ -124,6 +124,8 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
     int ret = -1;
     uint64_t vmstate_len = 0;
     uint8_t vmstate_id = 0;
+    uint64_t last_pct = UINT64_MAX;
+    double last_call = 0;
 
     double start = vma_now();
     for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
@@ -161,6 +163,22 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
             const uint8_t *data = s->data;
             uint64_t base = (uint64_t)s->cluster * VMA_CLUSTER_SIZE;
             st.clusters_done++;
+            if (progress) {
+                /* call back whenever the percentage changes, like the -v
+                 * lines of Proxmox's vma */
+                uint64_t pct = st.clusters_total ? MIN(100, st.clusters_done * 100 / st.clusters_total) : 100;
+                if (pct != last_pct) {
+                    last_pct = pct;
+                    st.bytes_archive = vma_reader_offset(r);
+                    st.elapsed = vma_now() - start;
+                    last_call = st.elapsed;
+                    if (progress(&st, ud) != 0) {
+                        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+                        g_free(ext);
+                        goto out;
+                    }
+                }
+            }
             for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
                 uint64_t off = base + (uint64_t)j * VMA_BLOCK_SIZE;
                 gboolean stored = (s->mask >> j) & 1;
@@ -205,7 +223,7 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
         st.bytes_archive = vma_reader_offset(r);
         st.vmstate_bytes = vmstate_len;
         st.elapsed = vma_now() - start;
-        if (progress && progress(&st, ud) != 0) {
+        if (progress && st.elapsed - last_call >= 0.2 && (last_call = st.elapsed, progress(&st, ud) != 0)) {
             g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
             g_free(ext);
             goto out;
