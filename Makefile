@@ -31,7 +31,7 @@ CORE_SRC  := src/format.c src/io.c src/reader.c src/restore.c src/writer.c
 CORE_OBJ  := $(CORE_SRC:src/%.c=$(B)/%.o)
 HDRS      := src/vma.h src/internal.h
 
-.PHONY: all deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
+.PHONY: all asan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
 
 all: $(B)/vma $(B)/vma.so $(B)/libvma.a
 
@@ -55,8 +55,22 @@ $(B)/vma.so: $(B)/lvma.o $(B)/libvma.a
 	$(CC) $(LDFLAGS) -shared -o $@ $(B)/lvma.o $(B)/libvma.a \
 	  $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib) -lpthread
 
-$(B)/test_core: tests/c/test_core.c $(B)/libvma.a
-	$(CC) $(CFLAGS) -o $@ $< $(B)/libvma.a $(LDLIBS)
+$(B)/test_core: tests/c/test_core.c $(B)/libvma.a $(HDRS)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(B)/libvma.a $(LDLIBS)
+
+# the same programs under AddressSanitizer + UndefinedBehaviorSanitizer
+ASAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=undefined -Wall -Wextra -Werror $(PKG_CFLAGS) \
+               -DVMA_VERSION='"$(VERSION)"'
+asan: $(B)/asan/vma $(B)/asan/test_core
+
+$(B)/asan/vma: src/main.c src/lvma.c $(CORE_SRC) $(HDRS)
+	@mkdir -p $(B)/asan
+	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -o $@ src/main.c src/lvma.c $(CORE_SRC) $(LDLIBS)
+
+$(B)/asan/test_core: tests/c/test_core.c $(CORE_SRC) $(HDRS)
+	@mkdir -p $(B)/asan
+	$(CC) $(ASAN_CFLAGS) -Isrc -o $@ tests/c/test_core.c $(CORE_SRC) $(LDLIBS)
 
 deps:
 	@sh tools/deps.sh $(DEBS)

@@ -31,11 +31,15 @@ static char *find_luadir(void)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = 0;
-            char cand[PATH_MAX + 32];
-            snprintf(cand, sizeof(cand), "%s/../lua/vma/cli.lua", exe);
-            if (access(cand, R_OK) == 0) {
-                snprintf(cand, sizeof(cand), "%s/../lua", exe);
-                return realpath(cand, NULL);
+            /* build/vma and build/asan/vma run from the source tree */
+            static const char *const up[] = {"/..", "/../.."};
+            for (unsigned i = 0; i < 2; i++) {
+                char cand[PATH_MAX + 32];
+                snprintf(cand, sizeof(cand), "%s%s/lua/vma/cli.lua", exe, up[i]);
+                if (access(cand, R_OK) == 0) {
+                    snprintf(cand, sizeof(cand), "%s%s/lua", exe, up[i]);
+                    return realpath(cand, NULL);
+                }
             }
         }
     }

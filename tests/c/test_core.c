@@ -1,0 +1,356 @@
+/* test_core.c - unit tests of libvma (reader, writer, restore engine).
+ * Prints one line per failure and ends with "N passed, N failed". */
+#define _GNU_SOURCE
+#include "vma.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...) do { \
+        if (cond) { passed++; } else { \
+            failed++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } \
+    } while (0)
+
+static char tmpdir[] = "/tmp/vma-unit.XXXXXX";
+
+static char *tpath(const char *name)
+{
+    return g_strdup_printf("%s/%s", tmpdir, name);
+}
+
+static void fill_random(uint8_t *buf, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(seed >> 16);
+    }
+}
+
+static gboolean file_equals(const char *path, const uint8_t *want, size_t len)
+{
+    gchar *data;
+    gsize n;
+    if (!g_file_get_contents(path, &data, &n, NULL))
+        return FALSE;
+    gboolean eq = n == len && memcmp(data, want, len) == 0;
+    g_free(data);
+    return eq;
+}
+
+static void test_names(void)
+{
+    const char *good[] = {"qemu-server.conf", "drive-scsi0", "vmstate", "a b", "été", NULL};
+    const char *bad[] = {"", ".", "..", "../x", "a/b", "x\n", "\x7f", "\xff\xfe", NULL};
+    for (int i = 0; good[i]; i++)
+        CHECK(vma_name_is_safe(good[i], NULL), "'%s' should be safe", good[i]);
+    for (int i = 0; bad[i]; i++) {
+        GError *e = NULL;
+        CHECK(!vma_name_is_safe(bad[i], &e) && e, "name %d should be unsafe", i);
+        g_clear_error(&e);
+    }
+    char longname[300];
+    memset(longname, 'a', 299);
+    longname[299] = 0;
+    CHECK(!vma_name_is_safe(longname, NULL), "299-byte name should be unsafe");
+}
+
+static void test_zero(void)
+{
+    uint8_t buf[VMA_BLOCK_SIZE] = {0};
+    CHECK(vma_is_zero(buf, sizeof(buf)), "zero block");
+    CHECK(vma_is_zero(buf, 7), "short zero");
+    size_t pos[] = {0, 1, 63, 64, 65, 2048, 4095};
+    for (unsigned i = 0; i < G_N_ELEMENTS(pos); i++) {
+        buf[pos[i]] = 1;
+        CHECK(!vma_is_zero(buf, sizeof(buf)), "non-zero byte at %zu", pos[i]);
+        buf[pos[i]] = 0;
+    }
+}
+
+static void test_md5(void)
+{
+    uint8_t out[16];
+    vma_md5("abc", 3, out);
+    static const uint8_t want[16] = {0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0,
+                                     0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1, 0x7f, 0x72};
+    CHECK(memcmp(out, want, 16) == 0, "md5(abc)");
+}
+
+/* write an archive with two devices whose clusters are written in an
+ * interleaved, reversed order, then restore and compare */
+static void test_round_trip(vma_compress comp, const char *name)
+{
+    const uint64_t size1 = 5000, size2 = 3 * VMA_CLUSTER_SIZE + 12345;
+    uint64_t cap1 = vma_clusters(size1) * VMA_CLUSTER_SIZE, cap2 = vma_clusters(size2) * VMA_CLUSTER_SIZE;
+    uint8_t *img1 = g_malloc0(cap1), *img2 = g_malloc0(cap2);
+    fill_random(img1, size1, 1);
+    fill_random(img2, size2, 2);
+    memset(img2 + VMA_CLUSTER_SIZE, 0, VMA_CLUSTER_SIZE);           /* a zero cluster */
+    for (unsigned j = 0; j < 16; j += 2)                               /* checkerboard */
+        memset(img2 + 2 * VMA_CLUSTER_SIZE + j * VMA_BLOCK_SIZE, 0, VMA_BLOCK_SIZE);
+
+    char *arch = tpath(name);
+    GError *e = NULL;
+    vma_writer_opts o = {.ctime = 1234567890, .compress = comp};
+    vma_writer *w = vma_writer_create(arch, &o, &e);
+    CHECK(w != NULL, "create %s: %s", name, e ? e->message : "");
+    if (!w)
+        return;
+    CHECK(vma_writer_add_config(w, "qemu-server.conf", "memory: 512\n", 12, NULL) == 0, "config");
+    CHECK(vma_writer_add_config(w, "empty.conf", "", 0, NULL) == 0, "empty config");
+    int d1 = vma_writer_add_device(w, "drive-scsi0", size1, NULL);
+    int d2 = vma_writer_add_device(w, "drive-virtio1", size2, NULL);
+    CHECK(d1 == 1 && d2 == 2, "device ids %d %d", d1, d2);
+    /* reversed for device 2, interleaved with device 1 */
+    for (int c = 3; c >= 0; c--) {
+        CHECK(vma_writer_write_cluster(w, 2, (uint32_t)c, img2 + (size_t)c * VMA_CLUSTER_SIZE, &e) == 0,
+              "write cluster %d", c);
+        if (c == 2)
+            CHECK(vma_writer_write_cluster(w, 1, 0, img1, &e) == 0, "write dev1");
+    }
+    CHECK(vma_writer_write_cluster(w, 1, 0, img1, NULL) < 0, "a duplicate cluster is refused");
+    CHECK(vma_writer_add_config(w, "late.conf", "x", 1, NULL) < 0, "config after data refused");
+    /* the failed duplicate put the writer in no failed state: only checks */
+    CHECK(vma_writer_close(w, &e) == 0, "close: %s", e ? e->message : "");
+    g_clear_error(&e);
+    vma_writer_free(w);
+
+    vma_reader *r = vma_reader_open(arch, &e);
+    CHECK(r != NULL, "open %s: %s", name, e ? e->message : "");
+    if (!r)
+        return;
+    const vma_header *h = vma_reader_header(r);
+    CHECK(h->ctime == 1234567890, "ctime");
+    CHECK(h->n_configs == 2 && h->configs[1].len == 0, "configs");
+    CHECK(h->devices[1] && h->devices[1]->size == 5120, "size rounded up to 512: %" G_GUINT64_FORMAT,
+          h->devices[1] ? h->devices[1]->size : 0);
+    CHECK(h->devices[2] && h->devices[2]->size == ((size2 + 511) & ~511ull), "size 2");
+    CHECK(vma_reader_compression(r) == comp, "compression detected");
+
+    char *p1 = tpath("out1.raw"), *p2 = tpath("out2.raw");
+    unlink(p1);
+    unlink(p2);
+    vma_target t1 = {.fd = open(p1, O_WRONLY | O_CREAT | O_EXCL, 0644), .fresh = TRUE};
+    vma_target t2 = {.fd = open(p2, O_WRONLY | O_CREAT | O_EXCL, 0644), .fresh = TRUE};
+    vma_target *targets[256] = {0};
+    targets[1] = &t1;
+    targets[2] = &t2;
+    vma_stats st;
+    int rc = vma_restore(r, targets, NULL, NULL, &st, &e);
+    CHECK(rc == 0, "restore %s: %s", name, e ? e->message : "");
+    g_clear_error(&e);
+    close(t1.fd);
+    close(t2.fd);
+    CHECK(file_equals(p1, img1, 5120), "device 1 restored byte for byte");
+    CHECK(file_equals(p2, img2, (size2 + 511) & ~511ull), "device 2 restored byte for byte");
+    CHECK(st.clusters_done == 5, "clusters %" G_GUINT64_FORMAT, st.clusters_done);
+    vma_reader_free(r);
+    unlink(p1);
+    unlink(p2);
+    unlink(arch);
+    g_free(p1);
+    g_free(p2);
+    g_free(arch);
+    g_free(img1);
+    g_free(img2);
+}
+
+static void test_incomplete_writer(void)
+{
+    char *arch = tpath("incomplete.vma");
+    GError *e = NULL;
+    vma_writer *w = vma_writer_create(arch, NULL, &e);
+    CHECK(w != NULL, "create");
+    vma_writer_add_device(w, "disk0", 3 * VMA_CLUSTER_SIZE, NULL);
+    vma_writer_write_cluster(w, 1, 0, NULL, NULL);
+    CHECK(vma_writer_close(w, &e) < 0 && e && e->code == VMA_ERR_INCOMPLETE,
+          "close with missing clusters fails");
+    g_clear_error(&e);
+    vma_writer_free(w);
+    CHECK(access(arch, F_OK) < 0, "no archive under the final name");
+    gchar *listing = NULL;
+    g_spawn_command_line_sync("sh -c 'ls -A /tmp/vma-unit.*/ | grep -c tmp || true'", &listing, NULL, NULL, NULL);
+    CHECK(listing && atoi(listing) == 0, "no temporary file left");
+    g_free(listing);
+
+    /* an existing file is never replaced */
+    g_file_set_contents(arch, "precious", 8, NULL);
+    w = vma_writer_create(arch, NULL, &e);
+    CHECK(w == NULL && e, "an existing archive is refused");
+    g_clear_error(&e);
+    CHECK(file_equals(arch, (const uint8_t *)"precious", 8), "existing file untouched");
+    unlink(arch);
+    g_free(arch);
+}
+
+/* a sparse image goes through write_fd and comes back identical */
+static void test_sparse_fd(void)
+{
+    char *img = tpath("sparse.img"), *arch = tpath("sparse.vma"), *out = tpath("sparse.out");
+    uint64_t size = 64ull * 1024 * 1024 + 777;
+    int fd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)size) == 0, "make sparse image");
+    uint8_t data[100000];
+    fill_random(data, sizeof(data), 7);
+    uint64_t offs[] = {0, 5 * VMA_CLUSTER_SIZE + 100, 40ull * 1024 * 1024, size - 777};
+    for (unsigned i = 0; i < G_N_ELEMENTS(offs); i++) {
+        size_t n = MIN(sizeof(data), size - offs[i]);
+        CHECK(pwrite(fd, data, n, (off_t)offs[i]) == (ssize_t)n, "pwrite");
+    }
+    GError *e = NULL;
+    vma_writer *w = vma_writer_create(arch, NULL, &e);
+    int id = vma_writer_add_device(w, "disk0", size, &e);
+    CHECK(vma_writer_write_fd(w, (uint8_t)id, fd, NULL, NULL, &e) == 0, "write_fd: %s", e ? e->message : "");
+    CHECK(vma_writer_close(w, &e) == 0, "close: %s", e ? e->message : "");
+    vma_writer_free(w);
+
+    vma_reader *r = vma_reader_open(arch, &e);
+    CHECK(r != NULL, "open sparse archive");
+    vma_target t = {.fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), .fresh = TRUE};
+    vma_target *targets[256] = {0};
+    targets[1] = &t;
+    CHECK(vma_restore(r, targets, NULL, NULL, NULL, &e) == 0, "restore sparse");
+    close(t.fd);
+    vma_reader_free(r);
+    gchar *a = NULL, *b = NULL;
+    gsize na = 0, nb = 0;
+    g_file_get_contents(img, &a, &na, NULL);
+    g_file_get_contents(out, &b, &nb, NULL);
+    uint64_t want = (size + 511) & ~511ull;
+    CHECK(nb == want && na == size && memcmp(a, b, na) == 0 && vma_is_zero(b + na, nb - na),
+          "sparse image restored byte for byte (%zu, %zu)", na, nb);
+    struct stat st;
+    CHECK(stat(out, &st) == 0 && (uint64_t)st.st_blocks * 512 < 4 * 1024 * 1024,
+          "restored image is sparse (%lld blocks)", (long long)st.st_blocks);
+    g_free(a);
+    g_free(b);
+    close(fd);
+    unlink(img);
+    unlink(arch);
+    unlink(out);
+    g_free(img);
+    g_free(arch);
+    g_free(out);
+}
+
+/* corruptions of a good archive are reported with the right kind */
+static void test_corruption(void)
+{
+    char *arch = tpath("good.vma"), *bad = tpath("bad.vma");
+    GError *e = NULL;
+    vma_writer *w = vma_writer_create(arch, NULL, &e);
+    vma_writer_add_config(w, "qemu-server.conf", "x", 1, NULL);
+    vma_writer_add_device(w, "disk0", 2 * VMA_CLUSTER_SIZE, NULL);
+    uint8_t cl[VMA_CLUSTER_SIZE];
+    fill_random(cl, sizeof(cl), 3);
+    vma_writer_write_cluster(w, 1, 0, cl, NULL);
+    vma_writer_write_cluster(w, 1, 1, cl, NULL);
+    CHECK(vma_writer_close(w, &e) == 0, "close");
+    vma_writer_free(w);
+    gchar *good;
+    gsize n;
+    g_file_get_contents(arch, &good, &n, NULL);
+
+    struct { size_t off; size_t trunc; int code; const char *what; } cases[] = {
+        {100, 0, VMA_ERR_FORMAT, "header checksum"},
+        {0, 0, VMA_ERR_FORMAT, "magic"},
+        {12800 + 30, 0, VMA_ERR_FORMAT, "extent checksum"},
+        {n - 5, 0, -1, "data byte (not protected by the format)"},
+        {0, 12800 + 100, VMA_ERR_INCOMPLETE, "truncated extent header"},
+        {0, n - 4096, VMA_ERR_INCOMPLETE, "truncated extent data"},
+        {0, 5000, VMA_ERR_INCOMPLETE, "truncated header"},
+        {0, 12800, VMA_ERR_INCOMPLETE, "no extents: missing clusters"},
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        gchar *copy = g_memdup2(good, n);
+        size_t len = cases[i].trunc ? cases[i].trunc : n;
+        if (!cases[i].trunc)
+            copy[cases[i].off] ^= 0x5a;
+        g_file_set_contents(bad, copy, (gssize)len, NULL);
+        g_free(copy);
+        vma_reader *r = vma_reader_open(bad, &e);
+        if (r) {
+            vma_restore(r, NULL, NULL, NULL, NULL, &e);
+            vma_reader_free(r);
+        }
+        if (cases[i].code < 0)
+            CHECK(e == NULL, "%s: should pass", cases[i].what);
+        else
+            CHECK(e && e->code == cases[i].code, "%s: expected code %d, got %s", cases[i].what,
+                  cases[i].code, e ? e->message : "success");
+        g_clear_error(&e);
+    }
+    g_free(good);
+    unlink(arch);
+    unlink(bad);
+    g_free(arch);
+    g_free(bad);
+}
+
+/* the Proxmox fixtures read with the statistics Proxmox's vma prints */
+static void test_fixtures(const char *root)
+{
+    char *path = g_strdup_printf("%s/proxmox/a-two-drives/a-two-drives.vma", root);
+    GError *e = NULL;
+    vma_reader *r = vma_reader_open(path, &e);
+    CHECK(r != NULL, "open fixture %s: %s", path, e ? e->message : "");
+    g_free(path);
+    if (!r)
+        return;
+    const vma_header *h = vma_reader_header(r);
+    CHECK(h->n_configs == 2 && h->n_devices == 2, "fixture counts");
+    CHECK(vma_reader_find_device(r, "drive-virtio1") && vma_reader_find_device(r, "drive-virtio1")->size == 144384,
+          "fixture device size");
+    vma_stats st;
+    CHECK(vma_restore(r, NULL, NULL, NULL, &st, &e) == 0, "verify fixture");
+    CHECK(st.clusters_done == 20 && st.zero_bytes == 713728, "fixture stats %" G_GUINT64_FORMAT,
+          st.zero_bytes);
+    vma_reader_free(r);
+}
+
+static void test_bitmap_scale(void)
+{
+    /* a 1 TiB device: the reader's bookkeeping must stay small */
+    char *arch = tpath("huge-header.vma");
+    GError *e = NULL;
+    vma_writer *w = vma_writer_create(arch, NULL, &e);
+    CHECK(vma_writer_add_device(w, "disk0", 1ull << 40, &e) == 1, "1 TiB device");
+    CHECK(vma_writer_add_device(w, "disk1", 1ull << 49, NULL) < 0, "2^49 bytes is refused");
+    vma_writer_free(w); /* abandoned: nothing stays */
+    CHECK(access(arch, F_OK) < 0, "abandoned archive removed");
+    g_free(arch);
+}
+
+int main(int argc, char **argv)
+{
+    const char *fixtures = argc > 1 ? argv[1] : "tests/fixtures";
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_names();
+    test_zero();
+    test_md5();
+    test_round_trip(VMA_COMPRESS_NONE, "rt.vma");
+    test_round_trip(VMA_COMPRESS_ZSTD, "rt.vma.zst");
+    test_round_trip(VMA_COMPRESS_GZIP, "rt.vma.gz");
+    test_incomplete_writer();
+    test_sparse_fd();
+    test_corruption();
+    test_fixtures(fixtures);
+    test_bitmap_scale();
+    char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", tmpdir);
+    g_free(cmd);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
