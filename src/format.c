@@ -20,7 +20,10 @@ void vma_set_errno(GError **err, int errnum, const char *fmt, ...)
     va_start(ap, fmt);
     char *msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s: %s", msg, g_strerror(errnum));
+    if (errnum == EINTR)  /* a signal stopped a blocking call: see vma_interrupt() */
+        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted (%s)", msg);
+    else
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s: %s", msg, g_strerror(errnum));
     g_free(msg);
 }
 
@@ -126,7 +129,7 @@ int vma_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, GError **err
     while (n > 0) {
         ssize_t w = pwrite(fd, p, n, (off_t)off);
         if (w < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR && !vma_interrupted())
                 continue;
             vma_set_errno(err, errno, "write failed at offset %" G_GUINT64_FORMAT, off);
             return -1;
@@ -148,7 +151,7 @@ int vma_write_all(int fd, const void *buf, size_t n, GError **err)
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR && !vma_interrupted())
                 continue;
             vma_set_errno(err, errno, "write failed");
             return -1;

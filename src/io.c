@@ -73,7 +73,7 @@ static int child_send(child_proc *c, const void *buf, size_t n, GError **err)
     while (n > 0) {
         ssize_t w = send(c->to_child, p, n, MSG_NOSIGNAL);
         if (w < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR && !vma_interrupted())
                 continue;
             vma_set_errno(err, errno, "write to compressor");
             return -1;
@@ -158,7 +158,7 @@ static ssize_t read_fd(int fd, void *buf, size_t n, GError **err)
     while (got < n) {
         ssize_t r = read(fd, (char *)buf + got, n - got);
         if (r < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR && !vma_interrupted())
                 continue;
             vma_set_errno(err, errno, "read failed");
             return -1;
@@ -180,7 +180,7 @@ static ssize_t raw_fill(vma_in *in, GError **err)
     ssize_t r;
     do {
         r = read(in->fd, in->raw, RAW_BUF_SIZE);
-    } while (r < 0 && errno == EINTR);
+    } while (r < 0 && errno == EINTR && !vma_interrupted());
     if (r < 0) {
         vma_set_errno(err, errno, "read failed");
         return -1;

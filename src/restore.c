@@ -42,7 +42,7 @@ static int run_flush(run *ru, GError **err)
     while (left > 0) {
         ssize_t w = pwritev(ru->t->fd, iov, n, (off_t)off);
         if (w < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR && !vma_interrupted())
                 continue;
             vma_set_errno(err, errno, "write failed at offset %" G_GUINT64_FORMAT, off);
             return -1;

@@ -358,7 +358,7 @@ static ssize_t pread_full(int fd, uint8_t *buf, size_t n, uint64_t off, GError *
     while (got < n) {
         ssize_t r = pread(fd, buf + got, n - got, (off_t)(off + got));
         if (r < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR && !vma_interrupted())
                 continue;
             vma_set_errno(err, errno, "read failed at offset %" G_GUINT64_FORMAT, off + got);
             return -1;
