@@ -8,9 +8,9 @@ PREFIX    ?= /usr/local
 DESTDIR   ?=
 BINDIR    ?= $(PREFIX)/bin
 DATADIR   ?= $(PREFIX)/share/vma
-LUADIR    ?= $(DATADIR)/lua
+LUADIR    ?= $(PREFIX)/share/lua/5.4
 MANDIR    ?= $(PREFIX)/share/man
-LUA_CMOD  ?= $(PREFIX)/lib/x86_64-linux-gnu/lua/5.4
+LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
 VERSION   := 0.1.0
 
 CC        ?= cc

@@ -13,6 +13,8 @@
 
 int luaopen_vma(lua_State *L);
 
+#define G_N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
+
 #ifndef VMA_LUADIR
 #define VMA_LUADIR "/usr/local/share/vma/lua"
 #endif
@@ -31,13 +33,14 @@ static char *find_luadir(void)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = 0;
-            /* build/vma and build/asan/vma run from the source tree */
-            static const char *const up[] = {"/..", "/../.."};
-            for (unsigned i = 0; i < 2; i++) {
-                char cand[PATH_MAX + 32];
-                snprintf(cand, sizeof(cand), "%s%s/lua/vma/cli.lua", exe, up[i]);
+            /* build/vma and build/asan/vma run from the source tree;
+             * PREFIX/bin/vma finds PREFIX/share/lua/5.4 wherever PREFIX is */
+            static const char *const rel[] = {"/../lua", "/../../lua", "/../share/lua/5.4"};
+            for (unsigned i = 0; i < G_N_ELEMENTS(rel); i++) {
+                char cand[PATH_MAX + 64];
+                snprintf(cand, sizeof(cand), "%s%s/vma/cli.lua", exe, rel[i]);
                 if (access(cand, R_OK) == 0) {
-                    snprintf(cand, sizeof(cand), "%s%s/lua", exe, up[i]);
+                    snprintf(cand, sizeof(cand), "%s%s", exe, rel[i]);
                     return realpath(cand, NULL);
                 }
             }
