@@ -70,10 +70,14 @@ end
 
 --- JSON text of a Lua value (dkjson: keeps key order stable and empty
 -- arrays as arrays when marked with M.array).
-function M.json(value)
+-- keyorder (optional): keys written first, in this order.
+function M.json(value, keyorder)
   local json = require "dkjson"
-  return json.encode(value)
+  return json.encode(value, { keyorder = keyorder })
 end
+
+--- The JSON null (a key whose value must be written even when absent).
+M.null = setmetatable({}, { __tojson = function() return "null" end })
 
 function M.array(t)
   return setmetatable(t or {}, { __jsontype = "array" })

@@ -123,37 +123,18 @@ local function format_table(header, rows)
   return table.concat(lines, "\n") .. "\n"
 end
 
--- JSON: cjson escapes the strings; numbers are written as integers by hand
--- (cjson 2.1 rounds integers beyond 14 digits) and an empty array is "[]".
-local function json_value(cjson, v)
-  local t = type(v)
-  if t == "string" then return (cjson.encode(v):gsub("\\/", "/")) end
-  if t == "boolean" then return v and "true" or "false" end
-  if t == "number" then
-    local i = math.tointeger(v)
-    if i then return string.format("%d", i) end
-    return cjson.encode(v)
-  end
-  return "null"
-end
-
 local JSON_FIELDS = { "file", "path", "group", "type", "vmid", "time", "ctime", "size",
                       "protected", "notes", "mark", "reason", "rule", "deleted" }
 
 local function json_array(records)
-  local cjson = require "cjson"
-  if #records == 0 then return "[]\n" end
-  local items = {}
+  local ui = require "vma.ui"
+  local items = ui.array()
   for _, rec in ipairs(records) do
-    local parts = {}
-    for _, k in ipairs(JSON_FIELDS) do
-      if rec[k] ~= nil then
-        parts[#parts + 1] = cjson.encode(k) .. ":" .. json_value(cjson, rec[k])
-      end
-    end
-    items[#items + 1] = "{" .. table.concat(parts, ",") .. "}"
+    local item = {}
+    for _, k in ipairs(JSON_FIELDS) do item[k] = rec[k] end
+    items[#items + 1] = item
   end
-  return "[\n" .. table.concat(items, ",\n") .. "\n]\n"
+  return ui.json(items, JSON_FIELDS) .. "\n"
 end
 
 -- ---- calendar ---------------------------------------------------------------

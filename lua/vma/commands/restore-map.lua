@@ -22,47 +22,22 @@ ending with "done"), computed from the archive's devices and config.
 See docs/restore-maps.md.
 ]]
 
-local function json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    local named = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
-    return named[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
-
-local function json_value(v)
-  if v == nil then return "null" end
-  if type(v) == "string" then return json_string(v) end
-  return tostring(v)
-end
-
 -- { "archive": ..., "vmid": ..., "devices": [ {devname, skip | path, write_zero, format...} ] }
 local function to_json(archive, entries)
-  local items = {}
+  local ui = require "vma.ui"
+  local devices = ui.array()
   for _, e in ipairs(entries) do
-    local f = { '"devname": ' .. json_string(e.devname) }
+    local d = { devname = e.devname }
     if e.skip then
-      f[#f + 1] = '"skip": true'
+      d.skip = true
     else
-      f[#f + 1] = '"path": ' .. json_string(e.path)
-      f[#f + 1] = '"write_zero": ' .. tostring(e.write_zero)
-      for _, k in ipairs({ "format", "bps", "group", "cache" }) do
-        if e[k] ~= nil then f[#f + 1] = json_string(k) .. ": " .. json_value(e[k]) end
-      end
+      d.path, d.write_zero = e.path, e.write_zero
+      for _, k in ipairs({ "format", "bps", "group", "cache" }) do d[k] = e[k] end
     end
-    items[#items + 1] = "    { " .. table.concat(f, ", ") .. " }"
+    devices[#devices + 1] = d
   end
-  local out = {
-    "{",
-    '  "archive": ' .. json_value(archive.path) .. ",",
-    '  "vmid": ' .. json_value(archive.vmid) .. ",",
-  }
-  if #items == 0 then
-    out[#out + 1] = '  "devices": []'
-  else
-    out[#out + 1] = '  "devices": [\n' .. table.concat(items, ",\n") .. "\n  ]"
-  end
-  out[#out + 1] = "}"
-  return table.concat(out, "\n") .. "\n"
+  return ui.json({ archive = archive.path, vmid = archive.vmid or ui.null, devices = devices },
+    { "archive", "vmid", "devices", "devname", "skip", "path", "write_zero", "format" }) .. "\n"
 end
 
 local function fail(msg)
