@@ -225,7 +225,8 @@ static gboolean parse_header(vma_reader *r, GError **err)
         snprintf(field, sizeof(field), "the content of config '%s'", name);
         if (blob_get(&b, dp, field, &data, &len, err) < 0)
             goto out;
-        c->data = g_memdup2(data, len ? len : 1);
+        /* an empty blob may end the header: copy nothing from it */
+        c->data = len ? g_memdup2(data, len) : g_malloc0(1);
         c->len = len;
         for (unsigned k = 0; k + 1 < h->n_configs; k++) {
             if (strcmp(h->configs[k].name, name) == 0) {
