@@ -18,7 +18,7 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib
 # Debian packages needed to build, test and run (installed by `make deps`)
 DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
              libzstd-dev zlib1g-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
-             lzop zstd gzip valgrind clang libclang-rt-14-dev
+             lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -100,7 +100,7 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(LUA_CMOD)/vma.so $(DESTDIR)$(MANDIR)/man1/vma.1
-	rm -rf $(DESTDIR)$(LUADIR)
+	rm -rf $(DESTDIR)$(LUADIR)/vma
 
 clean:
 	rm -rf $(B)

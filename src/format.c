@@ -166,32 +166,35 @@ int vma_write_all(int fd, const void *buf, size_t n, GError **err)
     return 0;
 }
 
-/* ---- bitmap: chunks of 2^20 bits (128 KiB), allocated on first use ---- */
-
-#define CHUNK_BITS_LOG 20
-#define CHUNK_BITS ((uint64_t)1 << CHUNK_BITS_LOG)
-#define CHUNK_WORDS (CHUNK_BITS / 64)
+/* ---- cluster sets: sorted runs [start, end) in a balanced tree ----
+ *
+ * Backups write clusters mostly in order, so a device's clusters collapse
+ * into a handful of runs whatever its size.  A hostile archive that
+ * scatters clusters costs one tree node per cluster it actually sends, and
+ * no more than max_runs of them. */
 
 struct vma_bitmap {
     uint64_t nbits;
-    uint64_t nchunks;
-    uint64_t **chunks;
+    uint64_t max_runs;
+    GTree *runs; /* key: start, value: end (exclusive), both as pointers */
 };
 
-vma_bitmap *vma_bitmap_new(uint64_t nbits)
+#define U2P(x) ((gpointer)(uintptr_t)(x))
+#define P2U(p) ((uint64_t)(uintptr_t)(p))
+
+static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer ud)
 {
-    vma_bitmap *b = g_try_new0(vma_bitmap, 1);
-    if (!b)
-        return NULL;
+    (void)ud;
+    uint64_t x = P2U(a), y = P2U(b);
+    return x < y ? -1 : x > y;
+}
+
+vma_bitmap *vma_bitmap_new(uint64_t nbits, uint64_t max_runs)
+{
+    vma_bitmap *b = g_new0(vma_bitmap, 1);
     b->nbits = nbits;
-    b->nchunks = (nbits + CHUNK_BITS - 1) / CHUNK_BITS;
-    if (b->nchunks) {
-        b->chunks = g_try_new0(uint64_t *, b->nchunks);
-        if (!b->chunks) {
-            g_free(b);
-            return NULL;
-        }
-    }
+    b->max_runs = max_runs;
+    b->runs = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
     return b;
 }
 
@@ -199,56 +202,71 @@ void vma_bitmap_free(vma_bitmap *b)
 {
     if (!b)
         return;
-    for (uint64_t i = 0; i < b->nchunks; i++)
-        g_free(b->chunks[i]);
-    g_free(b->chunks);
+    g_tree_destroy(b->runs);
     g_free(b);
 }
 
 int vma_bitmap_test_and_set(vma_bitmap *b, uint64_t i)
 {
-    uint64_t c = i >> CHUNK_BITS_LOG;
-    uint64_t *chunk = b->chunks[c];
-    if (!chunk) {
-        chunk = b->chunks[c] = g_try_new0(uint64_t, CHUNK_WORDS);
-        if (!chunk)
+    GTreeNode *next = g_tree_upper_bound(b->runs, U2P(i)); /* first start > i */
+    GTreeNode *prev = next ? g_tree_node_previous(next) : g_tree_node_last(b->runs);
+    uint64_t pend = prev ? P2U(g_tree_node_value(prev)) : 0;
+    if (prev && pend > i)
+        return 1; /* already in a run */
+    gboolean joins_prev = prev && pend == i;
+    gboolean joins_next = next && P2U(g_tree_node_key(next)) == i + 1;
+    if (joins_prev && joins_next) {
+        uint64_t nend = P2U(g_tree_node_value(next));
+        g_tree_remove(b->runs, g_tree_node_key(next));
+        g_tree_replace(b->runs, g_tree_node_key(prev), U2P(nend));
+    } else if (joins_prev) {
+        g_tree_replace(b->runs, g_tree_node_key(prev), U2P(i + 1));
+    } else if (joins_next) {
+        uint64_t nend = P2U(g_tree_node_value(next));
+        g_tree_remove(b->runs, g_tree_node_key(next));
+        g_tree_insert(b->runs, U2P(i), U2P(nend));
+    } else {
+        if ((uint64_t)g_tree_nnodes(b->runs) >= b->max_runs)
             return -1;
+        g_tree_insert(b->runs, U2P(i), U2P(i + 1));
     }
-    uint64_t bit = i & (CHUNK_BITS - 1);
-    uint64_t m = (uint64_t)1 << (bit & 63);
-    int old = (chunk[bit >> 6] & m) != 0;
-    chunk[bit >> 6] |= m;
-    return old;
+    return 0;
+}
+
+uint64_t vma_bitmap_runs(const vma_bitmap *b)
+{
+    return (uint64_t)g_tree_nnodes(b->runs);
+}
+
+typedef struct {
+    uint64_t pos, clear, first;
+    gboolean found;
+} count_ctx;
+
+static gboolean count_gap(gpointer key, gpointer value, gpointer ud)
+{
+    count_ctx *c = ud;
+    uint64_t start = P2U(key), end = P2U(value);
+    if (start > c->pos) {
+        if (!c->found) {
+            c->first = c->pos;
+            c->found = TRUE;
+        }
+        c->clear += start - c->pos;
+    }
+    c->pos = end;
+    return FALSE;
 }
 
 uint64_t vma_bitmap_count_clear(const vma_bitmap *b, uint64_t *first)
 {
-    uint64_t clear = 0;
-    gboolean found = FALSE;
-    for (uint64_t c = 0; c < b->nchunks; c++) {
-        uint64_t base = c * CHUNK_BITS;
-        uint64_t bits = b->nbits - base < CHUNK_BITS ? b->nbits - base : CHUNK_BITS;
-        const uint64_t *chunk = b->chunks[c];
-        if (!chunk) {
-            if (!found) {
-                *first = base;
-                found = TRUE;
-            }
-            clear += bits;
-            continue;
-        }
-        for (uint64_t w = 0; w * 64 < bits; w++) {
-            uint64_t valid = bits - w * 64 >= 64 ? ~(uint64_t)0
-                                                : (((uint64_t)1 << (bits - w * 64)) - 1);
-            uint64_t missing = ~chunk[w] & valid;
-            if (missing) {
-                if (!found) {
-                    *first = base + w * 64 + (uint64_t)__builtin_ctzll(missing);
-                    found = TRUE;
-                }
-                clear += (uint64_t)__builtin_popcountll(missing);
-            }
-        }
+    count_ctx c = {0, 0, 0, FALSE};
+    g_tree_foreach(b->runs, count_gap, &c);
+    if (c.pos < b->nbits) {
+        if (!c.found)
+            c.first = c.pos;
+        c.clear += b->nbits - c.pos;
     }
-    return clear;
+    *first = c.first;
+    return c.clear;
 }

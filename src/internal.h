@@ -40,15 +40,22 @@ enum {
     VMA_E_MD5 = 24, VMA_E_BLOCKINFO = 40,
 };
 
-/* A set of cluster numbers, allocated lazily in chunks so that a hostile
- * device size costs nothing until clusters actually arrive. */
+/* A set of cluster numbers below nbits, kept as runs so that memory follows
+ * what the archive sends, not what its header claims. */
 typedef struct vma_bitmap vma_bitmap;
-vma_bitmap *vma_bitmap_new(uint64_t nbits);
+vma_bitmap *vma_bitmap_new(uint64_t nbits, uint64_t max_runs);
 void vma_bitmap_free(vma_bitmap *b);
-/* sets bit i; returns its previous value, or -1 when memory ran out */
+/* sets bit i; returns its previous value, or -1 when more than max_runs
+ * separate runs would be needed */
 int vma_bitmap_test_and_set(vma_bitmap *b, uint64_t i);
+/* the number of separate runs held */
+uint64_t vma_bitmap_runs(const vma_bitmap *b);
 /* number of clear bits below nbits; *first gets the first clear one */
 uint64_t vma_bitmap_count_clear(const vma_bitmap *b, uint64_t *first);
+
+/* how many separate runs of clusters a reader tracks before it gives up on
+ * an archive as too fragmented (about 50 MiB of bookkeeping) */
+#define VMA_READER_MAX_RUNS (1u << 20)
 
 /* ---- buffered input with transparent decompression ---- */
 typedef struct vma_in vma_in;

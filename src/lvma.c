@@ -52,11 +52,21 @@ static int push_error(lua_State *L, GError *e)
     return 3;
 }
 
-static int push_errno(lua_State *L, const char *what, int errnum)
+/* nil, "<what> <path>: <strerror>", "io" */
+static int push_errno(lua_State *L, int errnum, const char *what, const char *path)
 {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", what, g_strerror(errnum));
-    lua_pushstring(L, "io");
+    lua_pushfstring(L, "%s %s: %s", what, path, g_strerror(errnum));
+    lua_pushstring(L, errnum == EINTR ? "interrupted" : "io");
+    return 3;
+}
+
+/* nil, message, "argument" */
+static int push_argerror(lua_State *L, const char *fmt, const char *arg)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, fmt, arg);
+    lua_pushliteral(L, "argument");
     return 3;
 }
 
@@ -70,7 +80,9 @@ static void push_uuid(lua_State *L, const uint8_t u[16])
 static int parse_uuid(const char *s, uint8_t out[16])
 {
     int n = 0;
-    for (const char *p = s; *p && n < 32; p++) {
+    for (const char *p = s; *p; p++) {
+        if (n == 32)
+            return -1; /* more than 32 hex digits */
         if (*p == '-')
             continue;
         int v = g_ascii_xdigit_value(*p);
@@ -186,7 +198,8 @@ static int reader_config(lua_State *L)
     if (!c) {
         lua_pushnil(L);
         lua_pushfstring(L, "unable to find configuration data '%s'", name);
-        return 2;
+        lua_pushliteral(L, "argument");
+        return 3;
     }
     lua_pushlstring(L, (const char *)c->data, c->len);
     return 1;
@@ -304,7 +317,6 @@ static int do_restore(lua_State *L, gboolean with_targets)
                     t->bps = (uint64_t)lua_tointeger(L, -1);
                     lua_pop(L, 2);
                     if (!path) {
-                        nret = 0;
                         lua_pushnil(L);
                         lua_pushfstring(L, "target of '%s' has no path", d->name);
                         lua_pushliteral(L, "argument");
@@ -312,10 +324,7 @@ static int do_restore(lua_State *L, gboolean with_targets)
                         goto close_targets;
                     }
                     if (open_target(path, t->fresh, &t->fd) < 0) {
-                        int en = errno;
-                        char *what = g_strdup_printf("cannot open %s", path);
-                        nret = push_errno(L, what, en);
-                        g_free(what);
+                        nret = push_errno(L, errno, "cannot open", path);
                         goto close_targets;
                     }
                     lua_pop(L, 2); /* fresh, path */
@@ -422,7 +431,7 @@ static int l_create(lua_State *L)
         if (lua_isstring(L, -1)) {
             int c = vma_compress_from_name(lua_tostring(L, -1));
             if (c < 0)
-                return luaL_error(L, "unknown compression '%s'", lua_tostring(L, -1));
+                return push_argerror(L, "unknown compression '%s'", lua_tostring(L, -1));
             o.compress = (vma_compress)c;
         }
         lua_getfield(L, 2, "level");
@@ -435,7 +444,7 @@ static int l_create(lua_State *L)
         lua_getfield(L, 2, "uuid");
         if (lua_isstring(L, -1)) {
             if (parse_uuid(lua_tostring(L, -1), uuid) < 0)
-                return luaL_error(L, "bad uuid '%s'", lua_tostring(L, -1));
+                return push_argerror(L, "bad uuid '%s'", lua_tostring(L, -1));
             o.uuid = uuid;
         }
         lua_pop(L, 5);
@@ -555,13 +564,8 @@ static int writer_write_device(lua_State *L)
             lua_pop(L, 1);
     }
     int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int en = errno;
-        char *what = g_strdup_printf("cannot open %s", path);
-        int n = push_errno(L, what, en);
-        g_free(what);
-        return n;
-    }
+    if (fd < 0)
+        return push_errno(L, errno, "cannot open", path);
     GError *e = NULL;
     int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, pc.fn ? write_progress : NULL, &pc, &e);
     close(fd);
@@ -703,10 +707,7 @@ static int l_stat(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (stat(path, &st) < 0) {
-        char *what = g_strdup_printf("cannot stat %s", path);
-        int n = push_errno(L, what, errno);
-        g_free(what);
-        return n;
+        return push_errno(L, errno, "cannot stat", path);
     }
     lua_createtable(L, 0, 3);
     const char *type = S_ISREG(st.st_mode) ? "file" : S_ISBLK(st.st_mode) ? "block"
@@ -735,10 +736,7 @@ static int l_mkdir(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     lua_Integer mode = luaL_optinteger(L, 2, 0755);
     if (mkdir(path, (mode_t)mode) < 0) {
-        char *what = g_strdup_printf("cannot create directory %s", path);
-        int n = push_errno(L, what, errno);
-        g_free(what);
-        return n;
+        return push_errno(L, errno, "cannot create directory", path);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -748,10 +746,7 @@ static int l_rmdir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     if (rmdir(path) < 0) {
-        char *what = g_strdup_printf("cannot remove directory %s", path);
-        int n = push_errno(L, what, errno);
-        g_free(what);
-        return n;
+        return push_errno(L, errno, "cannot remove directory", path);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -764,12 +759,8 @@ static int l_write_file(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        char *what = g_strdup_printf("cannot create %s", path);
-        int n = push_errno(L, what, errno);
-        g_free(what);
-        return n;
-    }
+    if (fd < 0)
+        return push_errno(L, errno, "cannot create", path);
     size_t done = 0;
     while (done < len) {
         ssize_t w = write(fd, data + done, len - done);
@@ -779,20 +770,14 @@ static int l_write_file(lua_State *L)
             int en = w < 0 ? errno : ENOSPC;
             close(fd);
             unlink(path);
-            char *what = g_strdup_printf("cannot write %s", path);
-            int n = push_errno(L, what, en);
-            g_free(what);
-            return n;
+            return push_errno(L, en, "cannot write", path);
         }
         done += (size_t)w;
     }
     if (fsync(fd) < 0 || close(fd) < 0) {
         int en = errno;
         unlink(path);
-        char *what = g_strdup_printf("cannot write %s", path);
-        int n = push_errno(L, what, en);
-        g_free(what);
-        return n;
+        return push_errno(L, en, "cannot write", path);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -803,11 +788,18 @@ static int l_rename(lua_State *L)
 {
     const char *from = luaL_checkstring(L, 1);
     const char *to = luaL_checkstring(L, 2);
-    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
-        char *what = g_strdup_printf("cannot rename %s to %s", from, to);
-        int n = push_errno(L, what, errno);
-        g_free(what);
-        return n;
+    int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+    if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
+        /* file systems without RENAME_NOREPLACE: link() never replaces */
+        rc = link(from, to);
+        if (rc == 0)
+            unlink(from);
+    }
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot rename %s to %s: %s", from, to, g_strerror(errno));
+        lua_pushliteral(L, "io");
+        return 3;
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -821,10 +813,7 @@ static int l_fsync_dir(lua_State *L)
         int en = errno;
         if (fd >= 0)
             close(fd);
-        char *what = g_strdup_printf("cannot sync %s", path);
-        int n = push_errno(L, what, en);
-        g_free(what);
-        return n;
+        return push_errno(L, en, "cannot sync", path);
     }
     close(fd);
     lua_pushboolean(L, 1);

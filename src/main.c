@@ -16,7 +16,7 @@ int luaopen_vma(lua_State *L);
 #define G_N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
 
 #ifndef VMA_LUADIR
-#define VMA_LUADIR "/usr/local/share/vma/lua"
+#define VMA_LUADIR "/usr/local/share/lua/5.4"
 #endif
 
 /* where the bundled Lua scripts are: $VMA_LUA_DIR, the source tree next to

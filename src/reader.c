@@ -21,6 +21,7 @@ struct vma_reader {
     uint64_t vmstate_next;              /* next vmstate cluster expected */
     uint8_t vmstate_id;
     gboolean at_end;
+    uint64_t runs;                      /* runs held over all devices */
 };
 
 static void header_clear(vma_header *h)
@@ -276,11 +277,7 @@ static gboolean parse_header(vma_reader *r, GError **err)
         if (d->is_vmstate) {
             r->vmstate_id = (uint8_t)id;
         } else {
-            r->seen[id] = vma_bitmap_new(vma_clusters(size));
-            if (!r->seen[id]) {
-                g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory");
-                goto out;
-            }
+            r->seen[id] = vma_bitmap_new(vma_clusters(size), VMA_READER_MAX_RUNS);
         }
     }
     if (h->n_configs == 0 && h->n_devices == 0) {
@@ -466,11 +463,13 @@ int vma_reader_next(vma_reader *r, vma_extent *ext, GError **err)
                         s->cluster, r->vmstate_next);
             r->vmstate_next++;
         } else {
-            int old = vma_bitmap_test_and_set(r->seen[s->dev_id], s->cluster);
-            if (old < 0) {
-                g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory");
-                return -1;
-            }
+            vma_bitmap *seen = r->seen[s->dev_id];
+            uint64_t before = vma_bitmap_runs(seen);
+            int old = vma_bitmap_test_and_set(seen, s->cluster);
+            r->runs = r->runs + vma_bitmap_runs(seen) - before;
+            if (old < 0 || r->runs > VMA_READER_MAX_RUNS)
+                EXT_ERR(VMA_ERR_FORMAT, "clusters of device '%s' are scattered beyond what a "
+                        "backup writes (more than %u separate runs)", d->name, VMA_READER_MAX_RUNS);
             if (old)
                 EXT_ERR(VMA_ERR_FORMAT, "duplicate cluster %u of device '%s'", s->cluster, d->name);
         }

@@ -28,8 +28,13 @@
 #define VMA_MAX_WRITER_DEVICES  254u   /* writers use 1..254 */
 /* cluster numbers are 32 bits: no device can be larger than this */
 #define VMA_MAX_DEVICE_SIZE     ((uint64_t)1 << 48)
-/* the largest header a legal writer can produce (all configs and names full) */
-#define VMA_MAX_HEADER_SIZE     (VMA_HEADER_FIXED_SIZE + 3u * 256u * 65538u + 512u)
+/* longest config or device name (with its NUL) that this tool accepts */
+#define VMA_MAX_NAME_SIZE       256u
+/* the largest header with every config full and every name at its longest:
+ * 256 configs of name + content, 255 device names, blob offset 0, padding */
+#define VMA_MAX_HEADER_SIZE     ((VMA_HEADER_FIXED_SIZE + \
+                                  256u * (2u + VMA_MAX_NAME_SIZE + 2u + VMA_MAX_CONFIG_SIZE) + \
+                                  255u * (2u + VMA_MAX_NAME_SIZE) + 1u + 511u) / 512u * 512u)
 
 #define VMA_ERROR (vma_error_quark())
 GQuark vma_error_quark(void);

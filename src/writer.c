@@ -53,6 +53,16 @@ struct vma_writer {
     gboolean overwrite;
 };
 
+/* an unsafe name from the caller is an argument error */
+static gboolean name_ok(const char *name, GError **err)
+{
+    if (vma_name_is_safe(name, err))
+        return TRUE;
+    if (err && *err)
+        (*err)->code = VMA_ERR_ARG;
+    return FALSE;
+}
+
 static void wconfig_free(gpointer p)
 {
     wconfig *c = p;
@@ -146,7 +156,7 @@ static gboolean check_open(vma_writer *w, gboolean before_header, GError **err)
 int vma_writer_add_config(vma_writer *w, const char *name, const void *data, size_t len,
                           GError **err)
 {
-    if (!check_open(w, TRUE, err) || !vma_name_is_safe(name, err))
+    if (!check_open(w, TRUE, err) || !name_ok(name, err))
         return -1;
     if (w->configs->len >= VMA_MAX_CONFIGS) {
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "too many configs (at most %u)", VMA_MAX_CONFIGS);
@@ -178,7 +188,7 @@ int vma_writer_add_config(vma_writer *w, const char *name, const void *data, siz
 
 int vma_writer_add_device(vma_writer *w, const char *name, uint64_t size, GError **err)
 {
-    if (!check_open(w, TRUE, err) || !vma_name_is_safe(name, err))
+    if (!check_open(w, TRUE, err) || !name_ok(name, err))
         return -1;
     if (w->n_devs >= VMA_MAX_WRITER_DEVICES) {
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "too many devices (at most %u)",
@@ -207,13 +217,8 @@ int vma_writer_add_device(vma_writer *w, const char *name, uint64_t size, GError
     d->nclusters = vma_clusters(rsize);
     d->is_vmstate = strcmp(name, "vmstate") == 0;
     if (!d->is_vmstate) {
-        d->written = vma_bitmap_new(d->nclusters);
-        if (!d->written) {
-            g_free(d->name);
-            g_free(d);
-            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory");
-            return -1;
-        }
+        /* the caller may write clusters in any order: no bound */
+        d->written = vma_bitmap_new(d->nclusters, UINT64_MAX);
     }
     w->devs[++w->n_devs] = d;
     return (int)w->n_devs;
@@ -320,7 +325,7 @@ int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
     } else {
         int old = vma_bitmap_test_and_set(d->written, cluster);
         if (old != 0) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_ARG, old < 0 ? "out of memory" :
+            g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
                         "cluster %u of device '%s' was written twice", cluster, d->name);
             return -1;
         }
@@ -380,9 +385,26 @@ int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progres
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "no device with id %u", dev_id);
         return -1;
     }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        vma_set_errno(err, errno, "cannot stat the image of '%s'", d->name);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        /* a pipe has no size: its data would be recorded as zeros */
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
+                    "the image of '%s' is not a regular file or a block device", d->name);
+        return -1;
+    }
     int64_t fsize = vma_fd_size(fd, err);
     if (fsize < 0)
         return -1;
+    if ((uint64_t)fsize + 512 <= d->size) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
+                    "the image of '%s' (%" G_GINT64_FORMAT " bytes) is smaller than the device (%"
+                    G_GUINT64_FORMAT " bytes)", d->name, fsize, d->size);
+        return -1;
+    }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint8_t *buf = g_malloc(READ_CHUNK);
     uint64_t size = d->size;
@@ -489,6 +511,11 @@ int vma_writer_close(vma_writer *w, GError **err)
 {
     if (!check_open(w, FALSE, err))
         return -1;
+    if (w->n_devs == 0 && w->configs->len == 0) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "an archive needs at least one config or device");
+        w->failed = TRUE;
+        return -1;
+    }
     for (unsigned id = 1; id <= w->n_devs; id++) {
         wdev *d = w->devs[id];
         if (!d->is_vmstate && d->written_count != d->nclusters) {

@@ -69,9 +69,24 @@ local function debug_on()
   return d and d ~= "" and d ~= "0"
 end
 
+--- The file of one command (without listing folders: works without lfs).
+function M.find(name)
+  if not name:match("^[%w][%w%-_]*$") then return nil end
+  local dirs = M.command_dirs()
+  for i = #dirs, 1, -1 do
+    local path = dirs[i] .. "/" .. name .. ".lua"
+    local f = io.open(path, "r")
+    if f then
+      f:close()
+      return path
+    end
+  end
+  return nil
+end
+
 --- Run one command with its arguments; returns the exit status.
 function M.run(name, args)
-  local path = M.commands()[name]
+  local path = M.find(name)
   if not path then
     io.stderr:write(string.format("vma: unknown command '%s' (see 'vma help')\n", name))
     return 2

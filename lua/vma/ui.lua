@@ -68,12 +68,31 @@ function M.progress(opts)
   return self
 end
 
---- JSON text of a Lua value (dkjson: keeps key order stable and empty
+--- JSON text of a Lua value (dkjson; empty
 -- arrays as arrays when marked with M.array).
--- keyorder (optional): keys written first, in this order.
+-- keyorder (optional): keys written first, in this order; the others follow
+-- sorted, so the output is the same from run to run.
 function M.json(value, keyorder)
   local json = require "dkjson"
-  return json.encode(value, { keyorder = keyorder })
+  local order, seen = {}, {}
+  for _, k in ipairs(keyorder or {}) do
+    order[#order + 1], seen[k] = k, true
+  end
+  local rest = {}
+  local function collect(v)
+    if type(v) ~= "table" then return end
+    for k, x in pairs(v) do
+      if type(k) == "string" and not seen[k] then
+        seen[k] = true
+        rest[#rest + 1] = k
+      end
+      collect(x)
+    end
+  end
+  collect(value)
+  table.sort(rest)
+  table.move(rest, 1, #rest, #order + 1, order)
+  return json.encode(value, { keyorder = order })
 end
 
 --- The JSON null (a key whose value must be written even when absent).

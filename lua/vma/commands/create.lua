@@ -14,6 +14,7 @@ local function parser()
   p:option("-c --config", "a config file to store (its base name is its name)"):count("*")
   p:option("-d --device", "a device as format=raw:NAME=PATH (Proxmox form)"):count("*")
   p:option("--compress", "zstd, gzip, lzo or none (default: from the archive's name)")
+    :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none" }
   p:option("--level", "compression level"):convert(tonumber)
   p:flag("-f --force", "replace an existing archive")
   p:flag("-v --verbose", "print Proxmox's progress lines and a per-device summary on stderr")
@@ -100,7 +101,7 @@ local function run(args)
     total = total + d.size
   end
 
-  local base, zeros = 0, 0
+  local base, zbase, zeros = 0, 0, 0
   local prog = ui.progress {
     verbose = a.verbose, quiet = a.json or a.archive == "-" and not vma.isatty(2),
     line = function(pct, done, tot, _)
@@ -110,7 +111,7 @@ local function run(args)
   for _, d in ipairs(devs) do
     local ok, werr = w:write_device(d.id, d.path, {
       progress = function(p)
-        zeros = p.zero_bytes
+        zeros = zbase + p.zero_bytes -- summed over the devices, as Proxmox does
         prog.update(base + p.done, total, p.elapsed)
       end,
     })
@@ -119,6 +120,7 @@ local function run(args)
       return fail(werr)
     end
     base = base + d.size
+    zbase = zbase + w:stats(d.id).zero_bytes
   end
   prog.finish()
   local stats = {}

@@ -70,7 +70,10 @@ local function plan_targets(a, r, entries)
         end
         p.final, p.write_zero, p.bps, p.mapped = e.path, e.write_zero, e.bps, true
         local st = vma.stat(e.path)
-        if not st then
+        if not st and e.path:match("^/dev/") then
+          -- a missing volume is not made up as a plain file under /dev
+          return nil, "target " .. e.path .. " does not exist (create the volume first)"
+        elseif not st then
           p.fresh = true -- a new file, created with the device's size
         elseif st.type == "file" or st.type == "block" then
           if st.size < d.size then
@@ -114,38 +117,42 @@ end
 local function run(args)
   local a, status = ui.parse(parser(), args, "extract")
   if not a then return status end
+  local function early_fail(msg)
+    if a.json then io.write(ui.json { ok = false, error = msg }, "\n") end
+    return ui.fail("extract", msg)
+  end
   local nmaps = (a.map and 1 or 0) + (a.map_script and 1 or 0) + (a.target and 1 or 0)
   if nmaps > 1 then
     io.stderr:write("vma extract: give only one of -r, --map-script and --target\n")
     return 2
   end
   local r, err = vma.open(a.archive)
-  if not r then return ui.fail("extract", err) end
+  if not r then return early_fail(err) end
 
   local entries
   if a.map then
     -- qmrestore writes the map only after it has read these lines
     ui.print_content(r)
     entries, err = read_map(a.map)
-    if not entries then return ui.fail("extract", err) end
+    if not entries then return early_fail(err) end
   elseif a.map_script or a.target then
     local archive, aerr = restoremap.archive_info(r, a.archive)
-    if not archive then return ui.fail("extract", aerr) end
+    if not archive then return early_fail(aerr) end
     local map
     if a.map_script then
       map, err = restoremap.run_script(a.map_script, archive)
     else
       map, err = restoremap.target(a.target, archive)
     end
-    if not map then return ui.fail("extract", err) end
+    if not map then return early_fail(err) end
     entries, err = restoremap.to_entries(map, archive)
-    if not entries then return ui.fail("extract", err) end
+    if not entries then return early_fail(err) end
   end
 
   local plan, perr = plan_targets(a, r, entries)
-  if not plan then return ui.fail("extract", perr) end
+  if not plan then return early_fail(perr) end
   local configs, cerr = config_paths(a, r, plan)
-  if not configs then return ui.fail("extract", cerr) end
+  if not configs then return early_fail(cerr) end
 
   if a.dry_run then
     if entries then io.write(restoremap.format(entries)) end
@@ -162,7 +169,7 @@ local function run(args)
   end
 
   local ok, merr = vma.mkdir(a.dir)
-  if not ok then return ui.fail("extract", merr) end
+  if not ok then return early_fail(merr) end
   vma.catch_signals()
 
   -- everything we create, to remove on failure
@@ -173,8 +180,7 @@ local function run(args)
   end
   local function fail(msg)
     cleanup()
-    if a.json then io.write(ui.json { ok = false, error = msg }, "\n") end
-    return ui.fail("extract", msg)
+    return early_fail(msg)
   end
 
   for _, c in ipairs(configs) do
@@ -187,7 +193,7 @@ local function run(args)
   for _, p in ipairs(plan) do
     if not p.skip then
       local path = p.tmp or p.final
-      if not p.mapped and not p.dev.vmstate then
+      if not p.mapped and not p.dev.vmstate and not a.json then
         io.write(string.format("DEVINFO %s %d\n", path, p.dev.size))
       end
       targets[p.dev.name] = { path = path, fresh = p.fresh, write_zero = p.write_zero, bps = p.bps }

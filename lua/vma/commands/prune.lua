@@ -249,11 +249,10 @@ end
 
 local function use_color()
   local nc = os.getenv("NO_COLOR")
-  if nc ~= nil then return false end
+  if nc ~= nil and nc ~= "" then return false end -- no-color.org: a non-empty value
   local term = os.getenv("TERM")
   if term == nil or term == "" or term == "dumb" then return false end
-  local ok = os.execute("test -t 1")
-  return ok == true or ok == 0
+  return require("vma").isatty(1)
 end
 
 local function terminal_width()

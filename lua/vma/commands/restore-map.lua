@@ -118,6 +118,6 @@ end
 
 return {
   description = "print a restore map (for extract -r) from a target or a Lua script",
-  usage = USAGE,
+  usage = HELP,
   run = run,
 }

@@ -4,7 +4,7 @@
 -- took) gets vm-<vmid>-disk-<n>.raw, with vmid from the archive's file name
 -- (0 when unknown). The files are new, so zero blocks are left as holes
 -- (write_zero = false). The vmstate device is never part of a map: extract
--- writes it as PATH/vmstate.bin.
+-- writes it as vmstate.bin in its own folder (the DIR of vma extract).
 local devices = require "vma.devices"
 
 return function(archive, dir)
