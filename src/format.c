@@ -56,9 +56,10 @@ gboolean vma_name_is_safe(const char *name, GError **err)
     else if (!g_utf8_validate(name, (gssize)len, NULL))
         why = "name is not valid UTF-8";
     else {
-        for (size_t i = 0; i < len; i++) {
-            unsigned char c = (unsigned char)name[i];
-            if (c < 0x20 || c == 0x7f) {
+        /* C0, DEL and the C1 controls (U+0080..U+009F, e.g. the terminal's
+         * CSI) could rewrite a terminal when the name is printed */
+        for (const char *p = name; *p; p = g_utf8_next_char(p)) {
+            if (g_unichar_iscntrl(g_utf8_get_char(p))) {
                 why = "name contains a control character";
                 break;
             }

@@ -49,7 +49,7 @@ static gboolean file_equals(const char *path, const uint8_t *want, size_t len)
 static void test_names(void)
 {
     const char *good[] = {"qemu-server.conf", "drive-scsi0", "vmstate", "a b", "été", NULL};
-    const char *bad[] = {"", ".", "..", "../x", "a/b", "x\n", "\x7f", "\xff\xfe", NULL};
+    const char *bad[] = {"", ".", "..", "../x", "a/b", "x\n", "\x7f", "\xff\xfe", "evil\xc2\x9b" "31m", NULL};
     for (int i = 0; good[i]; i++)
         CHECK(vma_name_is_safe(good[i], NULL), "'%s' should be safe", good[i]);
     for (int i = 0; bad[i]; i++) {
