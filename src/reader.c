@@ -51,21 +51,6 @@ void vma_reader_free(vma_reader *r)
     g_free(r);
 }
 
-static gboolean read_exact(vma_reader *r, void *buf, size_t n, const char *what,
-                           GError **err)
-{
-    ssize_t got = vma_in_read(r->in, buf, n, err);
-    if (got < 0)
-        return FALSE;
-    r->offset += (uint64_t)got;
-    if ((size_t)got < n) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
-                    "archive is truncated: %s ends after %zd of %zu bytes", what, got, n);
-        return FALSE;
-    }
-    return TRUE;
-}
-
 /* the blob buffer, with a map of where blobs start */
 typedef struct {
     const uint8_t *buf;
@@ -136,6 +121,11 @@ static gboolean parse_header(vma_reader *r, GError **err)
         g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "not a vma archive: the file is empty");
         return FALSE;
     }
+    if (got < 4 && memcmp(fixed, VMA_MAGIC, (size_t)got) == 0) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
+                    "archive is truncated: the file ends after %zd bytes", got);
+        return FALSE;
+    }
     if (got < 4 || memcmp(fixed, VMA_MAGIC, 4) != 0) {
         g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "not a vma archive (wrong magic)");
         return FALSE;
@@ -165,10 +155,16 @@ static gboolean parse_header(vma_reader *r, GError **err)
     uint8_t chunk[65536];
     while (hb->len < header_size) {
         size_t want = MIN(sizeof(chunk), header_size - hb->len);
-        if (!read_exact(r, chunk, want, "the header", err)) {
+        ssize_t n = vma_in_read(r->in, chunk, want, err);
+        if (n >= 0 && (size_t)n < want)
+            g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
+                        "archive is truncated: the header ends after %" G_GUINT64_FORMAT
+                        " of %u bytes", (uint64_t)hb->len + (uint64_t)n, header_size);
+        if (n < 0 || (size_t)n < want) {
             g_byte_array_free(hb, TRUE);
             return FALSE;
         }
+        r->offset += (uint64_t)n;
         g_byte_array_append(hb, chunk, (guint)want);
     }
     uint8_t *hd = hb->data;
@@ -211,8 +207,8 @@ static gboolean parse_header(vma_reader *r, GError **err)
             continue;
         if (!np || !dp) {
             g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
-                        "bad header: config %u has a %s but no %s", i,
-                        np ? "name" : "content", np ? "content" : "name");
+                        "bad header: config %u has %s but no %s", i,
+                        np ? "a name" : "content", np ? "content" : "name");
             goto out;
         }
         snprintf(field, sizeof(field), "the name of config %u", i);
