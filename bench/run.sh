@@ -1,0 +1,325 @@
+#!/bin/sh
+# bench/run.sh - throughput of `vma create`, `vma extract` and `vma verify`
+# beside `cat` and `cp --sparse=always && sync` on the same images (make bench).
+#
+# Environment:
+#   BENCH_DIR=/var/tmp/vma-bench  where the images and archives go (a run folder
+#                                 inside it is removed at the end)
+#   BENCH_RUNS=3                  runs per measurement; the median is reported
+#   BENCH_QUICK=1                 small images for a smoke run
+#   BENCH_COLD=0                  do not drop the page cache (warm cache)
+#   PVE_VMA=/path/to/vma          also time Proxmox's vma on the same images
+#   VMA=build/vma                 the vma to measure
+# See docs/performance.md.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VMA=${VMA:-$ROOT/build/vma}
+RUNS=${BENCH_RUNS:-3}
+QUICK=${BENCH_QUICK:-0}
+BASE=${BENCH_DIR:-/var/tmp/vma-bench}
+PVE_VMA=${PVE_VMA:-}
+LUA=$(command -v lua5.4 || command -v lua || true)
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+[ -x "$VMA" ] || die "$VMA not found: run make first"
+[ -n "$LUA" ] || die "lua5.4 is needed (apt-get install lua5.4)"
+case $RUNS in ''|*[!0-9]*|0) die "BENCH_RUNS must be a positive number" ;; esac
+if [ -n "$PVE_VMA" ] && [ ! -x "$PVE_VMA" ]; then
+    die "PVE_VMA=$PVE_VMA is not an executable"
+fi
+
+# Sizes in MiB. half: 64 KiB clusters alternately random and zero. thin: sparse,
+# with THIN_DATA MiB of data in 8 places. check: every other 4 KiB block zero.
+# scale: a huge sparse image with SCALE_DATA MiB of data (create + verify only).
+if [ "$QUICK" = 1 ]; then
+    HALF=64 THIN=512 THIN_DATA=8 CHECK=32 SCALE=16384 SCALE_DATA=4 MODE="quick"
+else
+    HALF=1024 THIN=8192 THIN_DATA=64 CHECK=256 SCALE=1048576 SCALE_DATA=4 MODE="full"
+fi
+
+# ---- /usr/bin/time for the peak memory ------------------------------------
+if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bench: installing the Debian package 'time' for /usr/bin/time" >&2
+    apt-get install -y -qq time >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq time >/dev/null 2>&1; } || true
+fi
+TIMEBIN=
+if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then
+    TIMEBIN=/usr/bin/time
+fi
+
+# ---- the work folder --------------------------------------------------------
+mkdir -p "$BASE" || die "cannot create $BASE"
+W=$(mktemp -d "$BASE/run.XXXXXX") || die "cannot create a folder in $BASE"
+cleanup() {
+    rm -rf "$W"
+    rmdir "$BASE" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# Space: the allocated images, then for the largest one its archive, the cp
+# copy and the extracted disk (twice that with PVE_VMA), plus the thin archive
+# of the scale image (512 bytes per 59 clusters) and some headroom.
+BIG=$HALF
+[ "$CHECK" -gt "$BIG" ] && BIG=$CHECK
+PER=3
+[ -n "$PVE_VMA" ] && PER=5
+NEED=$((HALF + CHECK + THIN_DATA + SCALE_DATA + PER * BIG + SCALE / 7000 + 256))
+AVAIL=$(df -Pk "$W" | awk 'NR == 2 { print int($4 / 1024) }')
+if [ "$AVAIL" -lt "$NEED" ]; then
+    die "not enough free space in $BASE: $AVAIL MiB free, $NEED MiB needed (set BENCH_DIR, or BENCH_QUICK=1)"
+fi
+echo "free space in $BASE: $AVAIL MiB (need about $NEED MiB)"
+
+# ---- the page cache ---------------------------------------------------------
+drop_caches() { :; }
+CACHE="warm cache (the page cache is not dropped between runs)"
+if [ "${BENCH_COLD:-1}" != 0 ] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+    drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+    CACHE="cold cache (sync; echo 3 > /proc/sys/vm/drop_caches before every timed run)"
+fi
+
+# ---- helpers ----------------------------------------------------------------
+# rnd SEED BYTES: a deterministic stream (AES-CTR of zeros), else /dev/urandom
+if command -v openssl >/dev/null 2>&1; then
+    RNDSRC="openssl aes-128-ctr (seeded, the same on every run)"
+    rnd() {
+        openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:vma-bench-$1" </dev/zero 2>/dev/null |
+            head -c "$2"
+    }
+else
+    RNDSRC="/dev/urandom (one set of images for all tools in this run)"
+    rnd() { head -c "$2" /dev/urandom; }
+fi
+
+MiB=1048576
+RES=$W/results          # image|op|median_s|rss_kib|min_s|max_s|cpu_s
+: >"$RES"
+
+# once IMAGE OP PREP CMD: run PREP (untimed), drop the cache, run CMD (a shell
+# string) timed; append the seconds and the peak RSS (KiB, from /usr/bin/time)
+# to the samples of IMAGE|OP.
+once() {
+    eval "$3"
+    drop_caches
+    o_t0=$(date +%s%N)
+    if [ -n "$TIMEBIN" ]; then
+        eval "$TIMEBIN -f '%M %U %S' -o \"\$W/rss\" $4" || die "$1: '$2' failed: $4"
+    else
+        eval "$4" || die "$1: '$2' failed: $4"
+    fi
+    o_t1=$(date +%s%N)
+    o_rss="- -"
+    [ -z "$TIMEBIN" ] || o_rss=$(tail -n 1 "$W/rss" | awk '{ printf "%s %.2f", $1, $2 + $3 }')
+    echo "$o_t0 $o_t1 $o_rss" | awk -v k="$1|$2" '{ printf "%s|%.6f|%s|%s\n", k, ($2 - $1) / 1e9, $3, $4 }' >>"$SAMPLES"
+}
+
+# summarize: for each IMAGE|OP of the samples, the median, min and max seconds,
+# the largest peak RSS and the median CPU seconds (user + system), into RES as
+# image|op|median|rss|min|max|cpu
+summarize() {
+    sort -t'|' -k1,2 -k3,3g "$SAMPLES" | awk -F'|' '
+        function flush() {
+            if (key == "") return
+            med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+            cmed = "-"
+            if (nc) {
+                asort_c()
+                cmed = sprintf("%.2f", (nc % 2) ? c[(nc + 1) / 2] : (c[nc / 2] + c[nc / 2 + 1]) / 2)
+            }
+            printf "%s|%.6f|%s|%.6f|%.6f|%s\n", key, med, rss, v[1], v[n], cmed
+        }
+        function asort_c(   i, j, x) {
+            for (i = 2; i <= nc; i++) { x = c[i]; for (j = i - 1; j >= 1 && c[j] > x; j--) c[j + 1] = c[j]; c[j + 1] = x }
+        }
+        { k = $1 "|" $2
+          if (k != key) { flush(); key = k; n = 0; nc = 0; rss = "-" }
+          v[++n] = $3
+          if ($5 != "-" && $5 != "") c[++nc] = $5 + 0
+          if ($4 != "-" && (rss == "-" || $4 + 0 > rss + 0)) rss = $4 }
+        END { flush() }' >>"$RES"
+}
+
+# get IMAGE OP: the recorded median seconds
+get() { awk -F'|' -v i="$1" -v o="$2" '$1 == i && $2 == o { print $3 }' "$RES"; }
+
+same() { cmp "$1" "$2" || die "extracted disk $2 differs from $1"; }
+
+# ---- the images -------------------------------------------------------------
+echo "making the images in $W ($MODE size; data from $RNDSRC)"
+rnd half $((HALF * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/half.img" $((HALF * MiB)) 65536
+rnd check $((CHECK * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/check.img" $((CHECK * MiB)) 4096
+
+# thin: 8 pieces of THIN_DATA/8 MiB, one in each eighth, at odd places
+truncate -s "${THIN}M" "$W/thin.img"
+piece=$((THIN_DATA / 8))
+step=$((THIN / 8))
+i=0
+while [ $i -lt 8 ]; do
+    rnd "thin$i" $((piece * MiB)) |
+        dd of="$W/thin.img" bs=1M seek=$((i * step + i * (step / 8 - 1))) conv=notrunc iflag=fullblock status=none
+    i=$((i + 1))
+done
+
+# scale: 4 pieces of SCALE_DATA/4 MiB: at the start, a third, two thirds, the end
+truncate -s "${SCALE}M" "$W/scale.img"
+piece=$((SCALE_DATA / 4))
+for at in 0 $((SCALE / 3)) $((SCALE * 2 / 3 + 1)) $((SCALE - piece)); do
+    rnd "scale$at" $((piece * MiB)) |
+        dd of="$W/scale.img" bs=1M seek="$at" conv=notrunc iflag=fullblock status=none
+done
+sync
+
+# ---- the measurements -------------------------------------------------------
+# busy: the share of CPU time used by others over one second while we wait
+busy() {
+    b0=$(head -n 1 /proc/stat) && sleep 1 && b1=$(head -n 1 /proc/stat) &&
+        printf '%s\n%s\n' "$b0" "$b1" | awk '{ t = 0; for (i = 2; i <= NF; i++) t += $i; idle = $5 + $6 }
+            NR == 1 { t0 = t; i0 = idle } NR == 2 { printf "%.0f", (t > t0) ? 100 * (1 - (idle - i0) / (t - t0)) : 0 }' ||
+        echo '?'
+}
+BUSY0=$(busy)
+A=$W/a.vma C=$W/copy.img D=$W/x PA=$W/pve.vma PD=$W/px
+SAMPLES=$W/samples
+: >"$SAMPLES"
+# The operations of one image take turns (one run of each per round, RUNS
+# rounds), so that a slow spell of the disk hits the tools alike.
+for img in half thin check; do
+    I=$W/$img.img
+    echo "$img.img: $(du -k --apparent-size "$I" | cut -f1) KiB, $(du -k "$I" | cut -f1) KiB allocated" >&2
+    round=1
+    while [ "$round" -le "$RUNS" ]; do
+        once $img "cat image" ":" "cat \"$I\" >/dev/null"
+        once $img "cp --sparse && sync" "rm -f \"$C\"" "sh -c 'cp --sparse=always \"\$1\" \"\$2\" && sync' sh \"$I\" \"$C\""
+        rm -f "$C"
+        once $img "vma create" "rm -f \"$A\"" "\"$VMA\" create \"$A\" \"$I\""
+        once $img "cat archive" ":" "cat \"$A\" >/dev/null"
+        once $img "vma verify" ":" "\"$VMA\" verify \"$A\" >/dev/null"
+        once $img "vma extract" "rm -rf \"$D\"" "\"$VMA\" extract \"$A\" \"$D\" >/dev/null"
+        if [ "$round" = 1 ]; then
+            same "$I" "$D/disk-disk0.raw"
+            echo "  cmp: the extracted disk equals the image" >&2
+            echo "$img|archive|$(du -k --apparent-size "$A" | cut -f1)|-|0|0|-" >>"$RES"
+        fi
+        rm -rf "$D"
+        if [ -n "$PVE_VMA" ]; then
+            once $img "pve create" "rm -f \"$PA\"" "\"$PVE_VMA\" create \"$PA\" drive-scsi0=\"$I\""
+            once $img "pve verify" ":" "\"$PVE_VMA\" verify \"$PA\" >/dev/null"
+            once $img "pve extract" "rm -rf \"$PD\"" "\"$PVE_VMA\" extract \"$PA\" \"$PD\" >/dev/null"
+            if [ "$round" = 1 ]; then
+                same "$I" "$PD/disk-drive-scsi0.raw"
+                echo "  cmp: Proxmox's extracted disk equals the image" >&2
+            fi
+            rm -rf "$PD" "$PA"
+        fi
+        rm -f "$A"
+        echo "  round $round of $RUNS done" >&2
+        round=$((round + 1))
+    done
+done
+
+echo "scale.img: ${SCALE} MiB sparse, $SCALE_DATA MiB of data" >&2
+round=1
+while [ "$round" -le "$RUNS" ]; do
+    once scale "vma create" "rm -f \"$A\"" "\"$VMA\" create \"$A\" \"$W/scale.img\""
+    once scale "vma verify" ":" "\"$VMA\" verify \"$A\" >/dev/null"
+    [ "$round" = 1 ] && echo "scale|archive|$(du -k --apparent-size "$A" | cut -f1)|-|0|0|-" >>"$RES"
+    rm -f "$A"
+    round=$((round + 1))
+done
+summarize
+
+# ---- the report -------------------------------------------------------------
+BUSY1=$(busy)
+echo
+echo "== vma benchmark ($MODE size, median of $RUNS runs, $CACHE)"
+echo "date:       $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "vma:        $("$VMA" --version 2>/dev/null | head -n 1 || echo "$VMA")"
+echo "cpu:        $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+echo "kernel:     $(uname -sr)"
+echo "work fs:    $(df -PT "$W" | awk 'NR == 2 { print $2 " on " $1 " (" $7 ")" }') $(findmnt -no OPTIONS -T "$W" 2>/dev/null || true)"
+echo "other load: ${BUSY0}% of the CPUs busy before the measurements, ${BUSY1}% after (idle machine: 0-2%)"
+if awk -v a="$BUSY0" -v b="$BUSY1" 'BEGIN { exit !(a + 0 > 5 || b + 0 > 5) }'; then
+    echo "            other work was running: the numbers are skewed; run again on an idle machine"
+fi
+if [ -n "$PVE_VMA" ]; then
+    echo "pve vma:    $PVE_VMA"
+else
+    echo "pve vma:    not available (set PVE_VMA=/path/to/vma to compare)"
+fi
+[ -n "$TIMEBIN" ] || echo "peak RSS:   not measured (/usr/bin/time missing)"
+echo
+
+awk -F'|' -v half=$HALF -v thin=$THIN -v check=$CHECK -v scale=$SCALE -v pve="$PVE_VMA" '
+    { t[$1 "|" $2] = $3; r[$1 "|" $2] = $4; lo[$1 "|" $2] = $5; hi[$1 "|" $2] = $6; cpu[$1 "|" $2] = $7
+      if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
+    function row(img, op, ref, refname,   s, mb, ratio, rss) {
+        if (!((img "|" op) in t)) return
+        s = t[img "|" op]
+        mb = size[img] / (s > 0 ? s : 1e-9)
+        if (ref != "" && t[img "|" ref] > 0) ratio = sprintf("%.2fx", s / t[img "|" ref]); else { ratio = "-"; refname = "" }
+        rss = r[img "|" op]
+        rss = (rss == "-" || rss == "") ? "-" : sprintf("%.1f MiB", rss / 1024)
+        printf "%-7s %-21s %9.3f %15s %7s %10.0f %7s  %-20s %10s\n", img, op, s,
+            sprintf("%.3f-%.3f", lo[img "|" op], hi[img "|" op]), cpu[img "|" op], mb, ratio, refname, rss
+    }
+    END {
+        size["half"] = half; size["thin"] = thin; size["check"] = check; size["scale"] = scale
+        label["half"] = "half: " half " MiB, 64 KiB clusters alternately random and zero"
+        label["thin"] = "thin: " thin " MiB sparse, 8 pieces of data"
+        label["check"] = "check: " check " MiB, every other 4 KiB block zero"
+        label["scale"] = "scale: " scale " MiB sparse, a few MiB of data (create + verify only)"
+        printf "%-7s %-21s %9s %15s %7s %10s %7s  %-20s %10s\n", "image", "operation", "median s", "min-max s", "cpu s", "MiB/s", "ratio", "reference", "peak RSS"
+        for (k = 1; k <= n; k++) {
+            img = order[k]
+            printf "-- %s; archive %.1f MiB\n", label[img], t[img "|archive"] / 1024
+            row(img, "cat image", "", "")
+            row(img, "cp --sparse && sync", "", "")
+            row(img, "vma create", "cp --sparse && sync", "cp --sparse && sync")
+            row(img, "cat archive", "", "")
+            row(img, "vma verify", "cat archive", "cat archive")
+            row(img, "vma extract", "cp --sparse && sync", "cp --sparse && sync")
+            row(img, "pve create", "cp --sparse && sync", "cp --sparse && sync")
+            row(img, "pve verify", "cat archive", "cat archive")
+            row(img, "pve extract", "cp --sparse && sync", "cp --sparse && sync")
+        }
+        if (pve != "") {
+            print ""
+            print "ours / Proxmox vma (below 1.00x: faster than Proxmox):"
+            for (k = 1; k <= n; k++) {
+                img = order[k]
+                split("create verify extract", ops, " ")
+                for (j = 1; j <= 3; j++)
+                    if (((img "|pve " ops[j]) in t) && t[img "|pve " ops[j]] > 0)
+                        printf "  %-7s %-8s %.2fx\n", img, ops[j], t[img "|vma " ops[j]] / t[img "|pve " ops[j]]
+            }
+        }
+    }' "$RES"
+
+# ---- the targets -------------------------------------------------------------
+echo
+echo "targets ($MODE size; ratios of the medians, and in brackets of the fastest runs):"
+target() { # NAME VALUE LIMIT UNIT [NOTE]
+    if awk -v v="$2" -v l="$3" 'BEGIN { exit !(v <= l) }'; then ok=met; else ok=MISSED; fi
+    printf '  %-40s %9s %-6s (limit %s%s)%s\n' "$1" "$(printf '%.2f' "$2")$4" "$ok" "$3" "$4" "${5:+ [$5]}"
+}
+# ratio IMAGE OP REF [COLUMN]: OP's time over REF's (column 3: median, 5: min)
+ratio() {
+    awk -F'|' -v i="$1" -v a="$2" -v b="$3" -v c="${4:-3}" '$1 == i && $2 == a { x = $c } $1 == i && $2 == b { y = $c }
+        END { printf "%.4f", (y > 0 ? x / y : 999) }' "$RES"
+}
+ratio2() { target "$1" "$(ratio "$2" "$3" "$4")" "$5" x "fastest $(printf '%.2f' "$(ratio "$2" "$3" "$4" 5)")x"; }
+ratio2 "half create / (cp --sparse && sync)" half 'vma create' 'cp --sparse && sync' 1.0
+ratio2 "half extract / (cp --sparse && sync)" half 'vma extract' 'cp --sparse && sync' 1.0
+ratio2 "check extract / (cp --sparse && sync)" check 'vma extract' 'cp --sparse && sync' 1.0
+for img in half thin check; do
+    ratio2 "$img verify / cat archive" $img 'vma verify' 'cat archive' 2.0
+done
+target "thin create (${THIN} MiB sparse)" "$(get thin 'vma create')" 1.0 " s"
+if [ -n "$TIMEBIN" ]; then
+    maxrss=$(awk -F'|' '$2 ~ /^vma / && $4 != "-" && $4 + 0 > m { m = $4 + 0 } END { printf "%.2f", m / 1024 }' "$RES")
+    target "peak RSS of vma (largest, all images)" "$maxrss" 64 " MiB"
+fi
