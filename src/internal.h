@@ -70,6 +70,9 @@ void vma_in_free(vma_in *in);
 typedef struct vma_out vma_out;
 vma_out *vma_out_new(int fd, vma_compress c, int level, GError **err); /* fd not owned */
 int vma_out_write(vma_out *out, const void *buf, size_t n, GError **err);
+/* the same for pieces; iov is modified */
+struct iovec;
+int vma_out_writev(vma_out *out, struct iovec *iov, int n, GError **err);
 /* flush the compressor, end the stream, fsync a regular file */
 int vma_out_finish(vma_out *out, GError **err);
 void vma_out_free(vma_out *out);

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <limits.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -493,6 +495,40 @@ int vma_out_write(vma_out *o, const void *buf, size_t n, GError **err)
     default:
         return vma_write_all(o->fd, buf, n, err);
     }
+}
+
+int vma_out_writev(vma_out *o, struct iovec *iov, int n, GError **err)
+{
+    if (o->comp != VMA_COMPRESS_NONE) {
+        for (int i = 0; i < n; i++)
+            if (vma_out_write(o, iov[i].iov_base, iov[i].iov_len, err) < 0)
+                return -1;
+        return 0;
+    }
+    while (n > 0) {
+        ssize_t w = writev(o->fd, iov, MIN(n, IOV_MAX));
+        if (w < 0) {
+            if (errno == EINTR && !vma_interrupted())
+                continue;
+            vma_set_errno(err, errno, "write failed");
+            return -1;
+        }
+        if (w == 0) {
+            vma_set_errno(err, ENOSPC, "write failed");
+            return -1;
+        }
+        size_t k = (size_t)w;
+        while (n > 0 && k >= iov->iov_len) {
+            k -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + k;
+            iov->iov_len -= k;
+        }
+    }
+    return 0;
 }
 
 int vma_out_finish(vma_out *o, GError **err)

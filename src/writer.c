@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
 
-#define READ_CHUNK (64u * VMA_CLUSTER_SIZE) /* 4 MiB per read */
 
 typedef struct {
     char *name;
@@ -280,7 +280,7 @@ static int write_header(vma_writer *w, GError **err)
     return 0;
 }
 
-static int flush_extent(vma_writer *w, GError **err)
+static void finish_extent_header(vma_writer *w)
 {
     uint8_t *eh = w->ext;
     memcpy(eh + VMA_E_MAGIC, VMA_EXTENT_MAGIC, 4);
@@ -291,7 +291,12 @@ static int flush_extent(vma_writer *w, GError **err)
     /* unused slots stay zero */
     memset(eh + VMA_E_BLOCKINFO + 8 * w->n_slots, 0, 8 * (VMA_SLOTS_PER_EXTENT - w->n_slots));
     vma_md5(eh, VMA_EXTENT_HEADER_SIZE, eh + VMA_E_MD5);
-    if (vma_out_write(w->out, eh, VMA_EXTENT_HEADER_SIZE + w->data_len, err) < 0) {
+}
+
+static int flush_extent(vma_writer *w, GError **err)
+{
+    finish_extent_header(w);
+    if (vma_out_write(w->out, w->ext, VMA_EXTENT_HEADER_SIZE + w->data_len, err) < 0) {
         w->failed = TRUE;
         return -1;
     }
@@ -301,25 +306,26 @@ static int flush_extent(vma_writer *w, GError **err)
     return 0;
 }
 
-int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
-                             const uint8_t *data, GError **err)
+/* the bookkeeping of one cluster: device, range, order, duplicates; writes
+ * the header before the first cluster */
+static wdev *claim_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster, GError **err)
 {
     if (!check_open(w, FALSE, err))
-        return -1;
+        return NULL;
     wdev *d = (dev_id >= 1 && dev_id <= w->n_devs) ? w->devs[dev_id] : NULL;
     if (!d) {
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "no device with id %u", dev_id);
-        return -1;
+        return NULL;
     }
     if (cluster >= d->nclusters) {
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "cluster %u is past the end of device '%s'",
                     cluster, d->name);
-        return -1;
+        return NULL;
     }
     if (d->is_vmstate) {
         if (cluster != d->vmstate_next) {
             g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "vmstate clusters must be written in order");
-            return -1;
+            return NULL;
         }
         d->vmstate_next++;
     } else {
@@ -327,28 +333,24 @@ int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
         if (old != 0) {
             g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
                         "cluster %u of device '%s' was written twice", cluster, d->name);
-            return -1;
+            return NULL;
         }
     }
     d->written_count++;
     if (!w->header_written && write_header(w, err) < 0)
-        return -1;
+        return NULL;
+    return d;
+}
 
-    uint16_t mask = 0;
-    uint64_t base = (uint64_t)cluster * VMA_CLUSTER_SIZE;
-    uint8_t *dst = w->ext + VMA_EXTENT_HEADER_SIZE + w->data_len;
-    for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
-        const uint8_t *blk = data ? data + (size_t)j * VMA_BLOCK_SIZE : NULL;
-        uint64_t off = base + (uint64_t)j * VMA_BLOCK_SIZE;
-        if (blk && !vma_is_zero(blk, VMA_BLOCK_SIZE)) {
-            mask |= (uint16_t)(1u << j);
-            memcpy(dst, blk, VMA_BLOCK_SIZE);
-            dst += VMA_BLOCK_SIZE;
-        } else if (off < d->size) {
-            d->zero_bytes += MIN((uint64_t)VMA_BLOCK_SIZE, d->size - off);
-        }
-    }
-    w->data_len = (size_t)(dst - (w->ext + VMA_EXTENT_HEADER_SIZE));
+/* bytes of the cluster's block j that lie inside the device */
+static uint64_t block_in_device(const wdev *d, uint32_t cluster, unsigned j)
+{
+    uint64_t off = (uint64_t)cluster * VMA_CLUSTER_SIZE + (uint64_t)j * VMA_BLOCK_SIZE;
+    return off < d->size ? MIN((uint64_t)VMA_BLOCK_SIZE, d->size - off) : 0;
+}
+
+static int add_slot(vma_writer *w, uint8_t dev_id, uint32_t cluster, uint16_t mask, GError **err)
+{
     uint64_t bi = (uint64_t)mask << 48 | (uint64_t)dev_id << 32 | cluster;
     vma_put_be64(w->ext + VMA_E_BLOCKINFO + 8 * w->n_slots, bi);
     w->n_slots++;
@@ -357,7 +359,79 @@ int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
     return 0;
 }
 
-static ssize_t pread_full(int fd, uint8_t *buf, size_t n, uint64_t off, GError **err)
+int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
+                             const uint8_t *data, GError **err)
+{
+    wdev *d = claim_cluster(w, dev_id, cluster, err);
+    if (!d)
+        return -1;
+    uint16_t mask = 0;
+    uint8_t *dst = w->ext + VMA_EXTENT_HEADER_SIZE + w->data_len;
+    for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
+        const uint8_t *blk = data ? data + (size_t)j * VMA_BLOCK_SIZE : NULL;
+        if (blk && !vma_is_zero(blk, VMA_BLOCK_SIZE)) {
+            mask |= (uint16_t)(1u << j);
+            memcpy(dst, blk, VMA_BLOCK_SIZE);
+            dst += VMA_BLOCK_SIZE;
+        } else {
+            d->zero_bytes += block_in_device(d, cluster, j);
+        }
+    }
+    w->data_len = (size_t)(dst - (w->ext + VMA_EXTENT_HEADER_SIZE));
+    return add_slot(w, dev_id, cluster, mask, err);
+}
+
+/* Write n (<= 59) consecutive clusters that lie in buf as one extent of
+ * their own, without copying: the header and the stored blocks go out in
+ * one writev.  masks[k] says which blocks of cluster k are not zero. */
+static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n,
+                       const uint8_t *buf, const uint16_t *masks, GError **err)
+{
+    if (w->n_slots && flush_extent(w, err) < 0)
+        return -1;
+    struct iovec iov[1 + VMA_SLOTS_PER_EXTENT * VMA_BLOCKS_PER_CLUSTER];
+    int niov = 1;
+    size_t data_len = 0;
+    for (unsigned k = 0; k < n; k++) {
+        wdev *d = claim_cluster(w, dev_id, first + k, err);
+        if (!d)
+            return -1;
+        const uint8_t *cl = buf + (size_t)k * VMA_CLUSTER_SIZE;
+        for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
+            const uint8_t *blk = cl + (size_t)j * VMA_BLOCK_SIZE;
+            if (!((masks[k] >> j) & 1)) {
+                d->zero_bytes += block_in_device(d, first + k, j);
+                continue;
+            }
+            struct iovec *last = &iov[niov - 1];
+            if (niov > 1 && (const uint8_t *)last->iov_base + last->iov_len == blk) {
+                last->iov_len += VMA_BLOCK_SIZE; /* adjacent: one piece */
+            } else {
+                iov[niov].iov_base = (void *)blk;
+                iov[niov].iov_len = VMA_BLOCK_SIZE;
+                niov++;
+            }
+            data_len += VMA_BLOCK_SIZE;
+        }
+        uint64_t bi = (uint64_t)masks[k] << 48 | (uint64_t)dev_id << 32 | (first + k);
+        vma_put_be64(w->ext + VMA_E_BLOCKINFO + 8 * k, bi);
+    }
+    w->n_slots = n;
+    w->data_len = data_len;
+    finish_extent_header(w);
+    iov[0].iov_base = w->ext;
+    iov[0].iov_len = VMA_EXTENT_HEADER_SIZE;
+    if (vma_out_writev(w->out, iov, niov, err) < 0) {
+        w->failed = TRUE;
+        return -1;
+    }
+    w->any_extent = TRUE;
+    w->n_slots = 0;
+    w->data_len = 0;
+    return 0;
+}
+
+static ssize_t pread_full(int fd, uint8_t *buf, size_t n, uint64_t off, int *errnum)
 {
     size_t got = 0;
     while (got < n) {
@@ -365,7 +439,7 @@ static ssize_t pread_full(int fd, uint8_t *buf, size_t n, uint64_t off, GError *
         if (r < 0) {
             if (errno == EINTR && !vma_interrupted())
                 continue;
-            vma_set_errno(err, errno, "read failed at offset %" G_GUINT64_FORMAT, off + got);
+            *errnum = errno;
             return -1;
         }
         if (r == 0)
@@ -373,6 +447,118 @@ static ssize_t pread_full(int fd, uint8_t *buf, size_t n, uint64_t off, GError *
         got += (size_t)r;
     }
     return (ssize_t)got;
+}
+
+/* ---- write_fd: a reader thread finds the data (SEEK_DATA/SEEK_HOLE),
+ * reads it and finds the zero blocks, while this thread writes extents ---- */
+
+#define CHUNK_CLUSTERS VMA_SLOTS_PER_EXTENT
+#define CHUNK_BYTES ((size_t)CHUNK_CLUSTERS * VMA_CLUSTER_SIZE)
+#define READ_BUFFERS 3
+
+enum { ITEM_DATA, ITEM_HOLE, ITEM_END, ITEM_ERROR };
+
+typedef struct {
+    int kind;
+    uint64_t pos;          /* a cluster boundary */
+    uint64_t len;          /* bytes: whole clusters, or up to the device end */
+    uint8_t *buf;          /* ITEM_DATA: len bytes, zero-padded to clusters */
+    uint16_t masks[CHUNK_CLUSTERS];
+    int errnum;
+} read_item;
+
+typedef struct {
+    int fd;
+    uint64_t size;         /* the device size as recorded */
+    uint64_t fsize;        /* the file's size */
+    GAsyncQueue *full;     /* read_item * for the writer */
+    GAsyncQueue *free;     /* uint8_t * buffers for the reader */
+    gint stop;
+} read_ctx;
+
+static void push_item(read_ctx *c, int kind, uint64_t pos, uint64_t len, uint8_t *buf, int errnum)
+{
+    read_item *it = g_new(read_item, 1);
+    it->kind = kind;
+    it->pos = pos;
+    it->len = len;
+    it->buf = buf;
+    it->errnum = errnum;
+    if (kind == ITEM_DATA) {
+        for (uint64_t k = 0; k * VMA_CLUSTER_SIZE < len; k++) {
+            uint16_t m = 0;
+            for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++)
+                if (!vma_is_zero(buf + k * VMA_CLUSTER_SIZE + j * VMA_BLOCK_SIZE, VMA_BLOCK_SIZE))
+                    m |= (uint16_t)(1u << j);
+            it->masks[k] = m;
+        }
+    }
+    g_async_queue_push(c->full, it);
+}
+
+static gpointer reader_thread(gpointer data)
+{
+    read_ctx *c = data;
+    uint64_t pos = 0;              /* always a cluster boundary */
+    gboolean seek_ok = TRUE;
+    uint64_t hole_until = 0;       /* [pos, hole_until) is known to be a hole */
+    uint64_t data_until = 0;       /* [pos, data_until) is known to hold data */
+    uint64_t end = vma_clusters(c->size) * VMA_CLUSTER_SIZE;
+
+    while (pos < c->size) {
+        if (g_atomic_int_get(&c->stop) || vma_interrupted())
+            break;
+        if (pos >= c->fsize) {
+            hole_until = c->size; /* past the end of the file: zeros */
+        } else if (seek_ok && pos >= hole_until && pos >= data_until) {
+            off_t dpos = lseek(c->fd, (off_t)pos, SEEK_DATA);
+            if (dpos < 0 && errno == ENXIO) {
+                hole_until = c->size;
+            } else if (dpos < 0) {
+                seek_ok = FALSE;
+            } else {
+                hole_until = (uint64_t)dpos;
+                off_t hpos = lseek(c->fd, dpos, SEEK_HOLE);
+                data_until = hpos < 0 ? c->fsize : (uint64_t)hpos;
+            }
+        }
+        if (hole_until >= pos + VMA_CLUSTER_SIZE || (hole_until >= c->size && pos < c->size)) {
+            /* whole clusters inside a hole: recorded without reading */
+            uint64_t stop = MIN(hole_until, c->size);
+            uint64_t n = (stop - pos) / VMA_CLUSTER_SIZE;
+            if (stop == c->size && (stop - pos) % VMA_CLUSTER_SIZE)
+                n++;
+            push_item(c, ITEM_HOLE, pos, n * VMA_CLUSTER_SIZE, NULL, 0);
+            pos += n * VMA_CLUSTER_SIZE;
+            continue;
+        }
+        uint64_t len = MIN((uint64_t)CHUNK_BYTES, end - pos);
+        if (seek_ok && data_until > pos) {
+            /* up to the end of the data, rounded up to a cluster */
+            uint64_t dend = (data_until + VMA_CLUSTER_SIZE - 1) & ~(uint64_t)(VMA_CLUSTER_SIZE - 1);
+            if (dend - pos < len)
+                len = dend - pos;
+        }
+        uint8_t *buf = g_async_queue_pop(c->free);
+        if (g_atomic_int_get(&c->stop)) {
+            g_async_queue_push(c->free, buf);
+            break;
+        }
+        int errnum = 0;
+        ssize_t got = pread_full(c->fd, buf, (size_t)len, pos, &errnum);
+        if (got < 0) {
+            g_async_queue_push(c->free, buf);
+            push_item(c, ITEM_ERROR, pos, 0, NULL, errnum);
+            return NULL;
+        }
+        if ((uint64_t)got < len)
+            memset(buf + got, 0, (size_t)(len - (uint64_t)got));
+        posix_fadvise(c->fd, (off_t)pos, (off_t)len, POSIX_FADV_DONTNEED);
+        push_item(c, ITEM_DATA, pos, len, buf, 0);
+        pos += len;
+    }
+    push_item(c, ITEM_END, pos, 0, NULL, 0);
+    return NULL;
 }
 
 int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progress_fn progress,
@@ -406,82 +592,79 @@ int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progres
         return -1;
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    uint8_t *buf = g_malloc(READ_CHUNK);
-    uint64_t size = d->size;
-    uint64_t pos = 0;            /* always a cluster boundary */
-    gboolean seek_ok = TRUE;
-    uint64_t hole_until = 0;     /* [pos, hole_until) known to be a hole */
-    uint64_t data_until = 0;     /* [pos, data_until) known to hold data */
-    int ret = -1;
-    vma_write_progress pr = {.size = size};
 
-    while (pos < size) {
-        if (vma_interrupted()) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-            goto out;
-        }
-        uint32_t cluster = (uint32_t)(pos / VMA_CLUSTER_SIZE);
-        if (pos >= (uint64_t)fsize) {
-            hole_until = size; /* past the end of the file: zeros */
-        } else if (seek_ok && pos >= hole_until && pos >= data_until) {
-            off_t dpos = lseek(fd, (off_t)pos, SEEK_DATA);
-            if (dpos < 0 && errno == ENXIO) {
-                hole_until = size;
-            } else if (dpos < 0) {
-                seek_ok = FALSE;
-            } else {
-                hole_until = (uint64_t)dpos;
-                off_t hpos = lseek(fd, dpos, SEEK_HOLE);
-                data_until = hpos < 0 ? (uint64_t)fsize : (uint64_t)hpos;
-            }
-        }
-        if (hole_until >= pos + VMA_CLUSTER_SIZE) {
-            /* whole clusters inside a hole: recorded without reading */
-            uint64_t end = MIN(hole_until, size);
-            uint64_t n = (end - pos) / VMA_CLUSTER_SIZE;
-            if (end == size && (end - pos) % VMA_CLUSTER_SIZE)
-                n++;
-            for (uint64_t k = 0; k < n; k++) {
-                if (vma_writer_write_cluster(w, dev_id, cluster + (uint32_t)k, NULL, err) < 0)
-                    goto out;
-            }
-            pos += n * VMA_CLUSTER_SIZE;
-        } else {
-            uint64_t len = MIN((uint64_t)READ_CHUNK, vma_clusters(size) * VMA_CLUSTER_SIZE - pos);
-            if (seek_ok && data_until > pos) {
-                /* read to the end of the data, rounded up to a cluster */
-                uint64_t dend = (data_until + VMA_CLUSTER_SIZE - 1) & ~(uint64_t)(VMA_CLUSTER_SIZE - 1);
-                if (dend - pos < len)
-                    len = dend - pos;
-            }
-            ssize_t got = pread_full(fd, buf, (size_t)len, pos, err);
-            if (got < 0)
-                goto out;
-            if ((uint64_t)got < len)
-                memset(buf + got, 0, (size_t)(len - (uint64_t)got));
-            for (uint64_t k = 0; k < len / VMA_CLUSTER_SIZE; k++) {
-                if (vma_writer_write_cluster(w, dev_id, cluster + (uint32_t)k,
-                                             buf + k * VMA_CLUSTER_SIZE, err) < 0)
-                    goto out;
-            }
-            pos += len;
-        }
-        uint64_t done = MIN(pos, size);
-        w->total_done += done - pr.done;
-        pr.done = done;
-        pr.zero_bytes = d->zero_bytes;
-        pr.total_done = w->total_done;
-        pr.elapsed = vma_now() - w->start;
-        if (progress && progress(&pr, ud) != 0) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-            goto out;
-        }
+    read_ctx c = {.fd = fd, .size = d->size, .fsize = (uint64_t)fsize};
+    c.full = g_async_queue_new();
+    c.free = g_async_queue_new();
+    uint8_t *bufs[READ_BUFFERS];
+    for (unsigned i = 0; i < READ_BUFFERS; i++) {
+        bufs[i] = g_malloc(CHUNK_BYTES);
+        g_async_queue_push(c.free, bufs[i]);
     }
-    ret = 0;
-out:
+    GThread *th = g_thread_new("vma-read", reader_thread, &c);
+
+    int ret = -1;
+    gboolean done = FALSE, failed = FALSE;
+    vma_write_progress pr = {.size = d->size};
+    while (!done) {
+        read_item *it = g_async_queue_pop(c.full);
+        if (it->kind == ITEM_END || it->kind == ITEM_ERROR) {
+            done = TRUE;
+            if (!failed && it->kind == ITEM_ERROR) {
+                vma_set_errno(err, it->errnum, "read failed at offset %" G_GUINT64_FORMAT, it->pos);
+                failed = TRUE;
+            } else if (!failed && vma_interrupted()) {
+                g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+                failed = TRUE;
+            }
+            g_free(it);
+            break;
+        }
+        if (!failed) {
+            uint32_t first = (uint32_t)(it->pos / VMA_CLUSTER_SIZE);
+            uint64_t n = vma_clusters(it->len);
+            int rc = 0;
+            if (it->kind == ITEM_HOLE) {
+                for (uint64_t k = 0; k < n && rc == 0; k++)
+                    rc = vma_writer_write_cluster(w, dev_id, first + (uint32_t)k, NULL, err);
+            } else {
+                rc = write_chunk(w, dev_id, first, (unsigned)n, it->buf, it->masks, err);
+            }
+            if (rc == 0) {
+                uint64_t now = MIN(it->pos + it->len, d->size);
+                w->total_done += now - pr.done;
+                pr.done = now;
+                pr.zero_bytes = d->zero_bytes;
+                pr.total_done = w->total_done;
+                pr.elapsed = vma_now() - w->start;
+                if (progress && progress(&pr, ud) != 0) {
+                    g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+                    rc = -1;
+                }
+            }
+            if (rc < 0) {
+                /* stop the reader; keep draining until it has said END */
+                failed = TRUE;
+                g_atomic_int_set(&c.stop, 1);
+            }
+        }
+        if (it->buf)
+            g_async_queue_push(c.free, it->buf);
+        g_free(it);
+    }
+    g_thread_join(th);
+    if (!failed && pr.done < d->size) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+        failed = TRUE;
+    }
+    ret = failed ? -1 : 0;
     if (ret < 0)
         w->failed = TRUE;
-    g_free(buf);
+    /* the reader has ended: every buffer is back in the free queue */
+    for (unsigned i = 0; i < READ_BUFFERS; i++)
+        g_free(g_async_queue_pop(c.free));
+    g_async_queue_unref(c.full);
+    g_async_queue_unref(c.free);
     return ret;
 }
 

@@ -1,0 +1,86 @@
+-- The Lua module's own contract: nil, message, kind; callbacks; closing.
+local vma = require "vma"
+local H = require "helper"
+
+local A = H.fixtures .. "/proxmox/a-two-drives/a-two-drives.vma"
+
+describe("the vma module", function()
+  it("returns nil, message, kind for failures", function()
+    local r, msg, kind = vma.open("/nonexistent.vma")
+    assert.is_nil(r)
+    assert.matches("cannot open /nonexistent.vma", msg)
+    assert.are.equal("io", kind)
+    r = assert(vma.open(A))
+    local data
+    data, msg, kind = r:config("nope.conf")
+    assert.is_nil(data)
+    assert.are.equal("argument", kind)
+    local w
+    w, msg, kind = vma.create("/tmp/x.vma", { compress = "bz2" })
+    assert.is_nil(w)
+    assert.are.equal("argument", kind)
+    w, msg, kind = vma.create("/tmp/x.vma", { uuid = "0123456789abcdef0123456789abcdef00" })
+    assert.is_nil(w)
+    assert.matches("bad uuid", msg)
+  end)
+
+  it("a reader is read once and closes twice safely", function()
+    local r = assert(vma.open(A))
+    assert.is_table(r:verify())
+    local st, msg, kind = r:verify()
+    assert.is_nil(st)
+    assert.are.equal("argument", kind)
+    r:close()
+    r:close()
+    assert.matches("closed", tostring(r))
+    assert.has_error(function() r:devices() end)
+    do
+      local r2 <close> = assert(vma.open(A))
+      assert.are.equal(2, #r2:devices())
+    end
+  end)
+
+  it("a progress callback that returns false stops a write; the archive never appears", function()
+    local dir = H.tmpdir()
+    H.random_file(dir .. "/img", 8 * 1048576)
+    local w = assert(vma.create(dir .. "/a.vma"))
+    local id = assert(w:add_device("disk0", 8 * 1048576))
+    local calls = 0
+    local ok, msg, kind = w:write_device(id, dir .. "/img", {
+      progress = function() calls = calls + 1; return false end })
+    assert.is_nil(ok)
+    assert.are.equal("interrupted", kind)
+    assert.are.equal(1, calls)
+    assert.is_nil((w:close()))
+    assert.are.same({ "img" }, H.ls(dir))
+    H.rm(dir)
+  end)
+
+  it("an error raised in a progress callback comes back as its message", function()
+    local r = assert(vma.open(A))
+    local st, msg, kind = r:verify { progress = function() error("stop here", 0) end }
+    assert.is_nil(st)
+    assert.are.equal("stop here", msg)
+    assert.are.equal("callback", kind)
+  end)
+
+  it("a dropped writer removes its unfinished archive", function()
+    local dir = H.tmpdir()
+    do
+      local w <close> = assert(vma.create(dir .. "/a.vma"))
+      assert(w:add_config("qemu-server.conf", "x"))
+    end
+    collectgarbage()
+    assert.are.same({}, H.ls(dir))
+    H.rm(dir)
+  end)
+
+  it("write_device refuses a pipe (its data would be lost as zeros)", function()
+    local w = assert(vma.create("/tmp/vma-api-pipe.vma", { overwrite = true }))
+    local id = assert(w:add_device("disk0", 65536))
+    local ok, msg = w:write_device(id, "/dev/stdin")
+    assert.is_nil(ok)
+    assert.matches("not a regular file or a block device", msg)
+    w:abort()
+  end)
+end)
