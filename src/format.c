@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <limits.h>
+#include <sys/uio.h>
 #include <openssl/evp.h>
 
 G_DEFINE_QUARK(vma-error-quark, vma_error)
@@ -124,47 +126,42 @@ int vma_compress_from_name(const char *name)
     return -1;
 }
 
-int vma_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, GError **err)
+int vma_writev_all(int fd, struct iovec *iov, int n, int64_t off, GError **err)
 {
-    const char *p = buf;
     while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR && !vma_interrupted())
+        int cnt = MIN(n, IOV_MAX);
+        ssize_t w = off < 0 ? writev(fd, iov, cnt) : pwritev(fd, iov, cnt, (off_t)off);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR && !vma_interrupted())
                 continue;
-            vma_set_errno(err, errno, "write failed at offset %" G_GUINT64_FORMAT, off);
+            /* a write of nothing means the device is full */
+            int errnum = w < 0 ? errno : ENOSPC;
+            if (off < 0)
+                vma_set_errno(err, errnum, "write failed");
+            else
+                vma_set_errno(err, errnum, "write failed at offset %" G_GINT64_FORMAT, off);
             return -1;
         }
-        if (w == 0) {
-            vma_set_errno(err, ENOSPC, "write failed at offset %" G_GUINT64_FORMAT, off);
-            return -1;
+        if (off >= 0)
+            off += w;
+        size_t k = (size_t)w;
+        while (n > 0 && k >= iov->iov_len) {
+            k -= iov->iov_len;
+            iov++;
+            n--;
         }
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + k;
+            iov->iov_len -= k;
+        }
     }
     return 0;
 }
 
 int vma_write_all(int fd, const void *buf, size_t n, GError **err)
 {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR && !vma_interrupted())
-                continue;
-            vma_set_errno(err, errno, "write failed");
-            return -1;
-        }
-        if (w == 0) {
-            vma_set_errno(err, ENOSPC, "write failed");
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    struct iovec iov = {(void *)buf, n};
+    return vma_writev_all(fd, &iov, 1, -1, err);
 }
 
 /* ---- cluster sets: sorted runs [start, end) in a balanced tree ----

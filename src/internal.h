@@ -4,6 +4,8 @@
 
 #include "vma.h"
 
+#include <sys/uio.h>
+
 #define VMA_MAGIC        "VMA\0"
 #define VMA_EXTENT_MAGIC "VMAE"
 
@@ -71,14 +73,14 @@ typedef struct vma_out vma_out;
 vma_out *vma_out_new(int fd, vma_compress c, int level, GError **err); /* fd not owned */
 int vma_out_write(vma_out *out, const void *buf, size_t n, GError **err);
 /* the same for pieces; iov is modified */
-struct iovec;
 int vma_out_writev(vma_out *out, struct iovec *iov, int n, GError **err);
 /* flush the compressor, end the stream, fsync a regular file */
 int vma_out_finish(vma_out *out, GError **err);
 void vma_out_free(vma_out *out);
 
-/* write all of buf at offset (pwrite loop); -1 with err on failure */
-int vma_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, GError **err);
+/* write all the pieces, at off (pwritev) or at the current position when
+ * off < 0 (writev), retrying short writes; iov is modified.  -1 with err. */
+int vma_writev_all(int fd, struct iovec *iov, int n, int64_t off, GError **err);
 int vma_write_all(int fd, const void *buf, size_t n, GError **err);
 
 /* set a GError from errno */

@@ -505,30 +505,7 @@ int vma_out_writev(vma_out *o, struct iovec *iov, int n, GError **err)
                 return -1;
         return 0;
     }
-    while (n > 0) {
-        ssize_t w = writev(o->fd, iov, MIN(n, IOV_MAX));
-        if (w < 0) {
-            if (errno == EINTR && !vma_interrupted())
-                continue;
-            vma_set_errno(err, errno, "write failed");
-            return -1;
-        }
-        if (w == 0) {
-            vma_set_errno(err, ENOSPC, "write failed");
-            return -1;
-        }
-        size_t k = (size_t)w;
-        while (n > 0 && k >= iov->iov_len) {
-            k -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + k;
-            iov->iov_len -= k;
-        }
-    }
-    return 0;
+    return vma_writev_all(o->fd, iov, n, -1, err);
 }
 
 int vma_out_finish(vma_out *o, GError **err)

@@ -35,35 +35,8 @@ static int run_flush(run *ru, GError **err)
 {
     if (!ru->n)
         return 0;
-    struct iovec *iov = ru->iov;
-    int n = ru->n;
-    uint64_t off = ru->off;
-    size_t left = ru->len;
-    while (left > 0) {
-        ssize_t w = pwritev(ru->t->fd, iov, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR && !vma_interrupted())
-                continue;
-            vma_set_errno(err, errno, "write failed at offset %" G_GUINT64_FORMAT, off);
-            return -1;
-        }
-        if (w == 0) {
-            vma_set_errno(err, ENOSPC, "write failed at offset %" G_GUINT64_FORMAT, off);
-            return -1;
-        }
-        off += (uint64_t)w;
-        left -= (size_t)w;
-        size_t k = (size_t)w;
-        while (n > 0 && k >= iov->iov_len) {
-            k -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + k;
-            iov->iov_len -= k;
-        }
-    }
+    if (vma_writev_all(ru->t->fd, ru->iov, ru->n, (int64_t)ru->off, err) < 0)
+        return -1;
     throttle *th = ru->th;
     if (ru->t->bps && th) {
         th->bytes += ru->len;
