@@ -260,8 +260,9 @@ static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
         }
         if (in->raw_eof)
             break;
-        if (n - got >= RAW_BUF_SIZE) {
-            /* large request: read straight into the caller's buffer */
+        if (n - got >= VMA_EXTENT_HEADER_SIZE) {
+            /* an extent header or its data: read straight into the
+             * caller's buffer, without a copy through ours */
             size_t want = n - got;
             ssize_t r = read_fd(in->fd, buf + got, want, err);
             if (r < 0)
