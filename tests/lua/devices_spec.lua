@@ -1,13 +1,8 @@
--- busted --lpath='lua/?.lua' tests/lua/devices_spec.lua   (from the project root)
+-- busted --lpath='lua/?.lua;tests/lua/?.lua' tests/lua/devices_spec.lua   (from the project root)
 local devices = require "vma.devices"
 
-local function fixtures_dir()
-  for _, d in ipairs({ "../shared/fixtures", "/work/shared/fixtures" }) do
-    local f = io.open(d .. "/README.md")
-    if f then f:close() return d end
-  end
-end
-local FIX = fixtures_dir()
+local H = require "helper"
+local FIX = H.fixtures -- the fixtures kept in tests/fixtures
 
 -- The qemu-server.conf blob of a VMA header (read with string.unpack, so the
 -- test needs no C module).

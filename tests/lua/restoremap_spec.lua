@@ -1,26 +1,10 @@
--- busted --lpath='lua/?.lua' tests/lua/restoremap_spec.lua   (from the project root)
+-- busted --lpath='lua/?.lua;tests/lua/?.lua' tests/lua/restoremap_spec.lua   (from the project root)
 local restoremap = require "vma.restoremap"
 
-local function fixtures_dir()
-  for _, d in ipairs({ "../shared/fixtures", "/work/shared/fixtures" }) do
-    local f = io.open(d .. "/README.md")
-    if f then f:close() return d end
-  end
-end
-local FIX = fixtures_dir()
+local H = require "helper"
+local FIX = H.fixtures -- the fixtures kept in tests/fixtures
 
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d"))
-  local d = p:read("l")
-  p:close()
-  return d
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local tmpdir, write = H.tmpdir, H.write
 
 -- A fake reader with the API of the C module's reader objects.
 local function fake_reader(devs, configs, extra)
