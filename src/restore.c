@@ -152,6 +152,18 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
                     }
                 }
             }
+            if (s->mask == 0 && (!t || !t->write_zero)) {
+                /* an empty cluster with nothing to write: count it at once
+                 * (the same numbers as the loop below) */
+                if (d->is_vmstate) {
+                    st.zero_bytes += VMA_CLUSTER_SIZE;
+                    if (base < d->size)
+                        vmstate_len = MAX(vmstate_len, MIN(base + VMA_CLUSTER_SIZE, d->size));
+                } else if (base < d->size) {
+                    st.zero_bytes += MIN((uint64_t)VMA_CLUSTER_SIZE, d->size - base);
+                }
+                continue;
+            }
             for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
                 uint64_t off = base + (uint64_t)j * VMA_BLOCK_SIZE;
                 gboolean stored = (s->mask >> j) & 1;

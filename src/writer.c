@@ -365,6 +365,13 @@ int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
     wdev *d = claim_cluster(w, dev_id, cluster, err);
     if (!d)
         return -1;
+    if (!data) {
+        /* an empty cluster: its bytes inside the device are all zero */
+        uint64_t base = (uint64_t)cluster * VMA_CLUSTER_SIZE;
+        if (base < d->size)
+            d->zero_bytes += MIN((uint64_t)VMA_CLUSTER_SIZE, d->size - base);
+        return add_slot(w, dev_id, cluster, 0, err);
+    }
     uint16_t mask = 0;
     uint8_t *dst = w->ext + VMA_EXTENT_HEADER_SIZE + w->data_len;
     for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
