@@ -1,23 +1,15 @@
 -- busted --lpath='lua/?.lua;lua/?/init.lua' tests/lua/prune_cli_spec.lua
 local prune = require "vma.commands.prune"
+local H = require "helper"
 local cjson = require "cjson"
 local lfs = require "lfs"
 
 -- the checkout (tests/run.sh runs from there and sets VMA_ROOT)
 local ROOT = os.getenv("VMA_ROOT") or "."
 
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(lfs.mkdir(path))
-  return path
-end
+local tmpdir = H.tmpdir
 
-local function touch(path, content)
-  local f = assert(io.open(path, "w"))
-  f:write(content or "x")
-  f:close()
-end
+local function touch(path, content) H.write(path, content or "x") end
 
 local function listdir(dir)
   local names = {}

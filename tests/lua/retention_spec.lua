@@ -1,5 +1,6 @@
 -- busted --lpath='lua/?.lua;lua/?/init.lua' tests/lua/retention_spec.lua
 local vzdump = require "vma.vzdump"
+local H = require "helper"
 local retention = require "vma.retention"
 local lfs = require "lfs"
 
@@ -482,17 +483,7 @@ end)
 
 describe("policies", function()
   local dir, real_getenv
-  local function tmpdir()
-    local path = os.tmpname()
-    os.remove(path)
-    assert(lfs.mkdir(path))
-    return path
-  end
-  local function write(path, text)
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-  end
+  local tmpdir, write = H.tmpdir, H.write
   before_each(function()
     dir = tmpdir()
     real_getenv = os.getenv

@@ -1,13 +1,9 @@
 -- busted --lpath='lua/?.lua;lua/?/init.lua' tests/lua/vzdump_spec.lua
 local vzdump = require "vma.vzdump"
+local H = require "helper"
 local lfs = require "lfs"
 
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(lfs.mkdir(path))
-  return path
-end
+local tmpdir = H.tmpdir
 
 local function rmtree(path)
   for name in lfs.dir(path) do
@@ -19,11 +15,7 @@ local function rmtree(path)
   lfs.rmdir(path)
 end
 
-local function touch(path, content)
-  local f = assert(io.open(path, "w"))
-  f:write(content or "")
-  f:close()
-end
+local function touch(path, content) H.write(path, content or "") end
 
 describe("vzdump.parse", function()
   it("parses a qemu vma.zst name", function()
