@@ -87,6 +87,20 @@ int64_t vma_fd_size(int fd, GError **err)
     return st.st_size;
 }
 
+/* bring the statistics up to date and call the progress callback; -1 when
+ * it asks to stop */
+static int report(vma_progress_fn progress, void *ud, vma_stats *st, vma_reader *r,
+                  double start, GError **err)
+{
+    st->bytes_archive = vma_reader_offset(r);
+    st->elapsed = vma_now() - start;
+    if (progress(st, ud) != 0) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+        return -1;
+    }
+    return 0;
+}
+
 int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
                 vma_progress_fn progress, void *ud, vma_stats *stats, GError **err)
 {
@@ -94,6 +108,7 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
     vma_stats st = {0};
     throttle th[VMA_MAX_DEV_ID + 1];
     run *ru = g_new0(run, 1);
+    vma_extent *ext = g_new(vma_extent, 1);
     int ret = -1;
     uint64_t vmstate_len = 0;
     uint8_t vmstate_id = 0;
@@ -118,13 +133,10 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
         }
     }
 
-    vma_extent *ext = g_new(vma_extent, 1);
     for (;;) {
         int rc = vma_reader_next(r, ext, err);
-        if (rc < 0) {
-            g_free(ext);
+        if (rc < 0)
             goto out;
-        }
         if (rc == 0)
             break;
         for (unsigned i = 0; i < ext->n_slots; i++) {
@@ -142,14 +154,9 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
                 uint64_t pct = st.clusters_total ? MIN(100, st.clusters_done * 100 / st.clusters_total) : 100;
                 if (pct != last_pct) {
                     last_pct = pct;
-                    st.bytes_archive = vma_reader_offset(r);
-                    st.elapsed = vma_now() - start;
-                    last_call = st.elapsed;
-                    if (progress(&st, ud) != 0) {
-                        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-                        g_free(ext);
+                    if (report(progress, ud, &st, r, start, err) < 0)
                         goto out;
-                    }
+                    last_call = st.elapsed;
                 }
             }
             if (s->mask == 0 && (!t || !t->write_zero)) {
@@ -193,28 +200,22 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
                     src = t->write_zero ? zero_block : NULL;
                 if (!src)
                     continue;
-                if (run_add(ru, t, &th[s->dev_id], off, src, len, err) < 0) {
-                    g_free(ext);
+                if (run_add(ru, t, &th[s->dev_id], off, src, len, err) < 0)
                     goto out;
-                }
                 st.bytes_written += len;
             }
         }
         /* the extent buffer is reused by the next read: write it out now */
-        if (ru->n && run_flush(ru, err) < 0) {
-            g_free(ext);
+        if (ru->n && run_flush(ru, err) < 0)
             goto out;
-        }
-        st.bytes_archive = vma_reader_offset(r);
         st.vmstate_bytes = vmstate_len;
-        st.elapsed = vma_now() - start;
-        if (progress && st.elapsed - last_call >= 0.2 && (last_call = st.elapsed, progress(&st, ud) != 0)) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-            g_free(ext);
-            goto out;
+        /* and at least five times a second for a progress bar */
+        if (progress && vma_now() - start - last_call >= 0.2) {
+            if (report(progress, ud, &st, r, start, err) < 0)
+                goto out;
+            last_call = st.elapsed;
         }
     }
-    g_free(ext);
 
     /* the vmstate stream ends where its data ended; zero tail blocks left
      * holes, so set the length explicitly */
@@ -242,6 +243,7 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
 out:
     if (stats)
         *stats = st;
+    g_free(ext);
     g_free(ru);
     return ret;
 }
