@@ -211,6 +211,48 @@ typedef struct {
     gboolean failed; /* the callback raised an error (message on the stack) */
 } progress_ctx;
 
+/* opts.progress, when it is a function, stays on the stack for the work */
+static progress_ctx progress_from(lua_State *L, int opts)
+{
+    progress_ctx pc = {L, 0, FALSE};
+    if (opts && lua_istable(L, opts)) {
+        lua_getfield(L, opts, "progress");
+        if (lua_isfunction(L, -1))
+            pc.fn = lua_gettop(L);
+        else
+            lua_pop(L, 1);
+    }
+    return pc;
+}
+
+/* call the function with the argument pushed after it: non-zero stops the
+ * work (the callback returned false or a string, or raised an error) */
+static int progress_call(progress_ctx *pc)
+{
+    lua_State *L = pc->L;
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        pc->failed = TRUE;
+        return 1; /* the message stays on the stack */
+    }
+    int stop = lua_type(L, -1) == LUA_TSTRING ||
+               (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1));
+    lua_pop(L, 1);
+    return stop;
+}
+
+/* the result of work that failed: the callback's own error, or err */
+static int push_failure(progress_ctx *pc, GError *e)
+{
+    if (pc->failed) {
+        g_clear_error(&e);
+        lua_pushnil(pc->L);
+        lua_insert(pc->L, -2);
+        lua_pushliteral(pc->L, "callback");
+        return 3;
+    }
+    return push_error(pc->L, e);
+}
+
 static void push_stats(lua_State *L, const vma_stats *st)
 {
     lua_createtable(L, 0, 9);
@@ -235,15 +277,7 @@ static int restore_progress(const vma_stats *st, void *ud)
     lua_State *L = pc->L;
     lua_pushvalue(L, pc->fn);
     push_stats(L, st);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        pc->failed = TRUE;
-        return 1; /* the message stays on the stack */
-    }
-    /* returning false (or a string) asks to stop */
-    int stop = lua_type(L, -1) == LUA_TSTRING ||
-               (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1));
-    lua_pop(L, 1);
-    return stop;
+    return progress_call(pc);
 }
 
 static int open_target(const char *path, gboolean fresh, int *fd_out)
@@ -271,16 +305,9 @@ static int do_restore(lua_State *L, gboolean with_targets)
     const vma_header *h = vma_reader_header(lr->r);
     vma_target tstore[VMA_MAX_DEV_ID + 1];
     vma_target *targets[VMA_MAX_DEV_ID + 1] = {0};
-    progress_ctx pc = {L, 0, FALSE};
+    progress_ctx pc = progress_from(L, opts);
     int nret;
 
-    if (opts) {
-        lua_getfield(L, opts, "progress");
-        if (lua_isfunction(L, -1))
-            pc.fn = lua_gettop(L);
-        else
-            lua_pop(L, 1);
-    }
     if (with_targets && opts) {
         lua_getfield(L, opts, "targets");
         int tt = lua_gettop(L);
@@ -339,15 +366,8 @@ static int do_restore(lua_State *L, gboolean with_targets)
     vma_stats st;
     GError *e = NULL;
     int rc = vma_restore(lr->r, targets, pc.fn ? restore_progress : NULL, &pc, &st, &e);
-    if (rc < 0 && pc.failed) {
-        /* the progress callback raised: report its message */
-        g_clear_error(&e);
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        lua_pushliteral(L, "callback");
-        nret = 3;
-    } else if (rc < 0) {
-        nret = push_error(L, e);
+    if (rc < 0) {
+        nret = push_failure(&pc, e);
     } else {
         push_stats(L, &st);
         nret = 1;
@@ -515,15 +535,9 @@ static int writer_write_cluster(lua_State *L)
     return 1;
 }
 
-typedef struct {
-    lua_State *L;
-    int fn;
-    gboolean failed;
-} wprogress_ctx;
-
 static int write_progress(const vma_write_progress *p, void *ud)
 {
-    wprogress_ctx *pc = ud;
+    progress_ctx *pc = ud;
     lua_State *L = pc->L;
     lua_pushvalue(L, pc->fn);
     lua_createtable(L, 0, 5);
@@ -537,14 +551,7 @@ static int write_progress(const vma_write_progress *p, void *ud)
     lua_setfield(L, -2, "total_done");
     lua_pushnumber(L, p->elapsed);
     lua_setfield(L, -2, "elapsed");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        pc->failed = TRUE;
-        return 1;
-    }
-    int stop = lua_type(L, -1) == LUA_TSTRING ||
-               (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1));
-    lua_pop(L, 1);
-    return stop;
+    return progress_call(pc);
 }
 
 /* w:write_device(id, path, {progress = fn}) */
@@ -555,29 +562,15 @@ static int writer_write_device(lua_State *L)
     const char *path = luaL_checkstring(L, 3);
     if (id < 1 || id > 255)
         return luaL_argerror(L, 2, "device id out of range");
-    wprogress_ctx pc = {L, 0, FALSE};
-    if (lua_istable(L, 4)) {
-        lua_getfield(L, 4, "progress");
-        if (lua_isfunction(L, -1))
-            pc.fn = lua_gettop(L);
-        else
-            lua_pop(L, 1);
-    }
+    progress_ctx pc = progress_from(L, 4);
     int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return push_errno(L, errno, "cannot open", path);
     GError *e = NULL;
     int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, pc.fn ? write_progress : NULL, &pc, &e);
     close(fd);
-    if (rc < 0 && pc.failed) {
-        g_clear_error(&e);
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        lua_pushliteral(L, "callback");
-        return 3;
-    }
     if (rc < 0)
-        return push_error(L, e);
+        return push_failure(&pc, e);
     lua_pushboolean(L, 1);
     return 1;
 }
