@@ -27,50 +27,57 @@ CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"
 LDLIBS    += $(PKG_LIBS) -lpthread
 
 B         := build
-CORE_SRC  := src/format.c src/io.c src/reader.c src/restore.c src/writer.c
-CORE_OBJ  := $(CORE_SRC:src/%.c=$(B)/%.o)
-HDRS      := src/vma.h src/internal.h
+# the library (src/lib), the Lua binding (src/lua), the host (src/host)
+LIB_SRC   := $(sort $(wildcard src/lib/*.c))
+LIB_HDRS  := $(wildcard src/lib/*.h)
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
+LUA_SRC   := $(sort $(wildcard src/lua/*.c))
+LUA_OBJ   := $(LUA_SRC:src/%.c=$(B)/%.o)
+CFLAGS    += -Isrc/lib
 
 .PHONY: all asan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
 
 all: $(B)/vma $(B)/vma.so $(B)/libvma.a
 
-$(B):
-	@mkdir -p $(B)
-
-$(B)/%.o: src/%.c $(HDRS) | $(B)
+$(B)/lib/%.o: src/lib/%.c $(LIB_HDRS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(B)/libvma.a: $(CORE_OBJ)
+$(B)/lua/%.o: src/lua/%.c src/lua/lvma.h $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/libvma.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
-$(B)/main.o: src/main.c | $(B)
+$(B)/host/main.o: src/host/main.c
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -c -o $@ $<
 
-$(B)/vma: $(B)/main.o $(B)/lvma.o $(B)/libvma.a
-	$(CC) $(LDFLAGS) -o $@ $(B)/main.o $(B)/lvma.o $(B)/libvma.a $(LDLIBS)
+$(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
+	$(CC) $(LDFLAGS) -o $@ $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a $(LDLIBS)
 
 # the module for the stock interpreter: lua5.4 resolves lua_* itself
-$(B)/vma.so: $(B)/lvma.o $(B)/libvma.a
-	$(CC) $(LDFLAGS) -shared -o $@ $(B)/lvma.o $(B)/libvma.a \
+$(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
+	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a \
 	  $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib) -lpthread
 
-$(B)/test_core: tests/c/test_core.c $(B)/libvma.a $(HDRS)
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(B)/libvma.a $(LDLIBS)
+$(B)/test_core: tests/c/test_core.c $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libvma.a $(LDLIBS)
 
 # the same programs under AddressSanitizer + UndefinedBehaviorSanitizer
 ASAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined -Wall -Wextra -Werror $(PKG_CFLAGS) \
-               -DVMA_VERSION='"$(VERSION)"'
+               -DVMA_VERSION='"$(VERSION)"' -Isrc/lib
 asan: $(B)/asan/vma $(B)/asan/test_core
 
-$(B)/asan/vma: src/main.c src/lvma.c $(CORE_SRC) $(HDRS)
+$(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 	@mkdir -p $(B)/asan
-	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -o $@ src/main.c src/lvma.c $(CORE_SRC) $(LDLIBS)
+	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS)
 
-$(B)/asan/test_core: tests/c/test_core.c $(CORE_SRC) $(HDRS)
+$(B)/asan/test_core: tests/c/test_core.c $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
-	$(CC) $(ASAN_CFLAGS) -Isrc -o $@ tests/c/test_core.c $(CORE_SRC) $(LDLIBS)
+	$(CC) $(ASAN_CFLAGS) -o $@ tests/c/test_core.c $(LIB_SRC) $(LDLIBS)
 
 deps:
 	@sh tools/deps.sh $(DEBS)

@@ -320,30 +320,30 @@ static void test_fixtures(const char *root)
 /* the cluster set: runs merge in any order, duplicates are seen, gaps counted */
 static void test_cluster_set(void)
 {
-    vma_bitmap *b = vma_bitmap_new(100, 1000);
+    vma_runs *b = vma_runs_new(100, 1000);
     uint64_t first = 0;
-    CHECK(vma_bitmap_count_clear(b, &first) == 100 && first == 0, "empty set");
+    CHECK(vma_runs_missing(b, &first) == 100 && first == 0, "empty set");
     for (int i = 99; i >= 50; i--) /* reversed */
-        CHECK(vma_bitmap_test_and_set(b, (uint64_t)i) == 0, "set %d", i);
-    CHECK(vma_bitmap_runs(b) == 1, "reversed clusters are one run");
+        CHECK(vma_runs_add(b, (uint64_t)i) == 0, "set %d", i);
+    CHECK(vma_runs_count(b) == 1, "reversed clusters are one run");
     for (int i = 0; i < 50; i += 2) /* every other one */
-        vma_bitmap_test_and_set(b, (uint64_t)i);
-    CHECK(vma_bitmap_runs(b) == 26, "25 lone clusters + 1 run: %" G_GUINT64_FORMAT, vma_bitmap_runs(b));
-    CHECK(vma_bitmap_count_clear(b, &first) == 25 && first == 1, "25 missing, first 1");
-    CHECK(vma_bitmap_test_and_set(b, 10) == 1 && vma_bitmap_test_and_set(b, 75) == 1, "duplicates seen");
+        vma_runs_add(b, (uint64_t)i);
+    CHECK(vma_runs_count(b) == 26, "25 lone clusters + 1 run: %" G_GUINT64_FORMAT, vma_runs_count(b));
+    CHECK(vma_runs_missing(b, &first) == 25 && first == 1, "25 missing, first 1");
+    CHECK(vma_runs_add(b, 10) == 1 && vma_runs_add(b, 75) == 1, "duplicates seen");
     for (int i = 1; i < 50; i += 2)
-        CHECK(vma_bitmap_test_and_set(b, (uint64_t)i) == 0, "fill %d", i);
-    CHECK(vma_bitmap_runs(b) == 1 && vma_bitmap_count_clear(b, &first) == 0, "all merged, none missing");
-    vma_bitmap_free(b);
+        CHECK(vma_runs_add(b, (uint64_t)i) == 0, "fill %d", i);
+    CHECK(vma_runs_count(b) == 1 && vma_runs_missing(b, &first) == 0, "all merged, none missing");
+    vma_runs_free(b);
 
     /* the bound on runs */
-    b = vma_bitmap_new(1ull << 32, 3);
-    CHECK(vma_bitmap_test_and_set(b, 0) == 0 && vma_bitmap_test_and_set(b, 10) == 0 &&
-          vma_bitmap_test_and_set(b, 20) == 0, "three runs");
-    CHECK(vma_bitmap_test_and_set(b, 30) < 0, "a fourth run is refused");
-    CHECK(vma_bitmap_test_and_set(b, 11) == 0, "extending a run is fine");
-    CHECK(vma_bitmap_count_clear(b, &first) == (1ull << 32) - 4 && first == 1, "huge set counted");
-    vma_bitmap_free(b);
+    b = vma_runs_new(1ull << 32, 3);
+    CHECK(vma_runs_add(b, 0) == 0 && vma_runs_add(b, 10) == 0 &&
+          vma_runs_add(b, 20) == 0, "three runs");
+    CHECK(vma_runs_add(b, 30) < 0, "a fourth run is refused");
+    CHECK(vma_runs_add(b, 11) == 0, "extending a run is fine");
+    CHECK(vma_runs_missing(b, &first) == (1ull << 32) - 4 && first == 1, "huge set counted");
+    vma_runs_free(b);
 }
 
 static void test_bitmap_scale(void)

@@ -23,7 +23,7 @@
  * Build and run: tests/fuzz/run.sh (see docs/security.md).
  */
 #define _GNU_SOURCE
-#include "../../src/vma.h"
+#include "vma.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -33,12 +33,12 @@ if ! command -v "$CLANG" >/dev/null 2>&1; then
 fi
 mkdir -p "$B" "$CORPUS" "$ART"
 
-SRC="src/format.c src/io.c src/reader.c src/restore.c src/writer.c tests/fuzz/fuzz_reader.c"
+SRC="$(ls src/lib/*.c) tests/fuzz/fuzz_reader.c"
 PKG="glib-2.0 uuid libcrypto libzstd zlib"
 # rebuild when a source is newer than the binary
 rebuild=0
 [ -x "$BIN" ] || rebuild=1
-for f in $SRC src/vma.h src/internal.h tests/fuzz/run.sh; do
+for f in $SRC src/lib/*.h tests/fuzz/run.sh; do
     [ "$f" -nt "$BIN" ] && rebuild=1
 done
 if [ "$rebuild" = 1 ]; then
@@ -46,7 +46,7 @@ if [ "$rebuild" = 1 ]; then
     # shellcheck disable=SC2046
     "$CLANG" -g -O1 -std=c11 -fno-omit-frame-pointer \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        $(pkg-config --cflags $PKG) -DVMA_VERSION='"fuzz"' \
+        $(pkg-config --cflags $PKG) -Isrc/lib -DVMA_VERSION='"fuzz"' \
         -o "$BIN" $SRC $(pkg-config --libs $PKG) -lpthread
 fi
 

@@ -120,6 +120,8 @@ static int child_finish(child_proc *c, const char *what, GError **err)
 struct vma_in {
     int fd;
     vma_compress comp;
+    gboolean seekable;    /* a regular file read plain: skips are lseeks */
+    uint64_t file_size;
     uint8_t *raw;
     size_t raw_len, raw_pos;
     gboolean raw_eof;
@@ -205,6 +207,11 @@ vma_in *vma_in_new(int fd, GError **err)
     in->lzop.to_child = -1;
     in->raw = g_malloc(RAW_BUF_SIZE);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && lseek(fd, 0, SEEK_CUR) >= 0) {
+        in->seekable = TRUE;
+        in->file_size = (uint64_t)st.st_size;
+    }
 
     ssize_t r = read_fd(fd, in->peek, 4, err);
     if (r < 0)
@@ -234,9 +241,12 @@ vma_in *vma_in_new(int fd, GError **err)
             goto fail;
         in->source_fd = fd;
         in->fd = out;
+        in->seekable = FALSE;
         in->feeder = g_thread_new("lzop-feeder", lzop_feeder, in);
         return in;
     }
+    if (in->comp != VMA_COMPRESS_NONE)
+        in->seekable = FALSE;
     memcpy(in->raw, in->peek, in->peek_len);
     in->raw_len = in->peek_len;
     return in;
@@ -359,6 +369,48 @@ ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
     default:
         return read_plain(in, buf, n, err);
     }
+}
+
+ssize_t vma_in_skip(vma_in *in, size_t n, GError **err)
+{
+    size_t done = 0;
+    if (in->seekable) {
+        /* what is buffered first, then a seek that stops at the end */
+        size_t k = MIN(n, in->raw_len - in->raw_pos);
+        in->raw_pos += k;
+        done = k;
+        if (done < n && !in->raw_eof) {
+            off_t pos = lseek(in->fd, 0, SEEK_CUR);
+            if (pos < 0) {
+                vma_set_errno(err, errno, "seek failed");
+                return -1;
+            }
+            uint64_t left = in->file_size > (uint64_t)pos ? in->file_size - (uint64_t)pos : 0;
+            uint64_t step = MIN((uint64_t)(n - done), left);
+            if (lseek(in->fd, (off_t)step, SEEK_CUR) < 0) {
+                vma_set_errno(err, errno, "seek failed");
+                return -1;
+            }
+            done += (size_t)step;
+            if (done < n)
+                in->raw_eof = TRUE;
+        }
+        return (ssize_t)done;
+    }
+    uint8_t *scratch = g_malloc(RAW_BUF_SIZE);
+    while (done < n) {
+        size_t want = MIN(n - done, (size_t)RAW_BUF_SIZE);
+        ssize_t r = vma_in_read(in, scratch, want, err);
+        if (r < 0) {
+            g_free(scratch);
+            return -1;
+        }
+        done += (size_t)r;
+        if ((size_t)r < want)
+            break;
+    }
+    g_free(scratch);
+    return (ssize_t)done;
 }
 
 void vma_in_free(vma_in *in)

@@ -19,7 +19,7 @@ typedef struct {
     uint64_t size;
     uint64_t nclusters;
     gboolean is_vmstate;
-    vma_bitmap *written;
+    vma_runs *written;
     uint64_t written_count;
     uint64_t vmstate_next;
     uint64_t zero_bytes;
@@ -218,7 +218,7 @@ int vma_writer_add_device(vma_writer *w, const char *name, uint64_t size, GError
     d->is_vmstate = strcmp(name, "vmstate") == 0;
     if (!d->is_vmstate) {
         /* the caller may write clusters in any order: no bound */
-        d->written = vma_bitmap_new(d->nclusters, UINT64_MAX);
+        d->written = vma_runs_new(d->nclusters, UINT64_MAX);
     }
     w->devs[++w->n_devs] = d;
     return (int)w->n_devs;
@@ -329,7 +329,7 @@ static wdev *claim_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster, GErr
         }
         d->vmstate_next++;
     } else {
-        int old = vma_bitmap_test_and_set(d->written, cluster);
+        int old = vma_runs_add(d->written, cluster);
         if (old != 0) {
             g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
                         "cluster %u of device '%s' was written twice", cluster, d->name);
@@ -438,26 +438,8 @@ static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n
     return 0;
 }
 
-static ssize_t pread_full(int fd, uint8_t *buf, size_t n, uint64_t off, int *errnum)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, buf + got, n - got, (off_t)(off + got));
-        if (r < 0) {
-            if (errno == EINTR && !vma_interrupted())
-                continue;
-            *errnum = errno;
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
-/* ---- write_fd: a reader thread finds the data (SEEK_DATA/SEEK_HOLE),
- * reads it and finds the zero blocks, while this thread writes extents ---- */
+/* ---- write_source: a reader thread finds the data of the source, reads it
+ * and finds the zero blocks, while this thread writes extents ---- */
 
 #define CHUNK_CLUSTERS VMA_SLOTS_PER_EXTENT
 #define CHUNK_BYTES ((size_t)CHUNK_CLUSTERS * VMA_CLUSTER_SIZE)
@@ -471,26 +453,25 @@ typedef struct {
     uint64_t len;          /* bytes: whole clusters, or up to the device end */
     uint8_t *buf;          /* ITEM_DATA: len bytes, zero-padded to clusters */
     uint16_t masks[CHUNK_CLUSTERS];
-    int errnum;
+    GError *error;         /* ITEM_ERROR */
 } read_item;
 
 typedef struct {
-    int fd;
+    const vma_source *src;
     uint64_t size;         /* the device size as recorded */
-    uint64_t fsize;        /* the file's size */
     GAsyncQueue *full;     /* read_item * for the writer */
     GAsyncQueue *free;     /* uint8_t * buffers for the reader */
     gint stop;
 } read_ctx;
 
-static void push_item(read_ctx *c, int kind, uint64_t pos, uint64_t len, uint8_t *buf, int errnum)
+static void push_item(read_ctx *c, int kind, uint64_t pos, uint64_t len, uint8_t *buf, GError *e)
 {
     read_item *it = g_new(read_item, 1);
     it->kind = kind;
     it->pos = pos;
     it->len = len;
     it->buf = buf;
-    it->errnum = errnum;
+    it->error = e;
     if (kind == ITEM_DATA) {
         for (uint64_t k = 0; k * VMA_CLUSTER_SIZE < len; k++) {
             uint16_t m = 0;
@@ -503,73 +484,142 @@ static void push_item(read_ctx *c, int kind, uint64_t pos, uint64_t len, uint8_t
     g_async_queue_push(c->full, it);
 }
 
+static gboolean reader_stopped(read_ctx *c)
+{
+    return g_atomic_int_get(&c->stop) || vma_interrupted();
+}
+
+/* read one chunk of data at pos (a cluster boundary) of at most len bytes:
+ * 1 when queued, 0 when asked to stop, -1 after queueing the error */
+static int read_chunk(read_ctx *c, uint64_t pos, uint64_t len)
+{
+    uint8_t *buf = g_async_queue_pop(c->free);
+    if (reader_stopped(c)) {
+        g_async_queue_push(c->free, buf);
+        return 0;
+    }
+    GError *e = NULL;
+    ssize_t got = c->src->ops->pread(c->src->ctx, buf, (size_t)len, pos, &e);
+    if (got < 0) {
+        g_async_queue_push(c->free, buf);
+        push_item(c, ITEM_ERROR, pos, 0, NULL, e);
+        return -1;
+    }
+    if ((uint64_t)got < len)
+        memset(buf + got, 0, (size_t)(len - (uint64_t)got));
+    push_item(c, ITEM_DATA, pos, len, buf, NULL);
+    return 1;
+}
+
 static gpointer reader_thread(gpointer data)
 {
     read_ctx *c = data;
-    uint64_t pos = 0;              /* always a cluster boundary */
-    gboolean seek_ok = TRUE;
-    uint64_t hole_until = 0;       /* [pos, hole_until) is known to be a hole */
-    uint64_t data_until = 0;       /* [pos, data_until) is known to hold data */
+    uint64_t pos = 0;             /* always a cluster boundary */
+    uint64_t ds = 0, de = 0;      /* the next data known: [ds, de); ds >= size: none */
+    gboolean known = FALSE;
     uint64_t end = vma_clusters(c->size) * VMA_CLUSTER_SIZE;
 
     while (pos < c->size) {
-        if (g_atomic_int_get(&c->stop) || vma_interrupted())
+        if (reader_stopped(c))
             break;
-        if (pos >= c->fsize) {
-            hole_until = c->size; /* past the end of the file: zeros */
-        } else if (seek_ok && pos >= hole_until && pos >= data_until) {
-            off_t dpos = lseek(c->fd, (off_t)pos, SEEK_DATA);
-            if (dpos < 0 && errno == ENXIO) {
-                hole_until = c->size;
-            } else if (dpos < 0) {
-                seek_ok = FALSE;
-            } else {
-                hole_until = (uint64_t)dpos;
-                off_t hpos = lseek(c->fd, dpos, SEEK_HOLE);
-                data_until = hpos < 0 ? c->fsize : (uint64_t)hpos;
+        if (!known || pos >= de) {
+            GError *e = NULL;
+            int rc = c->src->ops->next_data(c->src->ctx, pos, &ds, &de, &e);
+            if (rc < 0) {
+                push_item(c, ITEM_ERROR, pos, 0, NULL, e);
+                return NULL;
             }
+            if (rc == 0)
+                ds = de = c->size; /* zeros up to the end */
+            known = TRUE;
         }
-        if (hole_until >= pos + VMA_CLUSTER_SIZE || (hole_until >= c->size && pos < c->size)) {
+        if (ds >= pos + VMA_CLUSTER_SIZE || ds >= c->size) {
             /* whole clusters inside a hole: recorded without reading */
-            uint64_t stop = MIN(hole_until, c->size);
+            uint64_t stop = MIN(ds, c->size);
             uint64_t n = (stop - pos) / VMA_CLUSTER_SIZE;
             if (stop == c->size && (stop - pos) % VMA_CLUSTER_SIZE)
                 n++;
-            push_item(c, ITEM_HOLE, pos, n * VMA_CLUSTER_SIZE, NULL, 0);
+            push_item(c, ITEM_HOLE, pos, n * VMA_CLUSTER_SIZE, NULL, NULL);
             pos += n * VMA_CLUSTER_SIZE;
             continue;
         }
-        uint64_t len = MIN((uint64_t)CHUNK_BYTES, end - pos);
-        if (seek_ok && data_until > pos) {
-            /* up to the end of the data, rounded up to a cluster */
-            uint64_t dend = (data_until + VMA_CLUSTER_SIZE - 1) & ~(uint64_t)(VMA_CLUSTER_SIZE - 1);
-            if (dend - pos < len)
-                len = dend - pos;
-        }
-        uint8_t *buf = g_async_queue_pop(c->free);
-        if (g_atomic_int_get(&c->stop)) {
-            g_async_queue_push(c->free, buf);
-            break;
-        }
-        int errnum = 0;
-        ssize_t got = pread_full(c->fd, buf, (size_t)len, pos, &errnum);
-        if (got < 0) {
-            g_async_queue_push(c->free, buf);
-            push_item(c, ITEM_ERROR, pos, 0, NULL, errnum);
+        /* up to the end of the data, rounded up to a cluster */
+        uint64_t dend = (de + VMA_CLUSTER_SIZE - 1) & ~(uint64_t)(VMA_CLUSTER_SIZE - 1);
+        uint64_t len = MIN(MIN((uint64_t)CHUNK_BYTES, end - pos), dend - pos);
+        int rc = read_chunk(c, pos, len);
+        if (rc < 0)
             return NULL;
-        }
-        if ((uint64_t)got < len)
-            memset(buf + got, 0, (size_t)(len - (uint64_t)got));
-        posix_fadvise(c->fd, (off_t)pos, (off_t)len, POSIX_FADV_DONTNEED);
-        push_item(c, ITEM_DATA, pos, len, buf, 0);
+        if (rc == 0)
+            break;
         pos += len;
     }
-    push_item(c, ITEM_END, pos, 0, NULL, 0);
+    push_item(c, ITEM_END, pos, 0, NULL, NULL);
     return NULL;
 }
 
-int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progress_fn progress,
-                        void *ud, GError **err)
+/* write what one item holds; calls progress */
+static int write_item(vma_writer *w, uint8_t dev_id, wdev *d, const read_item *it,
+                      vma_write_progress *pr, vma_write_progress_fn progress, void *ud,
+                      GError **err)
+{
+    uint32_t first = (uint32_t)(it->pos / VMA_CLUSTER_SIZE);
+    uint64_t n = vma_clusters(it->len);
+    int rc = 0;
+    if (it->kind == ITEM_HOLE) {
+        for (uint64_t k = 0; k < n && rc == 0; k++)
+            rc = vma_writer_write_cluster(w, dev_id, first + (uint32_t)k, NULL, err);
+    } else {
+        rc = write_chunk(w, dev_id, first, (unsigned)n, it->buf, it->masks, err);
+    }
+    if (rc < 0)
+        return -1;
+    uint64_t now = MIN(it->pos + it->len, d->size);
+    w->total_done += now - pr->done;
+    pr->done = now;
+    pr->zero_bytes = d->zero_bytes;
+    pr->total_done = w->total_done;
+    pr->elapsed = vma_now() - w->start;
+    if (progress && progress(pr, ud) != 0) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+        return -1;
+    }
+    return 0;
+}
+
+/* take the reader's items until it has said END (or failed): after a
+ * failure the reader is stopped and its items only drained */
+static int consume(vma_writer *w, uint8_t dev_id, wdev *d, read_ctx *c,
+                   vma_write_progress_fn progress, void *ud, GError **err)
+{
+    gboolean failed = FALSE;
+    vma_write_progress pr = {.size = d->size};
+    for (;;) {
+        read_item *it = g_async_queue_pop(c->full);
+        int kind = it->kind;
+        if (kind == ITEM_ERROR && !failed) {
+            g_propagate_prefixed_error(err, it->error, "%s: ", c->src->label);
+            it->error = NULL;
+            failed = TRUE;
+        } else if (kind == ITEM_END && !failed && (vma_interrupted() || pr.done < d->size)) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+            failed = TRUE;
+        } else if (kind != ITEM_END && kind != ITEM_ERROR && !failed &&
+                   write_item(w, dev_id, d, it, &pr, progress, ud, err) < 0) {
+            failed = TRUE;
+            g_atomic_int_set(&c->stop, 1);
+        }
+        if (it->buf)
+            g_async_queue_push(c->free, it->buf);
+        if (it->error)
+            g_error_free(it->error);
+        g_free(it);
+        if (kind == ITEM_END || kind == ITEM_ERROR)
+            return failed ? -1 : 0;
+    }
+}
+
+int vma_writer_write_source(vma_writer *w, uint8_t dev_id, const vma_source *src,
+                            vma_write_progress_fn progress, void *ud, GError **err)
 {
     if (!check_open(w, FALSE, err))
         return -1;
@@ -578,93 +628,20 @@ int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progres
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "no device with id %u", dev_id);
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        vma_set_errno(err, errno, "cannot stat the image of '%s'", d->name);
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        /* a pipe has no size: its data would be recorded as zeros */
+    if (src->size + 512 <= d->size) {
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
-                    "the image of '%s' is not a regular file or a block device", d->name);
+                    "the image of '%s' (%" G_GUINT64_FORMAT " bytes) is smaller than the device (%"
+                    G_GUINT64_FORMAT " bytes)", d->name, src->size, d->size);
         return -1;
     }
-    int64_t fsize = vma_fd_size(fd, err);
-    if (fsize < 0)
-        return -1;
-    if ((uint64_t)fsize + 512 <= d->size) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
-                    "the image of '%s' (%" G_GINT64_FORMAT " bytes) is smaller than the device (%"
-                    G_GUINT64_FORMAT " bytes)", d->name, fsize, d->size);
-        return -1;
-    }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-
-    read_ctx c = {.fd = fd, .size = d->size, .fsize = (uint64_t)fsize};
+    read_ctx c = {.src = src, .size = d->size};
     c.full = g_async_queue_new();
     c.free = g_async_queue_new();
-    uint8_t *bufs[READ_BUFFERS];
-    for (unsigned i = 0; i < READ_BUFFERS; i++) {
-        bufs[i] = g_malloc(CHUNK_BYTES);
-        g_async_queue_push(c.free, bufs[i]);
-    }
+    for (unsigned i = 0; i < READ_BUFFERS; i++)
+        g_async_queue_push(c.free, g_malloc(CHUNK_BYTES));
     GThread *th = g_thread_new("vma-read", reader_thread, &c);
-
-    int ret = -1;
-    gboolean done = FALSE, failed = FALSE;
-    vma_write_progress pr = {.size = d->size};
-    while (!done) {
-        read_item *it = g_async_queue_pop(c.full);
-        if (it->kind == ITEM_END || it->kind == ITEM_ERROR) {
-            done = TRUE;
-            if (!failed && it->kind == ITEM_ERROR) {
-                vma_set_errno(err, it->errnum, "read failed at offset %" G_GUINT64_FORMAT, it->pos);
-                failed = TRUE;
-            } else if (!failed && vma_interrupted()) {
-                g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-                failed = TRUE;
-            }
-            g_free(it);
-            break;
-        }
-        if (!failed) {
-            uint32_t first = (uint32_t)(it->pos / VMA_CLUSTER_SIZE);
-            uint64_t n = vma_clusters(it->len);
-            int rc = 0;
-            if (it->kind == ITEM_HOLE) {
-                for (uint64_t k = 0; k < n && rc == 0; k++)
-                    rc = vma_writer_write_cluster(w, dev_id, first + (uint32_t)k, NULL, err);
-            } else {
-                rc = write_chunk(w, dev_id, first, (unsigned)n, it->buf, it->masks, err);
-            }
-            if (rc == 0) {
-                uint64_t now = MIN(it->pos + it->len, d->size);
-                w->total_done += now - pr.done;
-                pr.done = now;
-                pr.zero_bytes = d->zero_bytes;
-                pr.total_done = w->total_done;
-                pr.elapsed = vma_now() - w->start;
-                if (progress && progress(&pr, ud) != 0) {
-                    g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-                    rc = -1;
-                }
-            }
-            if (rc < 0) {
-                /* stop the reader; keep draining until it has said END */
-                failed = TRUE;
-                g_atomic_int_set(&c.stop, 1);
-            }
-        }
-        if (it->buf)
-            g_async_queue_push(c.free, it->buf);
-        g_free(it);
-    }
+    int ret = consume(w, dev_id, d, &c, progress, ud, err);
     g_thread_join(th);
-    if (!failed && pr.done < d->size) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-        failed = TRUE;
-    }
-    ret = failed ? -1 : 0;
     if (ret < 0)
         w->failed = TRUE;
     /* the reader has ended: every buffer is back in the free queue */
@@ -675,6 +652,78 @@ int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progres
     return ret;
 }
 
+/* ---- a file or block device as a source ---- */
+
+typedef struct {
+    int fd;
+    uint64_t size;        /* the file's size */
+    gboolean seek_ok;     /* SEEK_DATA works here */
+} fd_source;
+
+static int fd_next_data(void *ctx, uint64_t off, uint64_t *start, uint64_t *end, GError **err)
+{
+    fd_source *f = ctx;
+    (void)err;
+    if (off >= f->size)
+        return 0; /* past the end of the file: zeros */
+    if (f->seek_ok) {
+        off_t dpos = lseek(f->fd, (off_t)off, SEEK_DATA);
+        if (dpos < 0 && errno == ENXIO)
+            return 0;
+        if (dpos >= 0) {
+            off_t hpos = lseek(f->fd, dpos, SEEK_HOLE);
+            *start = (uint64_t)dpos;
+            *end = hpos < 0 ? f->size : (uint64_t)hpos;
+            return 1;
+        }
+        f->seek_ok = FALSE; /* not supported: everything is data */
+    }
+    *start = off;
+    *end = f->size;
+    return 1;
+}
+
+static ssize_t fd_pread(void *ctx, void *buf, size_t n, uint64_t off, GError **err)
+{
+    fd_source *f = ctx;
+    ssize_t got = vma_pread_all(f->fd, buf, n, off, err);
+    if (got > 0)
+        posix_fadvise(f->fd, (off_t)off, (off_t)got, POSIX_FADV_DONTNEED);
+    return got;
+}
+
+static const vma_source_ops fd_source_ops = {fd_next_data, fd_pread};
+
+int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progress_fn progress,
+                        void *ud, GError **err)
+{
+    if (!check_open(w, FALSE, err))
+        return -1;
+    wdev *d = (dev_id >= 1 && dev_id <= w->n_devs) ? w->devs[dev_id] : NULL;
+    const char *name = d ? d->name : "?";
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        vma_set_errno(err, errno, "cannot stat the image of '%s'", name);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        /* a pipe has no size: its data would be recorded as zeros */
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
+                    "the image of '%s' is not a regular file or a block device", name);
+        return -1;
+    }
+    int64_t fsize = vma_fd_size(fd, err);
+    if (fsize < 0)
+        return -1;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    fd_source f = {fd, (uint64_t)fsize, TRUE};
+    char *label = g_strdup_printf("the image of '%s'", name);
+    vma_source src = {&fd_source_ops, &f, (uint64_t)fsize, label};
+    int rc = vma_writer_write_source(w, dev_id, &src, progress, ud, err);
+    g_free(label);
+    return rc;
+}
+
 void vma_writer_device_stats(const vma_writer *w, uint8_t dev_id, vma_device_stats *out)
 {
     memset(out, 0, sizeof(*out));
@@ -683,18 +732,6 @@ void vma_writer_device_stats(const vma_writer *w, uint8_t dev_id, vma_device_sta
     out->size = w->devs[dev_id]->size;
     out->zero_bytes = w->devs[dev_id]->zero_bytes;
     out->clusters = w->devs[dev_id]->written_count;
-}
-
-static int fsync_dir_of(const char *path)
-{
-    char *dir = g_path_get_dirname(path);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    g_free(dir);
-    if (dfd < 0)
-        return -1;
-    int rc = fsync(dfd);
-    close(dfd);
-    return rc;
 }
 
 int vma_writer_close(vma_writer *w, GError **err)
@@ -736,23 +773,18 @@ int vma_writer_close(vma_writer *w, GError **err)
         int rc;
         if (w->overwrite) {
             rc = rename(w->tmp_path, w->path);
+            if (rc < 0)
+                vma_set_errno(err, errno, "cannot rename the archive to %s", w->path);
         } else {
-            rc = renameat2(AT_FDCWD, w->tmp_path, AT_FDCWD, w->path, RENAME_NOREPLACE);
-            if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
-                /* file systems without RENAME_NOREPLACE: link() never replaces */
-                rc = link(w->tmp_path, w->path);
-                if (rc == 0)
-                    unlink(w->tmp_path);
-            }
+            rc = vma_rename_noreplace(w->tmp_path, w->path, err);
         }
         if (rc < 0) {
-            vma_set_errno(err, errno, "cannot rename the archive to %s", w->path);
             w->failed = TRUE;
             return -1;
         }
         g_free(w->tmp_path);
         w->tmp_path = NULL;
-        fsync_dir_of(w->path);
+        vma_fsync_parent(w->path, NULL);
     }
     w->closed_ok = TRUE;
     return 0;
@@ -773,7 +805,7 @@ void vma_writer_free(vma_writer *w)
     if (w->configs)
         g_ptr_array_free(w->configs, TRUE);
     for (unsigned id = 1; id <= w->n_devs; id++) {
-        vma_bitmap_free(w->devs[id]->written);
+        vma_runs_free(w->devs[id]->written);
         g_free(w->devs[id]->name);
         g_free(w->devs[id]);
     }

@@ -42,18 +42,22 @@ enum {
     VMA_E_MD5 = 24, VMA_E_BLOCKINFO = 40,
 };
 
-/* A set of cluster numbers below nbits, kept as runs so that memory follows
- * what the archive sends, not what its header claims. */
-typedef struct vma_bitmap vma_bitmap;
-vma_bitmap *vma_bitmap_new(uint64_t nbits, uint64_t max_runs);
-void vma_bitmap_free(vma_bitmap *b);
-/* sets bit i; returns its previous value, or -1 when more than max_runs
- * separate runs would be needed */
-int vma_bitmap_test_and_set(vma_bitmap *b, uint64_t i);
+/* A set of cluster numbers below a limit, kept as runs so that memory
+ * follows what the archive sends, not what its header claims (runs.c). */
+typedef struct vma_runs vma_runs;
+vma_runs *vma_runs_new(uint64_t limit, uint64_t max_runs);
+void vma_runs_free(vma_runs *r);
+/* adds i; returns 1 when it was there already, 0 when added, -1 when more
+ * than max_runs separate runs would be needed */
+int vma_runs_add(vma_runs *r, uint64_t i);
+gboolean vma_runs_contains(const vma_runs *r, uint64_t i);
 /* the number of separate runs held */
-uint64_t vma_bitmap_runs(const vma_bitmap *b);
-/* number of clear bits below nbits; *first gets the first clear one */
-uint64_t vma_bitmap_count_clear(const vma_bitmap *b, uint64_t *first);
+uint64_t vma_runs_count(const vma_runs *r);
+/* every range below the limit that is not in the set, in order */
+void vma_runs_foreach_gap(const vma_runs *r, vma_gap_fn fn, void *ud);
+/* the count of numbers below the limit not in the set; *first (may be
+ * NULL) gets the first of them */
+uint64_t vma_runs_missing(const vma_runs *r, uint64_t *first);
 
 /* how many separate runs of clusters a reader tracks before it gives up on
  * an archive as too fragmented (about 50 MiB of bookkeeping) */
@@ -65,6 +69,9 @@ vma_in *vma_in_new(int fd, GError **err); /* owns fd */
 /* read exactly n bytes unless the stream ends: returns bytes read (< n only
  * at the end), or -1 on error */
 ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err);
+/* skip n bytes (a seek on a plain file): the count skipped (< n only at the
+ * end), or -1 on error */
+ssize_t vma_in_skip(vma_in *in, size_t n, GError **err);
 vma_compress vma_in_compression(const vma_in *in);
 void vma_in_free(vma_in *in);
 
@@ -81,7 +88,19 @@ void vma_out_free(vma_out *out);
 /* write all the pieces, at off (pwritev) or at the current position when
  * off < 0 (writev), retrying short writes; iov is modified.  -1 with err. */
 int vma_writev_all(int fd, struct iovec *iov, int n, int64_t off, GError **err);
-int vma_write_all(int fd, const void *buf, size_t n, GError **err);
+
+/* check the 512-byte extent header eh at archive offset off (the rules that
+ * need only it and the archive's uuid) and decode its slots into ext */
+int vma_extent_decode(const uint8_t *eh, const uint8_t uuid[16], uint64_t off,
+                      vma_extent *ext, GError **err);
+
+/* open an archive's file ("-": a copy of standard input); a folder is refused */
+int vma_open_archive_fd(const char *path, GError **err);
+
+/* MD5 of a, 16 zero bytes, then b (a checksum computed with its own field
+ * zero); FALSE when libcrypto failed */
+gboolean vma_md5_with_hole(const void *a, size_t alen, const void *b, size_t blen,
+                           uint8_t out[16]);
 
 /* set a GError from errno */
 void vma_set_errno(GError **err, int errnum, const char *fmt, ...) G_GNUC_PRINTF(3, 4);

@@ -1,21 +1,16 @@
 /* lvma.c - the Lua 5.4 binding of libvma: the module "vma".
  * One userdata type per open object (reader, writer), errors returned as
- * nil, message, kind; __gc and __close are safe to run twice. */
+ * nil, message, kind; __gc and __close are safe to run twice.  The file and
+ * process helpers of the module are in lvma_os.c. */
 #define _GNU_SOURCE
-#include "vma.h"
+#include "lvma.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <stdarg.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
-#include <linux/fs.h>
 #include <uuid/uuid.h>
-
-#include <lua.h>
-#include <lauxlib.h>
 
 #define READER_MT "vma.reader"
 #define WRITER_MT "vma.writer"
@@ -42,7 +37,7 @@ static const char *error_kind(const GError *e)
 }
 
 /* push nil, message, kind and free the error: the luaL_fileresult style */
-static int push_error(lua_State *L, GError *e)
+int lvma_push_error(lua_State *L, GError *e)
 {
     lua_pushnil(L);
     lua_pushstring(L, e ? e->message : "unknown error");
@@ -52,22 +47,27 @@ static int push_error(lua_State *L, GError *e)
     return 3;
 }
 
-/* nil, "<what> <path>: <strerror>", "io" */
-static int push_errno(lua_State *L, int errnum, const char *what, const char *path)
+int lvma_push_errno(lua_State *L, int errnum, const char *fmt, ...)
 {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s %s: %s", what, path, g_strerror(errnum));
-    lua_pushstring(L, errnum == EINTR ? "interrupted" : "io");
-    return 3;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    GError *e = g_error_new(VMA_ERROR, errnum == EINTR ? VMA_ERR_INTERRUPTED : VMA_ERR_IO,
+                            "%s: %s", msg, g_strerror(errnum));
+    g_free(msg);
+    return lvma_push_error(L, e);
 }
 
-/* nil, message, "argument" */
-static int push_argerror(lua_State *L, const char *fmt, const char *arg)
+int lvma_push_argerror(lua_State *L, const char *fmt, ...)
 {
-    lua_pushnil(L);
-    lua_pushfstring(L, fmt, arg);
-    lua_pushliteral(L, "argument");
-    return 3;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    GError *e = g_error_new_literal(VMA_ERROR, VMA_ERR_ARG, msg);
+    g_free(msg);
+    return lvma_push_error(L, e);
 }
 
 static void push_uuid(lua_State *L, const uint8_t u[16])
@@ -117,7 +117,7 @@ static int l_open(lua_State *L)
     luaL_setmetatable(L, READER_MT);
     lr->r = vma_reader_open(path, &e);
     if (!lr->r)
-        return push_error(L, e);
+        return lvma_push_error(L, e);
     return 1;
 }
 
@@ -250,7 +250,7 @@ static int push_failure(progress_ctx *pc, GError *e)
         lua_pushliteral(pc->L, "callback");
         return 3;
     }
-    return push_error(pc->L, e);
+    return lvma_push_error(pc->L, e);
 }
 
 static void push_stats(lua_State *L, const vma_stats *st)
@@ -280,87 +280,180 @@ static int restore_progress(const vma_stats *st, void *ud)
     return progress_call(pc);
 }
 
-static int open_target(const char *path, gboolean fresh, int *fd_out)
+/* the target of one device from its Lua table (on top of the stack):
+ * opened, or nil, message, kind pushed (returns that count) */
+static int open_target(lua_State *L, const vma_device *d, vma_target *t)
 {
-    int flags = O_WRONLY | O_CLOEXEC | (fresh ? O_CREAT | O_EXCL : 0);
-    int fd = open(path, flags, 0644);
-    if (fd < 0)
-        return -1;
-    *fd_out = fd;
+    memset(t, 0, sizeof(*t));
+    t->fd = -1;
+    lua_getfield(L, -1, "path");
+    lua_getfield(L, -2, "fresh");
+    lua_getfield(L, -3, "write_zero");
+    lua_getfield(L, -4, "bps");
+    lua_getfield(L, -5, "mode");
+    const char *path = lua_tostring(L, -5);
+    t->fresh = lua_toboolean(L, -4);
+    t->write_zero = lua_toboolean(L, -3);
+    t->bps = (uint64_t)lua_tointeger(L, -2);
+    mode_t mode = lua_isinteger(L, -1) ? (mode_t)lua_tointeger(L, -1) : 0600;
+    lua_pop(L, 5);
+    if (!path)
+        return lvma_push_argerror(L, "target of '%s' has no path", d->name);
+    int flags = O_WRONLY | O_CLOEXEC | (t->fresh ? O_CREAT | O_EXCL : 0);
+    t->fd = open(path, flags, mode);
+    if (t->fd < 0)
+        return lvma_push_errno(L, errno, "cannot open %s", path);
+    /* the path lives in the options table, which outlives the restore */
+    t->label = path;
     return 0;
 }
 
-/* reader:extract{ targets = { [devname] = {path=, write_zero=, fresh=, bps=} },
- *                 progress = fn } -> stats | nil, msg, kind */
+/* opts.targets -> targets[] (every key must name a device); 0, or the count
+ * of the error values pushed */
+static int open_targets(lua_State *L, lreader *lr, int opts, vma_target *tstore,
+                        vma_target *targets[VMA_MAX_DEV_ID + 1])
+{
+    const vma_header *h = vma_reader_header(lr->r);
+    lua_getfield(L, opts, "targets");
+    int tt = lua_gettop(L);
+    if (!lua_istable(L, tt)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, tt)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (!k || !vma_reader_find_device(lr->r, k))
+            return lvma_push_argerror(L, "no device named '%s' in the archive",
+                                      k ? k : "(not a string)");
+    }
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
+        const vma_device *d = h->devices[id];
+        if (!d)
+            continue;
+        lua_getfield(L, tt, d->name);
+        if (lua_istable(L, -1)) {
+            int n = open_target(L, d, &tstore[id]);
+            if (n)
+                return n;
+            targets[id] = &tstore[id];
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* salvage: the damage met, kept in a Lua table (the first ones only) */
+#define MAX_DAMAGE_KEPT 1000
+#define MAX_RANGES_KEPT 10000
+
+typedef struct {
+    lua_State *L;
+    int table;
+    lua_Integer n;
+} damage_list;
+
+static void on_damage(uint64_t offset, const char *what, void *ud)
+{
+    damage_list *dl = ud;
+    if (dl->n >= MAX_DAMAGE_KEPT)
+        return;
+    lua_State *L = dl->L;
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)offset);
+    lua_setfield(L, -2, "offset");
+    lua_pushstring(L, what);
+    lua_setfield(L, -2, "what");
+    lua_rawseti(L, dl->table, ++dl->n);
+}
+
+typedef struct {
+    lua_State *L;
+    const vma_device *d;
+    lua_Integer n;
+} range_list;
+
+static void on_missing(uint64_t start, uint64_t end, void *ud)
+{
+    range_list *rl = ud;
+    if (rl->n >= MAX_RANGES_KEPT)
+        return;
+    lua_State *L = rl->L;
+    uint64_t off = start * VMA_CLUSTER_SIZE;
+    uint64_t stop = MIN(end * VMA_CLUSTER_SIZE, rl->d->size);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)off);
+    lua_setfield(L, -2, "offset");
+    lua_pushinteger(L, (lua_Integer)(stop - off));
+    lua_setfield(L, -2, "length");
+    lua_rawseti(L, -2, ++rl->n);
+}
+
+/* stats.damage = {{offset=, what=}...}, stats.damage_events = N,
+ * stats.missing = { [devname] = {bytes=, ranges={{offset=, length=}...}} } */
+static void push_salvage_report(lua_State *L, lreader *lr, int damage_table)
+{
+    const vma_header *h = vma_reader_header(lr->r);
+    lua_pushvalue(L, damage_table);
+    lua_setfield(L, -2, "damage");
+    lua_pushinteger(L, (lua_Integer)vma_reader_damage_events(lr->r));
+    lua_setfield(L, -2, "damage_events");
+    lua_newtable(L);
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
+        const vma_device *d = h->devices[id];
+        if (!d || d->is_vmstate)
+            continue;
+        uint64_t missing = vma_reader_missing(lr->r, (uint8_t)id);
+        lua_createtable(L, 0, 2);
+        uint64_t last = vma_clusters(d->size);
+        /* the last cluster may be short */
+        uint64_t bytes = missing * VMA_CLUSTER_SIZE;
+        if (missing && !vma_reader_has_cluster(lr->r, (uint8_t)id, (uint32_t)(last - 1)))
+            bytes -= last * VMA_CLUSTER_SIZE - d->size;
+        lua_pushinteger(L, (lua_Integer)bytes);
+        lua_setfield(L, -2, "bytes");
+        lua_newtable(L);
+        range_list rl = {L, d, 0};
+        vma_reader_foreach_missing(lr->r, (uint8_t)id, on_missing, &rl);
+        lua_setfield(L, -2, "ranges");
+        lua_setfield(L, -2, d->name);
+    }
+    lua_setfield(L, -2, "missing");
+}
+
+/* reader:extract{ targets = { [devname] = {path=, write_zero=, fresh=, bps=, mode=} },
+ *                 progress = fn, salvage = bool } -> stats | nil, msg, kind
+ * Devices without a target need not be complete: only what is restored is. */
 static int do_restore(lua_State *L, gboolean with_targets)
 {
     lreader *lr = check_reader(L);
-    if (lr->consumed) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "the archive was already read: open it again");
-        lua_pushliteral(L, "argument");
-        return 3;
-    }
+    if (lr->consumed)
+        return lvma_push_argerror(L, "the archive was already read: open it again");
     int opts = lua_istable(L, 2) ? 2 : 0;
     const vma_header *h = vma_reader_header(lr->r);
     vma_target tstore[VMA_MAX_DEV_ID + 1];
     vma_target *targets[VMA_MAX_DEV_ID + 1] = {0};
     progress_ctx pc = progress_from(L, opts);
-    int nret;
-
-    if (with_targets && opts) {
-        lua_getfield(L, opts, "targets");
-        int tt = lua_gettop(L);
-        if (lua_istable(L, tt)) {
-            /* refuse names that are not devices of the archive */
-            lua_pushnil(L);
-            while (lua_next(L, tt)) {
-                lua_pop(L, 1);
-                const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-                if (!k || !vma_reader_find_device(lr->r, k)) {
-                    lua_pushnil(L);
-                    lua_pushfstring(L, "no device named '%s' in the archive",
-                                    k ? k : "(not a string)");
-                    lua_pushliteral(L, "argument");
-                    return 3;
-                }
-            }
-            for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
-                const vma_device *d = h->devices[id];
-                if (!d)
-                    continue;
-                lua_getfield(L, tt, d->name);
-                if (lua_istable(L, -1)) {
-                    vma_target *t = &tstore[id];
-                    memset(t, 0, sizeof(*t));
-                    t->fd = -1;
-                    lua_getfield(L, -1, "path");
-                    const char *path = lua_tostring(L, -1);
-                    lua_getfield(L, -2, "fresh");
-                    t->fresh = lua_toboolean(L, -1);
-                    lua_getfield(L, -3, "write_zero");
-                    t->write_zero = lua_toboolean(L, -1);
-                    lua_getfield(L, -4, "bps");
-                    t->bps = (uint64_t)lua_tointeger(L, -1);
-                    lua_pop(L, 2);
-                    if (!path) {
-                        lua_pushnil(L);
-                        lua_pushfstring(L, "target of '%s' has no path", d->name);
-                        lua_pushliteral(L, "argument");
-                        nret = 3;
-                        goto close_targets;
-                    }
-                    if (open_target(path, t->fresh, &t->fd) < 0) {
-                        nret = push_errno(L, errno, "cannot open", path);
-                        goto close_targets;
-                    }
-                    lua_pop(L, 2); /* fresh, path */
-                    targets[id] = t;
-                }
-                lua_pop(L, 1);
-            }
-        }
+    int nret = 0;
+    if (with_targets && opts)
+        nret = open_targets(L, lr, opts, tstore, targets);
+    if (nret)
+        goto close_targets;
+    gboolean salvage = FALSE;
+    if (opts) {
+        lua_getfield(L, opts, "salvage");
+        salvage = lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
+    lua_newtable(L);
+    damage_list dl = {L, lua_gettop(L), 0};
+    if (salvage)
+        vma_reader_set_salvage(lr->r, on_damage, &dl);
+    for (unsigned id = 1; with_targets && id <= VMA_MAX_DEV_ID; id++)
+        if (h->devices[id] && !targets[id])
+            vma_reader_set_optional(lr->r, (uint8_t)id, TRUE);
 
     lr->consumed = TRUE;
     vma_stats st;
@@ -370,6 +463,8 @@ static int do_restore(lua_State *L, gboolean with_targets)
         nret = push_failure(&pc, e);
     } else {
         push_stats(L, &st);
+        if (salvage)
+            push_salvage_report(L, lr, dl.table);
         nret = 1;
     }
 close_targets:
@@ -451,7 +546,7 @@ static int l_create(lua_State *L)
         if (lua_isstring(L, -1)) {
             int c = vma_compress_from_name(lua_tostring(L, -1));
             if (c < 0)
-                return push_argerror(L, "unknown compression '%s'", lua_tostring(L, -1));
+                return lvma_push_argerror(L, "unknown compression '%s'", lua_tostring(L, -1));
             o.compress = (vma_compress)c;
         }
         lua_getfield(L, 2, "level");
@@ -464,7 +559,7 @@ static int l_create(lua_State *L)
         lua_getfield(L, 2, "uuid");
         if (lua_isstring(L, -1)) {
             if (parse_uuid(lua_tostring(L, -1), uuid) < 0)
-                return push_argerror(L, "bad uuid '%s'", lua_tostring(L, -1));
+                return lvma_push_argerror(L, "bad uuid '%s'", lua_tostring(L, -1));
             o.uuid = uuid;
         }
         lua_pop(L, 5);
@@ -475,7 +570,7 @@ static int l_create(lua_State *L)
     GError *e = NULL;
     lw->w = vma_writer_create(path, &o, &e);
     if (!lw->w)
-        return push_error(L, e);
+        return lvma_push_error(L, e);
     return 1;
 }
 
@@ -487,7 +582,7 @@ static int writer_add_config(lua_State *L)
     const char *data = luaL_checklstring(L, 3, &len);
     GError *e = NULL;
     if (vma_writer_add_config(lw->w, name, data, len, &e) < 0)
-        return push_error(L, e);
+        return lvma_push_error(L, e);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -502,7 +597,7 @@ static int writer_add_device(lua_State *L)
     GError *e = NULL;
     int id = vma_writer_add_device(lw->w, name, (uint64_t)size, &e);
     if (id < 0)
-        return push_error(L, e);
+        return lvma_push_error(L, e);
     lua_pushinteger(L, id);
     return 1;
 }
@@ -530,7 +625,7 @@ static int writer_write_cluster(lua_State *L)
     int rc = vma_writer_write_cluster(lw->w, (uint8_t)id, (uint32_t)cluster, buf, &e);
     g_free(buf);
     if (rc < 0)
-        return push_error(L, e);
+        return lvma_push_error(L, e);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -565,10 +660,12 @@ static int writer_write_device(lua_State *L)
     progress_ctx pc = progress_from(L, 4);
     int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return push_errno(L, errno, "cannot open", path);
+        return lvma_push_errno(L, errno, "cannot open %s", path);
     GError *e = NULL;
     int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, pc.fn ? write_progress : NULL, &pc, &e);
     close(fd);
+    if (rc < 0 && !pc.failed && e->code != VMA_ERR_INTERRUPTED)
+        g_prefix_error(&e, "%s: ", path);
     if (rc < 0)
         return push_failure(&pc, e);
     lua_pushboolean(L, 1);
@@ -601,7 +698,7 @@ static int writer_close(lua_State *L)
     vma_writer_free(lw->w);
     lw->w = NULL;
     if (rc < 0)
-        return push_error(L, e);
+        return lvma_push_error(L, e);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -694,171 +791,6 @@ static int l_is_safe_name(lua_State *L)
     return 2;
 }
 
-/* vma.stat(path) -> {type=, size=} | nil, msg; block devices report their size */
-static int l_stat(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        return push_errno(L, errno, "cannot stat", path);
-    }
-    lua_createtable(L, 0, 3);
-    const char *type = S_ISREG(st.st_mode) ? "file" : S_ISBLK(st.st_mode) ? "block"
-                     : S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode) ? "fifo"
-                     : S_ISCHR(st.st_mode) ? "char" : "other";
-    lua_pushstring(L, type);
-    lua_setfield(L, -2, "type");
-    lua_Integer size = st.st_size;
-    if (S_ISBLK(st.st_mode)) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        uint64_t sz = 0;
-        if (fd >= 0 && ioctl(fd, BLKGETSIZE64, &sz) == 0)
-            size = (lua_Integer)sz;
-        if (fd >= 0)
-            close(fd);
-    }
-    lua_pushinteger(L, size);
-    lua_setfield(L, -2, "size");
-    lua_pushinteger(L, (lua_Integer)st.st_mtime);
-    lua_setfield(L, -2, "mtime");
-    return 1;
-}
-
-static int l_mkdir(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    lua_Integer mode = luaL_optinteger(L, 2, 0755);
-    if (mkdir(path, (mode_t)mode) < 0) {
-        return push_errno(L, errno, "cannot create directory", path);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_rmdir(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    if (rmdir(path) < 0) {
-        return push_errno(L, errno, "cannot remove directory", path);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* vma.write_file(path, data): a new file (never an existing one), fsynced */
-static int l_write_file(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return push_errno(L, errno, "cannot create", path);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int en = w < 0 ? errno : ENOSPC;
-            close(fd);
-            unlink(path);
-            return push_errno(L, en, "cannot write", path);
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) < 0 || close(fd) < 0) {
-        int en = errno;
-        unlink(path);
-        return push_errno(L, en, "cannot write", path);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* vma.rename(old, new): never replaces an existing file */
-static int l_rename(lua_State *L)
-{
-    const char *from = luaL_checkstring(L, 1);
-    const char *to = luaL_checkstring(L, 2);
-    int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
-    if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
-        /* file systems without RENAME_NOREPLACE: link() never replaces */
-        rc = link(from, to);
-        if (rc == 0)
-            unlink(from);
-    }
-    if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot rename %s to %s: %s", from, to, g_strerror(errno));
-        lua_pushliteral(L, "io");
-        return 3;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_fsync_dir(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        int en = errno;
-        if (fd >= 0)
-            close(fd);
-        return push_errno(L, en, "cannot sync", path);
-    }
-    close(fd);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_isatty(lua_State *L)
-{
-    int fd = (int)luaL_optinteger(L, 1, 1);
-    lua_pushboolean(L, isatty(fd));
-    return 1;
-}
-
-static int l_terminal_width(lua_State *L)
-{
-    int fd = (int)luaL_optinteger(L, 1, 2);
-    struct winsize ws;
-    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        lua_pushinteger(L, ws.ws_col);
-    else
-        lua_pushinteger(L, 80);
-    return 1;
-}
-
-static void on_signal(int sig)
-{
-    vma_interrupt();
-    /* a second signal of the same kind ends the process the usual way */
-    signal(sig, SIG_DFL);
-}
-
-/* vma.catch_signals(): SIGINT, SIGTERM and SIGHUP stop long work at the next
- * extent, so that the caller can clean up */
-static int l_catch_signals(lua_State *L)
-{
-    (void)L;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    return 0;
-}
-
-static int l_interrupted(lua_State *L)
-{
-    lua_pushboolean(L, vma_interrupted());
-    return 1;
-}
-
 static int l_uuid_generate(lua_State *L)
 {
     uuid_t u;
@@ -872,16 +804,6 @@ static const luaL_Reg vma_funcs[] = {
     {"create", l_create},
     {"md5", l_md5},
     {"is_safe_name", l_is_safe_name},
-    {"stat", l_stat},
-    {"mkdir", l_mkdir},
-    {"rmdir", l_rmdir},
-    {"write_file", l_write_file},
-    {"rename", l_rename},
-    {"fsync_dir", l_fsync_dir},
-    {"isatty", l_isatty},
-    {"terminal_width", l_terminal_width},
-    {"catch_signals", l_catch_signals},
-    {"interrupted", l_interrupted},
     {"uuid", l_uuid_generate},
     {NULL, NULL},
 };
@@ -901,6 +823,7 @@ int luaopen_vma(lua_State *L)
     new_class(L, READER_MT, reader_meta, reader_methods);
     new_class(L, WRITER_MT, writer_meta, writer_methods);
     luaL_newlib(L, vma_funcs);
+    lvma_open_os(L);
     lua_pushliteral(L, VMA_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushinteger(L, VMA_CLUSTER_SIZE);

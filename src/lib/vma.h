@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define VMA_BLOCK_SIZE          4096u
 #define VMA_CLUSTER_SIZE        65536u
@@ -131,7 +132,9 @@ typedef struct {
     uint8_t dev_id;
     uint32_t cluster;
     uint16_t mask;        /* bit j set: block j stored; clear: all zero */
-    const uint8_t *data;  /* popcount(mask) * 4096 bytes, in block order */
+    const uint8_t *data;  /* popcount(mask) * 4096 bytes, in block order
+                             (NULL when the reader skips the data) */
+    uint64_t data_offset; /* where those bytes lie in the (decompressed) archive */
 } vma_slot;
 
 typedef struct {
@@ -151,12 +154,47 @@ int vma_reader_next(vma_reader *r, vma_extent *ext, GError **err);
 /* bytes consumed from the (decompressed) archive so far */
 uint64_t vma_reader_offset(const vma_reader *r);
 
+/* a range [start, end) of cluster numbers */
+typedef void (*vma_gap_fn)(uint64_t start, uint64_t end, void *ud);
+/* damage met in salvage mode: at this archive offset, what was wrong */
+typedef void (*vma_damage_fn)(uint64_t offset, const char *what, void *ud);
+
+/* Missing clusters of this device are not an error at the end (a device
+ * that is not restored need not be complete). */
+void vma_reader_set_optional(vma_reader *r, uint8_t dev_id, gboolean optional);
+/* Salvage mode: a bad extent is reported to fn and skipped (the reader goes
+ * on at the next valid extent header), a bad slot is dropped, a cut or
+ * undecodable archive ends where it breaks; the end is never an error.
+ * What is missing is then asked with vma_reader_foreach_missing(). */
+void vma_reader_set_salvage(vma_reader *r, vma_damage_fn fn, void *ud);
+uint64_t vma_reader_damage_events(const vma_reader *r);
+/* the clusters of a disk not seen so far, as ranges */
+void vma_reader_foreach_missing(const vma_reader *r, uint8_t dev_id, vma_gap_fn fn, void *ud);
+uint64_t vma_reader_missing(const vma_reader *r, uint8_t dev_id);
+gboolean vma_reader_has_cluster(const vma_reader *r, uint8_t dev_id, uint32_t cluster);
+/* decode and check extents but skip their data (slot data stays NULL) */
+void vma_reader_skip_data(vma_reader *r, gboolean skip);
+
 /* ---- restore engine ---------------------------------------------------- */
 
+/* a target that is not a descriptor (an RBD image, say) */
 typedef struct {
-    int fd;               /* -1: read and check the device, write nothing */
+    /* write the pieces at off (iov may be modified); 0 or -1 with err.  The
+     * data may be reused once the call returns. */
+    int (*pwritev)(void *ctx, struct iovec *iov, int n, uint64_t off, GError **err);
+    /* make [off, off + len) read as zeros */
+    int (*zero)(void *ctx, uint64_t off, uint64_t len, GError **err);
+    /* everything written so far is durable */
+    int (*flush)(void *ctx, GError **err);
+} vma_sink_ops;
+
+typedef struct {
+    int fd;               /* a file or block device; -1: see ops */
+    const vma_sink_ops *ops; /* with fd -1: write through these; NULL: check only */
+    void *ctx;
+    const char *label;    /* the target in messages (a path), or NULL */
     gboolean write_zero;  /* write zeros for zero blocks (old data in target) */
-    gboolean fresh;       /* a new file: set its size, leave holes for zeros */
+    gboolean fresh;       /* new and all zero: holes for zeros (a file is sized) */
     uint64_t bps;         /* throttle in bytes per second, 0 = unlimited */
 } vma_target;
 
@@ -174,8 +212,8 @@ typedef struct {
 /* return non-zero to abort the restore (it fails with VMA_ERR_INTERRUPTED) */
 typedef int (*vma_progress_fn)(const vma_stats *st, void *ud);
 
-/* Read every extent of r and write it to targets[dev_id] (NULL entries
- * and fd -1 mean: check only).  Targets are written at their offsets,
+/* Read every extent of r and write it to targets[dev_id] (NULL entries,
+ * and fd -1 without ops, mean: check only).  Targets are written at their offsets,
  * truncated at the device size; runs of blocks are coalesced; fresh targets
  * get holes for zero blocks.  Every target is fsynced before success.
  * progress (may be NULL) is called after each extent. */
@@ -183,8 +221,6 @@ int vma_restore(vma_reader *r, vma_target *const targets[VMA_MAX_DEV_ID + 1],
                 vma_progress_fn progress, void *ud, vma_stats *stats,
                 GError **err);
 
-/* size of a regular file or block device open on fd, -1 on error */
-int64_t vma_fd_size(int fd, GError **err);
 
 /* ---- writer ------------------------------------------------------------ */
 
@@ -235,6 +271,27 @@ int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd,
                         vma_write_progress_fn progress, void *ud,
                         GError **err);
 
+/* an image that is not a descriptor (an RBD snapshot, say); the writer
+ * calls it from a thread of its own */
+typedef struct {
+    /* the first data at or after off: 1 with [*start, *end) holding data
+     * (start may lie before off), 0 when only zeros follow, -1 with err */
+    int (*next_data)(void *ctx, uint64_t off, uint64_t *start, uint64_t *end, GError **err);
+    /* read n bytes at off: the count read (less only at the image's end),
+     * or -1 with err */
+    ssize_t (*pread)(void *ctx, void *buf, size_t n, uint64_t off, GError **err);
+} vma_source_ops;
+
+typedef struct {
+    const vma_source_ops *ops;
+    void *ctx;
+    uint64_t size;        /* bytes of the image */
+    const char *label;    /* the image in messages */
+} vma_source;
+
+int vma_writer_write_source(vma_writer *w, uint8_t dev_id, const vma_source *src,
+                            vma_write_progress_fn progress, void *ud, GError **err);
+
 typedef struct {
     uint64_t size;
     uint64_t zero_bytes;
@@ -249,5 +306,26 @@ void vma_writer_uuid(const vma_writer *w, uint8_t out[16]);
 int vma_writer_close(vma_writer *w, GError **err);
 /* Free; if not successfully closed, the temporary file is removed. */
 void vma_writer_free(vma_writer *w);
+
+/* ---- file helpers (os.c) ---------------------------------------------- */
+
+/* size of a regular file or block device open on fd, -1 on error */
+int64_t vma_fd_size(int fd, GError **err);
+/* the whole buffer, retrying short writes and EINTR */
+int vma_write_all(int fd, const void *buf, size_t n, GError **err);
+/* read n bytes at off: the count read (less only at the end), -1 on error */
+ssize_t vma_pread_all(int fd, void *buf, size_t n, uint64_t off, GError **err);
+/* rename that never replaces an existing file (link + unlink where the
+ * file system has no RENAME_NOREPLACE) */
+int vma_rename_noreplace(const char *from, const char *to, GError **err);
+int vma_fsync_dir(const char *dir, GError **err);
+int vma_fsync_parent(const char *path, GError **err);
+/* a new file (never an existing one) with this content, fsynced; removed
+ * again when it cannot be written whole */
+int vma_file_create(const char *path, const void *data, size_t len, unsigned mode,
+                    GError **err);
+/* 1 when fd is a regular file without any data (all holes), 0 when it has
+ * data or is not a regular file, -1 on error */
+int vma_is_all_holes(int fd, GError **err);
 
 #endif

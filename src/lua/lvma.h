@@ -1,0 +1,23 @@
+/* lvma.h - what the files of the Lua binding share: the error convention
+ * (nil, message, kind, as luaL_fileresult returns them) and the parts of the
+ * module table. */
+#ifndef LVMA_H
+#define LVMA_H
+
+#include "vma.h"
+
+#include <lua.h>
+#include <lauxlib.h>
+
+/* nil, message, kind ("io", "format", "incomplete", "argument",
+ * "interrupted"); frees e */
+int lvma_push_error(lua_State *L, GError *e);
+/* nil, "<message>: <strerror>", "io" (or "interrupted" for EINTR) */
+int lvma_push_errno(lua_State *L, int errnum, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* nil, message, "argument" */
+int lvma_push_argerror(lua_State *L, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* the file and process helpers (lvma_os.c): added to the table on top */
+void lvma_open_os(lua_State *L);
+
+#endif

@@ -1,0 +1,194 @@
+/* lvma_os.c - the file and process helpers of the Lua module "vma", over the
+ * helpers of libvma (os.c): what the bundled commands need beyond Lua's own
+ * io and os libraries - stat with block-device sizes, new files that never
+ * replace one, renames that never replace, signals that stop long work. */
+#define _GNU_SOURCE
+#include "lvma.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *type_name(mode_t m)
+{
+    return S_ISREG(m) ? "file" : S_ISBLK(m) ? "block" : S_ISDIR(m) ? "directory"
+         : S_ISFIFO(m) ? "fifo" : S_ISCHR(m) ? "char" : S_ISLNK(m) ? "link" : "other";
+}
+
+/* vma.stat(path) -> {type=, size=, mtime=, mode=} | nil, msg; block devices
+ * report their size */
+static int l_stat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return lvma_push_errno(L, errno, "cannot stat %s", path);
+    lua_Integer size = st.st_size;
+    if (S_ISBLK(st.st_mode)) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int64_t sz = fd >= 0 ? vma_fd_size(fd, NULL) : -1;
+        if (sz >= 0)
+            size = (lua_Integer)sz;
+        if (fd >= 0)
+            close(fd);
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, type_name(st.st_mode));
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, (lua_Integer)st.st_mtime);
+    lua_setfield(L, -2, "mtime");
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+    lua_setfield(L, -2, "mode");
+    return 1;
+}
+
+/* vma.is_all_holes(path) -> true | false | nil, msg: a regular file that
+ * holds no data at all (as a volume just allocated by qmrestore) */
+static int l_is_all_holes(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lvma_push_errno(L, errno, "cannot open %s", path);
+    GError *e = NULL;
+    int rc = vma_is_all_holes(fd, &e);
+    close(fd);
+    if (rc < 0)
+        return lvma_push_error(L, e);
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+static int l_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer mode = luaL_optinteger(L, 2, 0755);
+    if (mkdir(path, (mode_t)mode) < 0)
+        return lvma_push_errno(L, errno, "cannot create directory %s", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_rmdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    if (rmdir(path) < 0)
+        return lvma_push_errno(L, errno, "cannot remove directory %s", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* vma.write_file(path, data [, mode]): a new file (never an existing one),
+ * fsynced; mode 0600 unless given */
+static int l_write_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    lua_Integer mode = luaL_optinteger(L, 3, 0600);
+    GError *e = NULL;
+    if (vma_file_create(path, data, len, (unsigned)mode, &e) < 0)
+        return lvma_push_error(L, e);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* vma.rename(old, new): never replaces an existing file */
+static int l_rename(lua_State *L)
+{
+    GError *e = NULL;
+    if (vma_rename_noreplace(luaL_checkstring(L, 1), luaL_checkstring(L, 2), &e) < 0)
+        return lvma_push_error(L, e);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_fsync_dir(lua_State *L)
+{
+    GError *e = NULL;
+    if (vma_fsync_dir(luaL_checkstring(L, 1), &e) < 0)
+        return lvma_push_error(L, e);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_isatty(lua_State *L)
+{
+    int fd = (int)luaL_optinteger(L, 1, 1);
+    lua_pushboolean(L, isatty(fd));
+    return 1;
+}
+
+/* columns of the terminal on fd (default stderr): $COLUMNS when it is not
+ * one, 80 when nothing tells */
+static int l_terminal_width(lua_State *L)
+{
+    int fd = (int)luaL_optinteger(L, 1, 2);
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+        lua_pushinteger(L, ws.ws_col);
+        return 1;
+    }
+    const char *c = getenv("COLUMNS");
+    long n = c ? strtol(c, NULL, 10) : 0;
+    lua_pushinteger(L, n >= 10 && n <= 10000 ? n : 80);
+    return 1;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    /* every signal only sets the flag: a second Ctrl-C or SIGTERM during
+     * the clean-up must not cut the clean-up short */
+    vma_interrupt();
+}
+
+/* vma.catch_signals(): SIGINT, SIGTERM and SIGHUP stop long work at the next
+ * extent (and interrupt blocked reads and writes), so that the caller can
+ * clean up; SIGPIPE is ignored, so that a closed output is an error that
+ * is handled like any other */
+static int l_catch_signals(lua_State *L)
+{
+    (void)L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static int l_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, vma_interrupted());
+    return 1;
+}
+
+static const luaL_Reg os_funcs[] = {
+    {"stat", l_stat},
+    {"is_all_holes", l_is_all_holes},
+    {"mkdir", l_mkdir},
+    {"rmdir", l_rmdir},
+    {"write_file", l_write_file},
+    {"rename", l_rename},
+    {"fsync_dir", l_fsync_dir},
+    {"isatty", l_isatty},
+    {"terminal_width", l_terminal_width},
+    {"catch_signals", l_catch_signals},
+    {"interrupted", l_interrupted},
+    {NULL, NULL},
+};
+
+void lvma_open_os(lua_State *L)
+{
+    luaL_setfuncs(L, os_funcs, 0);
+}
