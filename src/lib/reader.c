@@ -22,6 +22,7 @@
 struct vma_reader {
     vma_in *in;
     vma_header h;
+    GByteArray *raw_header;             /* the header's bytes, as read */
     uint64_t offset;
     uint8_t *ext;                       /* one extent: header + data */
     vma_runs *seen[VMA_MAX_DEV_ID + 1];
@@ -56,6 +57,8 @@ void vma_reader_free(vma_reader *r)
         return;
     vma_in_free(r->in);
     header_clear(&r->h);
+    if (r->raw_header)
+        g_byte_array_free(r->raw_header, TRUE);
     for (unsigned i = 0; i <= VMA_MAX_DEV_ID; i++)
         vma_runs_free(r->seen[i]);
     g_free(r->ext);
@@ -333,7 +336,7 @@ static gboolean parse_header(vma_reader *r, GError **err)
     ok = TRUE;
 out:
     g_free(b.starts);
-    g_byte_array_free(hb, TRUE);
+    r->raw_header = hb;
     return ok;
 }
 
@@ -391,6 +394,18 @@ vma_reader *vma_reader_open(const char *path, GError **err)
 }
 
 const vma_header *vma_reader_header(const vma_reader *r) { return &r->h; }
+
+const uint8_t *vma_reader_raw_header(const vma_reader *r, size_t *len)
+{
+    *len = r->raw_header->len;
+    return r->raw_header->data;
+}
+
+const uint8_t *vma_reader_raw_extent(const vma_reader *r, const vma_extent *ext, size_t *len)
+{
+    *len = VMA_EXTENT_HEADER_SIZE + (size_t)ext->block_count * VMA_BLOCK_SIZE;
+    return r->ext;
+}
 uint64_t vma_reader_offset(const vma_reader *r) { return r->offset; }
 vma_compress vma_reader_compression(const vma_reader *r) { return vma_in_compression(r->in); }
 

@@ -151,6 +151,12 @@ typedef struct {
  * the end-of-archive rules passed (no missing cluster), -1 on error. */
 int vma_reader_next(vma_reader *r, vma_extent *ext, GError **err);
 
+/* the bytes of the header as read, and of the extent last returned by
+ * vma_reader_next() (header and data; not with vma_reader_skip_data), for
+ * copying an archive without decoding it again */
+const uint8_t *vma_reader_raw_header(const vma_reader *r, size_t *len);
+const uint8_t *vma_reader_raw_extent(const vma_reader *r, const vma_extent *ext, size_t *len);
+
 /* bytes consumed from the (decompressed) archive so far */
 uint64_t vma_reader_offset(const vma_reader *r);
 
