@@ -118,6 +118,8 @@ static int child_finish(child_proc *c, const char *what, GError **err)
 /* ---- input ---- */
 
 struct vma_in {
+    vma_src *src;         /* random access: reads and skips move pos */
+    uint64_t pos;
     int fd;
     vma_compress comp;
     gboolean seekable;    /* a regular file read plain: skips are lseeks */
@@ -255,6 +257,25 @@ fail:
     return NULL;
 }
 
+vma_in *vma_in_new_src(vma_src *src)
+{
+    vma_in *in = g_new0(vma_in, 1);
+    in->src = src;
+    in->fd = -1;
+    in->source_fd = -1;
+    in->lzop.to_child = -1;
+    in->comp = vma_src_compression(src);
+    return in;
+}
+
+static ssize_t read_src(vma_in *in, void *buf, size_t n, GError **err)
+{
+    ssize_t got = vma_src_pread(in->src, buf, n, in->pos, err);
+    if (got > 0)
+        in->pos += (uint64_t)got;
+    return got;
+}
+
 vma_compress vma_in_compression(const vma_in *in) { return in->comp; }
 
 static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
@@ -361,6 +382,8 @@ static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
 
 ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
 {
+    if (in->src)
+        return read_src(in, buf, n, err);
     switch (in->comp) {
     case VMA_COMPRESS_ZSTD:
         return read_zstd(in, buf, n, err);
@@ -374,6 +397,12 @@ ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
 ssize_t vma_in_skip(vma_in *in, size_t n, GError **err)
 {
     size_t done = 0;
+    if (in->src) {
+        uint64_t size = vma_src_size(in->src);
+        done = (size_t)MIN((uint64_t)n, size > in->pos ? size - in->pos : 0);
+        in->pos += done;
+        return (ssize_t)done;
+    }
     if (in->seekable) {
         /* what is buffered first, then a seek that stops at the end */
         size_t k = MIN(n, in->raw_len - in->raw_pos);

@@ -12,13 +12,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
-#define READER_MT "vma.reader"
 #define WRITER_MT "vma.writer"
-
-typedef struct {
-    vma_reader *r;
-    gboolean consumed;
-} lreader;
 
 typedef struct {
     vma_writer *w;
@@ -32,6 +26,8 @@ static const char *error_kind(const GError *e)
     case VMA_ERR_INCOMPLETE: return "incomplete";
     case VMA_ERR_ARG: return "argument";
     case VMA_ERR_INTERRUPTED: return "interrupted";
+    case VMA_ERR_NOT_SEEKABLE: return "not-seekable";
+    case VMA_ERR_MISSING: return "missing";
     default: return "error";
     }
 }
@@ -99,7 +95,7 @@ static int parse_uuid(const char *s, uint8_t out[16])
 
 /* ---------------------------------------------------------------- reader */
 
-static lreader *check_reader(lua_State *L)
+lreader *lvma_check_reader(lua_State *L)
 {
     lreader *lr = luaL_checkudata(L, 1, READER_MT);
     if (!lr->r)
@@ -107,17 +103,23 @@ static lreader *check_reader(lua_State *L)
     return lr;
 }
 
+/* vma.open(path [, {cache=, cache_dir=, progress=}]): the options are for
+ * random access (r:disk), which opens the archive again by its path */
 static int l_open(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     GError *e = NULL;
-    lreader *lr = lua_newuserdatauv(L, sizeof(lreader), 0);
-    lr->r = NULL;
-    lr->consumed = FALSE;
+    lreader *lr = lua_newuserdatauv(L, sizeof(lreader), 1);
+    memset(lr, 0, sizeof(*lr));
     luaL_setmetatable(L, READER_MT);
+    if (lua_istable(L, 2)) {
+        lua_pushvalue(L, 2);
+        lua_setiuservalue(L, -2, 1); /* kept for r:disk() */
+    }
     lr->r = vma_reader_open(path, &e);
     if (!lr->r)
         return lvma_push_error(L, e);
+    lr->path = g_strdup(path);
     return 1;
 }
 
@@ -128,6 +130,10 @@ static int reader_close(lua_State *L)
         vma_reader_free(lr->r);
         lr->r = NULL;
     }
+    lvma_archive_unref(lr->arc);
+    lr->arc = NULL;
+    g_free(lr->path);
+    lr->path = NULL;
     return 0;
 }
 
@@ -159,7 +165,7 @@ static void push_device(lua_State *L, const vma_device *d)
 
 static int reader_devices(lua_State *L)
 {
-    lreader *lr = check_reader(L);
+    lreader *lr = lvma_check_reader(L);
     const vma_header *h = vma_reader_header(lr->r);
     lua_createtable(L, (int)h->n_devices, 0);
     int n = 0;
@@ -174,7 +180,7 @@ static int reader_devices(lua_State *L)
 
 static int reader_configs(lua_State *L)
 {
-    lreader *lr = check_reader(L);
+    lreader *lr = lvma_check_reader(L);
     const vma_header *h = vma_reader_header(lr->r);
     lua_createtable(L, (int)h->n_configs, 0);
     for (unsigned i = 0; i < h->n_configs; i++) {
@@ -192,7 +198,7 @@ static int reader_configs(lua_State *L)
 
 static int reader_config(lua_State *L)
 {
-    lreader *lr = check_reader(L);
+    lreader *lr = lvma_check_reader(L);
     const char *name = luaL_optstring(L, 2, "qemu-server.conf");
     const vma_config *c = vma_reader_find_config(lr->r, name);
     if (!c) {
@@ -428,7 +434,7 @@ static void push_salvage_report(lua_State *L, lreader *lr, int damage_table)
  * Devices without a target need not be complete: only what is restored is. */
 static int do_restore(lua_State *L, gboolean with_targets)
 {
-    lreader *lr = check_reader(L);
+    lreader *lr = lvma_check_reader(L);
     if (lr->consumed)
         return lvma_push_argerror(L, "the archive was already read: open it again");
     int opts = lua_istable(L, 2) ? 2 : 0;
@@ -513,6 +519,7 @@ static const luaL_Reg reader_methods[] = {
     {"config", reader_config},
     {"verify", reader_verify},
     {"extract", reader_extract},
+    {"disk", lvma_reader_disk},
     {"close", reader_close},
     {NULL, NULL},
 };
@@ -822,6 +829,7 @@ int luaopen_vma(lua_State *L)
 {
     new_class(L, READER_MT, reader_meta, reader_methods);
     new_class(L, WRITER_MT, writer_meta, writer_methods);
+    lvma_open_disk(L);
     luaL_newlib(L, vma_funcs);
     lvma_open_os(L);
     lua_pushliteral(L, VMA_VERSION);
