@@ -202,37 +202,28 @@ function M.parse_config(text)
   return cfg
 end
 
--- The local vzdump file name pattern (used when vma.vzdump is absent).
-local function local_vmid(name)
-  local vmid, rest = name:match(
-    "^vzdump%-qemu%-(%d+)%-%d%d%d%d_%d%d_%d%d%-%d%d_%d%d_%d%d%.vma(.*)$")
-  if not vmid then return nil end
-  if rest ~= "" and rest ~= ".zst" and rest ~= ".gz" and rest ~= ".lzo" then
-    return nil
-  end
-  return math.tointeger(tonumber(vmid))
-end
-
-local function basename(path)
-  return (path:match("([^/]*)/*$"))
-end
-
 --- Vmid of a vzdump archive file name (or path):
--- "vzdump-qemu-100-2021_10_31-12_00_00.vma.zst" -> 100. Nil otherwise.
--- Uses vma.vzdump's parser when that module exists, else a local pattern.
+-- "vzdump-qemu-100-2021_10_31-12_00_00.vma.zst" -> 100. Nil otherwise (and
+-- for the backups of containers).
 function M.vmid_from_filename(path)
   if type(path) ~= "string" or path == "" then return nil end
-  local name = basename(path)
-  local ok, vz = pcall(require, "vma.vzdump")
-  if ok and type(vz) == "table" and type(vz.parse) == "function" then
-    local ok2, r = pcall(vz.parse, name)
-    if ok2 and type(r) == "table" then
-      local kind = r.type or r.kind or r.guest_type
-      local vmid = math.tointeger(tonumber(r.vmid))
-      if vmid and (kind == nil or kind == "qemu") then return vmid end
-    end
+  local r = require("vma.vzdump").parse(path:match("([^/]*)/*$"))
+  if type(r) ~= "table" or r.type ~= "qemu" then return nil end
+  return math.tointeger(tonumber(r.vmid))
+end
+
+--- The device of DEVICES (a list of {name=...}) a user means by NAME: the
+-- device name itself ("drive-scsi0") or its config key ("scsi0",
+-- "tpmstate0"). Nil when none.
+function M.match(devices, name)
+  local full = M.devname_of(name)
+  for _, d in ipairs(devices) do
+    if d.name == name then return d end
   end
-  return local_vmid(name)
+  for _, d in ipairs(devices) do
+    if d.name == full or M.key_of(d.name) == name then return d end
+  end
+  return nil
 end
 
 --- Names for the disks of an archive, one per device of ARCHIVE.devices (same

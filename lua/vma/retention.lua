@@ -11,6 +11,7 @@
 --   month %Y/%m           year  %Y           last  every backup its own
 
 local vzdump = require "vma.vzdump"
+local plugins = require "vma.plugins"
 
 local M = {}
 
@@ -33,8 +34,6 @@ M.CODES = {
 }
 M.OTHER_CODE = "K"   -- kept by a rule of a user policy
 
---- The policies that ship with vma (lua/vma/policies/NAME.lua).
-M.BUNDLED = { "proxmox", "keep-within", "keep-oldest" }
 M.DEFAULT_POLICY = "proxmox"
 
 -- ---- calendar ---------------------------------------------------------------
@@ -318,25 +317,6 @@ end
 
 -- ---- policies ---------------------------------------------------------------
 
---- The directory of the user's policies:
---- $XDG_CONFIG_HOME/vma/policies, default ~/.config/vma/policies.
-function M.user_policy_dir()
-  local base = os.getenv("XDG_CONFIG_HOME")
-  if not base or base == "" then
-    base = (os.getenv("HOME") or ".") .. "/.config"
-  end
-  return base .. "/vma/policies"
-end
-
--- a regular file (or a link to one) that can be opened
-local function file_exists(path)
-  local has_lfs, lfs = pcall(require, "lfs")
-  if has_lfs and lfs.attributes(path, "mode") ~= "file" then return false end
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
-end
-
 --- Turn what a policy chunk returned into a policy table.
 function M.normalize_policy(value, name, source)
   local p
@@ -359,55 +339,24 @@ function M.normalize_policy(value, name, source)
   return p
 end
 
---- Load a policy.  spec is a file path (it holds a "/" or ends in ".lua"),
---- or a NAME looked up as $XDG_CONFIG_HOME/vma/policies/NAME.lua (default
---- ~/.config/vma/policies/NAME.lua) and then as the bundled module
---- vma.policies.NAME.  Returns the policy table or nil, a message and a
---- kind ("usage" when the policy is not found, "load" when it fails).
+--- Load a policy: a file (SPEC holds a "/" or ends in ".lua") or a NAME
+--- found through vma.plugins (docs/plugins.md).  Returns the policy table,
+--- or nil, a message and a kind ("usage" when it is not found, "load" when
+--- it fails to load).
 function M.load_policy(spec)
   spec = spec or M.DEFAULT_POLICY
   if type(spec) ~= "string" or spec == "" then
     return nil, "empty policy name", "usage"
   end
-  local path
-  if spec:find("/", 1, true) or spec:match("%.lua$") then
-    path = spec
-    if not file_exists(path) then
-      return nil, "policy file '" .. path .. "' not found (or not a file)", "usage"
+  local value, path, why = plugins.load("policy", spec)
+  if value == nil then
+    if why == "unknown" and not spec:find("/", 1, true) and not spec:match("%.lua$") then
+      path = string.format("unknown policy '%s' (there are: %s; see docs/policies.md)", spec,
+        table.concat(plugins.names("policy"), ", "))
     end
-  else
-    if not spec:match("^[%w_][%w_%-%.]*$") then
-      return nil, "invalid policy name '" .. spec .. "'", "usage"
-    end
-    local user = M.user_policy_dir() .. "/" .. spec .. ".lua"
-    if file_exists(user) then path = user end
+    return nil, path, why == "unknown" and "usage" or "load"
   end
-  local name = spec:match("([^/]+)%.lua$") or spec
-  if path then
-    local chunk, err = loadfile(path, "t")
-    if not chunk then return nil, "cannot load policy: " .. tostring(err), "load" end
-    local ok, value = pcall(chunk)
-    if not ok then return nil, "policy '" .. path .. "' failed: " .. tostring(value), "load" end
-    local p, perr = M.normalize_policy(value, name, path)
-    if not p then return nil, perr, "load" end
-    return p
-  end
-  local modname = "vma.policies." .. spec
-  local found = package.loaded[modname] ~= nil
-  for _, searcher in ipairs(package.searchers or {}) do
-    if found then break end
-    local ok, loader = pcall(searcher, modname)
-    if ok and type(loader) == "function" then found = true end
-  end
-  if not found then
-    return nil, "unknown policy '" .. spec .. "' (bundled: " .. table.concat(M.BUNDLED, ", ")
-      .. "; user policies: " .. M.user_policy_dir() .. "/NAME.lua)", "usage"
-  end
-  local ok, value = pcall(require, modname)
-  if not ok then return nil, "cannot load policy '" .. spec .. "': " .. tostring(value), "load" end
-  local p, perr = M.normalize_policy(value, spec, "bundled")
-  if not p then return nil, perr, "load" end
-  return p
+  return M.normalize_policy(value, spec:match("([^/]+)%.lua$") or spec, path)
 end
 
 -- ---- the engine -------------------------------------------------------------

@@ -162,7 +162,7 @@ describe("vma prune", function()
     local q = list[3]
     assert.equal(Q .. "2026_01_31-14_00_00.vma.zst", q.file)
     assert.equal("qemu", q.type)
-    assert.equal("100", q.vmid)
+    assert.equal(100, q.vmid)
     assert.equal("qemu/100", q.group)
     assert.equal(1769824800 + 12 * 3600, q.ctime)
     assert.matches('"ctime":1769868000,', out, 1, true)

@@ -342,7 +342,8 @@ end
 
 local function record_of(g, b, dry_run)
   local rec = {
-    file = b.file, path = b.path, group = g.key, type = b.type, vmid = b.vmid,
+    file = b.file, path = b.path, group = g.key, type = b.type,
+    vmid = math.tointeger(tonumber(b.vmid)),
     time = vzdump.time_string(b), ctime = b.ctime, size = b.size,
     protected = b.protected and true or false, notes = b.notes,
     mark = b.mark, reason = b.reason, rule = b.rule,
