@@ -226,6 +226,43 @@ function M.match(devices, name)
   return nil
 end
 
+--- The qemu-server.conf a backup stores, as vzdump writes it: the current
+-- configuration only (snapshot, pending and cloud-init sections, lock:,
+-- parent: and unused disks left out), then one line per disk,
+--   #qmdump#map:<key>:<devname>:<storage>:<format>:
+-- with the storage and format of the drive's line in the config ("raw" when
+-- the line tells no format: what the archive holds is a raw image). DEVS:
+-- the archive's device names. Returns the text and a list of the names that
+-- have no drive line (no map line for them). A config that has map lines
+-- already is returned as it is.
+function M.vzdump_config(text, devs)
+  local cfg = M.parse_config(text)
+  if next(cfg.qmdump) then return text, {} end
+  local out, in_main = {}, true
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    local bare = line:gsub("\r$", "")
+    if bare:match("^%[.-%]%s*$") then in_main = false end
+    if in_main and not bare:match("^#qmdump#") and not bare:match("^#vzdump#")
+       and not bare:match("^lock:") and not bare:match("^parent:")
+       and not bare:match("^unused%d+:") then
+      out[#out + 1] = line
+    end
+  end
+  while #out > 0 and out[#out] == "" do out[#out] = nil end
+  local unmapped = {}
+  for _, name in ipairs(devs) do
+    local key = M.key_of(name)
+    local drive = key and cfg.drives[key]
+    if drive and drive.is_disk then
+      out[#out + 1] = string.format("#qmdump#map:%s:%s:%s:%s:", key, name, drive.storage or "",
+        drive.format or "raw")
+    elseif name ~= "vmstate" then
+      unmapped[#unmapped + 1] = name
+    end
+  end
+  return table.concat(out, "\n") .. "\n", unmapped
+end
+
 --- Names for the disks of an archive, one per device of ARCHIVE.devices (same
 -- index), unique among themselves: the device's volume name, else (no volume,
 -- or a volume name already used by an earlier device) "vm-<vmid>-disk-<n>"

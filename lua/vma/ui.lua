@@ -197,6 +197,16 @@ function M.match_drive(devices, name)
   return require("vma.devices").match(devices, name)
 end
 
+--- vma.open for a command: reading "-" from a terminal says what it waits
+-- for first.
+function M.open(cmd, path, opts)
+  if path == "-" and vma.isatty(0) then
+    io.stderr:write("vma ", cmd, ": reading an archive from standard input, which is a "
+      .. "terminal: pipe one in (zstd -dc A.vma.zst | vma ", cmd, " -), or press Ctrl-D\n")
+  end
+  return vma.open(path, opts)
+end
+
 --- ctime(3) text of a time, as Proxmox's vma prints it (local time).
 function M.ctime(t)
   return os.date("%a %b %e %H:%M:%S %Y", t)
