@@ -207,7 +207,7 @@ end
 -- for the backups of containers).
 function M.vmid_from_filename(path)
   if type(path) ~= "string" or path == "" then return nil end
-  local r = require("vma.vzdump").parse(path:match("([^/]*)/*$"))
+  local r = require("vma.vzdump").parse(require("vma.sys").basename(path))
   if type(r) ~= "table" or r.type ~= "qemu" then return nil end
   return math.tointeger(tonumber(r.vmid))
 end

@@ -179,9 +179,6 @@ function M.format(entries)
   return table.concat(out, "\n") .. "\n"
 end
 
-local function basename(path)
-  return (path:match("([^/]*)/*$"))
-end
 
 local function copy(t)
   if type(t) ~= "table" then return t end
@@ -217,7 +214,7 @@ function M.archive_info(reader, archive_path)
     ctime = reader.ctime,
   }
   if archive_path and archive_path ~= "-" then
-    archive.name = basename(archive_path)
+    archive.name = require("vma.sys").basename(archive_path)
     archive.vmid = devices.vmid_from_filename(archive.name)
   end
   for _, d in ipairs(devs) do

@@ -17,21 +17,37 @@ local M = {}
 
 --- The Proxmox rules, in the order they run.
 M.RULES = {
-  { name = "keep-last",    option = "keep_last",    period = "last",  code = "L" },
-  { name = "keep-hourly",  option = "keep_hourly",  period = "hour",  code = "H" },
-  { name = "keep-daily",   option = "keep_daily",   period = "day",   code = "D" },
-  { name = "keep-weekly",  option = "keep_weekly",  period = "week",  code = "W" },
-  { name = "keep-monthly", option = "keep_monthly", period = "month", code = "M" },
-  { name = "keep-yearly",  option = "keep_yearly",  period = "year",  code = "Y" },
+  { name = "keep-last",    option = "keep_last",    period = "last",  code = "L",
+    help = "keep the N newest backups" },
+  { name = "keep-hourly",  option = "keep_hourly",  period = "hour",  code = "H",
+    help = "keep the newest backup of each of the last N hours" },
+  { name = "keep-daily",   option = "keep_daily",   period = "day",   code = "D",
+    help = "... of each of the last N days" },
+  { name = "keep-weekly",  option = "keep_weekly",  period = "week",  code = "W",
+    help = "... of each of the last N ISO weeks (Monday-Sunday)" },
+  { name = "keep-monthly", option = "keep_monthly", period = "month", code = "M",
+    help = "... of each of the last N months" },
+  { name = "keep-yearly",  option = "keep_yearly",  period = "year",  code = "Y",
+    help = "... of each of the last N years" },
 }
 
---- One-letter codes of the rules, for the calendar.
-M.CODES = {
-  ["keep-last"] = "L", ["keep-hourly"] = "H", ["keep-daily"] = "D",
-  ["keep-weekly"] = "W", ["keep-monthly"] = "M", ["keep-yearly"] = "Y",
-  ["keep-within"] = "I", ["keep-oldest"] = "O", ["keep-all"] = "A",
-  protected = "P", remove = "x",
+--- vma's two rules, which run before the Proxmox ones when given.
+M.EXTRA_RULES = {
+  { name = "keep-within", option = "keep_within", code = "I", arg = "DUR",
+    help = "keep every backup less than DUR older than the newest backup of its group "
+      .. "(12h, 10d, 2w, 6m, 1y, 1y6m)" },
+  { name = "keep-oldest", option = "keep_oldest", code = "O",
+    help = "keep the N oldest backups of each group" },
 }
+
+--- Every rule, in the order of the calendar's legend.
+M.ALL_RULES = {}
+for _, r in ipairs(M.RULES) do M.ALL_RULES[#M.ALL_RULES + 1] = r end
+for _, r in ipairs(M.EXTRA_RULES) do M.ALL_RULES[#M.ALL_RULES + 1] = r end
+
+--- One-letter codes of the rules, for the calendar.
+M.CODES = { ["keep-all"] = "A", protected = "P", remove = "x" }
+for _, r in ipairs(M.ALL_RULES) do M.CODES[r.name] = r.code end
 M.OTHER_CODE = "K"   -- kept by a rule of a user policy
 
 M.DEFAULT_POLICY = "proxmox"
@@ -404,7 +420,9 @@ end
 function M.run(groups, policy, opts)
   local totals = { keep = 0, remove = 0, protected = 0, backups = 0, groups = #groups }
   for _, g in ipairs(groups) do
-    g.backups = M.apply(g.backups, policy, opts)
+    local ok, res = pcall(M.apply, g.backups, policy, opts)
+    if not ok then error(string.format("on %s: %s", g.key, tostring(res)), 0) end
+    g.backups = res
     for _, b in ipairs(g.backups) do
       totals[b.mark] = totals[b.mark] + 1
       totals.backups = totals.backups + 1

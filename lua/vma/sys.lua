@@ -3,6 +3,11 @@
 -- names an archive supplied.
 local M = {}
 
+--- The last part of a path ("/a/b/" -> "b").
+function M.basename(path)
+  return (path:gsub("/+$", ""):match("([^/]+)$")) or path
+end
+
 --- A word quoted for /bin/sh.
 function M.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

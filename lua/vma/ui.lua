@@ -270,4 +270,22 @@ function M.read_progress(verbose, quiet, label, f)
   end
 end
 
+--- A plain table: columns padded to the widest cell, the last one not padded.
+function M.table(header, rows)
+  local widths = {}
+  for i, h in ipairs(header) do widths[i] = #h end
+  for _, r in ipairs(rows) do
+    for i, c in ipairs(r) do widths[i] = math.max(widths[i], #c) end
+  end
+  local lines = {}
+  for _, r in ipairs({ header, table.unpack(rows) }) do
+    local cells = {}
+    for i, c in ipairs(r) do
+      cells[i] = i < #r and (c .. string.rep(" ", widths[i] - #c)) or c
+    end
+    lines[#lines + 1] = table.concat(cells, "  ")
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
 return M

@@ -29,13 +29,18 @@ local function sink()
     return self
   end
   function s:text() return table.concat(self.parts) end
+  function s:flush() return self end
   return s
 end
 
 -- run the command in this process; returns status, stdout, stderr
 local function run(args)
   local out, err = sink(), sink()
-  local status = prune.run(args, { stdout = out, stderr = err })
+  local stdout, stderr = io.stdout, io.stderr
+  io.stdout, io.stderr = out, err
+  local ok, status = pcall(prune.run, args)
+  io.stdout, io.stderr = stdout, stderr
+  assert(ok, status)
   return status, out:text(), err:text()
 end
 

@@ -30,28 +30,13 @@ local function fake_reader(devs, configs, extra)
   return r
 end
 
--- A fake reader built from the header of a real archive (no C module needed).
+-- A fake reader built from the header of a real archive.
 local function reader_from_vma(data)
-  local boff = string.unpack(">I4", data, 49)
-  local function blob(ptr)
-    local len = string.unpack("<I2", data, boff + ptr + 1)
-    return data:sub(boff + ptr + 3, boff + ptr + 2 + len)
-  end
+  local a = require("vmagen").parse(data)
   local configs, devs = {}, {}
-  for i = 0, 255 do
-    local np = string.unpack(">I4", data, 2044 + 4 * i + 1)
-    local dp = string.unpack(">I4", data, 3068 + 4 * i + 1)
-    if np ~= 0 and dp ~= 0 then
-      configs[#configs + 1] = { (blob(np):gsub("%z$", "")), blob(dp) }
-    end
-  end
+  for _, c in ipairs(a.configs) do configs[#configs + 1] = { c.name, c.data } end
   -- list them in reverse to check that archive_info sorts by id
-  for id = 254, 1, -1 do
-    local ptr, size = string.unpack(">I4 xxxx I8", data, 4096 + 32 * id + 1)
-    if ptr ~= 0 and size ~= 0 then
-      devs[#devs + 1] = { id = id, name = (blob(ptr):gsub("%z$", "")), size = size }
-    end
-  end
+  for i = #a.devices, 1, -1 do devs[#devs + 1] = a.devices[i] end
   return fake_reader(devs, configs)
 end
 

@@ -31,7 +31,6 @@ local function parser()
   return p
 end
 
-local function basename(path) return (path:gsub("/+$", ""):match("([^/]+)$")) or path end
 
 local EXT = { zstd = ".zst", zst = ".zst", gzip = ".gz", gz = ".gz", lzo = ".lzo", lzop = ".lzo",
               none = "", raw = "" }
@@ -102,7 +101,7 @@ local function collect_configs(a, devs)
   local configs, notes = {}, {}
   for _, spec in ipairs(a.config) do
     local name, path = spec:match("^([^=/]+)=(.+)$")
-    if not name then name, path = basename(spec), spec end
+    if not name then name, path = require("vma.sys").basename(spec), spec end
     local f, err = io.open(path, "rb")
     if not f then return nil, err end
     local data = f:read("a")
