@@ -7,8 +7,8 @@
 -- --force written over, zeros included (write_zero = true), so no old data
 -- survives. The vmstate device is never part of a map: extract writes it as
 -- vmstate.bin in its own folder (the DIR of vma extract).
-local vma = require "vma"
 local devices = require "vma.devices"
+local volume = require "vma.volume"
 
 return {
   description = "raw image files PATH/<volume>.raw",
@@ -22,12 +22,7 @@ return {
     local map = {}
     for i, dev in ipairs(archive.devices) do
       local path = prefix .. names[i] .. ".raw"
-      local exists = vma.stat(path) ~= nil
-      if exists and not (opts and opts.force) then
-        error(path .. " already exists (not writing over it; --force writes over it, zeros "
-          .. "included)", 0)
-      end
-      map[dev.name] = { path = path, write_zero = exists, format = "raw" }
+      map[dev.name] = { path = path, write_zero = volume.existing(path, opts), format = "raw" }
     end
     return map
   end,
