@@ -10,6 +10,7 @@ BINDIR    ?= $(PREFIX)/bin
 DATADIR   ?= $(PREFIX)/share/vma
 LUADIR    ?= $(PREFIX)/share/lua/5.4
 MANDIR    ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
 VERSION   := 0.1.0
 
@@ -104,10 +105,15 @@ install: all
 	cd lua && find vma -type d -exec install -d $(DESTDIR)$(LUADIR)/{} \;
 	cd lua && find vma -type f -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
 	[ ! -f docs/vma.1 ] || install -m 644 docs/vma.1 $(DESTDIR)$(MANDIR)/man1/vma.1
+	install -d $(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DATADIR)/docs $(DESTDIR)$(BASHCOMPDIR)
+	install -m 644 examples/* $(DESTDIR)$(DATADIR)/examples/
+	install -m 644 docs/*.md $(DESTDIR)$(DATADIR)/docs/
+	install -m 644 completions/vma.bash $(DESTDIR)$(BASHCOMPDIR)/vma
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(LUA_CMOD)/vma.so $(DESTDIR)$(MANDIR)/man1/vma.1
-	rm -rf $(DESTDIR)$(LUADIR)/vma
+	rm -rf $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(DATADIR)
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/vma
 
 clean:
 	rm -rf $(B)

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
 
@@ -201,12 +202,9 @@ static int reader_config(lua_State *L)
     lreader *lr = lvma_check_reader(L);
     const char *name = luaL_optstring(L, 2, "qemu-server.conf");
     const vma_config *c = vma_reader_find_config(lr->r, name);
-    if (!c) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "unable to find configuration data '%s'", name);
-        lua_pushliteral(L, "argument");
-        return 3;
-    }
+    if (!c)
+        return lvma_push_error(L, g_error_new(VMA_ERROR, VMA_ERR_MISSING,
+                                              "unable to find configuration data '%s'", name));
     lua_pushlstring(L, (const char *)c->data, c->len);
     return 1;
 }
@@ -668,6 +666,11 @@ static int writer_write_device(lua_State *L)
     int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return lvma_push_errno(L, errno, "cannot open %s", path);
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        close(fd);
+        return lvma_push_argerror(L, "%s is a folder, not a disk image", path);
+    }
     GError *e = NULL;
     int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, pc.fn ? write_progress : NULL, &pc, &e);
     close(fd);

@@ -90,17 +90,12 @@ static int reader_archive(lua_State *L, lreader *lr)
     return 0;
 }
 
-/* r:disk(name) -> disk | nil, message, kind; name may leave out "drive-" */
+/* r:disk(name) -> disk | nil, message, kind (name: a device name) */
 int lvma_reader_disk(lua_State *L)
 {
     lreader *lr = lvma_check_reader(L);
     const char *name = luaL_checkstring(L, 2);
     const vma_device *d = vma_reader_find_device(lr->r, name);
-    if (!d) {
-        char *full = g_strconcat("drive-", name, NULL);
-        d = vma_reader_find_device(lr->r, full);
-        g_free(full);
-    }
     if (!d)
         return lvma_push_argerror(L, "no device named '%s' in the archive", name);
     int n = reader_archive(L, lr);

@@ -390,6 +390,16 @@ describe("make install", function()
     assert.are.equal(0, rc)
     assert.are.equal("drive-scsi0\tqemu-server.conf\n", out)
     assert.is_true(H.exists(dir .. "/usr/share/lua/5.4/vma/commands/extract.lua"))
+    assert.is_true(H.exists(dir .. "/usr/share/vma/examples/command-du.lua"))
+    assert.is_true(H.exists(dir .. "/usr/share/vma/docs/commands.md"))
+    -- the completion lists the commands (from `vma help`) and a command's options
+    local comp = dir .. "/usr/share/bash-completion/completions/vma"
+    assert.is_true(H.exists(comp))
+    rc, out = H.sh("PATH=" .. H.q(dir .. "/usr/bin") .. ":$PATH bash -c " .. H.q(". " .. H.q(comp)
+      .. "; COMP_WORDS=(vma ex); COMP_CWORD=1; _vma; echo ${COMPREPLY[*]}; "
+      .. "COMP_WORDS=(vma extract --sal); COMP_CWORD=2; _vma; echo ${COMPREPLY[*]}"))
+    assert.are.equal(0, rc)
+    assert.are.equal("extract\n--salvage\n", out)
     H.rm(dir)
   end)
 end)
