@@ -390,8 +390,9 @@ ssize_t vma_pread_all(int fd, void *buf, size_t n, uint64_t off, GError **err);
 int vma_rename_noreplace(const char *from, const char *to, GError **err);
 int vma_fsync_dir(const char *dir, GError **err);
 int vma_fsync_parent(const char *path, GError **err);
-/* a new file (never an existing one) with this content, fsynced; removed
- * again when it cannot be written whole */
+/* a new file (never an existing one) with this content and exactly this
+ * mode (the umask does not apply), fsynced; removed again when it cannot be
+ * written whole */
 int vma_file_create(const char *path, const void *data, size_t len, unsigned mode,
                     GError **err);
 /* 1 when fd is a regular file without any data (all holes), 0 when it has

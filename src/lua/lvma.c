@@ -307,6 +307,9 @@ static int open_target(lua_State *L, const vma_device *d, vma_target *t)
     t->fd = open(path, flags, mode);
     if (t->fd < 0)
         return lvma_push_errno(L, errno, "cannot open %s", path);
+    /* the mode asked for, whatever the umask */
+    if (t->fresh && fchmod(t->fd, mode) < 0)
+        return lvma_push_errno(L, errno, "cannot set the mode of %s", path);
     /* the path lives in the options table, which outlives the restore */
     t->label = path;
     return 0;

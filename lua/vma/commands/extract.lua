@@ -169,7 +169,7 @@ end
 function Job:write_configs(configs)
   local a = self.a
   local mode = tonumber(a.mode, 8)
-  local ok, err = vma.mkdir(a.dir, 0755)
+  local ok, err = vma.mkdir(a.dir) -- 0755 less the umask
   if not ok then return nil, err end
   self.dir_made = true
   for _, c in ipairs(configs) do
@@ -317,8 +317,9 @@ local function finish_report(a, stats, configs, plan, out)
   local what = string.format("%d disk%s, %s", ndisks, ndisks == 1 and "" or "s",
     ui.throughput(bytes, stats.elapsed))
   if damaged then
-    ui.summary("extract", string.format("salvaged %s into %s; %s could not be restored "
-      .. "(zeros there)", what, a.dir, ui.human(lost)), a.quiet)
+    ui.summary("extract", string.format("salvaged %d disk%s into %s: %s restored, %s missing "
+      .. "(zeros there)", ndisks, ndisks == 1 and "" or "s", a.dir, ui.human(bytes - lost),
+      ui.human(lost)), a.quiet)
     return 3
   end
   ui.summary("extract", "restored " .. what .. " into " .. a.dir, a.quiet or a.json)
