@@ -63,8 +63,9 @@ $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
 	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a \
 	  $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib) -lpthread
 
-$(B)/test_core: tests/c/test_core.c $(B)/libvma.a $(LIB_HDRS)
-	$(CC) $(CFLAGS) -o $@ $< $(B)/libvma.a $(LDLIBS)
+TEST_SRC  := $(sort $(wildcard tests/c/*.c))
+$(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CFLAGS) -Isrc/lib -o $@ $(TEST_SRC) $(B)/libvma.a $(LDLIBS)
 
 # the same programs under AddressSanitizer + UndefinedBehaviorSanitizer
 ASAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -76,9 +77,9 @@ $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 	@mkdir -p $(B)/asan
 	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS)
 
-$(B)/asan/test_core: tests/c/test_core.c $(LIB_SRC) $(LIB_HDRS)
+$(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
-	$(CC) $(ASAN_CFLAGS) -o $@ tests/c/test_core.c $(LIB_SRC) $(LDLIBS)
+	$(CC) $(ASAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
 
 deps:
 	@sh tools/deps.sh $(DEBS)

@@ -12,15 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
+#include "check.h"
 
-#define CHECK(cond, ...) do { \
-        if (cond) { passed++; } else { \
-            failed++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } \
-    } while (0)
-
-static char tmpdir[] = "/tmp/vma-unit.XXXXXX";
+int passed, failed;
+char tmpdir[] = "/tmp/vma-unit.XXXXXX";
 
 static char *tpath(const char *name)
 {
@@ -382,6 +377,7 @@ int main(int argc, char **argv)
     test_fixtures(fixtures);
     test_bitmap_scale();
     test_cluster_set();
+    test_access();
     char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", tmpdir);
