@@ -110,7 +110,15 @@ vma_archive *vma_archive_open(const char *path, const vma_archive_opts *o, GErro
     if (a->r)
         a->ix = load_or_build(a, o, &e);
     if (!a->ix) {
-        g_propagate_prefixed_error(err, e, "%s: ", path);
+        if (e && e->code == VMA_ERR_NOT_SEEKABLE) {
+            /* say how to make it readable at random */
+            g_set_error(err, VMA_ERROR, VMA_ERR_NOT_SEEKABLE,
+                        "%s: %s; 'vma recompress %s NEW.vma.zst' makes a seekable copy", path,
+                        e->message, path);
+            g_error_free(e);
+        } else {
+            g_propagate_prefixed_error(err, e, "%s: ", path);
+        }
         vma_archive_free(a);
         return NULL;
     }

@@ -309,6 +309,13 @@ void vma_writer_device_stats(const vma_writer *w, uint8_t dev_id,
                              vma_device_stats *out);
 void vma_writer_uuid(const vma_writer *w, uint8_t out[16]);
 
+/* Copy the archive that r reads (nothing read of it yet), extent by extent
+ * and with every rule of the reader checked, into the empty writer w: the
+ * new archive holds the same bytes, compressed as w compresses them (as
+ * `vma recompress` does).  vma_writer_close() then finishes it. */
+int vma_writer_copy(vma_writer *w, vma_reader *r, vma_progress_fn progress, void *ud,
+                    GError **err);
+
 /* Flush, check that every cluster of every disk was written, fsync, and
  * rename into place.  Returns 0 or -1.  The writer must still be freed. */
 int vma_writer_close(vma_writer *w, GError **err);

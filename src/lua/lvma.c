@@ -685,6 +685,25 @@ static int writer_write_device(lua_State *L)
     return 1;
 }
 
+/* w:copy_from(reader [, {progress = fn}]): the reader's archive, copied
+ * into this (empty) writer extent by extent */
+static int writer_copy_from(lua_State *L)
+{
+    lwriter *lw = check_writer(L);
+    lreader *lr = luaL_checkudata(L, 2, READER_MT);
+    if (!lr->r)
+        return luaL_error(L, "attempt to use a closed vma reader");
+    if (lr->consumed)
+        return lvma_push_argerror(L, "the archive was already read: open it again");
+    lr->consumed = TRUE;
+    progress_ctx pc = progress_from(L, 3);
+    GError *e = NULL;
+    if (vma_writer_copy(lw->w, lr->r, pc.fn ? restore_progress : NULL, &pc, &e) < 0)
+        return push_failure(&pc, e);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int writer_stats(lua_State *L)
 {
     lwriter *lw = check_writer(L);
@@ -764,6 +783,7 @@ static const luaL_Reg writer_methods[] = {
     {"add_device", writer_add_device},
     {"write_cluster", writer_write_cluster},
     {"write_device", writer_write_device},
+    {"copy_from", writer_copy_from},
     {"stats", writer_stats},
     {"close", writer_close},
     {"abort", writer_abort},
