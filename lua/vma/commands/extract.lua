@@ -100,7 +100,14 @@ local function plan_targets(a, r, entries, created)
   local only, err, status = selection(a, devs)
   if err then return nil, err, status end
   local by_dev = {}
-  for _, e in ipairs(entries or {}) do by_dev[e.devname] = e end
+  for _, e in ipairs(entries or {}) do
+    -- a line for a device the archive lacks is a map made for another archive
+    -- (or a typo): nothing would go where it says
+    if not devices.match(devs, e.devname) then
+      return nil, "the map names device '" .. e.devname .. "', which is not in the archive"
+    end
+    by_dev[e.devname] = e
+  end
   local plan = {}
   for _, d in ipairs(devs) do
     local p = { dev = d }
@@ -169,7 +176,7 @@ end
 function Job:write_configs(configs)
   local a = self.a
   local mode = tonumber(a.mode, 8)
-  local ok, err = vma.mkdir(a.dir, 0755)
+  local ok, err = vma.mkdir(a.dir, tonumber("755", 8)) -- 0755 (Lua has no octal literals)
   if not ok then return nil, err end
   self.dir_made = true
   for _, c in ipairs(configs) do

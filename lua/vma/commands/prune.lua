@@ -340,6 +340,29 @@ local function find_policy_spec(args)
   return spec, missing
 end
 
+-- the help of a policy's own options ("" when it adds none)
+local function policy_help(policy)
+  local lines = {}
+  for _, spec in ipairs(type(policy.options) == "table" and policy.options or {}) do
+    if type(spec) == "table" then
+      local name = spec[1] or spec.name
+      local words = tostring(name)
+      if spec.type ~= "flag" then words = words .. " " .. (spec.argname or "VALUE") end
+      local descr = spec.description or spec[2] or ""
+      if #words > 18 then
+        lines[#lines + 1] = "  " .. words
+        lines[#lines + 1] = string.rep(" ", 22) .. descr
+      else
+        lines[#lines + 1] = string.format("  %-19s %s", words, descr)
+      end
+    end
+  end
+  if #lines == 0 then return "" end
+  local what = type(policy.description) == "string" and (": " .. policy.description) or ""
+  return string.format("\nOptions of policy %s%s:\n%s\n", tostring(policy.name), what,
+    table.concat(lines, "\n"))
+end
+
 local function record_of(g, b, dry_run)
   local rec = {
     file = b.file, path = b.path, group = g.key, type = b.type,
@@ -400,7 +423,15 @@ function M.run(args, streams)
   for _, a in ipairs(args) do
     if a == "--" then break end
     if a == "-h" or a == "--help" then
-      out(M.usage)
+      -- with --policy, the options that policy adds too
+      local spec = find_policy_spec(args)
+      local extra = ""
+      if spec then
+        local policy, perr, pkind = retention.load_policy(spec)
+        if not policy then return fail(pkind == "usage" and 2 or 1, perr) end
+        extra = policy_help(policy)
+      end
+      out(M.usage .. extra)
       return 0
     end
   end
