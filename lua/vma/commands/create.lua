@@ -60,6 +60,20 @@ local function compression_for(a, path)
   return "none"
 end
 
+-- the levels each codec knows (lzo and none take no level: --level is ignored)
+local LEVELS = { zstd = { 1, 22, "zstd" }, zst = { 1, 22, "zstd" }, gzip = { 1, 9, "gzip" },
+                 gz = { 1, 9, "gzip" } }
+
+local function check_level(level, comp)
+  local range = LEVELS[comp]
+  if level == nil or not range then return true end
+  if math.type(level) ~= "integer" or level < range[1] or level > range[2] then
+    return nil, string.format("--level %s is out of range for %s (%d..%d)", tostring(level),
+      range[3], range[1], range[2])
+  end
+  return true
+end
+
 -- NAME of NAME=PATH: a config key stands for its device name
 local function device_name(name)
   if devices.is_disk_key(name) then return devices.devname_of(name) end
@@ -186,14 +200,25 @@ local function run(args)
   if a.vmid and not a.vmid:match("^[1-9]%d%d+$") then
     return select(2, ui.usage_error("create", "bad --vmid '" .. a.vmid .. "' (100 or more)"))
   end
-  local json_to = a.archive == "-" and nil or a.json
-  local function fail(msg) return ui.fail("create", msg, json_to) end
+  local json_to = a.json and a.archive ~= "-" -- (not "x and nil or y": that is always y)
+  local function fail(msg)
+    -- the archive goes to stdout: the JSON of a failure goes where the JSON of a
+    -- success goes (stderr), never into the archive's stream
+    if a.json and a.archive == "-" then
+      local text = tostring(msg):gsub("\n+$", ""):gsub("\n", " ")
+      io.stderr:write(ui.json { ok = false, error = text }, "\n")
+    end
+    return ui.fail("create", msg, json_to)
+  end
   if a.archive == "-" and vma.isatty(1) then
     return fail("standard output is a terminal: not writing an archive there "
       .. "(redirect it to a file or a pipe)")
   end
   local path, perr, default_comp = archive_path(a)
   if not path then return fail(perr) end
+  local comp = a.compress or default_comp or compression_for(a, path)
+  local lok, lerr = check_level(a.level, comp)
+  if not lok then return select(2, ui.usage_error("create", lerr)) end
   local devs, derr = collect_devices(a)
   if not devs then return fail(derr) end
   local configs, notes = collect_configs(a, devs)
@@ -201,8 +226,7 @@ local function run(args)
   for _, n in ipairs(notes) do io.stderr:write("vma create: note: ", n, "\n") end
 
   vma.catch_signals()
-  local w, err = vma.create(path, { compress = a.compress or default_comp or compression_for(a, path),
-    level = a.level, overwrite = a.force })
+  local w, err = vma.create(path, { compress = comp, level = a.level, overwrite = a.force })
   if not w then return fail(err) end
   local function abort(msg)
     w:abort() -- removes the unfinished archive

@@ -100,7 +100,14 @@ local function plan_targets(a, r, entries, created)
   local only, err, status = selection(a, devs)
   if err then return nil, err, status end
   local by_dev = {}
-  for _, e in ipairs(entries or {}) do by_dev[e.devname] = e end
+  for _, e in ipairs(entries or {}) do
+    -- a line for a device the archive lacks is a map made for another archive
+    -- (or a typo): nothing would go where it says
+    if not devices.match(devs, e.devname) then
+      return nil, "the map names device '" .. e.devname .. "', which is not in the archive"
+    end
+    by_dev[e.devname] = e
+  end
   local plan = {}
   for _, d in ipairs(devs) do
     local p = { dev = d }
