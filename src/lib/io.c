@@ -351,18 +351,20 @@ static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
     return (ssize_t)got;
 }
 
+/* the decoders (run by the decoder thread): the bytes decoded, also when
+ * the stream breaks after some of them; then err is set */
 static ssize_t read_zstd(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
     ZSTD_outBuffer out = {buf, n, 0};
     while (out.pos < out.size) {
         ssize_t avail = raw_fill(in, err);
         if (avail < 0)
-            return -1;
+            return (ssize_t)out.pos; /* err tells what broke */
         if (avail == 0) {
             if (in->zret != 0) {
                 g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
                             "the zstd stream is truncated");
-                return -1;
+                return (ssize_t)out.pos; /* err tells what broke */
             }
             break;
         }
@@ -372,7 +374,7 @@ static ssize_t read_zstd(vma_in *in, uint8_t *buf, size_t n, GError **err)
         if (ZSTD_isError(ret)) {
             g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "zstd: %s",
                         ZSTD_getErrorName(ret));
-            return -1;
+            return (ssize_t)out.pos; /* err tells what broke */
         }
         in->zret = ret;
     }
@@ -385,12 +387,12 @@ static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
     while (got < n) {
         ssize_t avail = raw_fill(in, err);
         if (avail < 0)
-            return -1;
+            return (ssize_t)got; /* err tells what broke */
         if (avail == 0) {
             if (!in->zs_member_done) {
                 g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
                             "the gzip stream is truncated");
-                return -1;
+                return (ssize_t)got; /* err tells what broke */
             }
             break;
         }
@@ -412,7 +414,7 @@ static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
         } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
             g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "gzip: %s",
                         in->zs.msg ? in->zs.msg : "corrupt data");
-            return -1;
+            return (ssize_t)got; /* err tells what broke */
         }
     }
     return (ssize_t)got;
@@ -431,9 +433,8 @@ static gpointer ahead_thread(gpointer data)
         if (g_atomic_int_get(&in->ahead_stop))
             return NULL;
         c->err = NULL;
-        ssize_t got = decode(in, c->data, AHEAD_CHUNK, &c->err);
-        c->len = got < 0 ? 0 : (size_t)got;
-        c->last = got < (ssize_t)AHEAD_CHUNK;
+        c->len = (size_t)decode(in, c->data, AHEAD_CHUNK, &c->err);
+        c->last = c->err != NULL || c->len < AHEAD_CHUNK;
         g_async_queue_push(in->full, c);
         if (c->last)
             return NULL;
@@ -520,14 +521,7 @@ ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
         return read_src(in, buf, n, err);
     if (in->ahead)
         return read_ahead(in, buf, n, err);
-    switch (in->comp) {
-    case VMA_COMPRESS_ZSTD:
-        return read_zstd(in, buf, n, err);
-    case VMA_COMPRESS_GZIP:
-        return read_gzip(in, buf, n, err);
-    default:
-        return read_plain(in, buf, n, err);
-    }
+    return read_plain(in, buf, n, err); /* zstd and gzip have the decoder thread */
 }
 
 ssize_t vma_in_skip(vma_in *in, size_t n, GError **err)

@@ -181,7 +181,9 @@ end
 -- the help of the policy's own options, after the command's
 local function policy_help(policy)
   if not policy.options or #policy.options == 0 then return "" end
-  local lines = { "", string.format("Options of the policy '%s':", policy.name) }
+  local what = type(policy.description) == "string" and policy.description ~= ""
+    and (": " .. policy.description) or ""
+  local lines = { "", string.format("Options of policy %s%s:", policy.name, what) }
   for _, spec in ipairs(policy.options) do
     if type(spec) == "table" then
       local name = spec[1] or spec.name or "?"
