@@ -23,7 +23,7 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib
 DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
              libzstd-dev zlib1g-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
              lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev \
-             nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs
+             nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
