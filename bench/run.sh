@@ -304,7 +304,7 @@ if [ "$ACCESS" = 1 ]; then
             stop_access
         done
         rm -f "$C"
-        once ra "index 100 GiB thin" "rm -rf \"\$W/xdg\"" "XDG_CACHE_HOME=\"$W/xdg\" \"$VMA\" cat \"$W/thin100.vma\" disk0 --length 0"
+        once ra "index 100 GiB thin" "rm -rf \"\$W/xdg\"" "env XDG_CACHE_HOME=\"$W/xdg\" \"$VMA\" cat \"$W/thin100.vma\" disk0 --length 0"
         echo "  random access: round $round of $RUNS done" >&2
         round=$((round + 1))
     done
@@ -336,6 +336,7 @@ fi
 echo
 
 awk -F'|' -v half=$HALF -v thin=$THIN -v check=$CHECK -v scale=$SCALE -v pve="$PVE_VMA" '
+    $1 == "ra" { next }  # random access: reported below
     { t[$1 "|" $2] = $3; r[$1 "|" $2] = $4; lo[$1 "|" $2] = $5; hi[$1 "|" $2] = $6; cpu[$1 "|" $2] = $7
       if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
     function row(img, op, ref, refname,   s, mb, ratio, rss) {
@@ -411,7 +412,8 @@ if [ "$ACCESS" = 1 ]; then
     for op in "cp raw && sync" "nbdcopy plain && sync" "nbdcopy zst && sync" "cat raw" "vma cat plain" "vma cat zst" \
               "cp --sparse raw && sync" "mount cp --sparse plain && sync" "mount cp --sparse zst && sync" "index 100 GiB thin"; do
         awk -F'|' -v o="$op" -v mb="$HALF" '$1 == "ra" && $2 == o {
-            printf "  %-34s %9.3f s  (%.3f-%.3f)  %8.0f MiB/s\n", o, $3, $5, $6, (o ~ /index/) ? 0 : mb / ($3 > 0 ? $3 : 1e-9) }' "$RES"
+            rate = (o ~ /index/) ? "-" : sprintf("%.0f", mb / ($3 > 0 ? $3 : 1e-9))
+            printf "  %-34s %9.3f s  (%.3f-%.3f)  %8s MiB/s\n", o, $3, $5, $6, rate }' "$RES"
     done
     echo "  random 4 KiB reads (Lua, warm)     plain $RR_PLAIN/s, zst $RR_ZST/s"
     echo

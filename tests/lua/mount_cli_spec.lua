@@ -131,6 +131,31 @@ describe("vma mount", function()
     umount(m)
   end)
 
+  it("parallel reads of a seekable zst archive through the mount equal the image", function()
+    if not A.need("fusermount3", "zstd") then return end
+    local m = mount(fx.zst)
+    local f = m .. "/drive-scsi0.raw"
+    -- 12 readers at once, each over its own range (several 1 MiB frames each)
+    local cmds = {}
+    for i = 0, 11 do
+      local skip = (i * 5) % 60
+      cmds[#cmds + 1] = string.format("dd if=%s of=%s bs=64K skip=%d count=40 2>/dev/null &",
+        H.q(f), H.q(dir .. "/par" .. i), skip * 16)
+    end
+    A.sh_ok(table.concat(cmds, " ") .. " wait")
+    for i = 0, 11 do
+      local skip = (i * 5) % 60
+      local got = H.read(dir .. "/par" .. i)
+      local fh = assert(io.open(fx.disks["drive-scsi0"], "rb"))
+      fh:seek("set", skip * A.MiB)
+      local want = fh:read(40 * 65536)
+      fh:close()
+      assert.is_true(got == want, "reader " .. i)
+      os.remove(dir .. "/par" .. i)
+    end
+    umount(m)
+  end)
+
   it("Proxmox archives: disks, vmstate.bin and configs equal the inputs", function()
     if not A.need("fusermount3") then return end
     for c, t in pairs(pve) do
