@@ -95,8 +95,9 @@ function M.disks(r)
 end
 
 --- The disk given by the user ("scsi0" or "drive-scsi0"), or the only one.
--- Returns the device, or nil, message, exit status (2: a usage error).
-function M.pick_disk(r, name, cmd)
+-- Returns the device, or nil, message, exit status (2: a usage error: no
+-- name given and several disks).
+function M.pick_disk(r, name)
   local disks = M.disks(r)
   local names = {}
   for _, d in ipairs(disks) do names[#names + 1] = d.name end
@@ -110,7 +111,7 @@ function M.pick_disk(r, name, cmd)
     if d.name == name or d.name == "drive-" .. name then return d end
   end
   return nil, string.format("no disk named '%s' in the archive (the disks: %s)", name,
-    #names > 0 and table.concat(names, ", ") or "none"), cmd and 2 or 1
+    #names > 0 and table.concat(names, ", ") or "none"), 1
 end
 
 --- Open an archive for random access and check it whole (header and the
@@ -144,9 +145,10 @@ end
 function M.parse_size(text)
   local n, unit = tostring(text):match("^(%d+)%s*(%a*)$")
   if not n then return nil end
+  local u = unit:upper()
+  if u ~= "B" then u = u:gsub("I?B$", "") end
   local mult = ({ [""] = 1, B = 1, K = 1 << 10, M = 1 << 20, G = 1 << 30, T = 1 << 40,
-    P = 1 << 50 })[unit:upper():gsub("I?B$", ""):gsub("^$", "")]
-  if unit:upper() == "B" then mult = 1 end
+    P = 1 << 50 })[u]
   n = math.tointeger(tonumber(n))
   if not n or not mult or n > math.maxinteger // mult then return nil end
   return n * mult

@@ -42,10 +42,6 @@ local function run(args)
     return ui.fail("convert", a.out .. " is not a regular file (for a device: vma cat ARCHIVE "
       .. "DISK > DEVICE)")
   end
-  if not access.which("qemu-img") then
-    return ui.fail("convert", "qemu-img is not installed (Debian: apt-get install qemu-utils)")
-  end
-
   local r, err = access.open(a.archive)
   if not r then return ui.fail("convert", err) end
   local d, derr, dst = access.pick_disk(r, a.disk)
@@ -56,6 +52,9 @@ local function run(args)
       return 2
     end
     return ui.fail("convert", derr)
+  end
+  if not access.which("qemu-img") then
+    return ui.fail("convert", "qemu-img is not installed (Debian: apt-get install qemu-utils)")
   end
 
   local dir, base = a.out:match("^(.*)/([^/]+)$")
