@@ -71,16 +71,9 @@ function M.fuse_program()
   return M.which("vma-fuse")
 end
 
---- A message for an archive that cannot be read at random, with what to do.
-function M.explain(msg, kind)
-  if kind == "not-seekable" then
-    local cli = require "vma.cli"
-    if cli.find("recompress") then
-      msg = msg .. "; make a seekable copy with 'vma recompress ARCHIVE COPY.vma.zst'"
-    else
-      msg = msg .. "; decompress it first (zstd -dc, gzip -dc or lzop -dc ARCHIVE > COPY.vma)"
-    end
-  end
+--- A message for an archive that cannot be read at random: the core's
+-- message already says how to make it seekable ('vma recompress').
+function M.explain(msg)
   return msg
 end
 
@@ -107,9 +100,8 @@ function M.pick_disk(r, name)
     return nil, "the archive has " .. #disks .. " disks: say which with --disk ("
       .. table.concat(names, ", ") .. ")", 2
   end
-  for _, d in ipairs(disks) do
-    if d.name == name or d.name == "drive-" .. name then return d end
-  end
+  local d = require("vma.devices").match(disks, name)
+  if d then return d end
   return nil, string.format("no disk named '%s' in the archive (the disks: %s)", name,
     #names > 0 and table.concat(names, ", ") or "none"), 1
 end
@@ -129,8 +121,9 @@ function M.open(path, devname)
     end
   end
   if name then
+    local dev = require("vma.devices").match(r:devices(), name)
     local d
-    d, err, kind = r:disk(name)
+    d, err, kind = r:disk(dev and dev.name or name)
     if not d then
       r:close()
       return nil, M.explain(err, kind)

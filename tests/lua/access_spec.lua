@@ -93,7 +93,7 @@ describe_("the disk API", function()
     local rc, _, err = H.vma("create", z, "drive-sata0=" .. fx.disks["drive-sata0"])
     assert.are.equal(0, rc, err)
     local r = assert(vma.open(z))
-    local d, derr, kind = r:disk("sata0")
+    local d, derr, kind = r:disk("drive-sata0")
     if not d and kind == "not-seekable" then
       r:close()
       pending("vma create does not write seekable zstd yet (another branch): " .. derr)

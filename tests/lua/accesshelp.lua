@@ -152,7 +152,7 @@ function A.fixture(dir)
   t.conf = "memory: 1024\nscsi0: local:100/vm-100-disk-0.raw,size=64M\n"
   H.write(dir .. "/qemu-server.conf", t.conf)
   t.plain = dir .. "/a.vma"
-  local words = { "create", t.plain, "-c", dir .. "/qemu-server.conf" }
+  local words = { "create", "--no-qmdump-map", t.plain, "-c", dir .. "/qemu-server.conf" }
   for _, n in ipairs(t.names) do words[#words + 1] = n .. "=" .. t.disks[n] end
   local rc, _, err = H.vma(table.unpack(words))
   assert(rc == 0, "vma create: " .. err)

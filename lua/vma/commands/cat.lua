@@ -36,7 +36,8 @@ local function run(args)
   local r, err, kind = vma.open(a.archive)
   if not r then return ui.fail("cat", err) end
   local d
-  d, err, kind = r:disk(a.disk)
+  local dev = require("vma.devices").match(r:devices(), a.disk)
+  d, err, kind = r:disk(dev and dev.name or a.disk)
   if not d then
     r:close()
     return ui.fail("cat", access.explain(err, kind))
