@@ -18,6 +18,7 @@
 #   CEPH_TEST_SIZE     OSD size: bytes or with K/M/G suffix (default 8G bluestore, 2G memstore)
 #   CEPH_TEST_TIMEOUT  seconds to wait for the cluster to come up (default 60)
 #   CEPH_TEST_CLIENT_TIMEOUT  librados client timeouts written to ceph.conf (default 30)
+#   CEPH_TEST_VERBOSE=1  print how long each step of start took
 #   CEPH_TEST_MGR=1    also start a manager (mgr.x; needs the package ceph-mgr): only with one
 #                      does the monitor know the pools' use, so only then are quotas enforced
 set -u
@@ -39,6 +40,13 @@ die() { say "$*"; exit 1; }
 
 # now in seconds (integer)
 now() { date +%s; }
+
+# with CEPH_TEST_VERBOSE=1: the time since start began, and what is done
+T0=$(date +%s.%N)
+step() {
+    [ "${CEPH_TEST_VERBOSE:-0}" = 1 ] || return 0
+    say "$(awk -v a="$(date +%s.%N)" -v b="$T0" 'BEGIN { printf "%.1f", a - b }') s: $*"
+}
 
 # size with an optional K/M/G/T suffix -> bytes
 bytes() {
@@ -342,17 +350,21 @@ cmd_start() {
             stop_daemon mon.a # lost a race for the port: try the next one
         done
     fi
+    step "monitor up"
     port=$(sed -n 's/^mon_host = v2:127\.0\.0\.1:\([0-9]*\)$/\1/p' "$CONF")
-    [ "${CEPH_TEST_MGR:-0}" = 1 ] && start_mgr
+    [ "${CEPH_TEST_MGR:-0}" != 1 ] || { start_mgr; step "manager active"; }
 
     # the OSD
     uuid=$(uuidgen)
     id=$(ceph_ osd new "$uuid" 0 2>"$D/log/ceph-cli.err") || fail "ceph osd new failed" "$D/log/ceph-cli.err"
     [ "$id" = 0 ] || fail "ceph osd new gave id '$id', not 0"
     mkdir -p "$D/osd/ceph-0"
+    step "osd.0 created"
     ceph-osd --conf "$CONF" -i 0 --mkfs --osd-uuid "$uuid" >"$D/log/osd-mkfs.out" 2>&1 ||
         fail "ceph-osd --mkfs failed" "$D/log/osd-mkfs.out" "$D/log/osd.0.log"
+    step "osd.0 mkfs done"
     run_osd
+    step "osd.0 up"
 
     # the pool
     {
@@ -360,6 +372,7 @@ cmd_start() {
             timeout 60 rbd --conf "$CONF" pool init rbd
     } >"$D/log/pool.out" 2>&1 || fail "could not create the pool rbd" "$D/log/pool.out" "$D/log/osd.0.log"
 
+    step "pool rbd ready"
     cat >"$D/env.sh" <<EOF
 # . this file to use the test cluster in $D
 CEPH_CONF='$CONF'
