@@ -7,7 +7,7 @@
 #   cluster.sh kill-osd DIR       SIGKILL the OSD (a crash, for fault tests)
 #   cluster.sh start-osd DIR      start the OSD again and wait until it is up
 #   cluster.sh status DIR         which daemons run (exit 0 if both run)
-#   cluster.sh full DIR on|off    make the OSD full (full ratio lowered below its use) or not full
+#   cluster.sh full DIR on|off    make the OSD report itself full (so every pool is full), or not
 #   cluster.sh quota DIR BYTES    set the quota max_bytes of pool rbd (0 removes it); see README:
 #                                 without a manager the monitor never enforces it
 #
@@ -31,7 +31,7 @@ MARKER=.ceph-test-cluster
 FAIL_STOP="osd.0 mgr.x mon.a" # what fail() stops: start-osd stops only the OSD
 
 usage() {
-    sed -n '4,10s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,/^set -u/s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -212,7 +212,7 @@ EOF
 start_mon() { # port
     fsid=$(uuidgen)
     rm -rf "$D/mon" "$D/monmap" "$D/keyring"
-    mkdir -p "$D/mon/ceph-a" || return 1
+    mkdir -p "$D/mon/ceph-a" || fail "cannot write in $D"
     write_conf "$fsid" "$1"
     k=$D/keyring
     {
@@ -415,15 +415,15 @@ cmd_status() {
 cmd_full() {
     [ $# -eq 2 ] || usage
     set_dir "$1"
+    # the OSD's debug command injectfull makes it report itself full to the monitor, which
+    # marks it and every pool full (store-independent, gone when the OSD restarts)
     case $2 in
-    # the OSD reports itself full when its use is above the map's full ratio; an
-    # empty bluestore OSD uses about 1 GiB of 8 (12 %), memstore a few MB of 2 GiB
-    on) ceph_ osd set-nearfull-ratio 0.00001 && ceph_ osd set-backfillfull-ratio 0.00002 &&
-        ceph_ osd set-full-ratio 0.00003 ;;
-    off) ceph_ osd set-full-ratio 0.95 && ceph_ osd set-backfillfull-ratio 0.90 &&
-        ceph_ osd set-nearfull-ratio 0.85 ;;
+    on) type=full ;;
+    off) type=none ;;
     *) usage ;;
-    esac >/dev/null 2>&1 || die "could not change the full ratios"
+    esac
+    out=$(timeout 10 ceph --admin-daemon "$D/run/osd.0.asok" injectfull $type 2>&1) ||
+        die "could not inject the full state (does osd.0 run?): $out"
     want=$2
     deadline=$(($(now) + TIMEOUT))
     while :; do
@@ -442,7 +442,7 @@ cmd_quota() {
     [ $# -eq 2 ] || usage
     set_dir "$1"
     n=$(bytes "$2") || exit 1
-    ceph_ osd pool set-quota rbd max_bytes "$n" >/dev/null || die "could not set the quota"
+    out=$(ceph_ osd pool set-quota rbd max_bytes "$n" 2>&1) || die "could not set the quota: $out"
 }
 
 [ $# -ge 1 ] || usage
