@@ -234,6 +234,14 @@ function M.watchers(t)
   return c:watchers(t.pool, ns, t.image)
 end
 
+--- Whether the pool of T is full (the monitor's osd dump): true/false, or
+-- nil and a message.
+function M.pool_full(t)
+  local c, ns = conn(t)
+  if not c then return nil, ns end
+  return c:pool_full(t.pool)
+end
+
 --- A new image of T at SIZE bytes; refused at once when the pool is full
 -- (a create on a full pool would block for the client timeout).
 function M.create(t, size)
@@ -251,6 +259,10 @@ end
 function M.remove(t, seconds)
   local c, ns = conn(t)
   if not c then return nil, ns end
+  -- removing writes to the pool: on a full one it would block for nothing
+  if c:pool_full(t.pool) == true then
+    return nil, "pool " .. t.pool .. " is full: cannot remove " .. M.name(t) .. " now"
+  end
   if not seconds then seconds = (c.timeout > 0 and c.timeout or M.DEFAULT_TIMEOUT) + 20 end
   local ok, err = c:remove(t.pool, ns, t.image, seconds)
   if ok then return true end

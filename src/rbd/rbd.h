@@ -23,6 +23,14 @@ typedef struct {
 } vrbd_cluster;
 
 void vrbd_cluster_unref(vrbd_cluster *c);
+/* a second connection with the config of c (rados_create_with_context): a
+ * sink writes through one of its own, so that it can be fenced (blocklisted)
+ * alone when it cannot be closed.  NULL with *r set on failure. */
+vrbd_cluster *vrbd_cluster_child(vrbd_cluster *c, int *r);
+/* blocklist the client of c through admin (for expire seconds): its
+ * operations in flight can never land, and the watches it holds go once the
+ * OSDs see it; 0 or a negative errno */
+int vrbd_fence(vrbd_cluster *admin, vrbd_cluster *c, unsigned expire);
 
 /* seconds, monotonic */
 double vrbd_now(void);
@@ -48,8 +56,10 @@ typedef struct {
 } vrbd_sink_opts;
 
 extern const vma_sink_ops vrbd_sink_ops;
-/* img is open read-write; the sink owns it (and io) from then on */
-vrbd_sink *vrbd_sink_new(vrbd_cluster *c, rados_ioctx_t io, rbd_image_t img, const char *pool,
+/* img is open read-write through c (a connection of the sink's own, from
+ * vrbd_cluster_child of admin); the sink owns img, io and that reference of
+ * c from then on, and takes one of admin */
+vrbd_sink *vrbd_sink_new(vrbd_cluster *admin, vrbd_cluster *c, rados_ioctx_t io, rbd_image_t img, const char *pool,
                        const char *label, uint64_t size, const vrbd_sink_opts *o,
                        const vma_ext_hooks *hooks);
 const char *vrbd_sink_label(const vrbd_sink *s);

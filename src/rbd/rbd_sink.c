@@ -36,7 +36,8 @@ typedef struct vrbd_op {
 } vrbd_op;
 
 struct vrbd_sink {
-    vrbd_cluster *c;
+    vrbd_cluster *admin;  /* the shared connection: fences c when it must */
+    vrbd_cluster *c;      /* the sink's own connection */
     rados_ioctx_t io;
     rbd_image_t img;
     char *pool, *label;
@@ -338,12 +339,13 @@ const char *vrbd_sink_label(const vrbd_sink *s)
 
 const vma_sink_ops vrbd_sink_ops = {sink_pwritev, sink_zero, sink_flush};
 
-vrbd_sink *vrbd_sink_new(vrbd_cluster *c, rados_ioctx_t io, rbd_image_t img, const char *pool,
-                       const char *label, uint64_t size, const vrbd_sink_opts *o,
-                       const vma_ext_hooks *hooks)
+vrbd_sink *vrbd_sink_new(vrbd_cluster *admin, vrbd_cluster *c, rados_ioctx_t io, rbd_image_t img,
+                         const char *pool, const char *label, uint64_t size,
+                         const vrbd_sink_opts *o, const vma_ext_hooks *hooks)
 {
     vrbd_sink *s = g_new0(vrbd_sink, 1);
-    g_atomic_int_inc(&c->refs);
+    g_atomic_int_inc(&admin->refs);
+    s->admin = admin;
     s->c = c;
     s->io = io;
     s->img = img;
@@ -371,25 +373,35 @@ int vrbd_sink_close(vrbd_sink *s, GError **err)
     s->pend = NULL;
     s->pend_len = 0;
     s->z_len = 0;
-    /* what is in flight completes (or fails: at most 2 T with a dead OSD) */
-    double bound = s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
+    /* what is in flight completes (or fails: at most 2 T with a dead OSD);
+     * after a failure (a dead OSD, a full pool, Ctrl-C) it is given 5 s */
+    double bound = s->failed ? 5 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
     double start = vrbd_now();
     g_mutex_lock(&s->lock);
     while (s->nops && vrbd_now() - start < bound)
         g_cond_wait_until(&s->cond, &s->lock, g_get_monotonic_time() + G_TIME_SPAN_SECOND / 10);
     unsigned left = s->nops;
     g_mutex_unlock(&s->lock);
+    /* a dead OSD, or a full pool: what cannot be closed is fenced, so that
+     * none of its writes lands later and its watch on the image goes (an
+     * image it created can then be removed once the OSDs answer again) */
     if (left) {
         /* the callbacks still point at the sink and their buffers: leave it
          * all to the exit of the process */
         g_atomic_int_inc(&s->c->stuck);
+        vrbd_fence(s->admin, s->c, 600);
         g_set_error(err, vrbd_domain(s->hooks), VMA_ERR_IO,
                     "%s: %u writes still unanswered after %.0f s; not waiting any longer",
                     s->label, left, bound);
         return -1;
     }
     /* after a failure the OSD may be gone: rbd_close would wait for it (3 T) */
-    vrbd_close_image(s->c, s->io, s->img, s->failed ? 10 : bound);
+    vrbd_cluster *c = s->c;
+    g_atomic_int_inc(&c->refs); /* for vrbd_fence below */
+    if (vrbd_close_image(c, s->io, s->img, s->failed ? 5 : bound) == 1)
+        vrbd_fence(s->admin, c, 600);
+    vrbd_cluster_unref(c);
+    vrbd_cluster_unref(s->admin);
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->cond);
     g_free(s->failed);

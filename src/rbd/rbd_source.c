@@ -45,6 +45,7 @@ struct vrbd_source {
     piece *head, *tail;   /* read ahead, in image order */
     size_t queued;        /* bytes of the pieces */
     unsigned inflight;    /* pieces not done */
+    gboolean failed;      /* a read failed or was interrupted */
     guint cur_ext;        /* where reading ahead goes on: */
     uint64_t cur;         /*   ext[cur_ext], at cur */
 };
@@ -205,6 +206,7 @@ static void read_ahead(vrbd_source *s, uint64_t off)
 
 static int fail(vrbd_source *s, int r, uint64_t off, GError **err)
 {
+    s->failed = TRUE;
     char *what = g_strdup_printf("reading at offset %" G_GUINT64_FORMAT, off);
     char *msg = vrbd_describe(s->c, s->pool, r, what);
     g_set_error_literal(err, vrbd_domain(s->hooks), VMA_ERR_IO, msg);
@@ -218,12 +220,14 @@ static int wait_piece(vrbd_source *s, piece *p, GError **err)
 {
     while (!p->done) {
         if (vrbd_interrupted(s->hooks)) {
+            s->failed = TRUE;
             g_set_error_literal(err, vrbd_domain(s->hooks), VMA_ERR_INTERRUPTED, "interrupted");
             return -1;
         }
         g_cond_wait_until(&s->cond, &s->lock, g_get_monotonic_time() + G_TIME_SPAN_SECOND / 10);
         double age = vrbd_now() - p->t;
         if (!p->done && s->c->timeout > 0 && age > 2 * s->c->timeout + 15) {
+            s->failed = TRUE;
             g_set_error(err, vrbd_domain(s->hooks), VMA_ERR_IO,
                         "reading at offset %" G_GUINT64_FORMAT ": Ceph has not answered for "
                         "%.0f s (client timeout %.0f s): is an OSD down? (ceph -s)",
@@ -330,7 +334,8 @@ uint64_t vrbd_source_data_bytes(const vrbd_source *s)
 
 int vrbd_source_close(vrbd_source *s, GError **err)
 {
-    double bound = s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
+    /* reads in flight end, or fail after T; after a failure 5 s at most */
+    double bound = s->failed ? 5 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
     double start = vrbd_now();
     g_mutex_lock(&s->lock);
     while (s->inflight && vrbd_now() - start < bound)
@@ -350,7 +355,7 @@ int vrbd_source_close(vrbd_source *s, GError **err)
         g_free(p->buf);
         g_free(p);
     }
-    vrbd_close_image(s->c, s->io, s->img, 10);
+    vrbd_close_image(s->c, s->io, s->img, s->failed ? 5 : 10);
     g_array_free(s->ext, TRUE);
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->cond);

@@ -38,6 +38,36 @@ void vrbd_cluster_unref(vrbd_cluster *c)
     g_free(c);
 }
 
+vrbd_cluster *vrbd_cluster_child(vrbd_cluster *c, int *r)
+{
+    rados_t cl;
+    *r = rados_create_with_context(&cl, rados_cct(c->cl));
+    if (*r < 0)
+        return NULL;
+    *r = rados_connect(cl);
+    if (*r < 0) {
+        rados_shutdown(cl);
+        return NULL;
+    }
+    vrbd_cluster *k = g_new0(vrbd_cluster, 1);
+    k->cl = cl;
+    k->refs = 1;
+    k->timeout = c->timeout;
+    k->who = g_strdup(c->who);
+    return k;
+}
+
+int vrbd_fence(vrbd_cluster *admin, vrbd_cluster *c, unsigned expire)
+{
+    char *addrs = NULL;
+    int r = rados_getaddrs(c->cl, &addrs);
+    if (r < 0)
+        return r;
+    r = rados_blocklist_add(admin->cl, addrs, expire);
+    rados_buffer_free(addrs);
+    return r;
+}
+
 /* the JSON string value of key after p in the compact JSON of the monitor
  * ("key":"value"); a copy, or NULL */
 static char *json_string_after(const char *p, const char *end, const char *key)

@@ -94,6 +94,10 @@ local function plan_rbd(p, e, made)
     return true
   end
   local d = p.dev
+  -- Ceph blocks writes (and opening an image for writing) on a full pool
+  local full, ferr = ceph.pool_full(t)
+  if full == nil then return nil, ferr end
+  if full then return nil, "pool " .. t.pool .. " is full: cannot restore into " .. ceph.name(t) end
   local size, serr, code = ceph.size(t)
   if not size and code == "ENOENT" then
     p.rbd_create, p.fresh, p.write_zero = true, true, false
@@ -447,8 +451,10 @@ local function run(args)
 
   local job = new_job(a)
   local function abort(msg)
+    -- the failure first: removing what was made may take a while (Ceph)
+    local st = fail(msg)
     job:cleanup()
-    return fail(msg)
+    return st
   end
 
   local entries, archive, plugin, arg
