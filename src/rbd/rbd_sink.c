@@ -374,8 +374,8 @@ int vrbd_sink_close(vrbd_sink *s, GError **err)
     s->pend_len = 0;
     s->z_len = 0;
     /* what is in flight completes (or fails: at most 2 T with a dead OSD);
-     * after a failure (a dead OSD, a full pool, Ctrl-C) it is given 5 s */
-    double bound = s->failed ? 5 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
+     * after a failure (a dead OSD, a full pool, Ctrl-C) it is given 3 s */
+    double bound = s->failed ? 3 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
     double start = vrbd_now();
     g_mutex_lock(&s->lock);
     while (s->nops && vrbd_now() - start < bound)
@@ -398,7 +398,7 @@ int vrbd_sink_close(vrbd_sink *s, GError **err)
     /* after a failure the OSD may be gone: rbd_close would wait for it (3 T) */
     vrbd_cluster *c = s->c;
     g_atomic_int_inc(&c->refs); /* for vrbd_fence below */
-    if (vrbd_close_image(c, s->io, s->img, s->failed ? 5 : bound) == 1)
+    if (vrbd_close_image(c, s->io, s->img, s->failed ? 3 : bound) == 1)
         vrbd_fence(s->admin, c, 600);
     vrbd_cluster_unref(c);
     vrbd_cluster_unref(s->admin);

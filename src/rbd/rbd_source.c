@@ -334,8 +334,8 @@ uint64_t vrbd_source_data_bytes(const vrbd_source *s)
 
 int vrbd_source_close(vrbd_source *s, GError **err)
 {
-    /* reads in flight end, or fail after T; after a failure 5 s at most */
-    double bound = s->failed ? 5 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
+    /* reads in flight end, or fail after T; after a failure 3 s at most */
+    double bound = s->failed ? 3 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
     double start = vrbd_now();
     g_mutex_lock(&s->lock);
     while (s->inflight && vrbd_now() - start < bound)
@@ -355,7 +355,7 @@ int vrbd_source_close(vrbd_source *s, GError **err)
         g_free(p->buf);
         g_free(p);
     }
-    vrbd_close_image(s->c, s->io, s->img, s->failed ? 5 : 10);
+    vrbd_close_image(s->c, s->io, s->img, s->failed ? 3 : 10);
     g_array_free(s->ext, TRUE);
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->cond);

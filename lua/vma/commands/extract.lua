@@ -23,7 +23,8 @@ local function parser()
   p:argument("dir", "the folder to create for the configs (and the disks without a map)")
   p:option("-r --map", "a restore map in Proxmox's syntax (a file or a FIFO)")
   p:option("--map-script", "a Lua script that returns the restore map (see docs/restore-maps.md)")
-  p:option("-t --target", "a built-in or user restore target: dir:PATH, lvm:VG, zfs:POOL")
+  p:option("-t --target", "a built-in or user restore target: dir:PATH, lvm:VG, zfs:POOL, "
+    .. "rbd:POOL[:conf=FILE][:id=NAME]")
   p:option("-d --drives", "extract only these drives (comma-separated device names or keys)")
   p:option("--mode", "the permissions of the files made (octal)", "0600")
   p:flag("-f --force", "write over existing files and volumes (zeros included, so no old "
