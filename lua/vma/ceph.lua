@@ -15,7 +15,7 @@
 -- messages.
 local M = {}
 
-M.DEFAULT_TIMEOUT = 30
+M.REMOVE_SECONDS = 20  -- how long a failed restore tries to remove an image it created
 
 function M.is_spec(s)
   return type(s) == "string" and s:sub(1, 4) == "rbd:"
@@ -253,9 +253,10 @@ function M.create(t, size)
   return c:create(t.pool, ns, t.image, size)
 end
 
---- Remove the image of T, retrying for up to SECONDS while it is busy or
--- Ceph does not answer (default: the client timeout plus 20 s, so that an
--- OSD that comes back meanwhile lets it go). true, or nil and a message.
+--- Remove the image of T, retrying for up to SECONDS (default 20) while it
+-- is busy or Ceph does not answer, so that an OSD that comes back meanwhile
+-- lets it go (a try itself may last the client timeout). true, or nil and a
+-- message.
 function M.remove(t, seconds)
   local c, ns = conn(t)
   if not c then return nil, ns end
@@ -263,7 +264,7 @@ function M.remove(t, seconds)
   if c:pool_full(t.pool) == true then
     return nil, "pool " .. t.pool .. " is full: cannot remove " .. M.name(t) .. " now"
   end
-  if not seconds then seconds = (c.timeout > 0 and c.timeout or M.DEFAULT_TIMEOUT) + 20 end
+  seconds = seconds or M.REMOVE_SECONDS
   local ok, err = c:remove(t.pool, ns, t.image, seconds)
   if ok then return true end
   return nil, err

@@ -11,7 +11,9 @@
  *   - an operation in flight longer than `stall` seconds: Ceph blocks writes
  *     to a full pool instead of failing them, so the monitor is asked
  *     (osd dump) whether the pool is full, and the sink fails saying so;
- *   - a watchdog: nothing completes for 2 T + 15 s (T the client timeout).
+ *   - a watchdog: an operation in flight for T + 5 s (T the client timeout)
+ *     fails as if librbd had said -ETIMEDOUT (it may take up to 2 T: it first
+ *     re-acquires its lock with operations of its own that time out).
  * Zero runs become rbd_aio_write_zeroes (a discard would skip partial 64 KiB
  * units), adjacent ones merged. */
 #define _GNU_SOURCE
@@ -157,11 +159,10 @@ static int wait_room(vrbd_sink *s, unsigned until, size_t need)
                 return -1;
             }
         }
-        if (s->c->timeout > 0 && age > 2 * s->c->timeout + 15) {
-            set_failed(s, VMA_ERR_IO,
-                       g_strdup_printf("Ceph has not answered a write for %.0f s (client timeout "
-                                       "%.0f s): is an OSD down? (ceph -s)", age, s->c->timeout));
-            return -1;
+        if (s->c->timeout > 0 && age > s->c->timeout + 5 && !s->err) {
+            s->err = -ETIMEDOUT;
+            s->err_off = s->head->off;
+            s->err_kind = s->head->kind;
         }
     }
 }
