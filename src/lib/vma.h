@@ -110,6 +110,12 @@ typedef enum {
 const char *vma_compress_name(vma_compress c);
 /* "zst"/"zstd", "gz"/"gzip", "lzo"/"lzop", "none"/"raw"; -1 if unknown */
 int vma_compress_from_name(const char *name);
+/* the levels a codec takes and its default (level 0 means the default);
+ * FALSE (all 0) for none, which takes no level */
+gboolean vma_compress_levels(vma_compress c, int *min, int *max, int *def);
+/* a level (0 or in the codec's range) and a thread count (0 = one per core,
+ * up to 256) that vma_writer_opts may hold; VMA_ERR_ARG otherwise */
+gboolean vma_compress_check(vma_compress c, int level, int threads, GError **err);
 
 /* ---- reader ------------------------------------------------------------ */
 
@@ -236,7 +242,9 @@ typedef struct {
     const uint8_t *uuid;    /* NULL: a new random uuid */
     int64_t ctime;          /* -1: now */
     vma_compress compress;
-    int level;              /* compression level, 0 = default */
+    int level;              /* compression level, 0 = default (see vma_compress_levels) */
+    int threads;            /* zstd and gzip compression threads, 0 = one per core;
+                               the archive's bytes do not depend on it */
     gboolean overwrite;     /* replace an existing archive */
 } vma_writer_opts;
 

@@ -84,7 +84,7 @@ static vma_writer *writer_new(int fd, const vma_writer_opts *opts, GError **err)
     w->ext = g_malloc(VMA_EXTENT_HEADER_SIZE + VMA_MAX_EXTENT_DATA);
     w->start = vma_now();
     w->out = vma_out_new(fd, opts ? opts->compress : VMA_COMPRESS_NONE,
-                         opts ? opts->level : 0, err);
+                         opts ? opts->level : 0, opts ? opts->threads : 0, err);
     if (!w->out) {
         vma_writer_free(w);
         return NULL;
@@ -276,6 +276,7 @@ static int write_header(vma_writer *w, GError **err)
         w->failed = TRUE;
         return -1;
     }
+    vma_out_mark(w->out);
     w->header_written = TRUE;
     return 0;
 }
@@ -296,6 +297,7 @@ static void finish_extent_header(vma_writer *w)
 static int flush_extent(vma_writer *w, GError **err)
 {
     finish_extent_header(w);
+    vma_out_mark(w->out);
     if (vma_out_write(w->out, w->ext, VMA_EXTENT_HEADER_SIZE + w->data_len, err) < 0) {
         w->failed = TRUE;
         return -1;
@@ -428,6 +430,7 @@ static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n
     finish_extent_header(w);
     iov[0].iov_base = w->ext;
     iov[0].iov_len = VMA_EXTENT_HEADER_SIZE;
+    vma_out_mark(w->out);
     if (vma_out_writev(w->out, iov, niov, err) < 0) {
         w->failed = TRUE;
         return -1;
