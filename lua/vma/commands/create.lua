@@ -3,6 +3,12 @@ local vma = require "vma"
 local ui = require "vma.ui"
 local argparse = require "argparse"
 
+local function whole(s)
+  local n = math.tointeger(tonumber(s))
+  if not n then return nil, "'" .. s .. "' is not a whole number" end
+  return n
+end
+
 local function parser()
   local p = argparse("vma create", "Create an archive from config files and disk images. "
     .. "Devices are named disk0, disk1, ... unless given as NAME=PATH; a device named "
@@ -14,8 +20,11 @@ local function parser()
   p:option("-c --config", "a config file to store (its base name is its name)"):count("*")
   p:option("-d --device", "a device as format=raw:NAME=PATH (Proxmox form)"):count("*")
   p:option("--compress", "zstd, gzip, lzo or none (default: from the archive's name)")
-    :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none" }
-  p:option("--level", "compression level"):convert(tonumber)
+    :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none", "raw" }
+  p:option("--level", "compression level: zstd 1..19 (default 3), gzip 1..9 (6), lzo 1..9 (3)")
+    :convert(whole)
+  p:option("--threads", "compression threads for zstd and gzip (default 0: one per core)")
+    :convert(whole)
   p:flag("-f --force", "replace an existing archive")
   p:flag("-v --verbose", "print Proxmox's progress lines and a per-device summary on stderr")
   p:flag("--json", "print a JSON summary on standard output")
@@ -24,11 +33,29 @@ end
 
 local function basename(path) return (path:gsub("/+$", ""):match("([^/]+)$")) or path end
 
+local CODEC = { zstd = "zstd", zst = "zstd", gzip = "gzip", gz = "gzip", lzo = "lzo", lzop = "lzo",
+  none = "none", raw = "none" }
+
 local function compression_for(a)
-  if a.compress then return a.compress end
+  if a.compress then return CODEC[a.compress] end
   local ext = a.archive:match("%.(%w+)$")
-  if ext == "zst" or ext == "gz" or ext == "lzo" then return ext end
+  if ext == "zst" or ext == "gz" or ext == "lzo" then return CODEC[ext] end
   return "none"
+end
+
+-- the usage error of a --level or --threads that the codec does not take
+local function check_options(a, codec)
+  local lv = vma.compress_levels[codec]
+  if a.level and not lv.min then
+    return "--level is not allowed without compression (" .. codec .. ")"
+  end
+  if a.level and (a.level < lv.min or a.level > lv.max) then
+    return string.format("--level %d is out of range for %s (%d..%d)", a.level, codec, lv.min, lv.max)
+  end
+  if a.threads and (a.threads < 0 or a.threads > 256) then
+    return string.format("--threads %d is out of range (0..256, 0: one per core)", a.threads)
+  end
+  return nil
 end
 
 -- devices in command-line order: { name=, path=, size= }
@@ -68,6 +95,12 @@ local function run(args)
     io.stderr:write("vma create: nothing to archive: give config files and/or devices\n")
     return 2
   end
+  local codec = compression_for(a)
+  local uerr = check_options(a, codec)
+  if uerr then
+    io.stderr:write("vma create: " .. uerr .. " (see 'vma help create')\n")
+    return 2
+  end
   local devs, derr = collect_devices(a)
   if not devs then return ui.fail("create", derr) end
   local configs = {}
@@ -81,7 +114,7 @@ local function run(args)
   end
 
   vma.catch_signals()
-  local w, err = vma.create(a.archive, { compress = compression_for(a), level = a.level,
+  local w, err = vma.create(a.archive, { compress = codec, level = a.level, threads = a.threads,
     overwrite = a.force })
   if not w then return ui.fail("create", err) end
   local function fail(msg)
