@@ -342,7 +342,7 @@ awk -F'|' -v half=$HALF -v thin=$THIN -v check=$CHECK -v scale=$SCALE -v comp=$C
                 for (j = 1; j <= 3; j++) {
                     e = exts[j]
                     if (!(("comp|size " e) in t)) continue
-                    printf "   .vma.%s %.1f MiB, the compressor alone %.1f MiB (%+.2f%%)\n", e,
+                    printf "   .vma.%s %.1f MiB; the image by the reference command %.1f MiB (%+.2f%%)\n", e,
                         t["comp|size " e] / 1024, t["comp|size " e " ref"] / 1024,
                         100 * (t["comp|size " e] / t["comp|size " e " ref"] - 1)
                 }
