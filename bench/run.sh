@@ -9,7 +9,7 @@
 #   BENCH_RUNS=3                  runs per measurement; the median is reported
 #   BENCH_QUICK=1                 small images for a smoke run
 #   BENCH_COLD=0                  do not drop the page cache (warm cache)
-#   BENCH_COMPRESS=0              skip the compressed archives (.vma.zst/.gz/.lzo)
+#   BENCH_ONLY="half comp"        only these images (of: half thin check scale comp)
 #   PVE_VMA=/path/to/vma          also time Proxmox's vma on the same images
 #   VMA=build/vma                 the vma to measure
 # See docs/performance.md.
@@ -21,7 +21,7 @@ RUNS=${BENCH_RUNS:-3}
 QUICK=${BENCH_QUICK:-0}
 BASE=${BENCH_DIR:-/var/tmp/vma-bench}
 PVE_VMA=${PVE_VMA:-}
-COMPRESS=${BENCH_COMPRESS:-1}
+ONLY=${BENCH_ONLY:-half thin check scale comp}
 LUA=$(command -v lua5.4 || command -v lua || true)
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -43,7 +43,12 @@ if [ "$QUICK" = 1 ]; then
 else
     HALF=1024 THIN=8192 THIN_DATA=64 CHECK=256 SCALE=1048576 SCALE_DATA=4 COMP=1024 MODE="full"
 fi
-[ "$COMPRESS" = 0 ] && COMP=0
+# want IMAGE: the image is measured in this run
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+for img in $ONLY; do
+    case $img in half|thin|check|scale|comp) ;; *) die "BENCH_ONLY: unknown image '$img'" ;; esac
+done
+want comp || COMP=0
 NCPU=$(nproc)
 
 # ---- /usr/bin/time for the peak memory ------------------------------------
@@ -158,27 +163,35 @@ same() { cmp "$1" "$2" || die "extracted disk $2 differs from $1"; }
 
 # ---- the images -------------------------------------------------------------
 echo "making the images in $W ($MODE size; data from $RNDSRC)"
-rnd half $((HALF * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/half.img" $((HALF * MiB)) 65536
-rnd check $((CHECK * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/check.img" $((CHECK * MiB)) 4096
+if want half; then
+    rnd half $((HALF * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/half.img" $((HALF * MiB)) 65536
+fi
+if want check; then
+    rnd check $((CHECK * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/check.img" $((CHECK * MiB)) 4096
+fi
 
-# thin: 8 pieces of THIN_DATA/8 MiB, one in each eighth, at odd places
-truncate -s "${THIN}M" "$W/thin.img"
-piece=$((THIN_DATA / 8))
-step=$((THIN / 8))
-i=0
-while [ $i -lt 8 ]; do
-    rnd "thin$i" $((piece * MiB)) |
-        dd of="$W/thin.img" bs=1M seek=$((i * step + i * (step / 8 - 1))) conv=notrunc iflag=fullblock status=none
-    i=$((i + 1))
-done
+if want thin; then
+    # thin: 8 pieces of THIN_DATA/8 MiB, one in each eighth, at odd places
+    truncate -s "${THIN}M" "$W/thin.img"
+    piece=$((THIN_DATA / 8))
+    step=$((THIN / 8))
+    i=0
+    while [ $i -lt 8 ]; do
+        rnd "thin$i" $((piece * MiB)) |
+            dd of="$W/thin.img" bs=1M seek=$((i * step + i * (step / 8 - 1))) conv=notrunc iflag=fullblock status=none
+        i=$((i + 1))
+    done
+fi
 
-# scale: 4 pieces of SCALE_DATA/4 MiB: at the start, a third, two thirds, the end
-truncate -s "${SCALE}M" "$W/scale.img"
-piece=$((SCALE_DATA / 4))
-for at in 0 $((SCALE / 3)) $((SCALE * 2 / 3 + 1)) $((SCALE - piece)); do
-    rnd "scale$at" $((piece * MiB)) |
-        dd of="$W/scale.img" bs=1M seek="$at" conv=notrunc iflag=fullblock status=none
-done
+if want scale; then
+    # scale: 4 pieces of SCALE_DATA/4 MiB: at the start, a third, two thirds, the end
+    truncate -s "${SCALE}M" "$W/scale.img"
+    piece=$((SCALE_DATA / 4))
+    for at in 0 $((SCALE / 3)) $((SCALE * 2 / 3 + 1)) $((SCALE - piece)); do
+        rnd "scale$at" $((piece * MiB)) |
+            dd of="$W/scale.img" bs=1M seek="$at" conv=notrunc iflag=fullblock status=none
+    done
+fi
 if [ "$COMP" -gt 0 ]; then
     rnd comp $((COMP * MiB)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/comp.img" $((COMP * MiB)) 65536 mixed
 fi
@@ -199,6 +212,7 @@ SAMPLES=$W/samples
 # The operations of one image take turns (one run of each per round, RUNS
 # rounds), so that a slow spell of the disk hits the tools alike.
 for img in half thin check; do
+    want $img || continue
     I=$W/$img.img
     echo "$img.img: $(du -k --apparent-size "$I" | cut -f1) KiB, $(du -k "$I" | cut -f1) KiB allocated" >&2
     round=1
@@ -232,15 +246,17 @@ for img in half thin check; do
     done
 done
 
-echo "scale.img: ${SCALE} MiB sparse, $SCALE_DATA MiB of data" >&2
-round=1
-while [ "$round" -le "$RUNS" ]; do
-    once scale "vma create" "rm -f \"$A\"" "\"$VMA\" create \"$A\" \"$W/scale.img\""
-    once scale "vma verify" ":" "\"$VMA\" verify \"$A\" >/dev/null"
-    [ "$round" = 1 ] && echo "scale|archive|$(du -k --apparent-size "$A" | cut -f1)|-|0|0|-" >>"$RES"
-    rm -f "$A"
-    round=$((round + 1))
-done
+if want scale; then
+    echo "scale.img: ${SCALE} MiB sparse, $SCALE_DATA MiB of data" >&2
+    round=1
+    while [ "$round" -le "$RUNS" ]; do
+        once scale "vma create" "rm -f \"$A\"" "\"$VMA\" create \"$A\" \"$W/scale.img\""
+        once scale "vma verify" ":" "\"$VMA\" verify \"$A\" >/dev/null"
+        [ "$round" = 1 ] && echo "scale|archive|$(du -k --apparent-size "$A" | cut -f1)|-|0|0|-" >>"$RES"
+        rm -f "$A"
+        round=$((round + 1))
+    done
+fi
 
 # comp: the compressed archives beside the compressors on the same image.
 # zstd: create beside `zstd -T2 -3 && sync`; verify beside `zstd -dc`;
@@ -404,13 +420,15 @@ ratio() {
         END { printf "%.4f", (y > 0 ? x / y : 999) }' "$RES"
 }
 ratio2() { target "$1" "$(ratio "$2" "$3" "$4")" "$5" x "fastest $(printf '%.2f' "$(ratio "$2" "$3" "$4" 5)")x"; }
-ratio2 "half create / (cp --sparse && sync)" half 'vma create' 'cp --sparse && sync' 1.0
-ratio2 "half extract / (cp --sparse && sync)" half 'vma extract' 'cp --sparse && sync' 1.0
-ratio2 "check extract / (cp --sparse && sync)" check 'vma extract' 'cp --sparse && sync' 1.0
+if want half; then
+    ratio2 "half create / (cp --sparse && sync)" half 'vma create' 'cp --sparse && sync' 1.0
+    ratio2 "half extract / (cp --sparse && sync)" half 'vma extract' 'cp --sparse && sync' 1.0
+fi
+if want check; then ratio2 "check extract / (cp --sparse && sync)" check 'vma extract' 'cp --sparse && sync' 1.0; fi
 for img in half thin check; do
-    ratio2 "$img verify / cat archive" $img 'vma verify' 'cat archive' 2.0
+    if want $img; then ratio2 "$img verify / cat archive" $img 'vma verify' 'cat archive' 2.0; fi
 done
-target "thin create (${THIN} MiB sparse)" "$(get thin 'vma create')" 1.0 " s"
+if want thin; then target "thin create (${THIN} MiB sparse)" "$(get thin 'vma create')" 1.0 " s"; fi
 if [ "$COMP" -gt 0 ]; then
     ratio2 "comp create .zst / (zstd -T2 -3 && sync)" comp 'vma create .zst' 'zstd -T2 -3 && sync' 0.8
     ratio2 "comp verify .zst / zstd -dc" comp 'vma verify .zst' 'zstd -dc >/dev/null' 1.1
