@@ -10,6 +10,7 @@ BINDIR    ?= $(PREFIX)/bin
 DATADIR   ?= $(PREFIX)/share/vma
 LUADIR    ?= $(PREFIX)/share/lua/5.4
 MANDIR    ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
 VERSION   := 0.1.0
 
@@ -62,8 +63,9 @@ $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
 	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a \
 	  $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib) -lpthread
 
-$(B)/test_core: tests/c/test_core.c $(B)/libvma.a $(LIB_HDRS)
-	$(CC) $(CFLAGS) -o $@ $< $(B)/libvma.a $(LDLIBS)
+TEST_SRC  := $(sort $(wildcard tests/c/*.c))
+$(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CFLAGS) -Isrc/lib -o $@ $(TEST_SRC) $(B)/libvma.a $(LDLIBS)
 
 # the same programs under AddressSanitizer + UndefinedBehaviorSanitizer
 ASAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -75,9 +77,9 @@ $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 	@mkdir -p $(B)/asan
 	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS)
 
-$(B)/asan/test_core: tests/c/test_core.c $(LIB_SRC) $(LIB_HDRS)
+$(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
-	$(CC) $(ASAN_CFLAGS) -o $@ tests/c/test_core.c $(LIB_SRC) $(LDLIBS)
+	$(CC) $(ASAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
 
 deps:
 	@sh tools/deps.sh $(DEBS)
@@ -104,10 +106,15 @@ install: all
 	cd lua && find vma -type d -exec install -d $(DESTDIR)$(LUADIR)/{} \;
 	cd lua && find vma -type f -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
 	[ ! -f docs/vma.1 ] || install -m 644 docs/vma.1 $(DESTDIR)$(MANDIR)/man1/vma.1
+	install -d $(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DATADIR)/docs $(DESTDIR)$(BASHCOMPDIR)
+	install -m 644 examples/* $(DESTDIR)$(DATADIR)/examples/
+	install -m 644 docs/*.md $(DESTDIR)$(DATADIR)/docs/
+	install -m 644 completions/vma.bash $(DESTDIR)$(BASHCOMPDIR)/vma
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(LUA_CMOD)/vma.so $(DESTDIR)$(MANDIR)/man1/vma.1
-	rm -rf $(DESTDIR)$(LUADIR)/vma
+	rm -rf $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(DATADIR)
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/vma
 
 clean:
 	rm -rf $(B)

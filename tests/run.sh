@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs every test and ends with the line "N passed, N failed".
+# Runs every test and ends with the line "N passed, N failed, N skipped"
+# (a skipped test is never counted as passed).
 #   C unit tests (build/test_core), Lua and command-line tests (busted, tests/lua),
 #   the same C and command-line tests under ASan+UBSan, and a valgrind leak check.
 # VMA_QUICK=1 skips the sanitizer and valgrind passes.
@@ -8,28 +9,40 @@ ROOT=$(pwd)
 LOG=$(mktemp -d /tmp/vma-check.XXXXXX)
 passed=0
 failed=0
+skipped=0
 
-count() { # name, passed, failed
-    echo "== $1: $2 passed, $3 failed"
+count() { # name, passed, failed[, skipped]
+    echo "== $1: $2 passed, $3 failed, ${4:-0} skipped"
     passed=$((passed + $2))
     failed=$((failed + $3))
+    skipped=$((skipped + ${4:-0}))
 }
 
-# the TAP output of busted: count ok / not ok lines
+# the TAP output of busted: count ok / not ok lines; "ok N - # SKIP" is a
+# pending test: skipped, not passed
 run_busted() { # label, specs (a folder or files), then environment assignments
     label=$1
     specs=$2
     shift 2
     env "$@" VMA_ROOT="$ROOT" LUA_PATH="$ROOT/lua/?.lua;$ROOT/tests/lua/?.lua;;" \
         busted --lpath="$ROOT/lua/?.lua;$ROOT/tests/lua/?.lua" -o TAP $specs >"$LOG/$label.tap" 2>&1
-    ok=$(grep -c '^ok ' "$LOG/$label.tap")
+    skip=$(grep -c '^ok [0-9]* - # SKIP' "$LOG/$label.tap")
+    ok=$(($(grep -c '^ok ' "$LOG/$label.tap") - skip))
     nok=$(grep -c '^not ok ' "$LOG/$label.tap")
-    if [ "$ok" -eq 0 ] && [ "$nok" -eq 0 ]; then nok=1; fi # busted itself failed
+    if [ "$ok" -eq 0 ] && [ "$nok" -eq 0 ] && [ "$skip" -eq 0 ]; then nok=1; fi # busted itself failed
+    if [ "$skip" -ne 0 ]; then
+        echo "== $label: $skip pending (not counted as passed):"
+        grep '^ok .* # SKIP' "$LOG/$label.tap" | sed 's/^ok [0-9]* - # SKIP /   /'
+        pending=$((pending + skip))
+    fi
     if [ "$nok" -ne 0 ]; then
         grep -A12 '^not ok ' "$LOG/$label.tap" | head -150
         grep -E '^(Error|lua)' "$LOG/$label.tap" | head -20
     fi
-    count "$label" "$ok" "$nok"
+    if [ "$skip" -ne 0 ]; then
+        grep '^ok [0-9]* - # SKIP' "$LOG/$label.tap" | sed 's/^ok [0-9]* - # SKIP /   skipped: /' | head -20
+    fi
+    count "$label" "$ok" "$nok" "$skip"
 }
 
 run_c() { # label, binary
@@ -73,5 +86,5 @@ if [ "${VMA_QUICK:-0}" != 1 ]; then
 fi
 
 rm -rf "$LOG"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -202,37 +202,65 @@ function M.parse_config(text)
   return cfg
 end
 
--- The local vzdump file name pattern (used when vma.vzdump is absent).
-local function local_vmid(name)
-  local vmid, rest = name:match(
-    "^vzdump%-qemu%-(%d+)%-%d%d%d%d_%d%d_%d%d%-%d%d_%d%d_%d%d%.vma(.*)$")
-  if not vmid then return nil end
-  if rest ~= "" and rest ~= ".zst" and rest ~= ".gz" and rest ~= ".lzo" then
-    return nil
-  end
-  return math.tointeger(tonumber(vmid))
-end
-
-local function basename(path)
-  return (path:match("([^/]*)/*$"))
-end
-
 --- Vmid of a vzdump archive file name (or path):
--- "vzdump-qemu-100-2021_10_31-12_00_00.vma.zst" -> 100. Nil otherwise.
--- Uses vma.vzdump's parser when that module exists, else a local pattern.
+-- "vzdump-qemu-100-2021_10_31-12_00_00.vma.zst" -> 100. Nil otherwise (and
+-- for the backups of containers).
 function M.vmid_from_filename(path)
   if type(path) ~= "string" or path == "" then return nil end
-  local name = basename(path)
-  local ok, vz = pcall(require, "vma.vzdump")
-  if ok and type(vz) == "table" and type(vz.parse) == "function" then
-    local ok2, r = pcall(vz.parse, name)
-    if ok2 and type(r) == "table" then
-      local kind = r.type or r.kind or r.guest_type
-      local vmid = math.tointeger(tonumber(r.vmid))
-      if vmid and (kind == nil or kind == "qemu") then return vmid end
+  local r = require("vma.vzdump").parse(require("vma.sys").basename(path))
+  if type(r) ~= "table" or r.type ~= "qemu" then return nil end
+  return math.tointeger(tonumber(r.vmid))
+end
+
+--- The device of DEVICES (a list of {name=...}) a user means by NAME: the
+-- device name itself ("drive-scsi0") or its config key ("scsi0",
+-- "tpmstate0"). Nil when none.
+function M.match(devices, name)
+  local full = M.devname_of(name)
+  for _, d in ipairs(devices) do
+    if d.name == name then return d end
+  end
+  for _, d in ipairs(devices) do
+    if d.name == full or M.key_of(d.name) == name then return d end
+  end
+  return nil
+end
+
+--- The qemu-server.conf a backup stores, as vzdump writes it: the current
+-- configuration only (snapshot, pending and cloud-init sections, lock:,
+-- parent: and unused disks left out), then one line per disk,
+--   #qmdump#map:<key>:<devname>:<storage>:<format>:
+-- with the storage and format of the drive's line in the config ("raw" when
+-- the line tells no format: what the archive holds is a raw image). DEVS:
+-- the archive's device names. Returns the text and a list of the names that
+-- have no drive line (no map line for them). A config that has map lines
+-- already is returned as it is.
+function M.vzdump_config(text, devs)
+  local cfg = M.parse_config(text)
+  if next(cfg.qmdump) then return text, {} end
+  local out, in_main = {}, true
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    local bare = line:gsub("\r$", "")
+    if bare:match("^%[.-%]%s*$") then in_main = false end
+    if in_main and not bare:match("^#qmdump#") and not bare:match("^#vzdump#")
+       and not bare:match("^lock:") and not bare:match("^parent:")
+       and not bare:match("^unused%d+:") then
+      out[#out + 1] = line
     end
   end
-  return local_vmid(name)
+  while #out > 0 and out[#out] == "" do out[#out] = nil end
+  local unmapped = {}
+  for _, name in ipairs(devs) do
+    local key = M.key_of(name)
+    local drive = key and cfg.drives[key]
+    if drive and drive.is_disk then
+      out[#out + 1] = string.format("#qmdump#map:%s:%s:%s:%s:", key, name, drive.storage or "",
+        drive.format or "raw")
+    elseif name ~= "vmstate" then
+      unmapped[#unmapped + 1] = name
+    end
+  end
+  return table.concat(out, "\n") .. "\n", unmapped
 end
 
 --- Names for the disks of an archive, one per device of ARCHIVE.devices (same

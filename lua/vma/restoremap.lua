@@ -12,6 +12,7 @@
 -- the archive and turns it into the same entries that parse() returns.
 
 local devices = require "vma.devices"
+local plugins = require "vma.plugins"
 
 local M = {}
 
@@ -178,9 +179,6 @@ function M.format(entries)
   return table.concat(out, "\n") .. "\n"
 end
 
-local function basename(path)
-  return (path:match("([^/]*)/*$"))
-end
 
 local function copy(t)
   if type(t) ~= "table" then return t end
@@ -216,7 +214,7 @@ function M.archive_info(reader, archive_path)
     ctime = reader.ctime,
   }
   if archive_path and archive_path ~= "-" then
-    archive.name = basename(archive_path)
+    archive.name = require("vma.sys").basename(archive_path)
     archive.vmid = devices.vmid_from_filename(archive.name)
   end
   for _, d in ipairs(devs) do
@@ -242,29 +240,15 @@ function M.archive_info(reader, archive_path)
   return archive
 end
 
-local function errmsg(e)
-  if type(e) == "string" then return e end
-  local mt = getmetatable(e)
-  if mt and mt.__tostring then return tostring(e) end
-  return "(error object is a " .. type(e) .. " value)"
-end
+local errmsg = plugins.errmsg
 
--- Load FILE (a Lua chunk returning a function) and call that function with
--- a copy of ARCHIVE and the extra arguments. Returns its result or nil, err.
-local function call_script(file, archive, ...)
-  local chunk, err = loadfile(file, "t")
-  if not chunk then return nil, err end
-  local ok, fn = pcall(chunk)
-  if not ok then return nil, errmsg(fn) end
-  if type(fn) ~= "function" then
-    return nil, string.format("%s: the script must return a function(archive), not a %s",
-                              file, type(fn))
-  end
-  local ok2, map = pcall(fn, copy(archive), ...)
-  if not ok2 then return nil, errmsg(map) end
+-- call a map function with a copy of ARCHIVE and the extra arguments;
+-- returns its map table or nil, err
+local function call_map(fn, what, archive, ...)
+  local ok, map = pcall(fn, copy(archive), ...)
+  if not ok then return nil, errmsg(map) end
   if type(map) ~= "table" then
-    return nil, string.format("%s: the script's function must return a map table, not a %s",
-                              file, type(map))
+    return nil, string.format("%s must return a map table, not a %s", what, type(map))
   end
   return map
 end
@@ -273,53 +257,46 @@ end
 -- or nil and a one-line message (load error, error raised by the script,
 -- a script that does not return a function, a function that returns no table).
 function M.run_script(file, archive)
-  return call_script(file, archive)
-end
-
---- Directory of user targets: $XDG_CONFIG_HOME/vma/targets, default
--- ~/.config/vma/targets (nil when neither variable is set).
-function M.user_targets_dir()
-  local base = os.getenv("XDG_CONFIG_HOME")
-  if not base or base == "" then
-    local home = os.getenv("HOME")
-    if not home or home == "" then return nil end
-    base = home .. "/.config"
+  local chunk, err = loadfile(file, "t")
+  if not chunk then return nil, err end
+  local ok, fn = pcall(chunk)
+  if not ok then return nil, errmsg(fn) end
+  if type(fn) ~= "function" then
+    return nil, string.format("%s: the script must return a function(archive), not a %s",
+                              file, type(fn))
   end
-  return base .. "/vma/targets"
+  return call_map(fn, file .. ": the script's function", archive)
 end
 
-local function readable(path)
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
-end
-
---- Path of the script of target KIND: a user target first, then a built-in
--- one (lua/vma/targets/KIND.lua on package.path). Nil, err if none.
-function M.find_target(kind)
-  local dir = M.user_targets_dir()
-  if dir then
-    local p = dir .. "/" .. kind .. ".lua"
-    if readable(p) then return p end
-  end
-  local p = package.searchpath("vma.targets." .. kind, package.path)
-  if p then return p end
-  return nil, string.format("unknown target '%s' (built-in: dir, lvm, zfs; own targets go in %s)",
-                            kind, (dir or "$XDG_CONFIG_HOME/vma/targets") .. "/" .. kind .. ".lua")
-end
-
---- Map for a target spec "KIND:ARG" ("dir:/restore", "lvm:pve", "zfs:rpool/data").
--- Returns the map, or nil and a message.
-function M.target(spec, archive)
+--- The target plugin named by a spec "KIND:ARG" ("dir:/restore", "lvm:pve"):
+-- a table { map = function(archive, arg, opts), prepare = ..., undo = ... }
+-- (a plain function is its map), and the ARG; or nil and a message.
+function M.load_target(spec)
   if type(spec) ~= "string" or spec == "" then return nil, "empty target" end
   local kind, arg = spec:match("^([^:]*):(.*)$")
   if not kind then kind = spec end
   if not kind:match("^[%w_][%w_%-]*$") then
     return nil, string.format("bad target '%s' (expected KIND:ARG, e.g. dir:/path)", spec)
   end
-  local file, err = M.find_target(kind)
-  if not file then return nil, err end
-  return call_script(file, archive, arg)
+  local t, err, why = plugins.load("target", kind)
+  if not t then
+    if why == "unknown" then
+      err = string.format("unknown target '%s' (there are: %s; own targets: see docs/plugins.md)",
+        kind, table.concat(plugins.names("target"), ", "))
+    end
+    return nil, err
+  end
+  if type(t) == "function" then t = { map = t } end
+  return t, arg
+end
+
+--- Map for a target spec. opts: { force = bool } (a built-in target refuses
+-- an existing file or volume unless force). Returns the map, or nil and a
+-- message.
+function M.target(spec, archive, opts)
+  local t, arg = M.load_target(spec)
+  if not t then return nil, arg end
+  return call_map(t.map, "target " .. spec, archive, arg, opts or {})
 end
 
 local ENTRY_FIELDS = { path = true, write_zero = true, format = true, bps = true,
@@ -404,7 +381,7 @@ function M.to_entries(map, archive)
   local chosen, from = {}, {}
   for _, k in ipairs(keys) do
     if k ~= "vmstate" then
-      local d = by_name[k] or by_key[k] or by_name[devices.devname_of(k) or ""]
+      local d = devices.match(archive.devices, k)
       if not d then return nil, string.format("map names unknown device '%s'", k) end
       if from[d.name] then
         return nil, string.format("map names device %s twice ('%s' and '%s')",
@@ -414,21 +391,74 @@ function M.to_entries(map, archive)
       chosen[d.name] = map[k]
     end
   end
-  local entries, paths = {}, {}
+  local entries = {}
   for _, d in ipairs(archive.devices) do
     local v = chosen[d.name]
     if v == nil then return nil, "no device name mapping for " .. d.name end
     local e, err = make_entry(d.name, v)
     if not e then return nil, err end
-    if e.path then
-      if paths[e.path] then
-        return nil, string.format("%s and %s map to the same path %s", paths[e.path], d.name, e.path)
-      end
-      paths[e.path] = d.name
-    end
     entries[#entries + 1] = e
   end
+  local ok, perr = M.check_paths(entries)
+  if not ok then return nil, perr end
   return entries
+end
+
+--- No two entries may name one path (two disks onto one file would leave
+-- the first one overwritten). Returns true or nil, message.
+function M.check_paths(entries)
+  local paths = {}
+  for _, e in ipairs(entries) do
+    if e.path then
+      if paths[e.path] then
+        return nil, string.format("%s and %s map to the same path %s", paths[e.path], e.devname,
+          e.path)
+      end
+      paths[e.path] = e.devname
+    end
+  end
+  return true
+end
+
+--- Read a restore map from a file or a FIFO, up to its end ("done" or an
+-- empty line: the writer of a FIFO, qmrestore, may keep it open).
+-- Returns the entries, or nil and a message.
+function M.read_file(path)
+  local f, err = io.open(path, "r")
+  if not f then return nil, "unable to open restore map: " .. tostring(err) end
+  local lines = {}
+  for line in f:lines() do
+    lines[#lines + 1] = line
+    if line == "done" or line == "" then break end
+  end
+  f:close()
+  local entries, perr = M.parse(table.concat(lines, "\n") .. "\n")
+  if not entries then return nil, perr end
+  local ok, cerr = M.check_paths(entries)
+  if not ok then return nil, cerr end
+  return entries
+end
+
+--- The map of an archive from a Lua map script or a target (how = { script
+-- = FILE | target = SPEC, force = bool }), for the reader R of the archive
+-- at PATH. Returns entries, the archive table, and for a target its plugin
+-- and ARG (for its prepare and undo); or nil and a message.
+function M.resolve(r, path, how)
+  local archive, err = M.archive_info(r, path)
+  if not archive then return nil, err end
+  local map, plugin, arg
+  if how.script then
+    map, err = M.run_script(how.script, archive)
+  else
+    plugin, arg = M.load_target(how.target)
+    if not plugin then return nil, arg end
+    map, err = call_map(plugin.map, "target " .. how.target, archive, arg, { force = how.force })
+  end
+  if not map then return nil, err end
+  local entries
+  entries, err = M.to_entries(map, archive)
+  if not entries then return nil, err end
+  return entries, archive, plugin, arg
 end
 
 return M

@@ -11,30 +11,45 @@
 --   month %Y/%m           year  %Y           last  every backup its own
 
 local vzdump = require "vma.vzdump"
+local plugins = require "vma.plugins"
 
 local M = {}
 
 --- The Proxmox rules, in the order they run.
 M.RULES = {
-  { name = "keep-last",    option = "keep_last",    period = "last",  code = "L" },
-  { name = "keep-hourly",  option = "keep_hourly",  period = "hour",  code = "H" },
-  { name = "keep-daily",   option = "keep_daily",   period = "day",   code = "D" },
-  { name = "keep-weekly",  option = "keep_weekly",  period = "week",  code = "W" },
-  { name = "keep-monthly", option = "keep_monthly", period = "month", code = "M" },
-  { name = "keep-yearly",  option = "keep_yearly",  period = "year",  code = "Y" },
+  { name = "keep-last",    option = "keep_last",    period = "last",  code = "L",
+    help = "keep the N newest backups" },
+  { name = "keep-hourly",  option = "keep_hourly",  period = "hour",  code = "H",
+    help = "keep the newest backup of each of the last N hours" },
+  { name = "keep-daily",   option = "keep_daily",   period = "day",   code = "D",
+    help = "... of each of the last N days" },
+  { name = "keep-weekly",  option = "keep_weekly",  period = "week",  code = "W",
+    help = "... of each of the last N ISO weeks (Monday-Sunday)" },
+  { name = "keep-monthly", option = "keep_monthly", period = "month", code = "M",
+    help = "... of each of the last N months" },
+  { name = "keep-yearly",  option = "keep_yearly",  period = "year",  code = "Y",
+    help = "... of each of the last N years" },
 }
+
+--- vma's two rules, which run before the Proxmox ones when given.
+M.EXTRA_RULES = {
+  { name = "keep-within", option = "keep_within", code = "I", arg = "DUR",
+    help = "keep every backup less than DUR older than the newest backup of its group "
+      .. "(12h, 10d, 2w, 6m, 1y, 1y6m)" },
+  { name = "keep-oldest", option = "keep_oldest", code = "O",
+    help = "keep the N oldest backups of each group" },
+}
+
+--- Every rule, in the order of the calendar's legend.
+M.ALL_RULES = {}
+for _, r in ipairs(M.RULES) do M.ALL_RULES[#M.ALL_RULES + 1] = r end
+for _, r in ipairs(M.EXTRA_RULES) do M.ALL_RULES[#M.ALL_RULES + 1] = r end
 
 --- One-letter codes of the rules, for the calendar.
-M.CODES = {
-  ["keep-last"] = "L", ["keep-hourly"] = "H", ["keep-daily"] = "D",
-  ["keep-weekly"] = "W", ["keep-monthly"] = "M", ["keep-yearly"] = "Y",
-  ["keep-within"] = "I", ["keep-oldest"] = "O", ["keep-all"] = "A",
-  protected = "P", remove = "x",
-}
+M.CODES = { ["keep-all"] = "A", protected = "P", remove = "x" }
+for _, r in ipairs(M.ALL_RULES) do M.CODES[r.name] = r.code end
 M.OTHER_CODE = "K"   -- kept by a rule of a user policy
 
---- The policies that ship with vma (lua/vma/policies/NAME.lua).
-M.BUNDLED = { "proxmox", "keep-within", "keep-oldest" }
 M.DEFAULT_POLICY = "proxmox"
 
 -- ---- calendar ---------------------------------------------------------------
@@ -318,25 +333,6 @@ end
 
 -- ---- policies ---------------------------------------------------------------
 
---- The directory of the user's policies:
---- $XDG_CONFIG_HOME/vma/policies, default ~/.config/vma/policies.
-function M.user_policy_dir()
-  local base = os.getenv("XDG_CONFIG_HOME")
-  if not base or base == "" then
-    base = (os.getenv("HOME") or ".") .. "/.config"
-  end
-  return base .. "/vma/policies"
-end
-
--- a regular file (or a link to one) that can be opened
-local function file_exists(path)
-  local has_lfs, lfs = pcall(require, "lfs")
-  if has_lfs and lfs.attributes(path, "mode") ~= "file" then return false end
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
-end
-
 --- Turn what a policy chunk returned into a policy table.
 function M.normalize_policy(value, name, source)
   local p
@@ -359,55 +355,24 @@ function M.normalize_policy(value, name, source)
   return p
 end
 
---- Load a policy.  spec is a file path (it holds a "/" or ends in ".lua"),
---- or a NAME looked up as $XDG_CONFIG_HOME/vma/policies/NAME.lua (default
---- ~/.config/vma/policies/NAME.lua) and then as the bundled module
---- vma.policies.NAME.  Returns the policy table or nil, a message and a
---- kind ("usage" when the policy is not found, "load" when it fails).
+--- Load a policy: a file (SPEC holds a "/" or ends in ".lua") or a NAME
+--- found through vma.plugins (docs/plugins.md).  Returns the policy table,
+--- or nil, a message and a kind ("usage" when it is not found, "load" when
+--- it fails to load).
 function M.load_policy(spec)
   spec = spec or M.DEFAULT_POLICY
   if type(spec) ~= "string" or spec == "" then
     return nil, "empty policy name", "usage"
   end
-  local path
-  if spec:find("/", 1, true) or spec:match("%.lua$") then
-    path = spec
-    if not file_exists(path) then
-      return nil, "policy file '" .. path .. "' not found (or not a file)", "usage"
+  local value, path, why = plugins.load("policy", spec)
+  if value == nil then
+    if why == "unknown" and not spec:find("/", 1, true) and not spec:match("%.lua$") then
+      path = string.format("unknown policy '%s' (there are: %s; see docs/policies.md)", spec,
+        table.concat(plugins.names("policy"), ", "))
     end
-  else
-    if not spec:match("^[%w_][%w_%-%.]*$") then
-      return nil, "invalid policy name '" .. spec .. "'", "usage"
-    end
-    local user = M.user_policy_dir() .. "/" .. spec .. ".lua"
-    if file_exists(user) then path = user end
+    return nil, path, why == "unknown" and "usage" or "load"
   end
-  local name = spec:match("([^/]+)%.lua$") or spec
-  if path then
-    local chunk, err = loadfile(path, "t")
-    if not chunk then return nil, "cannot load policy: " .. tostring(err), "load" end
-    local ok, value = pcall(chunk)
-    if not ok then return nil, "policy '" .. path .. "' failed: " .. tostring(value), "load" end
-    local p, perr = M.normalize_policy(value, name, path)
-    if not p then return nil, perr, "load" end
-    return p
-  end
-  local modname = "vma.policies." .. spec
-  local found = package.loaded[modname] ~= nil
-  for _, searcher in ipairs(package.searchers or {}) do
-    if found then break end
-    local ok, loader = pcall(searcher, modname)
-    if ok and type(loader) == "function" then found = true end
-  end
-  if not found then
-    return nil, "unknown policy '" .. spec .. "' (bundled: " .. table.concat(M.BUNDLED, ", ")
-      .. "; user policies: " .. M.user_policy_dir() .. "/NAME.lua)", "usage"
-  end
-  local ok, value = pcall(require, modname)
-  if not ok then return nil, "cannot load policy '" .. spec .. "': " .. tostring(value), "load" end
-  local p, perr = M.normalize_policy(value, spec, "bundled")
-  if not p then return nil, perr, "load" end
-  return p
+  return M.normalize_policy(value, spec:match("([^/]+)%.lua$") or spec, path)
 end
 
 -- ---- the engine -------------------------------------------------------------
@@ -455,7 +420,9 @@ end
 function M.run(groups, policy, opts)
   local totals = { keep = 0, remove = 0, protected = 0, backups = 0, groups = #groups }
   for _, g in ipairs(groups) do
-    g.backups = M.apply(g.backups, policy, opts)
+    local ok, res = pcall(M.apply, g.backups, policy, opts)
+    if not ok then error(string.format("on %s: %s", g.key, tostring(res)), 0) end
+    g.backups = res
     for _, b in ipairs(g.backups) do
       totals[b.mark] = totals[b.mark] + 1
       totals.backups = totals.backups + 1

@@ -33,12 +33,43 @@ function M.percent(done, total)
   return p
 end
 
+--- Write to standard output, at once; a closed output (a pipe whose reader
+-- went away) raises an error instead of being ignored.
+function M.out(...)
+  local ok, err = io.stdout:write(...)
+  if ok then ok, err = io.stdout:flush() end
+  if not ok then error("cannot write to standard output: " .. tostring(err), 0) end
+end
+
+--- Seconds between plain progress lines when stderr is not a terminal
+-- ($VMA_PROGRESS_INTERVAL, default 5; 0 turns them off).
+local function line_interval()
+  local v = tonumber(os.getenv("VMA_PROGRESS_INTERVAL") or "")
+  if v and v >= 0 then return v end
+  return 5
+end
+
+-- "45% 450.0 MiB / 1.0 GiB  120.0 MiB/s  ETA 0:05", shortened to fit width
+local function status_text(p, done, total, elapsed, width)
+  local rate = elapsed > 0 and done / elapsed or 0
+  local eta = (rate > 0 and total > done) and clock((total - done) / rate) or "0:00"
+  local parts = { string.format("%3d%%", p), M.human(done) .. " / " .. M.human(total),
+                  M.human(rate) .. "/s", "ETA " .. eta }
+  while #parts > 1 and #table.concat(parts, "  ") > width do table.remove(parts) end
+  return table.concat(parts, "  ")
+end
+M.status_text = status_text
+
 --- A progress reporter.
 -- opts.verbose: Proxmox lines through opts.line(percent, done, total, elapsed);
--- otherwise a bar on stderr when it is a terminal (and opts.quiet is not set).
+-- otherwise, unless opts.quiet, a bar on stderr when it is a terminal (it
+-- fits the width, whatever it is) and a plain line with rate and ETA every
+-- few seconds when it is not.
 function M.progress(opts)
   local self = { last_percent = -1, last_draw = -1, drawn = false }
-  local bar = not opts.verbose and not opts.quiet and vma.isatty(2)
+  local tty = vma.isatty(2)
+  local bar = not opts.verbose and not opts.quiet and tty
+  local lines = not opts.verbose and not opts.quiet and not tty and line_interval() > 0
   local label = opts.label or ""
 
   function self.update(done, total, elapsed)
@@ -50,22 +81,38 @@ function M.progress(opts)
       end
     elseif bar and (elapsed - self.last_draw >= 0.1 or done >= total) then
       self.last_draw = elapsed
-      local width = math.max(10, math.min(40, vma.terminal_width(2) - 60))
-      local fill = math.floor(width * p / 100)
-      local rate = elapsed > 0 and done / elapsed or 0
-      local eta = (rate > 0 and total > done) and clock((total - done) / rate) or "0:00"
-      io.stderr:write(string.format("\r%s[%s%s] %3d%% %s / %s  %s/s  ETA %s \27[K", label,
-        string.rep("#", fill), string.rep(".", width - fill), p, M.human(done),
-        M.human(total), M.human(rate), eta))
+      local width = vma.terminal_width(2) - 1
+      local text = status_text(p, done, total, elapsed, math.max(4, width - #label - 14))
+      local room = width - #label - #text - 3
+      local cells = math.max(0, math.min(40, room))
+      local fill = math.floor(cells * p / 100)
+      local s = label .. (cells > 0 and ("[" .. string.rep("#", fill)
+        .. string.rep(".", cells - fill) .. "] ") or "") .. text
+      io.stderr:write("\r", s:sub(1, math.max(1, width)), "\27[K")
       self.drawn = true
+    elseif lines and elapsed - math.max(self.last_draw, 0) >= line_interval() and done < total then
+      self.last_draw = elapsed
+      io.stderr:write(label, status_text(p, done, total, elapsed, 200), "\n")
     end
   end
 
   function self.finish()
     if self.drawn then io.stderr:write("\r\27[K") end
+    self.drawn = false
   end
 
   return self
+end
+
+--- The one line a long command ends with (on stderr, unless quiet).
+function M.summary(cmd, text, quiet)
+  if not quiet then io.stderr:write("vma ", cmd, ": ", text, "\n") end
+end
+
+--- "1.0 GiB in 3.2 s (320.0 MiB/s)"
+function M.throughput(bytes, secs)
+  local rate = secs > 0 and bytes / secs or 0
+  return string.format("%s in %.1f s (%s/s)", M.human(bytes), secs, M.human(rate))
 end
 
 --- JSON text of a Lua value (dkjson; empty
@@ -103,28 +150,61 @@ function M.array(t)
 end
 
 --- Parse args with an argparse parser; on a usage error print a one-line
--- message and return nil, 2.
+-- message and return nil, 2; -h/--help print the help: nil, 0.
 function M.parse(parser, args, cmd)
-  local ok, res = parser:pparse(args)
-  if not ok then
-    io.stderr:write(string.format("vma %s: %s (see 'vma help %s')\n", cmd, res, cmd))
-    return nil, 2
+  -- help is answered here (argparse's own help action would end the process)
+  for _, a in ipairs(args) do
+    if a == "--" then break end
+    if a == "-h" or a == "--help" then
+      io.stdout:write(parser:get_help(), "\n")
+      return nil, 0
+    end
   end
+  local ok, res = parser:pparse(args)
+  if not ok then return M.usage_error(cmd, res) end
   return res
 end
 
+--- A usage error: one line on stderr, then nil, 2 (the exit status).
+function M.usage_error(cmd, msg)
+  msg = tostring(msg):gsub("%s*\n%s*", "; ")
+  io.stderr:write(string.format("vma %s: %s (see 'vma help %s')\n", cmd, msg, cmd))
+  return nil, 2
+end
+
+--- The comma-separated list of a -d option, or nil and a message when it
+-- names nothing ("-d ''", "-d ,").
+function M.split_list(text, what)
+  local t = {}
+  for item in text:gmatch("[^,%s]+") do t[#t + 1] = item end
+  if #t == 0 then return nil, string.format("%s '%s' names nothing", what, text) end
+  return t
+end
+
 --- Report a failure the command-line way: one line on stderr, status 1.
-function M.fail(cmd, msg)
+-- With json set, the failure is also printed as {"ok":false,"error":...}
+-- on stdout, as scripts read it.
+function M.fail(cmd, msg, json)
+  msg = tostring(msg):gsub("\n+$", ""):gsub("\n", " ")
+  if json then io.stdout:write(M.json { ok = false, error = msg }, "\n") end
   io.stderr:write(string.format("vma %s: %s\n", cmd, msg))
   return 1
 end
 
---- The device name for a drive given by the user: "scsi0" or "drive-scsi0".
+--- The device for a drive given by the user ("scsi0" or "drive-scsi0");
+-- vma.devices knows the names.
 function M.match_drive(devices, name)
-  for _, d in ipairs(devices) do
-    if d.name == name or d.name == "drive-" .. name then return d end
+  return require("vma.devices").match(devices, name)
+end
+
+--- vma.open for a command: reading "-" from a terminal says what it waits
+-- for first.
+function M.open(cmd, path, opts)
+  if path == "-" and vma.isatty(0) then
+    io.stderr:write("vma ", cmd, ": reading an archive from standard input, which is a "
+      .. "terminal: pipe one in (zstd -dc A.vma.zst | vma ", cmd, " -), or press Ctrl-D\n")
   end
-  return nil
+  return vma.open(path, opts)
 end
 
 --- ctime(3) text of a time, as Proxmox's vma prints it (local time).
@@ -132,51 +212,80 @@ function M.ctime(t)
   return os.date("%a %b %e %H:%M:%S %Y", t)
 end
 
---- The lines Proxmox's vma prints for an archive (qmrestore parses them).
-function M.print_content(r)
+--- The lines Proxmox's vma prints for an archive (qmrestore parses them),
+-- on stdout or the file given.
+function M.print_content(r, f)
+  local out = {}
   for _, c in ipairs(r:configs()) do
-    io.write(string.format("CFG: size: %d name: %s\n", #c.data, c.name))
+    out[#out + 1] = string.format("CFG: size: %d name: %s\n", #c.data, c.name)
   end
   for _, d in ipairs(r:devices()) do
     if d.vmstate then
-      io.write(string.format("VMSTATE: dev_id=%d memory: %d\n", d.id, d.size))
+      out[#out + 1] = string.format("VMSTATE: dev_id=%d memory: %d\n", d.id, d.size)
     else
-      io.write(string.format("DEV: dev_id=%d size: %d devname: %s\n", d.id, d.size, d.name))
+      out[#out + 1] = string.format("DEV: dev_id=%d size: %d devname: %s\n", d.id, d.size, d.name)
     end
   end
-  io.write("CTIME: " .. M.ctime(r.ctime) .. "\n")
-  io.stdout:flush()
+  out[#out + 1] = "CTIME: " .. M.ctime(r.ctime) .. "\n"
+  if f then
+    f:write(table.concat(out))
+    f:flush()
+  else
+    M.out(table.concat(out))
+  end
 end
 
---- The closing lines of Proxmox's `vma verify -v` / `extract -v`.
-function M.print_totals(st)
+--- The closing lines of Proxmox's `vma verify -v` / `extract -v` (on
+-- stdout, or the file given).
+function M.print_totals(st, f)
+  local out = {}
   if st.clusters_done == 0 then
-    io.write("vma archive contains no image data\n")
-    return
+    out[1] = "vma archive contains no image data\n"
+  else
+    local total = st.bytes_read
+    out[1] = string.format("total bytes read %d, sparse bytes %d (%.3g%%)\n", total,
+      st.zero_bytes, 100.0 * st.zero_bytes / total)
+    local data = total - st.zero_bytes
+    if data > 0 then
+      out[2] = string.format("space reduction due to 4K zero blocks %.3g%%\n",
+        100.0 * st.partial_zero_bytes / data)
+    end
   end
-  local total = st.bytes_read
-  io.write(string.format("total bytes read %d, sparse bytes %d (%.3g%%)\n", total,
-    st.zero_bytes, 100.0 * st.zero_bytes / total))
-  local data = total - st.zero_bytes
-  if data > 0 then
-    io.write(string.format("space reduction due to 4K zero blocks %.3g%%\n",
-      100.0 * st.partial_zero_bytes / data))
-  end
+  if f then f:write(table.concat(out)) else M.out(table.concat(out)) end
 end
 
---- A progress reporter for reading an archive (verify, extract).
-function M.read_progress(verbose, quiet, label)
+--- A progress reporter for reading an archive (verify, extract); the -v
+-- lines go to stdout, or to the file f (stderr when stdout carries JSON).
+function M.read_progress(verbose, quiet, label, f)
   local p = M.progress {
     verbose = verbose, quiet = quiet, label = label,
     line = function(pct, done, _, elapsed)
-      io.write(string.format("progress %d%% (read %d bytes, duration %d sec)\n", pct, done,
-        math.floor(elapsed)))
-      io.stdout:flush()
+      local line = string.format("progress %d%% (read %d bytes, duration %d sec)\n", pct, done,
+        math.floor(elapsed))
+      if f then f:write(line) else M.out(line) end
     end,
   }
   return p, function(st)
     p.update(st.clusters_done * 65536, st.clusters_total * 65536, st.elapsed)
   end
+end
+
+--- A plain table: columns padded to the widest cell, the last one not padded.
+function M.table(header, rows)
+  local widths = {}
+  for i, h in ipairs(header) do widths[i] = #h end
+  for _, r in ipairs(rows) do
+    for i, c in ipairs(r) do widths[i] = math.max(widths[i], #c) end
+  end
+  local lines = {}
+  for _, r in ipairs({ header, table.unpack(rows) }) do
+    local cells = {}
+    for i, c in ipairs(r) do
+      cells[i] = i < #r and (c .. string.rep(" ", widths[i] - #c)) or c
+    end
+    lines[#lines + 1] = table.concat(cells, "  ")
+  end
+  return table.concat(lines, "\n") .. "\n"
 end
 
 return M

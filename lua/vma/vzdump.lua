@@ -279,4 +279,50 @@ function M.scan(dir, opts)
   return M.group(list), list
 end
 
+--- Delete the backups of a group marked "remove" (never a protected one),
+--- with their .log and .notes when no kept backup shares them.  Sets
+--- b.deleted; appends messages to errors; returns the count and bytes.
+function M.delete_removed(g, errors)
+  local bases_left = {}
+  for _, b in ipairs(g.backups) do
+    if b.mark ~= "remove" then bases_left[b.base] = true end
+  end
+  local count, bytes = 0, 0
+  for _, b in ipairs(g.backups) do
+    if b.mark == "remove" and not b.protected then
+      local ok, err = os.remove(b.path)
+      b.deleted = ok and true or false
+      if ok then
+        count, bytes = count + 1, bytes + (b.size or 0)
+        local side = {}
+        if b.log and not bases_left[b.base] then side[#side + 1] = b.log end
+        if b.notes_path and (b.notes_path == M.join(b.dir, b.file .. ".notes")
+                             or not bases_left[b.base]) then
+          side[#side + 1] = b.notes_path
+        end
+        for _, p in ipairs(side) do
+          local sok, serr = os.remove(p)
+          if not sok then errors[#errors + 1] = "cannot remove " .. tostring(serr) end
+        end
+      else
+        errors[#errors + 1] = "cannot remove " .. tostring(err)
+      end
+    end
+  end
+  return count, bytes
+end
+
+--- The groups that would lose every backup.
+function M.emptied_groups(groups)
+  local out = {}
+  for _, g in ipairs(groups) do
+    local left = 0
+    for _, b in ipairs(g.backups) do
+      if b.mark ~= "remove" then left = left + 1 end
+    end
+    if left == 0 and #g.backups > 0 then out[#out + 1] = g end
+  end
+  return out
+end
+
 return M

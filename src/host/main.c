@@ -78,6 +78,16 @@ int main(int argc, char **argv)
 
     /* the bundled scripts come first on package.path */
     char *dir = find_luadir();
+    char probe[PATH_MAX + 32];
+    snprintf(probe, sizeof(probe), "%s/vma/cli.lua", dir);
+    if (access(probe, R_OK) != 0) {
+        fprintf(stderr, "vma: cannot find its Lua scripts (no %s).\n"
+                "Run the vma that 'make install' installed, run build/vma from the source "
+                "tree, or set VMA_LUA_DIR to the folder that holds vma/cli.lua.\n", probe);
+        free(dir);
+        lua_close(L);
+        return 1;
+    }
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");

@@ -18,6 +18,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
+/* for ZSTD_c_stableInBuffer / ZSTD_c_stableOutBuffer, parameters of the
+ * stable ZSTD_CCtx_setParameter (no experimental function is called) */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 /* the frame rule, with FRAME_BYTES = VMA_FRAME_BYTES (internal.h): an
@@ -27,6 +30,9 @@
 #define FRAME_BYTES ((size_t)VMA_FRAME_BYTES)
 #define FRAME_CAP (2 * FRAME_BYTES)
 #define MAX_THREADS 256
+/* a worker compresses a frame in slices of this much and looks between them
+ * whether to stop (an interrupt, an abandoned output) */
+#define SLICE ((size_t)1 << 20)
 
 #define SKIPPABLE_MAGIC 0x184D2A5Eu
 #define SEEKABLE_MAGIC 0x8F92EAB1u
@@ -115,6 +121,8 @@ struct vma_out {
     int level;
     gboolean framed;      /* zstd or gzip: frames compressed by the workers */
     gboolean failed;
+    GError *failure;      /* what failed where no error could be returned (mark) */
+    gint stop;            /* the workers drop what they compress */
 
     unsigned n_workers;
     worker *workers;
@@ -170,15 +178,44 @@ static void buf_put(vma_out *o, GPtrArray *pool, uint8_t *b)
     g_mutex_unlock(&o->lock);
 }
 
+static gboolean stopped(vma_out *o, job *j)
+{
+    if (!g_atomic_int_get(&o->stop))
+        return FALSE;
+    j->error = g_strdup("interrupted");
+    return TRUE;
+}
+
+/* one frame, fed to the compressor a slice at a time: the bytes do not
+ * depend on the slices (they are the same for every frame), and a stop is
+ * seen within a slice */
 static void compress_job(worker *wk, job *j)
 {
     vma_out *o = wk->o;
     if (o->comp == VMA_COMPRESS_ZSTD) {
-        size_t r = ZSTD_compress2(wk->zc, j->out, o->out_size, j->in, j->in_len);
-        if (ZSTD_isError(r))
-            j->error = g_strdup_printf("zstd: %s", ZSTD_getErrorName(r));
-        else
-            j->out_len = r;
+        ZSTD_CCtx_reset(wk->zc, ZSTD_reset_session_only);
+        ZSTD_CCtx_setPledgedSrcSize(wk->zc, j->in_len);
+        ZSTD_inBuffer in = {j->in, 0, 0};
+        ZSTD_outBuffer out = {j->out, o->out_size, 0};
+        for (;;) {
+            if (stopped(o, j))
+                return;
+            in.size = MIN(j->in_len, in.size + SLICE);
+            ZSTD_EndDirective mode = in.size == j->in_len ? ZSTD_e_end : ZSTD_e_continue;
+            size_t r = ZSTD_compressStream2(wk->zc, &out, &in, mode);
+            if (ZSTD_isError(r)) {
+                j->error = g_strdup_printf("zstd: %s", ZSTD_getErrorName(r));
+                return;
+            }
+            if (mode == ZSTD_e_end && r == 0)
+                break;
+            if (mode == ZSTD_e_continue && in.pos < in.size) {
+                /* the output holds a whole frame: it never stops early */
+                j->error = g_strdup("zstd: the frame did not fit its buffer");
+                return;
+            }
+        }
+        j->out_len = out.pos;
         return;
     }
     /* gzip: one member */
@@ -187,14 +224,26 @@ static void compress_job(worker *wk, job *j)
         return;
     }
     wk->zs.next_in = j->in;
-    wk->zs.avail_in = (uInt)j->in_len;
+    wk->zs.avail_in = 0;
     wk->zs.next_out = j->out;
     wk->zs.avail_out = (uInt)o->out_size;
-    int ret = deflate(&wk->zs, Z_FINISH);
-    if (ret != Z_STREAM_END)
-        j->error = g_strdup("gzip compression failed");
-    else
-        j->out_len = o->out_size - wk->zs.avail_out;
+    size_t fed = 0;
+    for (;;) {
+        if (stopped(o, j))
+            return;
+        size_t k = MIN(j->in_len - fed, SLICE);
+        wk->zs.avail_in += (uInt)k;
+        fed += k;
+        int flush = fed == j->in_len ? Z_FINISH : Z_NO_FLUSH;
+        int ret = deflate(&wk->zs, flush);
+        if (flush == Z_FINISH && ret == Z_STREAM_END)
+            break;
+        if (ret != Z_OK || wk->zs.avail_in != 0) {
+            j->error = g_strdup("gzip compression failed");
+            return;
+        }
+    }
+    j->out_len = o->out_size - wk->zs.avail_out;
 }
 
 static gpointer worker_main(gpointer data)
@@ -234,16 +283,24 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
     if (!j)
         return 0;
     g_mutex_lock(&o->lock);
-    while (!j->done && block)
-        g_cond_wait(&o->cond, &o->lock);
+    while (!j->done && block && !vma_interrupted())
+        g_cond_wait_until(&o->cond, &o->lock, g_get_monotonic_time() + 50 * G_TIME_SPAN_MILLISECOND);
     gboolean done = j->done;
     g_mutex_unlock(&o->lock);
+    if (!done && block) {
+        /* interrupted: the workers drop their frames */
+        g_atomic_int_set(&o->stop, 1);
+        o->failed = TRUE;
+        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+        return -1;
+    }
     if (!done)
         return 0;
     g_queue_pop_head(&o->inflight);
     int rc = 1;
     if (j->error) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s", j->error);
+        g_set_error(err, VMA_ERROR, strcmp(j->error, "interrupted") ? VMA_ERR_IO : VMA_ERR_INTERRUPTED,
+                    "%s", j->error);
         rc = -1;
     } else if (vma_write_all(o->fd, j->out, j->out_len, err) < 0) {
         rc = -1;
@@ -259,6 +316,16 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
     if (rc < 0)
         o->failed = TRUE;
     return rc;
+}
+
+/* the error of a call after a failure: the failure itself when it was not
+ * returned (an interrupt seen at a mark), else that it failed before */
+static void failed_before(vma_out *o, GError **err)
+{
+    if (o->failure)
+        g_propagate_error(err, g_error_copy(o->failure));
+    else
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "the archive output failed before");
 }
 
 /* hand the frame being filled, its first len bytes, to the workers */
@@ -293,7 +360,7 @@ static int submit(vma_out *o, size_t len, GError **err)
 static int framed_write(vma_out *o, const struct iovec *iov, int n, GError **err)
 {
     if (o->failed) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "the archive output failed before");
+        failed_before(o, err);
         return -1;
     }
     size_t total = 0;
@@ -353,12 +420,9 @@ void vma_out_mark(vma_out *o)
     if (!o->framed || !o->fill || o->failed)
         return;
     if (o->fill_len >= FRAME_BYTES) {
-        /* an error shows at the next write or at the end */
-        GError *e = NULL;
-        if (submit(o, o->fill_len, &e) < 0) {
+        /* an error shows at the next write or at the end, as it was */
+        if (submit(o, o->fill_len, &o->failure) < 0)
             o->failed = TRUE;
-            g_clear_error(&e);
-        }
         return;
     }
     o->ext_start = o->fill_len;
@@ -404,6 +468,10 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
                 ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_compressionLevel, o->level);
                 ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_checksumFlag, 1);
                 ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_contentSizeFlag, 1);
+                /* the frame's buffers are zstd's window and output: no
+                 * copies, no buffers of its own */
+                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_stableInBuffer, 1);
+                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_stableOutBuffer, 1);
             } else {
                 if (deflateInit2(&wk->zs, o->level, Z_DEFLATED, 15 + 16, 8,
                                  Z_DEFAULT_STRATEGY) != Z_OK) {
@@ -483,7 +551,7 @@ int vma_out_finish(vma_out *o, GError **err)
     int ret = 0;
     if (o->framed) {
         if (o->failed) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "the archive output failed before");
+            failed_before(o, err);
             return -1;
         }
         ret = submit(o, o->fill_len, err);
@@ -512,6 +580,8 @@ void vma_out_free(vma_out *o)
     if (!o)
         return;
     if (o->workers) {
+        /* what is still queued or compressed is dropped */
+        g_atomic_int_set(&o->stop, 1);
         for (unsigned i = 0; i < o->n_workers; i++)
             if (o->workers[i].thread)
                 g_async_queue_push(o->todo, &o->quit);
@@ -544,6 +614,7 @@ void vma_out_free(vma_out *o)
         kill(o->lzop.pid, SIGTERM);
         vma_child_finish(&o->lzop, "lzop", NULL);
     }
+    g_clear_error(&o->failure);
     g_mutex_clear(&o->lock);
     g_cond_clear(&o->cond);
     g_free(o);

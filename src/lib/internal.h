@@ -75,6 +75,39 @@ ssize_t vma_in_skip(vma_in *in, size_t n, GError **err);
 vma_compress vma_in_compression(const vma_in *in);
 void vma_in_free(vma_in *in);
 
+/* random access to the decompressed bytes of an archive (seekable.c): a
+ * plain file, or a .vma.zst with a seek table; anything else is refused
+ * with VMA_ERR_NOT_SEEKABLE.  fd is not owned.  Thread-safe. */
+typedef struct vma_src vma_src;
+vma_src *vma_src_open(int fd, GError **err);
+void vma_src_free(vma_src *s);
+uint64_t vma_src_size(const vma_src *s);
+vma_compress vma_src_compression(const vma_src *s);
+uint64_t vma_src_frames(const vma_src *s);
+/* n bytes at off of the stream: the count read (less only at the end), -1 */
+ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err);
+/* sequential input over a random source (not owned): skips cost nothing */
+vma_in *vma_in_new_src(vma_src *src);
+
+/* ---- the index of an archive (index.c) ---- */
+typedef struct vma_index vma_index;
+/* one pass over r (opened on a random source, nothing read yet): every
+ * extent decoded and checked, the data skipped; total is for progress */
+vma_index *vma_index_build(vma_reader *r, uint64_t total, vma_index_progress_fn progress,
+                           void *ud, GError **err);
+void vma_index_free(vma_index *ix);
+uint64_t vma_index_memory(const vma_index *ix);
+/* the end of the last cluster the device has */
+uint64_t vma_index_end(const vma_index *ix, uint8_t dev);
+/* the pieces of [off, off + len) below dev_size; by_kind joins data pieces
+ * that are not contiguous in the archive.  -1 when fn stopped it */
+int vma_index_walk(const vma_index *ix, uint8_t dev, uint64_t dev_size, uint64_t off,
+                   uint64_t len, gboolean by_kind, vma_piece_fn fn, void *ud);
+int vma_index_save(const vma_index *ix, const char *path, const uint8_t stamp[32], GError **err);
+vma_index *vma_index_load(const char *path, const vma_header *h, const uint8_t stamp[32],
+                          GError **err);
+vma_reader *vma_archive_reader(const vma_archive *a);
+
 /* ---- output with optional compression (compress.c) ---- */
 /* The zstd frames and gzip members of a compressed archive: a frame ends at
  * the first extent that starts when it holds at least VMA_FRAME_BYTES of
@@ -126,6 +159,9 @@ int vma_writev_all(int fd, struct iovec *iov, int n, int64_t off, GError **err);
  * need only it and the archive's uuid) and decode its slots into ext */
 int vma_extent_decode(const uint8_t *eh, const uint8_t uuid[16], uint64_t off,
                       vma_extent *ext, GError **err);
+
+/* a reader over a random source (not owned), for building an index */
+vma_reader *vma_reader_open_src(vma_src *src, GError **err);
 
 /* open an archive's file ("-": a copy of standard input); a folder is refused */
 int vma_open_archive_fd(const char *path, GError **err);

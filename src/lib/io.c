@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,7 +22,28 @@
 
 /* ---- input ---- */
 
+/* a decoder thread runs ahead of the reader (zstd, gzip): decompression on
+ * one core while the restore writes on the other */
+#define AHEAD_CHUNK  (4u << 20)
+#define AHEAD_CHUNKS 3
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    gboolean last;        /* the stream ends (or broke) after these bytes */
+    GError *err;          /* why it broke */
+} ahead_chunk;
+
 struct vma_in {
+    vma_src *src;         /* random access: reads and skips move pos */
+    GThread *ahead;       /* the decoder thread, or NULL */
+    GAsyncQueue *full, *empty;
+    ahead_chunk chunks[AHEAD_CHUNKS];
+    ahead_chunk *cur;     /* being consumed */
+    size_t cur_pos;
+    gboolean ahead_done;  /* the last chunk was consumed */
+    gint ahead_stop;
+    uint64_t pos;
     int fd;
     vma_compress comp;
     gboolean seekable;    /* a regular file read plain: skips are lseeks */
@@ -86,6 +108,20 @@ static ssize_t raw_fill(vma_in *in, GError **err)
     if (in->raw_eof)
         return 0;
     ssize_t r;
+    if (in->ahead) {
+        /* the decoder thread: wait in steps, so that it can be stopped
+         * while a pipe stalls */
+        struct pollfd pfd = {in->fd, POLLIN, 0};
+        for (;;) {
+            int pr = poll(&pfd, 1, 100);
+            if (pr > 0 || (pr < 0 && errno != EINTR))
+                break;
+            if (g_atomic_int_get(&in->ahead_stop) || vma_interrupted()) {
+                g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+                return -1;
+            }
+        }
+    }
     do {
         r = read(in->fd, in->raw, RAW_BUF_SIZE);
     } while (r < 0 && errno == EINTR && !vma_interrupted());
@@ -102,6 +138,8 @@ static ssize_t raw_fill(vma_in *in, GError **err)
     }
     return r;
 }
+
+static void ahead_start(vma_in *in);
 
 vma_in *vma_in_new(int fd, GError **err)
 {
@@ -153,10 +191,31 @@ vma_in *vma_in_new(int fd, GError **err)
         in->seekable = FALSE;
     memcpy(in->raw, in->peek, in->peek_len);
     in->raw_len = in->peek_len;
+    if (in->comp == VMA_COMPRESS_ZSTD || in->comp == VMA_COMPRESS_GZIP)
+        ahead_start(in);
     return in;
 fail:
     vma_in_free(in);
     return NULL;
+}
+
+vma_in *vma_in_new_src(vma_src *src)
+{
+    vma_in *in = g_new0(vma_in, 1);
+    in->src = src;
+    in->fd = -1;
+    in->source_fd = -1;
+    in->lzop.to_child = -1;
+    in->comp = vma_src_compression(src);
+    return in;
+}
+
+static ssize_t read_src(vma_in *in, void *buf, size_t n, GError **err)
+{
+    ssize_t got = vma_src_pread(in->src, buf, n, in->pos, err);
+    if (got > 0)
+        in->pos += (uint64_t)got;
+    return got;
 }
 
 vma_compress vma_in_compression(const vma_in *in) { return in->comp; }
@@ -196,18 +255,20 @@ static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
     return (ssize_t)got;
 }
 
+/* the decoders (run by the decoder thread): the bytes decoded, also when
+ * the stream breaks after some of them; then err is set */
 static ssize_t read_zstd(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
     ZSTD_outBuffer out = {buf, n, 0};
     while (out.pos < out.size) {
         ssize_t avail = raw_fill(in, err);
         if (avail < 0)
-            return -1;
+            return (ssize_t)out.pos; /* err tells what broke */
         if (avail == 0) {
             if (in->zret != 0) {
                 g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
                             "the zstd stream is truncated");
-                return -1;
+                return (ssize_t)out.pos; /* err tells what broke */
             }
             break;
         }
@@ -217,7 +278,7 @@ static ssize_t read_zstd(vma_in *in, uint8_t *buf, size_t n, GError **err)
         if (ZSTD_isError(ret)) {
             g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "zstd: %s",
                         ZSTD_getErrorName(ret));
-            return -1;
+            return (ssize_t)out.pos; /* err tells what broke */
         }
         in->zret = ret;
     }
@@ -230,12 +291,12 @@ static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
     while (got < n) {
         ssize_t avail = raw_fill(in, err);
         if (avail < 0)
-            return -1;
+            return (ssize_t)got; /* err tells what broke */
         if (avail == 0) {
             if (!in->zs_member_done) {
                 g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
                             "the gzip stream is truncated");
-                return -1;
+                return (ssize_t)got; /* err tells what broke */
             }
             break;
         }
@@ -257,27 +318,125 @@ static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
         } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
             g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "gzip: %s",
                         in->zs.msg ? in->zs.msg : "corrupt data");
-            return -1;
+            return (ssize_t)got; /* err tells what broke */
         }
+    }
+    return (ssize_t)got;
+}
+
+static ssize_t decode(vma_in *in, uint8_t *buf, size_t n, GError **err)
+{
+    return in->comp == VMA_COMPRESS_ZSTD ? read_zstd(in, buf, n, err) : read_gzip(in, buf, n, err);
+}
+
+static gpointer ahead_thread(gpointer data)
+{
+    vma_in *in = data;
+    for (;;) {
+        ahead_chunk *c = g_async_queue_pop(in->empty);
+        if (g_atomic_int_get(&in->ahead_stop))
+            return NULL;
+        c->err = NULL;
+        c->len = (size_t)decode(in, c->data, AHEAD_CHUNK, &c->err);
+        c->last = c->err != NULL || c->len < AHEAD_CHUNK;
+        g_async_queue_push(in->full, c);
+        if (c->last)
+            return NULL;
+    }
+}
+
+static void ahead_start(vma_in *in)
+{
+    in->full = g_async_queue_new();
+    in->empty = g_async_queue_new();
+    for (unsigned i = 0; i < AHEAD_CHUNKS; i++) {
+        in->chunks[i].data = g_malloc(AHEAD_CHUNK);
+        g_async_queue_push(in->empty, &in->chunks[i]);
+    }
+    in->ahead = g_thread_new("vma-decode", ahead_thread, in);
+}
+
+static void ahead_stop(vma_in *in)
+{
+    if (!in->ahead)
+        return;
+    g_atomic_int_set(&in->ahead_stop, 1);
+    g_async_queue_push(in->empty, &in->chunks[0]); /* wakes it if it waits */
+    g_thread_join(in->ahead);
+    in->ahead = NULL;
+    for (unsigned i = 0; i < AHEAD_CHUNKS; i++) {
+        g_clear_error(&in->chunks[i].err);
+        g_free(in->chunks[i].data);
+    }
+    g_async_queue_unref(in->full);
+    g_async_queue_unref(in->empty);
+}
+
+/* the next chunk of the decoder, waiting in steps so that a signal stops
+ * the wait; NULL with err when interrupted */
+static ahead_chunk *ahead_next(vma_in *in, GError **err)
+{
+    for (;;) {
+        ahead_chunk *c = g_async_queue_timeout_pop(in->full, 100000);
+        if (c)
+            return c;
+        if (vma_interrupted()) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+            return NULL;
+        }
+    }
+}
+
+static ssize_t read_ahead(vma_in *in, uint8_t *buf, size_t n, GError **err)
+{
+    size_t got = 0;
+    while (got < n && !in->ahead_done) {
+        if (!in->cur) {
+            in->cur = ahead_next(in, err);
+            if (!in->cur)
+                return -1;
+            in->cur_pos = 0;
+        }
+        ahead_chunk *c = in->cur;
+        size_t k = MIN(n - got, c->len - in->cur_pos);
+        memcpy(buf + got, c->data + in->cur_pos, k);
+        in->cur_pos += k;
+        got += k;
+        if (in->cur_pos < c->len)
+            continue;
+        if (c->last) {
+            in->ahead_done = TRUE;
+            if (c->err) {
+                g_propagate_error(err, c->err);
+                c->err = NULL;
+                return -1;
+            }
+        } else {
+            g_async_queue_push(in->empty, c);
+        }
+        in->cur = NULL;
     }
     return (ssize_t)got;
 }
 
 ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
 {
-    switch (in->comp) {
-    case VMA_COMPRESS_ZSTD:
-        return read_zstd(in, buf, n, err);
-    case VMA_COMPRESS_GZIP:
-        return read_gzip(in, buf, n, err);
-    default:
-        return read_plain(in, buf, n, err);
-    }
+    if (in->src)
+        return read_src(in, buf, n, err);
+    if (in->ahead)
+        return read_ahead(in, buf, n, err);
+    return read_plain(in, buf, n, err); /* zstd and gzip have the decoder thread */
 }
 
 ssize_t vma_in_skip(vma_in *in, size_t n, GError **err)
 {
     size_t done = 0;
+    if (in->src) {
+        uint64_t size = vma_src_size(in->src);
+        done = (size_t)MIN((uint64_t)n, size > in->pos ? size - in->pos : 0);
+        in->pos += done;
+        return (ssize_t)done;
+    }
     if (in->seekable) {
         /* what is buffered first, then a seek that stops at the end */
         size_t k = MIN(n, in->raw_len - in->raw_pos);
@@ -321,6 +480,7 @@ void vma_in_free(vma_in *in)
 {
     if (!in)
         return;
+    ahead_stop(in);
     if (in->feeder) {
         /* closing our end of the child's output makes it stop, which makes
          * the feeder stop */

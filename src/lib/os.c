@@ -139,7 +139,13 @@ int vma_file_create(const char *path, const void *data, size_t len, unsigned mod
         return -1;
     }
     GError *e = NULL;
-    int rc = vma_write_all(fd, data, len, &e);
+    int rc = 0;
+    if (fchmod(fd, (mode_t)mode) < 0) { /* the mode asked for, whatever the umask */
+        vma_set_errno(&e, errno, "cannot set its mode");
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = vma_write_all(fd, data, len, &e);
     if (rc == 0 && fsync(fd) < 0) {
         vma_set_errno(&e, errno, "fsync failed");
         rc = -1;

@@ -340,20 +340,27 @@ out:
     return ok;
 }
 
-vma_reader *vma_reader_open_fd(int fd, GError **err)
+static vma_reader *reader_on(vma_in *in, GError **err)
 {
     vma_reader *r = g_new0(vma_reader, 1);
-    r->in = vma_in_new(fd, err);
-    if (!r->in) {
-        g_free(r);
-        return NULL;
-    }
+    r->in = in;
     if (!parse_header(r, err)) {
         vma_reader_free(r);
         return NULL;
     }
     r->ext = g_malloc(VMA_EXTENT_HEADER_SIZE + VMA_MAX_EXTENT_DATA);
     return r;
+}
+
+vma_reader *vma_reader_open_fd(int fd, GError **err)
+{
+    vma_in *in = vma_in_new(fd, err);
+    return in ? reader_on(in, err) : NULL;
+}
+
+vma_reader *vma_reader_open_src(vma_src *src, GError **err)
+{
+    return reader_on(vma_in_new_src(src), err);
 }
 
 int vma_open_archive_fd(const char *path, GError **err)

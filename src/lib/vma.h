@@ -46,6 +46,8 @@ typedef enum {
     VMA_ERR_INCOMPLETE,   /* the archive ends early or misses clusters */
     VMA_ERR_ARG,          /* the caller passed something invalid */
     VMA_ERR_INTERRUPTED,  /* vma_interrupt() was called */
+    VMA_ERR_NOT_SEEKABLE, /* random access to an archive that is only a stream */
+    VMA_ERR_MISSING,      /* data that the archive does not hold (EIO) */
 } VmaErrorCode;
 
 /* ---- archive metadata ------------------------------------------------- */
@@ -315,11 +317,80 @@ void vma_writer_device_stats(const vma_writer *w, uint8_t dev_id,
                              vma_device_stats *out);
 void vma_writer_uuid(const vma_writer *w, uint8_t out[16]);
 
+/* Copy the archive that r reads (nothing read of it yet), extent by extent
+ * and with every rule of the reader checked, into the empty writer w: the
+ * new archive holds the same bytes, compressed as w compresses them (as
+ * `vma recompress` does).  vma_writer_close() then finishes it. */
+int vma_writer_copy(vma_writer *w, vma_reader *r, vma_progress_fn progress, void *ud,
+                    GError **err);
+
 /* Flush, check that every cluster of every disk was written, fsync, and
  * rename into place.  Returns 0 or -1.  The writer must still be freed. */
 int vma_writer_close(vma_writer *w, GError **err);
 /* Free; if not successfully closed, the temporary file is removed. */
 void vma_writer_free(vma_writer *w);
+
+/* ---- random access (index.c, access.c) -------------------------------- */
+
+/* A plain .vma, or a .vma.zst in zstd's seekable format (what vma create
+ * writes), opened for reads at any offset of any device.  The index of the
+ * archive is built in one pass over its extent headers (the data is
+ * skipped), with every rule of the reader checked, or read from the cache
+ * ($XDG_CACHE_HOME/vma/UUID.idx), where it is kept for archives that were
+ * slow to index.  Gzip, lzop and single-stream zstd archives are refused
+ * with VMA_ERR_NOT_SEEKABLE.  Reads are safe from several threads. */
+typedef struct vma_archive vma_archive;
+
+typedef enum {
+    VMA_PIECE_DATA = 0,   /* stored blocks: data_offset tells where */
+    VMA_PIECE_ZERO,       /* zero blocks (not stored) */
+    VMA_PIECE_MISSING,    /* clusters the archive does not hold (incomplete) */
+} vma_piece_kind;
+
+typedef struct {
+    vma_piece_kind kind;
+    uint64_t offset;      /* in the device */
+    uint64_t length;
+    uint64_t data_offset; /* DATA: in the (decompressed) archive */
+} vma_piece;
+/* return non-zero to stop the walk */
+typedef int (*vma_piece_fn)(const vma_piece *p, void *ud);
+/* bytes of the archive indexed so far; non-zero stops */
+typedef int (*vma_index_progress_fn)(uint64_t done, uint64_t total, void *ud);
+
+typedef enum {
+    VMA_CACHE_AUTO = 0,   /* use a cached index; keep one when it was slow to make */
+    VMA_CACHE_ON,         /* always keep it */
+    VMA_CACHE_OFF,        /* neither read nor write the cache */
+} vma_cache_mode;
+
+typedef struct {
+    vma_cache_mode cache;
+    const char *cache_dir;           /* NULL: $XDG_CACHE_HOME/vma, ~/.cache/vma */
+    vma_index_progress_fn progress;  /* while indexing, may be NULL */
+    void *ud;
+} vma_archive_opts;
+
+/* opts may be NULL (the defaults) */
+vma_archive *vma_archive_open(const char *path, const vma_archive_opts *opts, GError **err);
+void vma_archive_free(vma_archive *a);
+const vma_header *vma_archive_header(const vma_archive *a);
+vma_compress vma_archive_compression(const vma_archive *a);
+gboolean vma_archive_from_cache(const vma_archive *a);
+uint64_t vma_archive_index_memory(const vma_archive *a);
+/* the bytes a device holds: its size, or for vmstate the stream's length */
+uint64_t vma_archive_device_length(const vma_archive *a, uint8_t dev_id);
+/* read n bytes at off of a device: zeros for zero blocks, VMA_ERR_MISSING
+ * for clusters the archive lacks; the count read (less only at the end) */
+ssize_t vma_archive_pread(vma_archive *a, uint8_t dev_id, void *buf, size_t n, uint64_t off,
+                          GError **err);
+/* the pieces of [off, off + len) of a device, in order, each kind merged:
+ * 0 when all were given, 1 when fn stopped, -1 with err */
+int vma_archive_map(vma_archive *a, uint8_t dev_id, uint64_t off, uint64_t len,
+                    vma_piece_fn fn, void *ud, GError **err);
+/* the folder of index caches: $XDG_CACHE_HOME/vma or ~/.cache/vma (NULL
+ * when neither is set); free with g_free */
+char *vma_cache_dir(void);
 
 /* ---- file helpers (os.c) ---------------------------------------------- */
 
@@ -334,8 +405,9 @@ ssize_t vma_pread_all(int fd, void *buf, size_t n, uint64_t off, GError **err);
 int vma_rename_noreplace(const char *from, const char *to, GError **err);
 int vma_fsync_dir(const char *dir, GError **err);
 int vma_fsync_parent(const char *path, GError **err);
-/* a new file (never an existing one) with this content, fsynced; removed
- * again when it cannot be written whole */
+/* a new file (never an existing one) with this content and exactly this
+ * mode (the umask does not apply), fsynced; removed again when it cannot be
+ * written whole */
 int vma_file_create(const char *path, const void *data, size_t len, unsigned mode,
                     GError **err);
 /* 1 when fd is a regular file without any data (all holes), 0 when it has

@@ -51,6 +51,7 @@ struct vma_writer {
     uint64_t total_done;
     double start;
     gboolean overwrite;
+    gboolean copied;  /* the content is another archive's, copied by vma_writer_copy */
 };
 
 /* an unsafe name from the caller is an argument error */
@@ -737,10 +738,9 @@ void vma_writer_device_stats(const vma_writer *w, uint8_t dev_id, vma_device_sta
     out->clusters = w->devs[dev_id]->written_count;
 }
 
-int vma_writer_close(vma_writer *w, GError **err)
+/* the checks of close: something to hold, every cluster of every disk */
+static int check_complete(vma_writer *w, GError **err)
 {
-    if (!check_open(w, FALSE, err))
-        return -1;
     if (w->n_devs == 0 && w->configs->len == 0) {
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "an archive needs at least one config or device");
         w->failed = TRUE;
@@ -756,11 +756,22 @@ int vma_writer_close(vma_writer *w, GError **err)
             return -1;
         }
     }
-    if (!w->header_written && write_header(w, err) < 0)
+    return 0;
+}
+
+int vma_writer_close(vma_writer *w, GError **err)
+{
+    if (!check_open(w, FALSE, err))
         return -1;
-    /* an archive always has at least one extent (Proxmox writes an empty one) */
-    if ((w->n_slots || !w->any_extent) && flush_extent(w, err) < 0)
-        return -1;
+    if (!w->copied) {
+        if (check_complete(w, err) < 0)
+            return -1;
+        if (!w->header_written && write_header(w, err) < 0)
+            return -1;
+        /* an archive always has at least one extent (Proxmox writes an empty one) */
+        if ((w->n_slots || !w->any_extent) && flush_extent(w, err) < 0)
+            return -1;
+    }
     if (vma_out_finish(w->out, err) < 0) {
         w->failed = TRUE;
         return -1;
@@ -791,6 +802,58 @@ int vma_writer_close(vma_writer *w, GError **err)
     }
     w->closed_ok = TRUE;
     return 0;
+}
+
+int vma_writer_copy(vma_writer *w, vma_reader *r, vma_progress_fn progress, void *ud,
+                    GError **err)
+{
+    if (!check_open(w, TRUE, err))
+        return -1;
+    if (w->n_devs || w->configs->len) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "a copy takes an empty writer");
+        return -1;
+    }
+    w->copied = TRUE;
+    w->header_written = TRUE;
+    const vma_header *h = vma_reader_header(r);
+    vma_stats st = {0};
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++)
+        if (h->devices[id])
+            st.clusters_total += vma_clusters(h->devices[id]->size);
+    size_t len;
+    const uint8_t *raw = vma_reader_raw_header(r, &len);
+    memcpy(w->uuid, h->uuid, 16);
+    if (vma_out_write(w->out, raw, len, err) < 0)
+        goto fail;
+    vma_out_mark(w->out);
+    vma_extent *ext = g_new(vma_extent, 1);
+    double last = 0;
+    int rc;
+    while ((rc = vma_reader_next(r, ext, err)) > 0) {
+        raw = vma_reader_raw_extent(r, ext, &len);
+        vma_out_mark(w->out);
+        if (vma_out_write(w->out, raw, len, err) < 0) {
+            rc = -1;
+            break;
+        }
+        st.clusters_done += ext->n_slots;
+        st.bytes_archive = vma_reader_offset(r);
+        st.elapsed = vma_now() - w->start;
+        if (progress && st.elapsed - last >= 0.2) {
+            last = st.elapsed;
+            if (progress(&st, ud) != 0) {
+                g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+                rc = -1;
+                break;
+            }
+        }
+    }
+    g_free(ext);
+    if (rc == 0)
+        return 0;
+fail:
+    w->failed = TRUE;
+    return -1;
 }
 
 void vma_writer_free(vma_writer *w)

@@ -10,16 +10,11 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
 
-#define READER_MT "vma.reader"
 #define WRITER_MT "vma.writer"
-
-typedef struct {
-    vma_reader *r;
-    gboolean consumed;
-} lreader;
 
 typedef struct {
     vma_writer *w;
@@ -33,6 +28,8 @@ static const char *error_kind(const GError *e)
     case VMA_ERR_INCOMPLETE: return "incomplete";
     case VMA_ERR_ARG: return "argument";
     case VMA_ERR_INTERRUPTED: return "interrupted";
+    case VMA_ERR_NOT_SEEKABLE: return "not-seekable";
+    case VMA_ERR_MISSING: return "missing";
     default: return "error";
     }
 }
@@ -100,7 +97,7 @@ static int parse_uuid(const char *s, uint8_t out[16])
 
 /* ---------------------------------------------------------------- reader */
 
-static lreader *check_reader(lua_State *L)
+lreader *lvma_check_reader(lua_State *L)
 {
     lreader *lr = luaL_checkudata(L, 1, READER_MT);
     if (!lr->r)
@@ -108,17 +105,23 @@ static lreader *check_reader(lua_State *L)
     return lr;
 }
 
+/* vma.open(path [, {cache=, cache_dir=, progress=}]): the options are for
+ * random access (r:disk), which opens the archive again by its path */
 static int l_open(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     GError *e = NULL;
-    lreader *lr = lua_newuserdatauv(L, sizeof(lreader), 0);
-    lr->r = NULL;
-    lr->consumed = FALSE;
+    lreader *lr = lua_newuserdatauv(L, sizeof(lreader), 1);
+    memset(lr, 0, sizeof(*lr));
     luaL_setmetatable(L, READER_MT);
+    if (lua_istable(L, 2)) {
+        lua_pushvalue(L, 2);
+        lua_setiuservalue(L, -2, 1); /* kept for r:disk() */
+    }
     lr->r = vma_reader_open(path, &e);
     if (!lr->r)
         return lvma_push_error(L, e);
+    lr->path = g_strdup(path);
     return 1;
 }
 
@@ -129,6 +132,10 @@ static int reader_close(lua_State *L)
         vma_reader_free(lr->r);
         lr->r = NULL;
     }
+    lvma_archive_unref(lr->arc);
+    lr->arc = NULL;
+    g_free(lr->path);
+    lr->path = NULL;
     return 0;
 }
 
@@ -160,7 +167,7 @@ static void push_device(lua_State *L, const vma_device *d)
 
 static int reader_devices(lua_State *L)
 {
-    lreader *lr = check_reader(L);
+    lreader *lr = lvma_check_reader(L);
     const vma_header *h = vma_reader_header(lr->r);
     lua_createtable(L, (int)h->n_devices, 0);
     int n = 0;
@@ -175,7 +182,7 @@ static int reader_devices(lua_State *L)
 
 static int reader_configs(lua_State *L)
 {
-    lreader *lr = check_reader(L);
+    lreader *lr = lvma_check_reader(L);
     const vma_header *h = vma_reader_header(lr->r);
     lua_createtable(L, (int)h->n_configs, 0);
     for (unsigned i = 0; i < h->n_configs; i++) {
@@ -193,15 +200,12 @@ static int reader_configs(lua_State *L)
 
 static int reader_config(lua_State *L)
 {
-    lreader *lr = check_reader(L);
+    lreader *lr = lvma_check_reader(L);
     const char *name = luaL_optstring(L, 2, "qemu-server.conf");
     const vma_config *c = vma_reader_find_config(lr->r, name);
-    if (!c) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "unable to find configuration data '%s'", name);
-        lua_pushliteral(L, "argument");
-        return 3;
-    }
+    if (!c)
+        return lvma_push_error(L, g_error_new(VMA_ERROR, VMA_ERR_MISSING,
+                                              "unable to find configuration data '%s'", name));
     lua_pushlstring(L, (const char *)c->data, c->len);
     return 1;
 }
@@ -304,6 +308,9 @@ static int open_target(lua_State *L, const vma_device *d, vma_target *t)
     t->fd = open(path, flags, mode);
     if (t->fd < 0)
         return lvma_push_errno(L, errno, "cannot open %s", path);
+    /* the mode asked for, whatever the umask */
+    if (t->fresh && fchmod(t->fd, mode) < 0)
+        return lvma_push_errno(L, errno, "cannot set the mode of %s", path);
     /* the path lives in the options table, which outlives the restore */
     t->label = path;
     return 0;
@@ -429,7 +436,7 @@ static void push_salvage_report(lua_State *L, lreader *lr, int damage_table)
  * Devices without a target need not be complete: only what is restored is. */
 static int do_restore(lua_State *L, gboolean with_targets)
 {
-    lreader *lr = check_reader(L);
+    lreader *lr = lvma_check_reader(L);
     if (lr->consumed)
         return lvma_push_argerror(L, "the archive was already read: open it again");
     int opts = lua_istable(L, 2) ? 2 : 0;
@@ -514,6 +521,7 @@ static const luaL_Reg reader_methods[] = {
     {"config", reader_config},
     {"verify", reader_verify},
     {"extract", reader_extract},
+    {"disk", lvma_reader_disk},
     {"close", reader_close},
     {NULL, NULL},
 };
@@ -681,12 +689,36 @@ static int writer_write_device(lua_State *L)
     int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return lvma_push_errno(L, errno, "cannot open %s", path);
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        close(fd);
+        return lvma_push_argerror(L, "%s is a folder, not a disk image", path);
+    }
     GError *e = NULL;
     int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, pc.fn ? write_progress : NULL, &pc, &e);
     close(fd);
     if (rc < 0 && !pc.failed && e->code != VMA_ERR_INTERRUPTED)
         g_prefix_error(&e, "%s: ", path);
     if (rc < 0)
+        return push_failure(&pc, e);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* w:copy_from(reader [, {progress = fn}]): the reader's archive, copied
+ * into this (empty) writer extent by extent */
+static int writer_copy_from(lua_State *L)
+{
+    lwriter *lw = check_writer(L);
+    lreader *lr = luaL_checkudata(L, 2, READER_MT);
+    if (!lr->r)
+        return luaL_error(L, "attempt to use a closed vma reader");
+    if (lr->consumed)
+        return lvma_push_argerror(L, "the archive was already read: open it again");
+    lr->consumed = TRUE;
+    progress_ctx pc = progress_from(L, 3);
+    GError *e = NULL;
+    if (vma_writer_copy(lw->w, lr->r, pc.fn ? restore_progress : NULL, &pc, &e) < 0)
         return push_failure(&pc, e);
     lua_pushboolean(L, 1);
     return 1;
@@ -771,6 +803,7 @@ static const luaL_Reg writer_methods[] = {
     {"add_device", writer_add_device},
     {"write_cluster", writer_write_cluster},
     {"write_device", writer_write_device},
+    {"copy_from", writer_copy_from},
     {"stats", writer_stats},
     {"close", writer_close},
     {"abort", writer_abort},
@@ -842,6 +875,7 @@ int luaopen_vma(lua_State *L)
 {
     new_class(L, READER_MT, reader_meta, reader_methods);
     new_class(L, WRITER_MT, writer_meta, writer_methods);
+    lvma_open_disk(L);
     luaL_newlib(L, vma_funcs);
     lvma_open_os(L);
     lua_pushliteral(L, VMA_VERSION);

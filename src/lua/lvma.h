@@ -17,7 +17,29 @@ int lvma_push_errno(lua_State *L, int errnum, const char *fmt, ...) G_GNUC_PRINT
 /* nil, message, "argument" */
 int lvma_push_argerror(lua_State *L, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
+#define READER_MT "vma.reader"
+
+/* an archive open for random access, shared by a reader and its disks */
+typedef struct {
+    vma_archive *a;
+    int refs;
+} larchive;
+void lvma_archive_unref(larchive *la);
+
+/* vma.open's result; its user value 1 holds the options of vma.open */
+typedef struct {
+    vma_reader *r;
+    gboolean consumed;
+    char *path;
+    larchive *arc;        /* opened by the first r:disk() */
+} lreader;
+lreader *lvma_check_reader(lua_State *L);
+
 /* the file and process helpers (lvma_os.c): added to the table on top */
 void lvma_open_os(lua_State *L);
+
+/* disks (lvma_disk.c): r:disk(name), and the disk class */
+int lvma_reader_disk(lua_State *L);
+void lvma_open_disk(lua_State *L);
 
 #endif

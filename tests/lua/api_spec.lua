@@ -14,7 +14,7 @@ describe("the vma module", function()
     local data
     data, msg, kind = r:config("nope.conf")
     assert.is_nil(data)
-    assert.are.equal("argument", kind)
+    assert.are.equal("missing", kind)
     local w
     w, msg, kind = vma.create("/tmp/x.vma", { compress = "bz2" })
     assert.is_nil(w)

@@ -3,19 +3,13 @@
 -- re-created byte for byte.
 local vma = require "vma"
 local H = require "helper"
+local G = require "vmagen"
 
--- the (dev_id, cluster) order of an archive's extents, read with string.unpack
+-- the (dev_id, cluster) order of an archive's extents
 local function slots_of(data)
-  local hs = string.unpack(">I4", data, 57)
-  local pos, out = hs + 1, {}
-  while pos <= #data do
-    local bc = string.unpack(">I2", data, pos + 6)
-    for i = 0, 58 do
-      local w = string.unpack(">I8", data, pos + 40 + 8 * i)
-      local dev = (w >> 32) & 0xff
-      if dev ~= 0 then out[#out + 1] = { dev = dev, cluster = w & 0xffffffff } end
-    end
-    pos = pos + 512 + bc * 4096
+  local out = {}
+  for _, e in ipairs(G.parse(data).extents) do
+    for _, sl in ipairs(e.slots) do out[#out + 1] = sl end
   end
   return out
 end

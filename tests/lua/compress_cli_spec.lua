@@ -156,7 +156,8 @@ describe("compression options", function()
       { { "--level", "10" }, "a.vma.lzo", "out of range for lzo %(1%.%.9%)" },
       { { "--level", "3" }, "a.vma", "not allowed without compression" },
       { { "--level", "3", "--compress", "raw" }, "a.vma.zst", "not allowed without compression" },
-      { { "--level", "2.5" }, "a.vma.zst", "not a whole number" },
+      { { "--level", "2.5" }, "a.vma.zst", "%-%-level 2%.5 is out of range for zstd %(1%.%.19%)" },
+      { { "--threads", "1.5" }, "a.vma.zst", "%-%-threads 1%.5 is out of range" },
       { { "--threads=-1" }, "a.vma.zst", "%-%-threads %-1 is out of range" },
       { { "--threads", "257" }, "a.vma.zst", "out of range" },
     }

@@ -273,11 +273,7 @@ describe("parse_config", function()
 end)
 
 describe("vmid_from_filename", function()
-  local saved
-  before_each(function() saved = package.loaded["vma.vzdump"] end)
-  after_each(function() package.loaded["vma.vzdump"] = saved end)
-
-  local function check_local_pattern()
+  it("reads the vmid of qemu backups from vzdump names", function()
     assert.equal(100, devices.vmid_from_filename("vzdump-qemu-100-2021_10_31-12_00_00.vma"))
     assert.equal(100, devices.vmid_from_filename("/mnt/dump/vzdump-qemu-100-2021_10_31-12_00_00.vma.zst"))
     assert.equal(123456, devices.vmid_from_filename("vzdump-qemu-123456-2024_01_02-03_04_05.vma.gz"))
@@ -289,30 +285,17 @@ describe("vmid_from_filename", function()
     assert.is_nil(devices.vmid_from_filename("-"))
     assert.is_nil(devices.vmid_from_filename(""))
     assert.is_nil(devices.vmid_from_filename(nil))
-  end
-
-  it("uses the local pattern without vma.vzdump", function()
-    package.loaded["vma.vzdump"] = {} -- a module without parse()
-    check_local_pattern()
   end)
+end)
 
-  it("falls back when vma.vzdump.parse fails", function()
-    package.loaded["vma.vzdump"] = { parse = function() error("boom") end }
-    check_local_pattern()
-  end)
-
-  it("uses vma.vzdump.parse when there is one", function()
-    package.loaded["vma.vzdump"] = { parse = function(name)
-      if name == "custom-name.vma" then return { vmid = "777", type = "qemu" } end
-      return nil
-    end }
-    assert.equal(777, devices.vmid_from_filename("/x/custom-name.vma"))
-    assert.equal(100, devices.vmid_from_filename("vzdump-qemu-100-2021_10_31-12_00_00.vma"))
-  end)
-
-  it("agrees with the real vma.vzdump if it exists", function()
-    package.loaded["vma.vzdump"] = nil
-    check_local_pattern()
+describe("match", function()
+  local devs = { { name = "drive-scsi0" }, { name = "drive-tpmstate0-backup" }, { name = "disk0" } }
+  it("finds a device by its name or its config key", function()
+    assert.equal(devs[1], devices.match(devs, "drive-scsi0"))
+    assert.equal(devs[1], devices.match(devs, "scsi0"))
+    assert.equal(devs[2], devices.match(devs, "tpmstate0"))
+    assert.equal(devs[3], devices.match(devs, "disk0"))
+    assert.is_nil(devices.match(devs, "scsi1"))
   end)
 end)
 

@@ -29,13 +29,18 @@ local function sink()
     return self
   end
   function s:text() return table.concat(self.parts) end
+  function s:flush() return self end
   return s
 end
 
 -- run the command in this process; returns status, stdout, stderr
 local function run(args)
   local out, err = sink(), sink()
-  local status = prune.run(args, { stdout = out, stderr = err })
+  local stdout, stderr = io.stdout, io.stderr
+  io.stdout, io.stderr = out, err
+  local ok, status = pcall(prune.run, args)
+  io.stdout, io.stderr = stdout, stderr
+  assert(ok, status)
   return status, out:text(), err:text()
 end
 
@@ -162,7 +167,7 @@ describe("vma prune", function()
     local q = list[3]
     assert.equal(Q .. "2026_01_31-14_00_00.vma.zst", q.file)
     assert.equal("qemu", q.type)
-    assert.equal("100", q.vmid)
+    assert.equal(100, q.vmid)
     assert.equal("qemu/100", q.group)
     assert.equal(1769824800 + 12 * 3600, q.ctime)
     assert.matches('"ctime":1769868000,', out, 1, true)

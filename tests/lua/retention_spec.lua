@@ -494,7 +494,9 @@ describe("policies", function()
   end)
 
   it("loads the bundled policies", function()
-    for _, name in ipairs(retention.BUNDLED) do
+    local names = require("vma.plugins").names("policy")
+    assert.same({ "keep-oldest", "keep-within", "proxmox" }, names)
+    for _, name in ipairs(names) do
       local p = assert(retention.load_policy(name))
       assert.is_function(p.mark)
       assert.equal(name, p.name)
@@ -548,7 +550,7 @@ describe("policies", function()
       if k == "HOME" then return dir .. "/home" end
       return real_getenv(k)
     end
-    assert.equal(dir .. "/xdg/vma/policies", retention.user_policy_dir())
+    assert.equal(dir .. "/xdg/vma/policies", require("vma.plugins").dirs("policy")[1])
     assert.equal("xdg", assert(retention.load_policy("mine")).description)
     assert.equal("override", assert(retention.load_policy("proxmox")).description)
     os.getenv = function(k)

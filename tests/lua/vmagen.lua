@@ -186,6 +186,48 @@ end
 
 --- The slots that store a device image (zero blocks elided, all-zero
 --- clusters as mask 0): one per cluster of size bytes.
+--- Parse an archive's bytes (the one parser of the tests): {header_size,
+--- uuid, ctime, configs = {{name, data}}, devices = {{id, name, size}} by
+--- id, extents = {{offset, block_count, slots = {{dev, cluster, mask}}}}}.
+--- Checks nothing: for reading archives the tests trust.
+function G.parse(data)
+  local hs = string.unpack(">I4", data, 57)
+  local boff = string.unpack(">I4", data, 49)
+  local function blob(ptr)
+    local len = string.unpack("<I2", data, boff + ptr + 1)
+    return data:sub(boff + ptr + 3, boff + ptr + 2 + len)
+  end
+  local a = { header_size = hs, uuid = data:sub(9, 24), ctime = string.unpack(">i8", data, 25),
+              configs = {}, devices = {}, extents = {} }
+  for i = 0, 255 do
+    local np = string.unpack(">I4", data, 2044 + 4 * i + 1)
+    local dp = string.unpack(">I4", data, 3068 + 4 * i + 1)
+    if np ~= 0 and dp ~= 0 then
+      a.configs[#a.configs + 1] = { name = (blob(np):gsub("%z$", "")), data = blob(dp) }
+    end
+  end
+  for id = 1, 255 do
+    local ptr, size = string.unpack(">I4 xxxx I8", data, 4096 + 32 * id + 1)
+    if ptr ~= 0 and size ~= 0 then
+      a.devices[#a.devices + 1] = { id = id, name = (blob(ptr):gsub("%z$", "")), size = size }
+    end
+  end
+  local pos = hs + 1
+  while pos + 511 <= #data do
+    local e = { offset = pos - 1, block_count = string.unpack(">I2", data, pos + 6), slots = {} }
+    for i = 0, G.SLOTS - 1 do
+      local w = string.unpack(">I8", data, pos + 40 + 8 * i)
+      local dev = (w >> 32) & 0xff
+      if dev ~= 0 then
+        e.slots[#e.slots + 1] = { dev = dev, cluster = w & 0xffffffff, mask = (w >> 48) & 0xffff }
+      end
+    end
+    a.extents[#a.extents + 1] = e
+    pos = pos + 512 + e.block_count * G.BLOCK
+  end
+  return a
+end
+
 function G.image_slots(dev, image, size)
   size = size or #image
   local slots = {}

@@ -1,5 +1,4 @@
 -- vma config ARCHIVE [-c NAME]: print one config file of the archive.
-local vma = require "vma"
 local ui = require "vma.ui"
 local argparse = require "argparse"
 
@@ -13,7 +12,7 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "config")
   if not a then return st end
-  local r, err = vma.open(a.archive)
+  local r, err = ui.open("config", a.archive)
   if not r then return ui.fail("config", err) end
   local data, cerr = r:config(a.config)
   r:close()

@@ -1,61 +1,94 @@
--- vma create ARCHIVE [-c CONFIG]... [-d format=raw:NAME=PATH]... [NAME=]PATH...
+-- vma create ARCHIVE [-c [NAME=]CONFIG]... [-d format=raw:NAME=PATH]... [NAME=]PATH...
 local vma = require "vma"
 local ui = require "vma.ui"
+local devices = require "vma.devices"
+local vzdump = require "vma.vzdump"
 local argparse = require "argparse"
-
-local function whole(s)
-  local n = math.tointeger(tonumber(s))
-  if not n then return nil, "'" .. s .. "' is not a whole number" end
-  return n
-end
 
 local function parser()
   local p = argparse("vma create", "Create an archive from config files and disk images. "
-    .. "Devices are named disk0, disk1, ... unless given as NAME=PATH; a device named "
-    .. "vmstate holds RAM state. The archive is written under a temporary name and "
-    .. "appears under its own name only once complete and on disk.")
+    .. "Devices are named disk0, disk1, ... unless given as NAME=PATH (a config key such as "
+    .. "scsi0 names the device drive-scsi0); a device named vmstate holds RAM state. The "
+    .. "archive is written under a temporary name and appears under its own name only once "
+    .. "complete and on disk.")
   p:argument("archive", "the archive to write (- for standard output; a name ending in "
-    .. ".zst, .gz or .lzo is compressed)")
+    .. ".zst, .gz or .lzo is compressed; a folder with --vmid: a vzdump name in it)")
   p:argument("devices", "disk images or block devices: [NAME=]PATH"):args("*")
-  p:option("-c --config", "a config file to store (its base name is its name)"):count("*")
+  p:option("-c --config", "a config file to store, as [NAME=]PATH (NAME: its name in the "
+    .. "archive, default its base name)"):count("*")
   p:option("-d --device", "a device as format=raw:NAME=PATH (Proxmox form)"):count("*")
   p:option("--compress", "zstd, gzip, lzo or none (default: from the archive's name)")
     :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none", "raw" }
   p:option("--level", "compression level: zstd 1..19 (default 3), gzip 1..9 (6), lzo 1..9 (3)")
-    :convert(whole)
+    :convert(tonumber)
   p:option("--threads", "compression threads for zstd and gzip (default 0: one per core)")
-    :convert(whole)
+    :convert(tonumber)
+  p:option("--vmid", "the guest's id: with a folder as ARCHIVE, the archive is named "
+    .. "vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS.vma.zst in it")
+  p:flag("--no-qmdump-map", "store qemu-server.conf as it is (no #qmdump#map: lines added)")
   p:flag("-f --force", "replace an existing archive")
   p:flag("-v --verbose", "print Proxmox's progress lines and a per-device summary on stderr")
-  p:flag("--json", "print a JSON summary on standard output")
+  p:flag("-q --quiet", "no progress and no summary")
+  p:flag("--json", "print a JSON summary on standard output (on stderr when the archive "
+    .. "goes to standard output)")
   return p
 end
 
-local function basename(path) return (path:gsub("/+$", ""):match("([^/]+)$")) or path end
 
-local CODEC = { zstd = "zstd", zst = "zstd", gzip = "gzip", gz = "gzip", lzo = "lzo", lzop = "lzo",
-  none = "none", raw = "none" }
+local EXT = { zstd = ".zst", zst = ".zst", gzip = ".gz", gz = ".gz", lzo = ".lzo", lzop = ".lzo",
+              none = "", raw = "" }
 
-local function compression_for(a)
-  if a.compress then return CODEC[a.compress] end
-  local ext = a.archive:match("%.(%w+)$")
-  if ext == "zst" or ext == "gz" or ext == "lzo" then return CODEC[ext] end
+-- the archive's path: a folder with --vmid gets a vzdump name in it
+local function archive_path(a)
+  local st = a.archive ~= "-" and vma.stat(a.archive)
+  if st and st.type == "directory" then
+    if not a.vmid then
+      return nil, a.archive .. " is a folder (give --vmid N to name the archive as vzdump does)"
+    end
+    local t = os.date("*t")
+    local comp = a.compress or "zstd"
+    local ok, name = pcall(vzdump.format, { type = "qemu", vmid = a.vmid, ext = "vma" .. EXT[comp],
+      year = t.year, month = t.month, day = t.day, hour = t.hour, min = t.min, sec = t.sec })
+    if not ok then return nil, (tostring(name):gsub("^.-:%d+: ", "")) end
+    return a.archive:gsub("/+$", "") .. "/" .. name, nil, comp
+  end
+  if a.vmid then return nil, "--vmid names an archive in a folder; " .. a.archive .. " is not one" end
+  return a.archive
+end
+
+local function compression_for(a, path)
+  if a.compress then return a.compress end
+  local ext = path:match("%.(%w+)$")
+  if ext == "zst" or ext == "gz" or ext == "lzo" then return ext end
   return "none"
 end
 
--- the usage error of a --level or --threads that the codec does not take
-local function check_options(a, codec)
+local CODEC = { zstd = "zstd", zst = "zstd", gzip = "gzip", gz = "gzip", lzo = "lzo", lzop = "lzo",
+                none = "none", raw = "none" }
+
+-- a --level the codec does not take (the ranges of vma.compress_levels; none
+-- takes no level), a --threads out of 0..256: nil and the usage error
+local function check_options(a, comp)
+  local codec = CODEC[comp] or comp
   local lv = vma.compress_levels[codec]
-  if a.level and not lv.min then
-    return "--level is not allowed without compression (" .. codec .. ")"
+  if a.level and lv and not lv.min then
+    return nil, "--level is not allowed without compression (" .. codec .. ")"
   end
-  if a.level and (a.level < lv.min or a.level > lv.max) then
-    return string.format("--level %d is out of range for %s (%d..%d)", a.level, codec, lv.min, lv.max)
+  if a.level and lv and (math.type(a.level) ~= "integer" or a.level < lv.min or a.level > lv.max) then
+    return nil, string.format("--level %s is out of range for %s (%d..%d)", tostring(a.level), codec,
+      lv.min, lv.max)
   end
-  if a.threads and (a.threads < 0 or a.threads > 256) then
-    return string.format("--threads %d is out of range (0..256, 0: one per core)", a.threads)
+  if a.threads and (math.type(a.threads) ~= "integer" or a.threads < 0 or a.threads > 256) then
+    return nil, string.format("--threads %s is out of range (0..256, 0: one per core)",
+      tostring(a.threads))
   end
-  return nil
+  return true
+end
+
+-- NAME of NAME=PATH: a config key stands for its device name
+local function device_name(name)
+  if devices.is_disk_key(name) then return devices.devname_of(name) end
+  return name
 end
 
 -- devices in command-line order: { name=, path=, size= }
@@ -69,16 +102,17 @@ local function collect_devices(a)
     end
     if not name then return nil, "bad device '" .. spec .. "' (expected format=raw:NAME=PATH)" end
     if fmt ~= "raw" then return nil, "unsupported format '" .. fmt .. "' (only raw)" end
-    devs[#devs + 1] = { name = name, path = path }
+    devs[#devs + 1] = { name = device_name(name), path = path }
   end
   for i, spec in ipairs(a.devices) do
     local name, path = spec:match("^([^=/]+)=(.+)$")
     if not name then name, path = "disk" .. (i - 1), spec end
-    devs[#devs + 1] = { name = name, path = path }
+    devs[#devs + 1] = { name = device_name(name), path = path }
   end
   for _, d in ipairs(devs) do
     local st, err = vma.stat(d.path)
     if not st then return nil, err end
+    if st.type == "directory" then return nil, d.path .. " is a folder, not a disk image" end
     if st.type ~= "file" and st.type ~= "block" then
       return nil, d.path .. " is not a file or block device"
     end
@@ -88,55 +122,35 @@ local function collect_devices(a)
   return devs
 end
 
-local function run(args)
-  local a, status = ui.parse(parser(), args, "create")
-  if not a then return status end
-  if #a.devices == 0 and #a.device == 0 and #a.config == 0 then
-    io.stderr:write("vma create: nothing to archive: give config files and/or devices\n")
-    return 2
-  end
-  local codec = compression_for(a)
-  local uerr = check_options(a, codec)
-  if uerr then
-    io.stderr:write("vma create: " .. uerr .. " (see 'vma help create')\n")
-    return 2
-  end
-  local devs, derr = collect_devices(a)
-  if not devs then return ui.fail("create", derr) end
-  local configs = {}
-  for _, path in ipairs(a.config) do
+local function collect_configs(a, devs)
+  local configs, notes = {}, {}
+  for _, spec in ipairs(a.config) do
+    local name, path = spec:match("^([^=/]+)=(.+)$")
+    if not name then name, path = require("vma.sys").basename(spec), spec end
     local f, err = io.open(path, "rb")
-    if not f then return ui.fail("create", err) end
+    if not f then return nil, err end
     local data = f:read("a")
     f:close()
-    if not data then return ui.fail("create", "cannot read " .. path) end
-    configs[#configs + 1] = { name = basename(path), data = data }
+    if not data then return nil, "cannot read " .. path end
+    if name == "qemu-server.conf" and not a.no_qmdump_map then
+      local names = {}
+      for _, d in ipairs(devs) do names[#names + 1] = d.name end
+      local unmapped
+      data, unmapped = devices.vzdump_config(data, names)
+      for _, n in ipairs(unmapped) do
+        notes[#notes + 1] = string.format("device %s has no drive line in %s: no #qmdump#map "
+          .. "line for it (name it after its config key, e.g. scsi0=PATH)", n, path)
+      end
+    end
+    configs[#configs + 1] = { name = name, data = data }
   end
+  return configs, notes
+end
 
-  vma.catch_signals()
-  local w, err = vma.create(a.archive, { compress = codec, level = a.level, threads = a.threads,
-    overwrite = a.force })
-  if not w then return ui.fail("create", err) end
-  local function fail(msg)
-    w:abort() -- removes the unfinished archive
-    return ui.fail("create", msg)
-  end
-  for _, c in ipairs(configs) do
-    local ok, cerr = w:add_config(c.name, c.data)
-    if not ok then return fail(cerr) end
-  end
-  local total = 0
-  for _, d in ipairs(devs) do
-    local id, aerr = w:add_device(d.name, d.size)
-    if not id then return fail(aerr) end
-    d.id = id
-    d.size = w:stats(id).size -- as recorded: rounded up to 512
-    total = total + d.size
-  end
-
-  local base, zbase, zeros = 0, 0, 0
+local function write_devices(w, a, devs, total)
+  local base, zbase, zeros, elapsed = 0, 0, 0, 0
   local prog = ui.progress {
-    verbose = a.verbose, quiet = a.json or a.archive == "-" and not vma.isatty(2),
+    verbose = a.verbose, quiet = a.quiet or a.json,
     line = function(pct, done, tot, _)
       io.stderr:write(string.format("progress %d%% %d/%d %d\n", pct, done, tot, zeros))
     end,
@@ -145,26 +159,27 @@ local function run(args)
     local ok, werr = w:write_device(d.id, d.path, {
       progress = function(p)
         zeros = zbase + p.zero_bytes -- summed over the devices, as Proxmox does
+        elapsed = p.elapsed
         prog.update(base + p.done, total, p.elapsed)
       end,
     })
     if not ok then
       prog.finish()
-      return fail(werr)
+      return nil, werr
     end
     base = base + d.size
     zbase = zbase + w:stats(d.id).zero_bytes
   end
   prog.finish()
-  local stats = {}
-  for _, d in ipairs(devs) do stats[d.name] = w:stats(d.id) end
-  local uuid = w.uuid
-  local ok, cerr = w:close()
-  if not ok then return ui.fail("create", cerr) end
+  return elapsed
+end
 
-  if a.verbose then
-    for _, d in ipairs(devs) do
-      local s = stats[d.name]
+local function report(a, path, uuid, devs, configs, stats, secs)
+  local total, zero = 0, 0
+  for _, d in ipairs(devs) do
+    local s = stats[d.name]
+    total, zero = total + s.size, zero + s.zero_bytes
+    if a.verbose then
       io.stderr:write(string.format("image %s: size=%d zeros=%d saved=%d\n", d.name, s.size,
         s.zero_bytes, s.size - s.zero_bytes))
     end
@@ -178,8 +193,77 @@ local function run(args)
     end
     local cfgs = ui.array()
     for _, c in ipairs(configs) do cfgs[#cfgs + 1] = { name = c.name, size = #c.data } end
-    io.write(ui.json { archive = a.archive, uuid = uuid, devices = out, configs = cfgs }, "\n")
+    -- never into the archive's own stream
+    local f = path == "-" and io.stderr or io.stdout
+    f:write(ui.json { ok = true, archive = path, uuid = uuid, devices = out, configs = cfgs }, "\n")
+    f:flush()
   end
+  ui.summary("create", string.format("%s: %d device%s, %s (%s zero, not stored)", path, #devs,
+    #devs == 1 and "" or "s", ui.throughput(total, secs), ui.human(zero)), a.quiet or a.json)
+end
+
+local function run(args)
+  local a, status = ui.parse(parser(), args, "create")
+  if not a then return status end
+  if #a.devices == 0 and #a.device == 0 and #a.config == 0 then
+    return select(2, ui.usage_error("create", "nothing to archive: give config files and/or devices"))
+  end
+  if a.vmid and not a.vmid:match("^[1-9]%d%d+$") then
+    return select(2, ui.usage_error("create", "bad --vmid '" .. a.vmid .. "' (100 or more)"))
+  end
+  local json_to = a.json and a.archive ~= "-" -- (not "x and nil or y": that is always y)
+  local function fail(msg)
+    -- the archive goes to stdout: the JSON of a failure goes where the JSON of a
+    -- success goes (stderr), never into the archive's stream
+    if a.json and a.archive == "-" then
+      local text = tostring(msg):gsub("\n+$", ""):gsub("\n", " ")
+      io.stderr:write(ui.json { ok = false, error = text }, "\n")
+    end
+    return ui.fail("create", msg, json_to)
+  end
+  if a.archive == "-" and vma.isatty(1) then
+    return fail("standard output is a terminal: not writing an archive there "
+      .. "(redirect it to a file or a pipe)")
+  end
+  local path, perr, default_comp = archive_path(a)
+  if not path then return fail(perr) end
+  local comp = a.compress or default_comp or compression_for(a, path)
+  local lok, lerr = check_options(a, comp)
+  if not lok then return select(2, ui.usage_error("create", lerr)) end
+  local devs, derr = collect_devices(a)
+  if not devs then return fail(derr) end
+  local configs, notes = collect_configs(a, devs)
+  if not configs then return fail(notes) end
+  for _, n in ipairs(notes) do io.stderr:write("vma create: note: ", n, "\n") end
+
+  vma.catch_signals()
+  local w, err = vma.create(path, { compress = comp, level = a.level, threads = a.threads,
+    overwrite = a.force })
+  if not w then return fail(err) end
+  local function abort(msg)
+    w:abort() -- removes the unfinished archive
+    return fail(msg)
+  end
+  for _, c in ipairs(configs) do
+    local ok, cerr = w:add_config(c.name, c.data)
+    if not ok then return abort(cerr) end
+  end
+  local total = 0
+  for _, d in ipairs(devs) do
+    local id, aerr = w:add_device(d.name, d.size)
+    if not id then return abort(aerr) end
+    d.id = id
+    d.size = w:stats(id).size -- as recorded: rounded up to 512
+    total = total + d.size
+  end
+  local secs, werr = write_devices(w, a, devs, total)
+  if not secs then return abort(werr) end
+  local stats = {}
+  for _, d in ipairs(devs) do stats[d.name] = w:stats(d.id) end
+  local uuid = w.uuid
+  local cok, cerr = w:close()
+  if not cok then return fail(cerr) end
+  report(a, path, uuid, devs, configs, stats, secs)
   return 0
 end
 

@@ -1,9 +1,14 @@
--- vma extract [-v] [-r MAP] [-d DRIVES] ARCHIVE DIR
--- Restores an archive: configs and vmstate.bin into DIR (a new folder), disks
--- into DIR/disk-<devname>.raw or where a restore map says.  Nothing appears
--- under a final name before the whole archive has been read and verified.
+-- vma extract [-v] [-r MAP | --map-script FILE | --target SPEC] [-d DRIVES] ARCHIVE DIR
+--
+-- Restores an archive the way Proxmox's vma does, in its order: DIR is
+-- created and every config file written into it (under a temporary name,
+-- then renamed) before the CTIME: line that qmrestore waits for; then the
+-- disks go to DIR/disk-<devname>.raw (under tmp-disk-<devname>.raw until
+-- the whole archive has been read and checked) or where a restore map says.
+-- On failure everything it created is removed again.
 local vma = require "vma"
 local ui = require "vma.ui"
+local devices = require "vma.devices"
 local restoremap = require "vma.restoremap"
 local argparse = require "argparse"
 
@@ -18,76 +23,106 @@ local function parser()
   p:option("-r --map", "a restore map in Proxmox's syntax (a file or a FIFO)")
   p:option("--map-script", "a Lua script that returns the restore map (see docs/restore-maps.md)")
   p:option("-t --target", "a built-in or user restore target: dir:PATH, lvm:VG, zfs:POOL")
-  p:option("-d --drives", "extract only these drives (comma-separated device names)")
+  p:option("-d --drives", "extract only these drives (comma-separated device names or keys)")
+  p:option("--mode", "the permissions of the files made (octal)", "0600")
+  p:flag("-f --force", "write over existing files and volumes (zeros included, so no old "
+    .. "data survives)")
+  p:flag("--salvage", "restore what can be read of a damaged or cut archive; report the rest "
+    .. "(exit status 3)")
   p:flag("-v --verbose", "print Proxmox's progress lines")
+  p:flag("-q --quiet", "no progress and no summary")
   p:flag("-n --dry-run", "print the map and what would be written where; write nothing")
-  p:flag("--json", "print a JSON summary of what was written")
+  p:flag("--json", "print a JSON summary of what was written (and only that) on stdout")
   return p
 end
 
-local function read_map(path)
-  local f, err = io.open(path, "r")
-  if not f then return nil, "unable to open restore map " .. path .. ": " .. err end
-  -- read up to the end marker only: the writer of a FIFO may keep it open
-  local lines = {}
-  for line in f:lines() do
-    lines[#lines + 1] = line
-    if line == "done" or line == "" then break end
+-- ---- the plan: one entry per device ----------------------------------------
+-- { dev=, skip=, final=, tmp=, fresh=, write_zero=, bps=, mapped=, created= }
+
+local function selection(a, devs)
+  if not a.drives then return nil end
+  local names, err = ui.split_list(a.drives, "-d")
+  if not names then return nil, err, 2 end
+  local only = {}
+  for _, name in ipairs(names) do
+    local d = devices.match(devs, name)
+    if not d then return nil, "no drive named '" .. name .. "' in the archive" end
+    only[d.name] = true
   end
-  f:close()
-  return restoremap.parse(table.concat(lines, "\n") .. "\n")
+  return only
 end
 
--- plan: one entry per device: { dev=, final=, tmp=, fresh=, write_zero=, skip=, bps= }
-local function plan_targets(a, r, entries)
-  local devices = r:devices()
-  local only
-  if a.drives then
-    only = {}
-    for name in a.drives:gmatch("[^,%s]+") do
-      local d = ui.match_drive(devices, name)
-      if not d then return nil, "no drive named '" .. name .. "' in the archive" end
-      only[d.name] = true
-    end
+-- an existing file or device that a map entry names
+local function check_existing(a, p, e, st)
+  local d = p.dev
+  if st.type ~= "file" and st.type ~= "block" then
+    return nil, "target " .. e.path .. " is not a file or block device"
   end
+  if st.size < d.size then
+    return nil, string.format("target %s is smaller (%d bytes) than %s (%d bytes)",
+      e.path, st.size, d.name, d.size)
+  end
+  if st.size > d.size + SLACK then
+    return nil, string.format("target %s is larger (%d bytes) than %s (%d bytes) "
+      .. "by more than 4 MiB", e.path, st.size, d.name, d.size)
+  end
+  -- "0:" says the target reads as zeros: true of a file that is all holes
+  -- (qmrestore allocates one), not of a file that holds data
+  if st.type == "file" and not p.write_zero and not vma.is_all_holes(e.path) then
+    if not a.force then
+      return nil, string.format("target %s already holds data, but the map says it reads as "
+        .. "zeros (0:); use --force to write the zeros too", e.path)
+    end
+    p.write_zero = true
+  end
+  return true
+end
+
+local function plan_mapped(a, p, e, created)
+  if e.format and e.format ~= "raw" then
+    return nil, "unsupported format '" .. e.format .. "' for " .. p.dev.name .. " (only raw)"
+  end
+  p.final, p.write_zero, p.bps, p.mapped = e.path, e.write_zero, e.bps, true
+  if created[e.path] then return true end -- a volume the target makes
+  local st = vma.stat(e.path)
+  if not st and e.path:match("^/dev/") then
+    -- a missing volume is not made up as a plain file under /dev
+    return nil, "target " .. e.path .. " does not exist (create the volume first)"
+  elseif not st then
+    p.fresh, p.created = true, true -- a new file, created with the device's size
+    return true
+  end
+  return check_existing(a, p, e, st)
+end
+
+local function plan_targets(a, r, entries, created)
+  local devs = r:devices()
+  local only, err, status = selection(a, devs)
+  if err then return nil, err, status end
   local by_dev = {}
-  for _, e in ipairs(entries or {}) do by_dev[e.devname] = e end
+  for _, e in ipairs(entries or {}) do
+    -- a line for a device the archive lacks is a map made for another archive
+    -- (or a typo): nothing would go where it says
+    if not devices.match(devs, e.devname) then
+      return nil, "the map names device '" .. e.devname .. "', which is not in the archive"
+    end
+    by_dev[e.devname] = e
+  end
   local plan = {}
-  for _, d in ipairs(devices) do
+  for _, d in ipairs(devs) do
     local p = { dev = d }
+    local e = by_dev[d.name] or by_dev[devices.key_of(d.name) or ""]
     if only and not only[d.name] then
       p.skip = true
     elseif d.vmstate then
       p.final, p.tmp, p.fresh = a.dir .. "/vmstate.bin", a.dir .. "/tmp-vmstate.bin", true
-    elseif entries then
-      local e = by_dev[d.name] or by_dev[d.name:gsub("^drive%-", "")]
-      if not e then return nil, "no device name mapping for " .. d.name end
-      if e.skip then
-        p.skip = true
-      else
-        if e.format and e.format ~= "raw" then
-          return nil, "unsupported format '" .. e.format .. "' for " .. d.name .. " (only raw)"
-        end
-        p.final, p.write_zero, p.bps, p.mapped = e.path, e.write_zero, e.bps, true
-        local st = vma.stat(e.path)
-        if not st and e.path:match("^/dev/") then
-          -- a missing volume is not made up as a plain file under /dev
-          return nil, "target " .. e.path .. " does not exist (create the volume first)"
-        elseif not st then
-          p.fresh = true -- a new file, created with the device's size
-        elseif st.type == "file" or st.type == "block" then
-          if st.size < d.size then
-            return nil, string.format("target %s is smaller (%d bytes) than %s (%d bytes)",
-              e.path, st.size, d.name, d.size)
-          end
-          if st.size > d.size + SLACK then
-            return nil, string.format("target %s is larger (%d bytes) than %s (%d bytes) "
-              .. "by more than 4 MiB", e.path, st.size, d.name, d.size)
-          end
-        else
-          return nil, "target " .. e.path .. " is not a file or block device"
-        end
-      end
+    elseif entries and not e then
+      return nil, "no device name mapping for " .. d.name
+    elseif e and e.skip then
+      p.skip = true
+    elseif e then
+      local ok, perr = plan_mapped(a, p, e, created or {})
+      if not ok then return nil, perr end
     else
       p.final = a.dir .. "/disk-" .. d.name .. ".raw"
       p.tmp = a.dir .. "/tmp-disk-" .. d.name .. ".raw"
@@ -98,143 +133,288 @@ local function plan_targets(a, r, entries)
   return plan
 end
 
-local function config_paths(a, r, plan)
-  local used, out = {}, {}
-  for _, p in ipairs(plan) do
-    if p.tmp then used[p.tmp], used[p.final] = true, true end
-  end
+local function config_files(a, r)
+  local out = {}
   for _, c in ipairs(r:configs()) do
-    local final, tmp = a.dir .. "/" .. c.name, a.dir .. "/tmp-cfg-" .. c.name
-    if used[final] or used[tmp] then
-      return nil, "config name '" .. c.name .. "' collides with another file of the extraction"
+    local name = c.name
+    if name:match("^tmp%-") or name:match("^disk%-.*%.raw$") or name == "vmstate.bin" then
+      return nil, "config name '" .. name .. "' collides with a file of the extraction"
     end
-    used[final], used[tmp] = true, true
-    out[#out + 1] = { name = c.name, data = c.data, final = final, tmp = tmp }
+    out[#out + 1] = { name = name, data = c.data, final = a.dir .. "/" .. name,
+                      tmp = a.dir .. "/tmp-cfg-" .. name }
   end
   return out
 end
 
-local function run(args)
-  local a, status = ui.parse(parser(), args, "extract")
-  if not a then return status end
-  local function early_fail(msg)
-    if a.json then io.write(ui.json { ok = false, error = msg }, "\n") end
-    return ui.fail("extract", msg)
-  end
-  local nmaps = (a.map and 1 or 0) + (a.map_script and 1 or 0) + (a.target and 1 or 0)
-  if nmaps > 1 then
-    io.stderr:write("vma extract: give only one of -r, --map-script and --target\n")
-    return 2
-  end
-  local r, err = vma.open(a.archive)
-  if not r then return early_fail(err) end
+-- ---- the work, with everything it creates remembered -------------------------
 
-  local entries
-  if a.map then
-    -- qmrestore writes the map only after it has read these lines
-    ui.print_content(r)
-    entries, err = read_map(a.map)
-    if not entries then return early_fail(err) end
-  elseif a.map_script or a.target then
-    local archive, aerr = restoremap.archive_info(r, a.archive)
-    if not archive then return early_fail(aerr) end
-    local map
-    if a.map_script then
-      map, err = restoremap.run_script(a.map_script, archive)
-    else
-      map, err = restoremap.target(a.target, archive)
-    end
-    if not map then return early_fail(err) end
-    entries, err = restoremap.to_entries(map, archive)
-    if not entries then return early_fail(err) end
+local Job = {}
+Job.__index = Job
+
+local function new_job(a)
+  return setmetatable({ a = a, created = {}, undo = {}, dir_made = false }, Job)
+end
+
+function Job:remember(path) self.created[#self.created + 1] = path end
+
+function Job:renamed(from, to)
+  for i, c in ipairs(self.created) do
+    if c == from then self.created[i] = to end
   end
+end
 
-  local plan, perr = plan_targets(a, r, entries)
-  if not plan then return early_fail(perr) end
-  local configs, cerr = config_paths(a, r, plan)
-  if not configs then return early_fail(cerr) end
+--- remove what this run created, newest first (the target's volumes too)
+function Job:cleanup()
+  for i = #self.created, 1, -1 do os.remove(self.created[i]) end
+  self.created = {}
+  for i = #self.undo, 1, -1 do pcall(self.undo[i]) end
+  self.undo = {}
+  if self.dir_made then vma.rmdir(self.a.dir) end
+end
 
-  if a.dry_run then
-    if entries then io.write(restoremap.format(entries)) end
-    for _, c in ipairs(configs) do io.write(string.format("config %s -> %s\n", c.name, c.final)) end
-    for _, p in ipairs(plan) do
-      if p.skip then
-        io.write(string.format("device %s: skipped\n", p.dev.name))
-      else
-        io.write(string.format("device %s (%d bytes) -> %s%s\n", p.dev.name, p.dev.size, p.final,
-          p.write_zero and " (writing zeros)" or ""))
-      end
-    end
-    return 0
-  end
-
-  local ok, merr = vma.mkdir(a.dir)
-  if not ok then return early_fail(merr) end
-  vma.catch_signals()
-
-  -- everything we create, to remove on failure
-  local created = {}
-  local function cleanup()
-    for i = #created, 1, -1 do os.remove(created[i]) end
-    vma.rmdir(a.dir)
-  end
-  local function fail(msg)
-    cleanup()
-    return early_fail(msg)
-  end
-
+--- DIR and the config files, complete and under their final names
+function Job:write_configs(configs)
+  local a = self.a
+  local mode = tonumber(a.mode, 8)
+  local ok, err = vma.mkdir(a.dir) -- 0755 less the umask
+  if not ok then return nil, err end
+  self.dir_made = true
   for _, c in ipairs(configs) do
-    local wok, werr = vma.write_file(c.tmp, c.data)
-    if not wok then return fail(werr) end
-    created[#created + 1] = c.tmp
+    ok, err = vma.write_file(c.tmp, c.data, mode)
+    if not ok then return nil, err end
+    self:remember(c.tmp)
+    ok, err = vma.rename(c.tmp, c.final)
+    if not ok then return nil, err end
+    self:renamed(c.tmp, c.final)
   end
+  return vma.fsync_dir(a.dir)
+end
 
+--- the target's volumes (lvcreate, zfs create): made now, undone on failure
+function Job:prepare(plugin, arg, entries, archive)
+  if not plugin or not plugin.prepare then return {} end
+  local ok, made, undo = pcall(plugin.prepare, entries, archive, arg,
+    { force = self.a.force, dry_run = self.a.dry_run })
+  if not ok then return nil, tostring(made) end
+  if made == nil then return nil, undo end
+  if type(undo) == "function" then self.undo[#self.undo + 1] = undo end
+  return made
+end
+
+function Job:restore(r, plan, out)
+  local a = self.a
+  local mode = tonumber(a.mode, 8)
   local targets = {}
   for _, p in ipairs(plan) do
     if not p.skip then
       local path = p.tmp or p.final
       if not p.mapped and not p.dev.vmstate and not a.json then
-        io.write(string.format("DEVINFO %s %d\n", path, p.dev.size))
+        ui.out(string.format("DEVINFO %s %d\n", path, p.dev.size))
       end
-      targets[p.dev.name] = { path = path, fresh = p.fresh, write_zero = p.write_zero, bps = p.bps }
-      if p.fresh then created[#created + 1] = path end
+      targets[p.dev.name] = { path = path, fresh = p.fresh, write_zero = p.write_zero,
+                              bps = p.bps, mode = mode }
+      if p.fresh and (p.tmp or p.created) then self:remember(path) end
     end
   end
-  io.stdout:flush()
-
-  local prog, cb = ui.read_progress(a.verbose, a.json)
-  local stats, xerr = r:extract { targets = targets, progress = cb }
+  local prog, cb = ui.read_progress(a.verbose, a.quiet or (a.json and not a.verbose), nil, out)
+  local stats, err = r:extract { targets = targets, progress = cb, salvage = a.salvage }
   prog.finish()
   r:close()
-  if not stats then return fail(xerr) end
+  return stats, err
+end
 
-  -- verified: move everything to its final name (never over an existing file)
-  local done = {}
-  for _, item in ipairs(configs) do done[#done + 1] = item end
+--- the disks under their final names (never over an existing file)
+function Job:keep(plan)
   for _, p in ipairs(plan) do
-    if p.tmp and not p.skip then done[#done + 1] = p end
-  end
-  for _, item in ipairs(done) do
-    local rok, rerr = vma.rename(item.tmp, item.final)
-    if not rok then return fail(rerr) end
-    for i, c in ipairs(created) do
-      if c == item.tmp then created[i] = item.final end
+    if p.tmp and not p.skip then
+      local ok, err = vma.rename(p.tmp, p.final)
+      if not ok then return nil, err end
+      self:renamed(p.tmp, p.final)
     end
   end
-  vma.fsync_dir(a.dir)
+  return vma.fsync_dir(self.a.dir)
+end
 
-  if a.verbose then ui.print_totals(stats) end
-  if a.json then
-    local files = ui.array()
-    for _, c in ipairs(configs) do files[#files + 1] = { kind = "config", name = c.name, path = c.final } end
-    for _, p in ipairs(plan) do
-      files[#files + 1] = { kind = p.dev.vmstate and "vmstate" or "disk", name = p.dev.name,
-        size = p.dev.size, path = p.final, skipped = p.skip or false }
-    end
-    io.write(ui.json { ok = true, dir = a.dir, files = files, bytes_written = stats.bytes_written,
-      seconds = stats.elapsed }, "\n")
+-- ---- output -------------------------------------------------------------------
+
+local function dry_run_report(a, entries, configs, plan, made)
+  local files = ui.array()
+  local lines = {}
+  if entries and not a.json then lines[#lines + 1] = assert(restoremap.format(entries)) end
+  for _, c in ipairs(configs) do
+    lines[#lines + 1] = string.format("config %s -> %s\n", c.name, c.final)
+    files[#files + 1] = { kind = "config", name = c.name, path = c.final }
   end
+  for _, p in ipairs(plan) do
+    local new = p.final and made[p.final]
+    if p.skip then
+      lines[#lines + 1] = string.format("device %s: skipped\n", p.dev.name)
+    else
+      lines[#lines + 1] = string.format("device %s (%d bytes) -> %s%s%s\n", p.dev.name, p.dev.size,
+        p.final, p.write_zero and " (writing zeros)" or "", new and (" (new: " .. new .. ")") or "")
+    end
+    files[#files + 1] = { kind = p.dev.vmstate and "vmstate" or "disk", name = p.dev.name,
+      size = p.dev.size, path = p.final or ui.null, skipped = p.skip or false,
+      write_zero = p.write_zero or false }
+  end
+  if a.json then
+    ui.out(ui.json { ok = true, dry_run = true, dir = a.dir, files = files }, "\n")
+  else
+    ui.out(table.concat(lines))
+  end
+end
+
+local function salvage_report(stats, plan, out)
+  local report, lost = ui.array(), 0
+  for _, p in ipairs(plan) do
+    local m = stats.missing and stats.missing[p.dev.name]
+    if m and not p.skip then
+      local ranges = ui.array()
+      for _, rg in ipairs(m.ranges) do ranges[#ranges + 1] = { offset = rg.offset, length = rg.length } end
+      report[#report + 1] = { name = p.dev.name, path = p.final, missing_bytes = m.bytes,
+        missing = ranges }
+      lost = lost + m.bytes
+      if out then
+        out:write(string.format("salvage: %s: %s of %s missing (zeros in %s)%s\n", p.dev.name,
+          ui.human(m.bytes), ui.human(p.dev.size), p.final, #m.ranges > 0 and ":" or ""))
+        for i, rg in ipairs(m.ranges) do
+          if i > 20 then
+            out:write(string.format("  ... and %d more ranges\n", #m.ranges - 20))
+            break
+          end
+          out:write(string.format("  bytes %d..%d\n", rg.offset, rg.offset + rg.length - 1))
+        end
+      end
+    end
+  end
+  local damage = ui.array()
+  for _, d in ipairs(stats.damage or {}) do
+    damage[#damage + 1] = { offset = d.offset, what = d.what }
+    if out then out:write(string.format("salvage: at byte %d: %s\n", d.offset, d.what)) end
+  end
+  return report, damage, lost
+end
+
+local function finish_report(a, stats, configs, plan, out)
+  local files = ui.array()
+  for _, c in ipairs(configs) do files[#files + 1] = { kind = "config", name = c.name, path = c.final } end
+  local ndisks, bytes = 0, 0
+  for _, p in ipairs(plan) do
+    files[#files + 1] = { kind = p.dev.vmstate and "vmstate" or "disk", name = p.dev.name,
+      size = p.dev.size, path = p.final or ui.null, skipped = p.skip or false }
+    if not p.skip and not p.dev.vmstate then
+      ndisks, bytes = ndisks + 1, bytes + p.dev.size
+    end
+  end
+  local report, damage, lost = {}, {}, 0
+  if a.salvage then report, damage, lost = salvage_report(stats, plan) end
+  local damaged = a.salvage and (lost > 0 or #damage > 0)
+  if damaged then salvage_report(stats, plan, io.stderr) end
+  if a.verbose then ui.print_totals(stats, out) end
+  if a.json then
+    local doc = { ok = true, dir = a.dir, files = files, bytes_written = stats.bytes_written,
+      seconds = stats.elapsed }
+    if a.salvage then
+      doc.salvaged = damaged
+      doc.devices = report
+      doc.damage = damage
+    end
+    ui.out(ui.json(doc), "\n")
+  end
+  local what = string.format("%d disk%s, %s", ndisks, ndisks == 1 and "" or "s",
+    ui.throughput(bytes, stats.elapsed))
+  if damaged then
+    ui.summary("extract", string.format("salvaged %d disk%s into %s: %s restored, %s missing "
+      .. "(zeros there)", ndisks, ndisks == 1 and "" or "s", a.dir, ui.human(bytes - lost),
+      ui.human(lost)), a.quiet)
+    return 3
+  end
+  ui.summary("extract", "restored " .. what .. " into " .. a.dir, a.quiet or a.json)
   return 0
+end
+
+-- ---- the command -----------------------------------------------------------------
+
+local function run(args)
+  local a, status = ui.parse(parser(), args, "extract")
+  if not a then return status end
+  local nmaps = (a.map and 1 or 0) + (a.map_script and 1 or 0) + (a.target and 1 or 0)
+  if nmaps > 1 then
+    return select(2, ui.usage_error("extract", "give only one of -r, --map-script and --target"))
+  end
+  if not tonumber(a.mode, 8) or not a.mode:match("^0?[0-7][0-7][0-7]$") then
+    return select(2, ui.usage_error("extract", "bad --mode '" .. a.mode .. "' (octal, e.g. 0600)"))
+  end
+  if a.drives then
+    local _, derr = ui.split_list(a.drives, "-d")
+    if derr then return select(2, ui.usage_error("extract", derr)) end
+  end
+  -- with --json, stdout carries one JSON document and nothing else
+  local out = a.json and io.stderr or nil
+  local function fail(msg) return ui.fail("extract", msg, a.json) end
+  if vma.stat(a.dir) then return fail(a.dir .. " already exists") end
+
+  vma.catch_signals()
+  local r, err = vma.open(a.archive)
+  if not r then return fail(err) end
+  local configs, cerr = config_files(a, r)
+  if not configs then return fail(cerr) end
+
+  local job = new_job(a)
+  local function abort(msg)
+    job:cleanup()
+    return fail(msg)
+  end
+
+  local entries, archive, plugin, arg
+  if a.map_script or a.target then
+    entries, archive, plugin, arg = restoremap.resolve(r, a.archive,
+      { script = a.map_script, target = a.target, force = a.force })
+    if not entries then return fail(archive) end
+  end
+  local made, merr = job:prepare(plugin, arg, entries, archive)
+  if not made then return abort(merr) end
+
+  if a.map then
+    -- qmrestore reads DIR/qemu-server.conf when it sees CTIME:, then writes the map
+    if not a.dry_run then
+      local ok, werr = job:write_configs(configs)
+      if not ok then return abort(werr) end
+    end
+    local pok, perr = pcall(ui.print_content, r, out)
+    if not pok then return abort(perr) end
+    entries, err = restoremap.read_file(a.map)
+    if not entries then return abort(err) end
+  end
+
+  local plan, perr, pstatus = plan_targets(a, r, entries, made)
+  if not plan then
+    job:cleanup()
+    if pstatus == 2 then return select(2, ui.usage_error("extract", perr)) end
+    return fail(perr)
+  end
+  if a.dry_run then
+    dry_run_report(a, entries, configs, plan, made)
+    return 0
+  end
+  if not a.map then
+    local ok, werr = job:write_configs(configs)
+    if not ok then return abort(werr) end
+  end
+  if vma.interrupted() then return abort("interrupted") end
+
+  local ok, stats, xerr = pcall(job.restore, job, r, plan, out)
+  if not ok then return abort(stats) end
+  if not stats then return abort(xerr) end
+  if vma.interrupted() then return abort("interrupted") end
+  local kept, kerr = job:keep(plan)
+  if not kept then return abort(kerr) end
+  local fok, code = pcall(finish_report, a, stats, configs, plan, out)
+  if not fok then
+    io.stderr:write("vma extract: ", tostring(code), "\n")
+    return 1
+  end
+  return code
 end
 
 return {

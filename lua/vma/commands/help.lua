@@ -1,30 +1,33 @@
 -- vma help [COMMAND]: list the commands, or show one command's usage.
-local cli = require "vma.cli"
+local plugins = require "vma.plugins"
+
+local function show(name)
+  local cmd, err, why = plugins.load("command", name)
+  if not cmd then
+    io.stderr:write(string.format("vma help: %s\n", why == "unknown"
+      and ("unknown command '" .. name .. "'") or err))
+    return why == "unknown" and 2 or 1
+  end
+  local usage = cmd.usage
+  if type(usage) == "function" then usage = usage() end
+  usage = usage or ("usage: vma " .. name .. " ...\n" .. (cmd.description or "") .. "\n")
+  io.write(usage)
+  if not usage:match("\n$") then io.write("\n") end
+  return 0
+end
 
 local function run(args)
-  local cmds = cli.commands()
-  if args[1] then
-    local path = cmds[args[1]]
-    if not path then
-      io.stderr:write(string.format("vma help: unknown command '%s'\n", args[1]))
-      return 2
-    end
-    local cmd, err = cli.load(path)
-    if not cmd then
-      io.stderr:write("vma help: " .. err .. "\n")
-      return 1
-    end
-    io.write(cmd.usage or ("usage: vma " .. args[1] .. "\n"))
-    if cmd.usage and not cmd.usage:match("\n$") then io.write("\n") end
-    return 0
-  end
-  local names = {}
-  for n in pairs(cmds) do names[#names + 1] = n end
-  table.sort(names)
+  if args[1] then return show(args[1]) end
   io.write("usage: vma COMMAND [ARGS...]\n\ncommands:\n")
-  for _, n in ipairs(names) do
-    local cmd = cli.load(cmds[n])
-    io.write(string.format("  %-14s %s\n", n, cmd and cmd.description or "(cannot be loaded)"))
+  for _, n in ipairs(plugins.names("command")) do
+    local cmd, err = plugins.load("command", n)
+    local what
+    if cmd then
+      what = type(cmd.description) == "string" and cmd.description or ""
+    else
+      what = "(cannot be loaded: " .. tostring(err):gsub("\n.*", "") .. ")"
+    end
+    io.write((string.format("  %-14s %s", n, what):gsub("%s+$", "")), "\n")
   end
   io.write("\n'vma help COMMAND' shows a command's usage.\n")
   return 0

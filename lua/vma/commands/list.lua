@@ -1,5 +1,4 @@
 -- vma list ARCHIVE: the archive's configs, devices and creation time.
-local vma = require "vma"
 local ui = require "vma.ui"
 local argparse = require "argparse"
 
@@ -13,15 +12,15 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "list")
   if not a then return st end
-  local r, err = vma.open(a.archive)
-  if not r then return ui.fail("list", err) end
+  local r, err = ui.open("list", a.archive)
+  if not r then return ui.fail("list", err, a.json) end
   if a.json then
     local configs, devices = ui.array(), ui.array()
     for _, c in ipairs(r:configs()) do configs[#configs + 1] = { name = c.name, size = #c.data } end
     for _, d in ipairs(r:devices()) do
       devices[#devices + 1] = { id = d.id, name = d.name, size = d.size, vmstate = d.vmstate }
     end
-    io.write(ui.json { uuid = r.uuid, ctime = r.ctime, compression = r.compression,
+    ui.out(ui.json { ok = true, uuid = r.uuid, ctime = r.ctime, compression = r.compression,
       configs = configs, devices = devices }, "\n")
   else
     ui.print_content(r)

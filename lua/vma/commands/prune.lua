@@ -1,17 +1,31 @@
 -- vma prune - apply a retention policy to the vzdump backups of a directory.
 --
--- run(args) takes the command-line words after "prune" and returns the
--- exit status: 0 success, 1 runtime error, 2 usage error.  An optional
--- second argument {stdout = file, stderr = file} redirects the output
--- (for tests).  See docs/policies.md.
+-- run(args) takes the command-line words after "prune" and returns the exit
+-- status: 0 success, 1 runtime error, 2 usage error.  The rules come from
+-- vma.retention, the policy from vma.plugins, the calendar from
+-- vma.calendar.  See docs/policies.md.
 
 local argparse = require "argparse"
+local ui = require "vma.ui"
 local vzdump = require "vma.vzdump"
 local retention = require "vma.retention"
+local calendar = require "vma.calendar"
 
 local M = {}
 
 M.description = "apply a retention policy to the vzdump backups of a directory"
+
+local function rules_help()
+  local lines = {}
+  for _, r in ipairs(retention.RULES) do
+    lines[#lines + 1] = string.format("  --%-17s %s", r.name .. " N", r.help)
+  end
+  lines[#lines + 1] = "  --keep-all          keep everything"
+  for _, r in ipairs(retention.EXTRA_RULES) do
+    lines[#lines + 1] = string.format("  --%-17s %s", r.name .. " " .. (r.arg or "N"), r.help)
+  end
+  return table.concat(lines, "\n")
+end
 
 M.usage = [[
 Usage: vma prune [options] DIR
@@ -21,25 +35,17 @@ keep, remove or protected, group by group (type + vmid), and delete the
 removed ones with their .log and .notes.  Other files are never touched.
 
 Rules (Proxmox's; N = 0 disables a rule; no rule at all keeps everything):
-  --keep-last N       keep the N newest backups
-  --keep-hourly N     keep the newest backup of each of the last N hours
-  --keep-daily N      ... of each of the last N days
-  --keep-weekly N     ... of each of the last N ISO weeks (Monday-Sunday)
-  --keep-monthly N    ... of each of the last N months
-  --keep-yearly N     ... of each of the last N years
-  --keep-all          keep everything
-  --keep-within DUR   keep every backup less than DUR older than the newest
-                      backup of its group (12h, 10d, 2w, 6m, 1y, 1y6m)
-  --keep-oldest N     keep the N oldest backups of each group
+]] .. rules_help() .. [[
+
   Rules run in the order within, oldest, last, hourly, daily, weekly,
   monthly, yearly; periods holding a backup kept by an earlier rule are
   skipped and do not count.  Protected backups are always kept.
 
 Options:
-  --policy FILE|NAME  the policy to run: a Lua file, or NAME.lua from
-                      $XDG_CONFIG_HOME/vma/policies/ (~/.config/vma/policies),
-                      or a bundled one: proxmox (default), keep-within,
-                      keep-oldest.  A policy may add options of its own.
+  --policy FILE|NAME  the policy to run: a Lua file, or NAME.lua from the
+                      policy folders (docs/plugins.md): proxmox (default),
+                      keep-within, keep-oldest, or your own.  A policy may add
+                      options of its own (vma prune --policy NAME --help).
   --vmid N            only the backups of guest N
   --type T            only backups of type T (qemu, lxc, openvz)
   -n, --dry-run       show what would happen, delete nothing
@@ -52,27 +58,13 @@ Options:
 Exit status: 0 ok, 1 error (nothing or not everything deleted), 2 usage error.
 ]]
 
-local COUNT_RULES = {
-  { "--keep-last", "keep the N newest backups" },
-  { "--keep-hourly", "keep the newest backup of each of the last N hours" },
-  { "--keep-daily", "keep the newest backup of each of the last N days" },
-  { "--keep-weekly", "keep the newest backup of each of the last N ISO weeks" },
-  { "--keep-monthly", "keep the newest backup of each of the last N months" },
-  { "--keep-yearly", "keep the newest backup of each of the last N years" },
-  { "--keep-oldest", "keep the N oldest backups" },
-}
+-- ---- options -------------------------------------------------------------------
 
 local function convert_count(s)
   if type(s) == "string" and s:match("^%d+$") and #s <= 12 then
     return math.tointeger(tonumber(s))
   end
   return nil, "invalid count '" .. tostring(s) .. "' (expected a whole number >= 0)"
-end
-
-local function convert_number(s)
-  local n = tonumber(s)
-  if n then return n end
-  return nil, "invalid number '" .. tostring(s) .. "'"
 end
 
 local function convert_duration(s)
@@ -82,218 +74,25 @@ local function convert_duration(s)
 end
 
 local CONVERTERS = {
-  integer = convert_count, count = convert_count, number = convert_number,
-  duration = convert_duration, string = nil,
-}
-
-local function target_of(name)
-  return (name:gsub("^%-+", ""):gsub("%-", "_"))
-end
-
--- ---- output helpers ---------------------------------------------------------
-
-local function human_size(n)
-  if not n then return "?" end
-  local units = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" }
-  local i, v = 1, n
-  while v >= 1024 and i < #units do v = v / 1024; i = i + 1 end
-  if i == 1 then return string.format("%d B", n) end
-  return string.format("%.1f %s", v, units[i])
-end
-
--- a plain table: columns padded to the widest cell, the last one not padded
-local function format_table(header, rows)
-  local widths = {}
-  for i, h in ipairs(header) do widths[i] = #h end
-  for _, r in ipairs(rows) do
-    for i, c in ipairs(r) do
-      if #c > widths[i] then widths[i] = #c end
-    end
-  end
-  local lines = {}
-  local function line(r)
-    local cells = {}
-    for i, c in ipairs(r) do
-      if i < #r then cells[i] = c .. string.rep(" ", widths[i] - #c) else cells[i] = c end
-    end
-    lines[#lines + 1] = table.concat(cells, "  ")
-  end
-  line(header)
-  for _, r in ipairs(rows) do line(r) end
-  return table.concat(lines, "\n") .. "\n"
-end
-
-local JSON_FIELDS = { "file", "path", "group", "type", "vmid", "time", "ctime", "size",
-                      "protected", "notes", "mark", "reason", "rule", "deleted" }
-
-local function json_array(records)
-  local ui = require "vma.ui"
-  local items = ui.array()
-  for _, rec in ipairs(records) do
-    local item = {}
-    for _, k in ipairs(JSON_FIELDS) do item[k] = rec[k] end
-    items[#items + 1] = item
-  end
-  return ui.json(items, JSON_FIELDS) .. "\n"
-end
-
--- ---- calendar ---------------------------------------------------------------
-
-local MONTH_NAMES = { "January", "February", "March", "April", "May", "June", "July",
-                      "August", "September", "October", "November", "December" }
-local CELL, MONTH_WIDTH, GAP = 3, 27, 3
-
-local COLORS = { x = "31", P = "33;1" }   -- red, bold yellow; the keep codes bold green
-
-local function center(s, w)
-  local left = (w - #s) // 2
-  return string.rep(" ", left) .. s .. string.rep(" ", w - #s - left)
-end
-
--- the 8 lines (title, header, 6 weeks) of one month; day_code[d] = code
-local function month_lines(y, m, day_code, color)
-  local lines = { center(MONTH_NAMES[m] .. " " .. y, MONTH_WIDTH),
-                  "Mo  Tu  We  Th  Fr  Sa  Su " }
-  local first = vzdump.weekday(y, m, 1)
-  local ndays = vzdump.days_in_month(y, m)
-  local cells = {}
-  for _ = 1, first - 1 do cells[#cells + 1] = "   " end
-  for d = 1, ndays do
-    local code = day_code[d]
-    local cell = string.format("%2d", d)
-    if code then
-      if color then
-        local c = COLORS[code] or "32;1"
-        cell = "\27[" .. c .. "m" .. cell .. code .. "\27[0m"
-      else
-        cell = cell .. code
-      end
-    else
-      cell = cell .. " "
-    end
-    cells[#cells + 1] = cell
-  end
-  while #cells < 42 do cells[#cells + 1] = "   " end
-  for w = 0, 5 do
-    local row = {}
-    for i = 1, 7 do row[i] = cells[w * 7 + i] end
-    lines[#lines + 1] = table.concat(row, " ")
-  end
-  return lines
-end
-
-local function render_calendar(groups, color, width)
-  local parts = {}
-  local per_row = math.max(1, (width + GAP) // (MONTH_WIDTH + GAP))
-  local extra_codes = {}
-  for _, g in ipairs(groups) do
-    local n = { keep = 0, remove = 0, protected = 0 }
-    for _, b in ipairs(g.backups) do n[b.mark] = n[b.mark] + 1 end
-    parts[#parts + 1] = string.format("%s: %d backup%s: %d keep, %d remove, %d protected\n\n",
-      g.key, #g.backups, #g.backups == 1 and "" or "s", n.keep, n.remove, n.protected)
-    -- the code of each day: the newest kept (or protected) backup's, else x
-    local days, months = {}, {}
-    for _, b in ipairs(g.backups) do          -- newest first
-      local mkey = b.year * 12 + b.month - 1
-      local dmap = days[mkey]
-      if not dmap then
-        dmap = {}
-        days[mkey] = dmap
-        months[#months + 1] = mkey
-      end
-      local code = retention.code(b)
-      if b.mark ~= "remove" and b.code and not retention.CODES[b.rule or ""] then
-        extra_codes[b.code] = b.rule or extra_codes[b.code] or "rule of the policy"
-      end
-      local cur = dmap[b.day]
-      if cur == nil or (cur == "x" and code ~= "x") then dmap[b.day] = code end
-    end
-    table.sort(months)
-    for i = 1, #months, per_row do
-      local blocks = {}
-      for j = i, math.min(i + per_row - 1, #months) do
-        local mkey = months[j]
-        blocks[#blocks + 1] = month_lines(mkey // 12, mkey % 12 + 1, days[mkey], color)
-      end
-      for l = 1, 8 do
-        local row = {}
-        for k, blk in ipairs(blocks) do row[k] = blk[l] end
-        parts[#parts + 1] = (table.concat(row, string.rep(" ", GAP)):gsub("%s+$", "")) .. "\n"
-      end
-      if parts[#parts] ~= "\n" then parts[#parts + 1] = "\n" end
-    end
-  end
-  local legend = { "L keep-last", "H keep-hourly", "D keep-daily", "W keep-weekly",
-                   "M keep-monthly", "Y keep-yearly", "I keep-within", "O keep-oldest",
-                   "A keep-all", "K kept by the policy" }
-  local extras = {}
-  for code, rule in pairs(extra_codes) do extras[#extras + 1] = code .. " " .. rule end
-  table.sort(extras)
-  for _, e in ipairs(extras) do legend[#legend + 1] = e end
-  legend[#legend + 1] = "P protected"
-  legend[#legend + 1] = "x removed"
-  local line = "Legend:"
-  for i, item in ipairs(legend) do
-    local piece = " " .. item .. (i < #legend and "," or ".")
-    if #line + #piece > width and line ~= "Legend:" then
-      parts[#parts + 1] = line .. "\n"
-      line = "       "
-    end
-    line = line .. piece
-  end
-  parts[#parts + 1] = line .. "\n"
-  parts[#parts + 1] = "A day shows the rule that kept its newest kept backup (x: none kept);\n"
-    .. "months without backups are not shown.  Nothing was deleted.\n"
-  return table.concat(parts)
-end
-
-local function use_color()
-  local nc = os.getenv("NO_COLOR")
-  if nc ~= nil and nc ~= "" then return false end -- no-color.org: a non-empty value
-  local term = os.getenv("TERM")
-  if term == nil or term == "" or term == "dumb" then return false end
-  return require("vma").isatty(1)
-end
-
-local function terminal_width()
-  local c = tonumber(os.getenv("COLUMNS") or "")
-  if c and c >= 20 then return c end
-  return 80
-end
-
--- ---- the command --------------------------------------------------------------
-
-local BUILTIN_OPTIONS = {
-  ["-n"] = true, ["--dry-run"] = true, ["--json"] = true, ["--calendar"] = true,
-  ["--vmid"] = true, ["--type"] = true, ["--keep-all"] = true, ["--keep-within"] = true,
-  ["--policy"] = true, ["--allow-remove-all"] = true, ["-h"] = true, ["--help"] = true,
-}
-for _, r in ipairs(COUNT_RULES) do BUILTIN_OPTIONS[r[1]] = true end
-
-local KEEP_ALL_POLICY = {
-  name = "keep-all",
-  mark = function(backups, _, rules)
-    for _, b in ipairs(backups) do rules.keep(b, "keep-all", "keep-all") end
+  integer = convert_count, count = convert_count, duration = convert_duration,
+  number = function(s)
+    return tonumber(s) or nil, "invalid number '" .. tostring(s) .. "'"
   end,
 }
 
-local function build_parser(policy)
-  local parser = argparse("vma prune", M.description):add_help(false)
-  parser:argument("dir", "the directory holding the backups")
-  parser:flag("-n --dry-run", "delete nothing")
-  parser:flag("--json", "print JSON")
-  parser:flag("--calendar", "draw a calendar (implies --dry-run)")
-  parser:option("--vmid", "only this guest"):argname("N")
-  parser:option("--type", "only this type"):argname("T"):choices(vzdump.TYPES)
-  for _, r in ipairs(COUNT_RULES) do
-    parser:option(r[1], r[2]):argname("N"):convert(convert_count)
-  end
-  parser:flag("--keep-all", "keep everything")
-  parser:option("--keep-within", "keep backups within DUR of the newest")
-    :argname("DUR"):convert(convert_duration)
-  parser:option("--policy", "the policy"):argname("FILE|NAME")
-  parser:flag("--allow-remove-all", "allow removing every backup of a group")
-  local defaults = {}
+local BUILTIN = { "-n", "--dry-run", "--json", "--calendar", "--vmid", "--type", "--keep-all",
+                  "--policy", "--allow-remove-all", "-h", "--help" }
+
+local function builtin_options()
+  local set = {}
+  for _, o in ipairs(BUILTIN) do set[o] = true end
+  for _, r in ipairs(retention.ALL_RULES) do set["--" .. r.name] = true end
+  return set
+end
+
+-- the options a policy adds: { name, type = "count"|..|"flag", description, default }
+local function add_policy_options(parser, policy)
+  local defaults, builtin = {}, builtin_options()
   for i, spec in ipairs(policy.options or {}) do
     if type(spec) ~= "table" then
       return nil, string.format("policy '%s': option #%d is not a table", policy.name, i)
@@ -303,127 +102,116 @@ local function build_parser(policy)
       return nil, string.format("policy '%s': option #%d needs a name like --keep-foo",
         policy.name, i)
     end
-    if BUILTIN_OPTIONS[name] then
+    if builtin[name] then
       return nil, string.format("policy '%s': option %s is already an option of vma prune",
         policy.name, name)
     end
-    local target = target_of(name)
+    local target = name:gsub("^%-%-", ""):gsub("%-", "_")
     local kind = spec.type or "string"
     local descr = spec.description or spec[2] or ""
     if kind == "flag" then
       parser:flag(name, descr):target(target)
-    else
-      if not CONVERTERS[kind] and kind ~= "string" then
-        return nil, string.format("policy '%s': option %s has unknown type '%s'",
-          policy.name, name, tostring(kind))
-      end
+    elseif kind == "string" or CONVERTERS[kind] then
       local opt = parser:option(name, descr):argname(spec.argname or "VALUE"):target(target)
       if CONVERTERS[kind] then opt:convert(CONVERTERS[kind]) end
+    else
+      return nil, string.format("policy '%s': option %s has unknown type '%s'",
+        policy.name, name, tostring(kind))
     end
     if spec.default ~= nil then defaults[target] = spec.default end
   end
+  return defaults
+end
+
+local function build_parser(policy)
+  local parser = argparse("vma prune", M.description):add_help(false)
+  parser:argument("dir", "the directory holding the backups")
+  parser:flag("-n --dry-run", "delete nothing")
+  parser:flag("--json", "print JSON")
+  parser:flag("--calendar", "draw a calendar (implies --dry-run)")
+  parser:option("--vmid", "only this guest"):argname("N")
+  parser:option("--type", "only this type"):argname("T"):choices(vzdump.TYPES)
+  for _, r in ipairs(retention.RULES) do
+    parser:option("--" .. r.name, r.help):argname("N"):convert(convert_count)
+  end
+  parser:option("--keep-oldest", "keep the N oldest backups"):argname("N"):convert(convert_count)
+  parser:flag("--keep-all", "keep everything")
+  parser:option("--keep-within", "keep backups within DUR of the newest")
+    :argname("DUR"):convert(convert_duration)
+  parser:option("--policy", "the policy"):argname("FILE|NAME")
+  parser:flag("--allow-remove-all", "allow removing every backup of a group")
+  local defaults, err = add_policy_options(parser, policy)
+  if not defaults then return nil, err end
   return parser, defaults
 end
 
+-- the --policy word, looked for before parsing (the policy adds options)
 local function find_policy_spec(args)
-  local spec, missing
   for i = 1, #args do
     local a = args[i]
     if a == "--" then break end
     if a == "--policy" then
-      spec = args[i + 1]
-      if spec == nil then missing = true end
+      if args[i + 1] == nil then return nil, true end
+      return args[i + 1]
     elseif a:sub(1, 9) == "--policy=" then
-      spec = a:sub(10)
+      return a:sub(10)
     end
   end
-  return spec, missing
 end
 
-local function record_of(g, b, dry_run)
-  local rec = {
-    file = b.file, path = b.path, group = g.key, type = b.type, vmid = b.vmid,
-    time = vzdump.time_string(b), ctime = b.ctime, size = b.size,
-    protected = b.protected and true or false, notes = b.notes,
-    mark = b.mark, reason = b.reason, rule = b.rule,
-  }
-  if not dry_run then rec.deleted = b.deleted == true end
-  return rec
-end
-
--- delete the removed backups of a group; returns deleted count, bytes, errors
-local function delete_removed(g, errors)
-  local bases_left = {}
-  for _, b in ipairs(g.backups) do
-    if b.mark ~= "remove" then bases_left[b.base] = true end
-  end
-  local count, bytes = 0, 0
-  for _, b in ipairs(g.backups) do
-    if b.mark == "remove" and not b.protected then
-      local ok, err = os.remove(b.path)
-      if ok then
-        b.deleted = true
-        count = count + 1
-        bytes = bytes + (b.size or 0)
-        local side = {}
-        if b.log and not bases_left[b.base] then side[#side + 1] = b.log end
-        if b.notes_path then
-          local own = vzdump.join(b.dir, b.file .. ".notes")
-          if b.notes_path == own or not bases_left[b.base] then
-            side[#side + 1] = b.notes_path
-          end
-        end
-        for _, p in ipairs(side) do
-          local sok, serr = os.remove(p)
-          if not sok then errors[#errors + 1] = "cannot remove " .. tostring(serr) end
-        end
-      else
-        b.deleted = false
-        errors[#errors + 1] = "cannot remove " .. tostring(err)
-      end
-    end
-  end
-  return count, bytes
-end
-
-function M.run(args, streams)
-  streams = streams or {}
-  local stdout = streams.stdout or io.stdout
-  local stderr = streams.stderr or io.stderr
-  local function out(s) stdout:write(s) end
-  local function fail(status, msg)
-    stderr:write("vma prune: " .. msg .. "\n")
-    return status
-  end
-  args = args or {}
-  for _, a in ipairs(args) do
-    if a == "--" then break end
-    if a == "-h" or a == "--help" then
-      out(M.usage)
-      return 0
-    end
-  end
-
-  -- a negative count would read as an unknown option: say what is wrong
+-- a negative count would read as an unknown option: say what is wrong
+local function negative_count(args)
   for i = 1, #args - 1 do
     if args[i] == "--" then break end
-    local v = args[i + 1]
-    if v:match("^%-%d") then
-      for _, r in ipairs(COUNT_RULES) do
-        if args[i] == r[1] then
-          return fail(2, string.format("invalid count '%s' for %s (expected a whole number >= 0)",
-            v, r[1]))
-        end
-      end
+    if args[i + 1]:match("^%-%d") and args[i]:match("^%-%-keep%-") then
+      return string.format("invalid count '%s' for %s (expected a whole number >= 0)",
+        args[i + 1], args[i])
     end
   end
+end
 
-  -- the policy first: it may add options
+local function wants_help(args)
+  for _, a in ipairs(args) do
+    if a == "--" then return false end
+    if a == "-h" or a == "--help" then return true end
+  end
+  return false
+end
+
+-- the help of the policy's own options, after the command's
+local function policy_help(policy)
+  if not policy.options or #policy.options == 0 then return "" end
+  local what = type(policy.description) == "string" and policy.description ~= ""
+    and (": " .. policy.description) or ""
+  local lines = { "", string.format("Options of policy %s%s:", policy.name, what) }
+  for _, spec in ipairs(policy.options) do
+    if type(spec) == "table" then
+      local name = spec[1] or spec.name or "?"
+      local arg = spec.type == "flag" and "" or (" " .. (spec.argname or "VALUE"))
+      lines[#lines + 1] = string.format("  %-19s %s%s", name .. arg,
+        spec.description or spec[2] or "",
+        spec.default ~= nil and (" (default " .. tostring(spec.default) .. ")") or "")
+    end
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+--- parse the words: the options (and the policy), or nil and the status
+local function parse(args)
+  local fail = function(status, msg)
+    io.stderr:write("vma prune: ", msg, "\n")
+    return nil, status
+  end
+  local neg = negative_count(args)
+  if neg then return fail(2, neg) end
   local spec, missing = find_policy_spec(args)
   if missing then return fail(2, "option '--policy' requires an argument") end
   local policy, perr, pkind = retention.load_policy(spec or retention.DEFAULT_POLICY)
+  if wants_help(args) and (policy or not spec) then
+    io.stdout:write(M.usage, policy and policy_help(policy) or "")
+    return nil, 0
+  end
   if not policy then return fail(pkind == "usage" and 2 or 1, perr) end
-
   local parser, defaults = build_parser(policy)
   if not parser then return fail(1, defaults) end
   local ok, opts = parser:pparse(args)
@@ -435,8 +223,7 @@ function M.run(args, streams)
     if opts[k] == nil then opts[k] = v end
   end
   opts.policy = policy.name
-
-  if opts.vmid and not (opts.vmid:match("^%d+$")) then
+  if opts.vmid and not opts.vmid:match("^%d+$") then
     return fail(2, "invalid vmid '" .. opts.vmid .. "'")
   end
   if opts.vmid then opts.vmid = opts.vmid:gsub("^0+(%d)", "%1") end
@@ -444,82 +231,55 @@ function M.run(args, streams)
     return fail(2, "--calendar and --json cannot be used together")
   end
   if opts.calendar then opts.dry_run = true end
+  return opts, policy
+end
 
-  local run_policy = policy
-  if opts.keep_all then
-    run_policy = KEEP_ALL_POLICY
-  elseif type(policy.check) == "function" then
-    local cok, cres, cmsg = pcall(policy.check, opts)
-    if not cok then return fail(1, "policy '" .. policy.name .. "': " .. tostring(cres)) end
-    if cres == nil or cres == false then
-      return fail(2, cmsg or ("policy '" .. policy.name .. "' rejects these options"))
-    end
+local KEEP_ALL_POLICY = {
+  name = "keep-all",
+  mark = function(backups, _, rules)
+    for _, b in ipairs(backups) do rules.keep(b, "keep-all", "keep-all") end
+  end,
+}
+
+-- the policy to run, once its check accepts the options
+local function checked_policy(policy, opts)
+  if opts.keep_all then return KEEP_ALL_POLICY end
+  if type(policy.check) ~= "function" then return policy end
+  local ok, res, msg = pcall(policy.check, opts)
+  if not ok then return nil, 1, "policy '" .. policy.name .. "': " .. tostring(res) end
+  if res == nil or res == false then
+    return nil, 2, msg or ("policy '" .. policy.name .. "' rejects these options")
   end
+  return policy
+end
 
-  local groups, serr = vzdump.scan(opts.dir, { type = opts.type, vmid = opts.vmid })
-  if not groups then return fail(1, serr) end
+-- ---- output --------------------------------------------------------------------
 
-  local totals = { keep = 0, remove = 0, protected = 0, backups = 0 }
+local JSON_FIELDS = { "file", "path", "group", "type", "vmid", "time", "ctime", "size",
+                      "protected", "notes", "mark", "reason", "rule", "deleted" }
+
+local function json_records(groups, dry_run)
+  local items = ui.array()
   for _, g in ipairs(groups) do
-    local aok, res = pcall(retention.apply, g.backups, run_policy, opts)
-    if not aok then
-      return fail(1, string.format("policy '%s' failed on %s: %s", policy.name, g.key,
-        tostring(res)))
-    end
-    g.backups = res
     for _, b in ipairs(g.backups) do
-      totals[b.mark] = totals[b.mark] + 1
-      totals.backups = totals.backups + 1
+      local rec = {
+        file = b.file, path = b.path, group = g.key, type = b.type,
+        vmid = math.tointeger(tonumber(b.vmid)),
+        time = vzdump.time_string(b), ctime = b.ctime, size = b.size,
+        protected = b.protected and true or false, notes = b.notes,
+        mark = b.mark, reason = b.reason, rule = b.rule,
+      }
+      if not dry_run then rec.deleted = b.deleted == true end
+      items[#items + 1] = rec
     end
   end
+  return ui.json(items, JSON_FIELDS) .. "\n"
+end
 
-  if opts.calendar then
-    if #groups == 0 then
-      out("no vzdump backups in " .. opts.dir .. "\n")
-      return 0
-    end
-    out(render_calendar(groups, use_color(), terminal_width()))
-    return 0
-  end
+local function plural(n, word) return string.format("%d %s%s", n, word, n == 1 and "" or "s") end
 
-  local status, deleted, freed, errors = 0, 0, 0, {}
-  if not opts.dry_run then
-    local emptied = {}
-    for _, g in ipairs(groups) do
-      local left = 0
-      for _, b in ipairs(g.backups) do
-        if b.mark ~= "remove" then left = left + 1 end
-      end
-      if left == 0 and #g.backups > 0 then emptied[#emptied + 1] = g end
-    end
-    if #emptied > 0 and not opts.allow_remove_all then
-      for _, g in ipairs(emptied) do
-        fail(1, string.format("refusing to remove all %d backups of %s (use --allow-remove-all)",
-          #g.backups, g.key))
-      end
-      return fail(1, "nothing deleted")
-    end
-    for _, g in ipairs(groups) do
-      local n, bytes = delete_removed(g, errors)
-      deleted, freed = deleted + n, freed + bytes
-    end
-    for _, e in ipairs(errors) do fail(1, e) end
-    if #errors > 0 then status = 1 end
-  end
-
-  if opts.json then
-    local records = {}
-    for _, g in ipairs(groups) do
-      for _, b in ipairs(g.backups) do records[#records + 1] = record_of(g, b, opts.dry_run) end
-    end
-    out(json_array(records))
-    return status
-  end
-
-  if totals.backups == 0 then
-    out("no vzdump backups in " .. opts.dir .. "\n")
-    return status
-  end
+local function text_report(groups, totals, opts, deleted, freed, nerrors)
+  if totals.backups == 0 then return "no vzdump backups in " .. opts.dir .. "\n" end
   local rows = {}
   for _, g in ipairs(groups) do
     for _, b in ipairs(g.backups) do
@@ -530,8 +290,6 @@ function M.run(args, streams)
       rows[#rows + 1] = { b.file, g.key, vzdump.time_string(b), mark, b.reason or "" }
     end
   end
-  out(format_table({ "BACKUP", "GROUP", "TIME", "MARK", "REASON" }, rows))
-  local function plural(n, word) return string.format("%d %s%s", n, word, n == 1 and "" or "s") end
   local summary = string.format("%s in %s: %d keep, %d remove, %d protected",
     plural(totals.backups, "backup"), plural(#groups, "group"),
     totals.keep, totals.remove, totals.protected)
@@ -539,10 +297,71 @@ function M.run(args, streams)
     summary = "dry run: " .. summary .. "; nothing deleted"
   else
     summary = summary .. string.format("; deleted %s (%s)", plural(deleted, "archive"),
-      human_size(freed))
-    if #errors > 0 then summary = summary .. "; " .. plural(#errors, "error") end
+      ui.human(freed))
+    if nerrors > 0 then summary = summary .. "; " .. plural(nerrors, "error") end
   end
-  out(summary .. "\n")
+  return ui.table({ "BACKUP", "GROUP", "TIME", "MARK", "REASON" }, rows) .. summary .. "\n"
+end
+
+local function use_color()
+  local nc = os.getenv("NO_COLOR")
+  if nc ~= nil and nc ~= "" then return false end -- no-color.org: a non-empty value
+  local term = os.getenv("TERM")
+  if term == nil or term == "" or term == "dumb" then return false end
+  return require("vma").isatty(1)
+end
+
+-- ---- the command ----------------------------------------------------------------
+
+function M.run(args)
+  args = args or {}
+  local opts, policy = parse(args)
+  if not opts then return policy end
+  local fail = function(status, msg)
+    io.stderr:write("vma prune: ", msg, "\n")
+    return status
+  end
+  local run_policy, cstatus, cmsg = checked_policy(policy, opts)
+  if not run_policy then return fail(cstatus, cmsg) end
+
+  local groups, serr = vzdump.scan(opts.dir, { type = opts.type, vmid = opts.vmid })
+  if not groups then return fail(1, serr) end
+  local ok, totals = pcall(retention.run, groups, run_policy, opts)
+  if not ok then
+    return fail(1, string.format("policy '%s' failed %s", policy.name, tostring(totals)))
+  end
+
+  if opts.calendar then
+    if #groups == 0 then
+      io.stdout:write("no vzdump backups in " .. opts.dir .. "\n")
+    else
+      io.stdout:write(calendar.render(groups, use_color(), require("vma").terminal_width(1)))
+    end
+    return 0
+  end
+
+  local status, deleted, freed, errors = 0, 0, 0, {}
+  if not opts.dry_run then
+    local emptied = vzdump.emptied_groups(groups)
+    if #emptied > 0 and not opts.allow_remove_all then
+      for _, g in ipairs(emptied) do
+        fail(1, string.format("refusing to remove all %d backups of %s (use --allow-remove-all)",
+          #g.backups, g.key))
+      end
+      return fail(1, "nothing deleted")
+    end
+    for _, g in ipairs(groups) do
+      local n, bytes = vzdump.delete_removed(g, errors)
+      deleted, freed = deleted + n, freed + bytes
+    end
+    for _, e in ipairs(errors) do fail(1, e) end
+    if #errors > 0 then status = 1 end
+  end
+  if opts.json then
+    io.stdout:write(json_records(groups, opts.dry_run))
+  else
+    io.stdout:write(text_report(groups, totals, opts, deleted, freed, #errors))
+  end
   return status
 end
 

@@ -2,29 +2,30 @@
 --
 -- Prints the restore map for an archive, in the syntax of `vma extract -r`
 -- (Proxmox's), computed by a built-in or user target or by a Lua script.
+local ui = require "vma.ui"
+local restoremap = require "vma.restoremap"
+local argparse = require "argparse"
 
 local USAGE = "usage: vma restore-map ARCHIVE (--target SPEC | --script FILE.lua) [--json]"
 
-local HELP = USAGE .. [[
-
-
-Print a restore map for ARCHIVE (in the syntax of `vma extract -r MAP`,
-ending with "done"), computed from the archive's devices and config.
-
-  -t, --target SPEC     dir:PATH   raw files PATH/<volume>.raw
-                        lvm:VG     logical volumes /dev/VG/<volume>
-                        zfs:POOL   zvols /dev/zvol/POOL/<volume>
-                        NAME:ARG   $XDG_CONFIG_HOME/vma/targets/NAME.lua
-  -s, --script FILE     a Lua file returning function(archive) -> map
-      --json            print the map as JSON instead
-  -h, --help            show this help
-
-See docs/restore-maps.md.
-]]
+local function parser()
+  local p = argparse("vma restore-map", "Print a restore map for ARCHIVE (in the syntax of "
+    .. "`vma extract -r MAP`, ending with \"done\"), computed from the archive's devices and "
+    .. "config by a target or a Lua script. See docs/restore-maps.md.")
+    :usage(USAGE)
+  p:argument("archive", "the archive (- for standard input)")
+  local target = p:option("-t --target", "dir:PATH (raw files PATH/<volume>.raw), lvm:VG[/POOL] "
+    .. "(/dev/VG/<volume>), zfs:POOL (/dev/zvol/POOL/<volume>), or NAME:ARG for a target "
+    .. "of your own (docs/plugins.md)")
+  local script = p:option("-s --script", "a Lua file returning function(archive) -> map")
+  p:mutex(target, script)
+  p:flag("-f --force", "map onto existing files and volumes (with zeros written)")
+  p:flag("--json", "print the map as JSON instead")
+  return p
+end
 
 -- { "archive": ..., "vmid": ..., "devices": [ {devname, skip | path, write_zero, format...} ] }
 local function to_json(archive, entries)
-  local ui = require "vma.ui"
   local devices = ui.array()
   for _, e in ipairs(entries) do
     local d = { devname = e.devname }
@@ -40,73 +41,22 @@ local function to_json(archive, entries)
     { "archive", "vmid", "devices", "devname", "skip", "path", "write_zero", "format" }) .. "\n"
 end
 
-local function fail(msg)
-  msg = tostring(msg):gsub("\n+$", ""):gsub("\n", " ")
-  io.stderr:write("vma restore-map: ", msg, "\n")
-  return 1
-end
-
 local function run(args)
-  local argparse = require "argparse"
-  local parser = argparse("vma restore-map")
-    :add_help(false)
-    :usage(USAGE)
-  parser:argument("archive")
-  local target = parser:option("-t --target")
-  local script = parser:option("-s --script")
-  parser:mutex(target, script)
-  parser:flag("--json")
-  parser:flag("-h --help")
-
-  local ok, opts = parser:pparse(args or {})
-  if not ok then
-    -- a lone -h/--help still wins over a missing ARCHIVE
-    for _, a in ipairs(args or {}) do
-      if a == "-h" or a == "--help" then
-        io.stdout:write(HELP)
-        return 0
-      end
-    end
-    io.stderr:write("vma restore-map: ", opts, "\n", USAGE, "\n")
-    return 2
+  local a, status = ui.parse(parser(), args or {}, "restore-map")
+  if not a then return status end
+  if not a.target and not a.script then
+    return select(2, ui.usage_error("restore-map", "one of --target or --script is required"))
   end
-  if opts.help then
-    io.stdout:write(HELP)
-    return 0
-  end
-  if not opts.target and not opts.script then
-    io.stderr:write("vma restore-map: one of --target or --script is required\n", USAGE, "\n")
-    return 2
-  end
-
-  local restoremap = require "vma.restoremap"
-  local okv, vma = pcall(require, "vma")
-  if not okv then return fail("cannot load the vma module: " .. tostring(vma)) end
-
-  local archive
-  local okr, err = pcall(function()
-    local reader, oerr = vma.open(opts.archive)
-    if not reader then error(oerr or ("cannot open " .. opts.archive), 0) end
-    local ok2, info = pcall(restoremap.archive_info, reader, opts.archive)
-    pcall(reader.close, reader)
-    if not ok2 then error(info, 0) end
-    archive = info
-  end)
-  if not okr then return fail(err) end
-
-  local map, merr
-  if opts.target then
-    map, merr = restoremap.target(opts.target, archive)
-  else
-    map, merr = restoremap.run_script(opts.script, archive)
-  end
-  if not map then return fail(merr) end
-
-  local entries, eerr = restoremap.to_entries(map, archive)
-  if not entries then return fail(eerr) end
-
+  local function fail(msg) return ui.fail("restore-map", msg, a.json) end
+  local vma = require "vma"
+  local ok, r, oerr = pcall(vma.open, a.archive)
+  if not ok or not r then return fail(ok and oerr or r) end
+  local entries, archive = restoremap.resolve(r, a.archive,
+    { script = a.script, target = a.target, force = a.force })
+  pcall(r.close, r)
+  if not entries then return fail(archive) end
   local text, ferr
-  if opts.json then
+  if a.json then
     text = to_json(archive, entries)
   else
     text, ferr = restoremap.format(entries)
@@ -118,6 +68,6 @@ end
 
 return {
   description = "print a restore map (for extract -r) from a target or a Lua script",
-  usage = HELP,
+  usage = parser():get_help(),
   run = run,
 }

@@ -8,37 +8,35 @@ local function parser()
     .. "including that no cluster is missing.")
   p:argument("archive", "the archive (- for standard input)")
   p:flag("-v --verbose", "print the contents and Proxmox's progress lines")
-  p:flag("--json", "print the result as a JSON object")
+  p:flag("-q --quiet", "no progress and no summary")
+  p:flag("--json", "print the result as a JSON object (and only that) on stdout")
   return p
 end
 
 local function run(args)
   local a, st = ui.parse(parser(), args, "verify")
   if not a then return st end
-  local r, err = vma.open(a.archive)
-  if not r then
-    if a.json then io.write(ui.json { ok = false, error = err }, "\n") end
-    return ui.fail("verify", err)
-  end
+  local out = a.json and io.stderr or nil
+  local r, err = ui.open("verify", a.archive)
+  if not r then return ui.fail("verify", err, a.json) end
   vma.catch_signals()
-  if a.verbose then ui.print_content(r) end
-  local prog, cb = ui.read_progress(a.verbose, a.json)
+  local ok, perr = pcall(function()
+    if a.verbose then ui.print_content(r, out) end
+  end)
+  if not ok then return ui.fail("verify", perr, a.json) end
+  local prog, cb = ui.read_progress(a.verbose, a.quiet or (a.json and not a.verbose), nil, out)
   local stats, verr = r:verify { progress = cb }
   prog.finish()
   r:close()
+  if not stats then return ui.fail("verify", verr, a.json) end
   if a.json then
-    local out = { ok = stats ~= nil, error = verr }
-    if stats then
-      out.clusters = stats.clusters_done
-      out.bytes_read = stats.bytes_read
-      out.zero_bytes = stats.zero_bytes
-      out.archive_bytes = stats.bytes_archive
-      out.seconds = stats.elapsed
-    end
-    io.write(ui.json(out), "\n")
+    ui.out(ui.json { ok = true, clusters = stats.clusters_done, bytes_read = stats.bytes_read,
+      zero_bytes = stats.zero_bytes, archive_bytes = stats.bytes_archive,
+      seconds = stats.elapsed }, "\n")
   end
-  if not stats then return ui.fail("verify", verr) end
-  if a.verbose then ui.print_totals(stats) end
+  if a.verbose then ui.print_totals(stats, out) end
+  ui.summary("verify", string.format("verified %s: every rule holds; %s of disks read",
+    a.archive, ui.throughput(stats.bytes_read, stats.elapsed)), a.quiet or a.json)
   return 0
 end
 

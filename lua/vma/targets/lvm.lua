@@ -1,22 +1,57 @@
--- Built-in restore target "lvm:VG": every disk goes to the logical volume
--- /dev/VG/<volume> (e.g. /dev/pve/vm-100-disk-0), named after the volume in
--- the archive's config (vm-<vmid>-disk-<n> when there is none). The logical
--- volumes must exist and be large enough; extract does not create them.
--- Block devices may hold old data, so zero blocks are written (write_zero = true).
+-- Built-in restore target "lvm:VG" (or "lvm:VG/THINPOOL"): every disk goes
+-- to the logical volume /dev/VG/<volume> (e.g. /dev/pve/vm-100-disk-0), named
+-- after the volume in the archive's config (vm-<vmid>-disk-<n> when there is
+-- none). A volume that does not exist is created at the disk's size
+-- (lvcreate -L, or a thin volume in THINPOOL with lvcreate -V -T) before the
+-- restore, and removed again when the restore fails. An existing volume is
+-- refused, or with --force written over, zeros included. A new thick volume
+-- may hold old data, so its zero blocks are written; a new thin one reads as
+-- zeros, so they are skipped.
 local devices = require "vma.devices"
+local volume = require "vma.volume"
 
-return function(archive, vg)
-  if vg == nil or vg == "" then
+local NAME = "^[%w_][%w_%.%+%-]*$"
+
+local function parse(arg)
+  if arg == nil or arg == "" then
     error("the lvm target needs a volume group: lvm:VG", 0)
   end
-  vg = vg:gsub("^/dev/", ""):gsub("/+$", "")
-  if vg == "" or vg:find("/", 1, true) then
-    error("bad volume group name for the lvm target: " .. vg, 0)
+  arg = arg:gsub("^/dev/", ""):gsub("/+$", "")
+  local vg, pool = arg:match("^([^/]+)/([^/]+)$")
+  if not vg then vg = arg end
+  if not vg:match(NAME) or (pool and not pool:match(NAME)) then
+    error("bad volume group name for the lvm target: " .. arg, 0)
   end
-  local names = devices.volume_names(archive)
-  local map = {}
-  for i, dev in ipairs(archive.devices) do
-    map[dev.name] = { path = "/dev/" .. vg .. "/" .. names[i], write_zero = true, format = "raw" }
-  end
-  return map
+  return vg, pool
 end
+
+local function volumes(archive, arg)
+  local vg, pool = parse(arg)
+  local names = devices.volume_names(archive)
+  local out = {}
+  for i, dev in ipairs(archive.devices) do
+    local size = tostring(dev.size) .. "b"
+    out[i] = {
+      dev = dev, thin = pool ~= nil, path = "/dev/" .. vg .. "/" .. names[i],
+      create = pool and { "lvcreate", "-y", "-n", names[i], "-V", size, "-T", vg .. "/" .. pool }
+                    or { "lvcreate", "-y", "-n", names[i], "-L", size, vg },
+      remove = { "lvremove", "-f", vg .. "/" .. names[i] },
+    }
+  end
+  return out
+end
+
+return {
+  description = "logical volumes /dev/VG/<volume> (made when missing)",
+  map = function(archive, arg, opts)
+    local map = {}
+    for _, v in ipairs(volumes(archive, arg)) do
+      local exists = volume.existing(v.path, opts)
+      map[v.dev.name] = { path = v.path, write_zero = exists or not v.thin, format = "raw" }
+    end
+    return map
+  end,
+  prepare = function(entries, archive, arg, opts)
+    return volume.prepare(entries, volumes(archive, arg), opts.dry_run)
+  end,
+}

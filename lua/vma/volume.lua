@@ -1,0 +1,48 @@
+-- vma.volume: what the built-in restore targets share: the refusal of an
+-- existing file or volume (unless --force), and the volumes a target makes
+-- before a restore (lvcreate, zfs create) and removes again after a failure.
+local vma = require "vma"
+local sys = require "vma.sys"
+
+local M = {}
+
+--- True when PATH exists (and opts.force allows writing over it); raises
+-- the message of a refusal when it exists and force is not given.
+function M.existing(path, opts)
+  if vma.stat(path) == nil then return false end
+  if not (opts and opts.force) then
+    error(path .. " already exists (not writing over it; --force writes over it, zeros "
+      .. "included)", 0)
+  end
+  return true
+end
+
+--- Make the volumes of VOLS ({path=, create=argv, remove=argv}) that the
+-- map ENTRIES use and that do not exist yet. In a dry run nothing is run.
+-- Returns path -> the command line that makes it, and a function that
+-- removes what was made; or nil and a message (what was made is removed).
+function M.prepare(entries, vols, dry_run)
+  local by_path, made, undo = {}, {}, {}
+  for _, v in ipairs(vols) do by_path[v.path] = v end
+  local function rollback()
+    for i = #undo, 1, -1 do sys.run(undo[i]) end
+    undo = {}
+  end
+  for _, e in ipairs(entries) do
+    local v = e.path and by_path[e.path]
+    if v and not vma.stat(v.path) then
+      made[v.path] = sys.command_line(v.create)
+      if not dry_run then
+        local ok, err = sys.run(v.create)
+        if ok then undo[#undo + 1] = v.remove end
+        if not ok or not sys.wait_for(v.path, 10) then
+          rollback()
+          return nil, ok and (v.path .. " did not appear after " .. v.create[1]) or err
+        end
+      end
+    end
+  end
+  return made, rollback
+end
+
+return M

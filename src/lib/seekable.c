@@ -1,0 +1,319 @@
+/* seekable.c - random access to the (decompressed) bytes of an archive: a
+ * plain .vma read with pread, or a .vma.zst in zstd's seekable format
+ * (independent frames and a seek table in a skippable frame at the end, as
+ * zstd's contrib/seekable_format specifies), read frame by frame through a
+ * small cache of decompressed frames.  Safe to use from several threads. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define SEEK_TABLE_MAGIC   0x8F92EAB1u
+#define SKIPPABLE_MAGIC    0x184D2A5Eu
+#define SEEK_FOOTER_SIZE   9u
+/* a frame larger than this is not what a seekable writer makes */
+#define MAX_FRAME_BYTES    (64u << 20)
+/* decompressed frames kept, and at most this many bytes of them */
+#define CACHE_SLOTS        16
+#define CACHE_BYTES        (32u << 20)
+
+typedef struct {
+    uint64_t coff;        /* where the frame starts in the file */
+    uint64_t doff;        /* where its bytes start in the stream */
+    uint32_t csize, dsize;
+} zframe;
+
+typedef struct {
+    int64_t frame;        /* -1: empty */
+    uint8_t *data;
+    size_t cap;
+    gboolean loading;     /* another thread decompresses into it */
+    uint64_t used;        /* last use, for LRU */
+} zslot;
+
+struct vma_src {
+    int fd;
+    vma_compress comp;    /* NONE or ZSTD */
+    uint64_t size;        /* bytes of the (decompressed) stream */
+    uint64_t file_size;
+    zframe *frames;
+    uint64_t n_frames;
+    GMutex lock;
+    GCond loaded;
+    zslot slots[CACHE_SLOTS];
+    unsigned n_slots;
+    uint64_t clock;
+    GPtrArray *dctx;      /* idle ZSTD_DCtx */
+};
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static gboolean not_seekable(GError **err, const char *why)
+{
+    g_set_error(err, VMA_ERROR, VMA_ERR_NOT_SEEKABLE,
+                "the archive is compressed as one zstd stream (%s): it can only be read "
+                "from start to end", why);
+    return FALSE;
+}
+
+/* the seek table at the end of the file */
+static gboolean read_seek_table(vma_src *s, GError **err)
+{
+    uint8_t foot[SEEK_FOOTER_SIZE];
+    if (s->file_size < SEEK_FOOTER_SIZE + 8 ||
+        vma_pread_all(s->fd, foot, sizeof(foot), s->file_size - SEEK_FOOTER_SIZE, err) !=
+            (ssize_t)sizeof(foot))
+        return err && *err ? FALSE : not_seekable(err, "no seek table");
+    if (le32(foot + 5) != SEEK_TABLE_MAGIC)
+        return not_seekable(err, "no seek table");
+    uint64_t n = le32(foot);
+    uint8_t desc = foot[4];
+    unsigned entry = (desc & 0x80) ? 12 : 8;
+    if (desc & 0x7c)
+        return not_seekable(err, "a seek table with reserved bits set");
+    uint64_t table = n * entry + SEEK_FOOTER_SIZE;
+    if (n == 0 || table + 8 > s->file_size)
+        return not_seekable(err, "a seek table that does not fit the file");
+    uint64_t frame_start = s->file_size - table - 8;
+    uint8_t *t = g_malloc(table + 8);
+    if (vma_pread_all(s->fd, t, table + 8, frame_start, err) != (ssize_t)(table + 8)) {
+        g_free(t);
+        return err && *err ? FALSE : not_seekable(err, "a short seek table");
+    }
+    if (le32(t) != SKIPPABLE_MAGIC || le32(t + 4) != table) {
+        g_free(t);
+        return not_seekable(err, "a seek table outside a skippable frame");
+    }
+    s->frames = g_new(zframe, n);
+    s->n_frames = n;
+    uint64_t coff = 0, doff = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *e = t + 8 + i * entry;
+        zframe *f = &s->frames[i];
+        f->coff = coff;
+        f->doff = doff;
+        f->csize = le32(e);
+        f->dsize = le32(e + 4);
+        coff += f->csize;
+        doff += f->dsize;
+        if (f->dsize > MAX_FRAME_BYTES || f->csize == 0 || coff > frame_start) {
+            g_free(t);
+            return not_seekable(err, "a seek table that does not match the file");
+        }
+    }
+    g_free(t);
+    if (coff != frame_start)
+        return not_seekable(err, "a seek table that does not match the file");
+    s->size = doff;
+    return TRUE;
+}
+
+vma_src *vma_src_open(int fd, GError **err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        vma_set_errno(err, errno, "stat failed");
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_NOT_SEEKABLE,
+                    "the archive is not a file (a pipe?): it can only be read from start to end");
+        return NULL;
+    }
+    int64_t fsize = vma_fd_size(fd, err);
+    if (fsize < 0)
+        return NULL;
+    uint8_t magic[4] = {0};
+    ssize_t got = vma_pread_all(fd, magic, 4, 0, err);
+    if (got < 0)
+        return NULL;
+    vma_src *s = g_new0(vma_src, 1);
+    s->fd = fd;
+    s->file_size = (uint64_t)fsize;
+    s->size = (uint64_t)fsize;
+    g_mutex_init(&s->lock);
+    g_cond_init(&s->loaded);
+    s->dctx = g_ptr_array_new();
+    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+        s->slots[i].frame = -1;
+    static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+    if (got == 4 && memcmp(magic, zstd_magic, 4) == 0) {
+        s->comp = VMA_COMPRESS_ZSTD;
+        if (!read_seek_table(s, err)) {
+            vma_src_free(s);
+            return NULL;
+        }
+    } else if (got >= 2 && ((magic[0] == 0x1f && magic[1] == 0x8b) ||
+                            (got == 4 && memcmp(magic, "\x89LZO", 4) == 0))) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_NOT_SEEKABLE,
+                    "the archive is compressed with %s: it can only be read from start to end",
+                    magic[0] == 0x1f ? "gzip" : "lzop");
+        vma_src_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void vma_src_free(vma_src *s)
+{
+    if (!s)
+        return;
+    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+        g_free(s->slots[i].data);
+    for (guint i = 0; i < s->dctx->len; i++)
+        ZSTD_freeDCtx(g_ptr_array_index(s->dctx, i));
+    g_ptr_array_free(s->dctx, TRUE);
+    g_mutex_clear(&s->lock);
+    g_cond_clear(&s->loaded);
+    g_free(s->frames);
+    g_free(s);
+}
+
+uint64_t vma_src_size(const vma_src *s) { return s->size; }
+vma_compress vma_src_compression(const vma_src *s) { return s->comp; }
+uint64_t vma_src_frames(const vma_src *s) { return s->n_frames; }
+
+/* the frame holding stream offset off */
+static uint64_t find_frame(const vma_src *s, uint64_t off)
+{
+    uint64_t lo = 0, hi = s->n_frames;
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (s->frames[mid].doff <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, GError **err)
+{
+    const zframe *f = &s->frames[fi];
+    uint8_t *in = g_malloc(f->csize);
+    ssize_t got = vma_pread_all(s->fd, in, f->csize, f->coff, err);
+    if (got < 0) {
+        g_free(in);
+        return -1;
+    }
+    g_mutex_lock(&s->lock);
+    ZSTD_DCtx *dc = s->dctx->len ? g_ptr_array_steal_index_fast(s->dctx, s->dctx->len - 1) : NULL;
+    g_mutex_unlock(&s->lock);
+    if (!dc)
+        dc = ZSTD_createDCtx();
+    size_t r = dc ? ZSTD_decompressDCtx(dc, out, f->dsize, in, (size_t)got) : 0;
+    g_free(in);
+    int rc = 0;
+    if (!dc) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
+        rc = -1;
+    } else if (ZSTD_isError(r) || r != f->dsize) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
+                    "zstd frame %" G_GUINT64_FORMAT " (at byte %" G_GUINT64_FORMAT "): %s",
+                    fi, f->coff, ZSTD_isError(r) ? ZSTD_getErrorName(r)
+                                                 : "its size differs from the seek table");
+        rc = -1;
+    }
+    if (dc) {
+        g_mutex_lock(&s->lock);
+        g_ptr_array_add(s->dctx, dc);
+        g_mutex_unlock(&s->lock);
+    }
+    return rc;
+}
+
+/* a slot to load a frame into: a free one, else the least recently used
+ * that nobody loads; NULL when all are loading (called locked) */
+static zslot *pick_slot(vma_src *s)
+{
+    zslot *best = NULL;
+    uint64_t bytes = 0;
+    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+        bytes += s->slots[i].cap;
+    for (unsigned i = 0; i < CACHE_SLOTS; i++) {
+        zslot *z = &s->slots[i];
+        if (z->loading)
+            continue;
+        if (z->frame < 0 && (bytes < CACHE_BYTES || z->cap))
+            return z;
+        if (z->frame >= 0 && (!best || z->used < best->used))
+            best = z;
+    }
+    return best;
+}
+
+/* copy n bytes at off of frame fi into buf, through the cache */
+static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n, GError **err)
+{
+    g_mutex_lock(&s->lock);
+    for (;;) {
+        zslot *hit = NULL;
+        for (unsigned i = 0; i < CACHE_SLOTS && !hit; i++)
+            if (s->slots[i].frame == (int64_t)fi)
+                hit = &s->slots[i];
+        if (hit && !hit->loading) {
+            hit->used = ++s->clock;
+            memcpy(buf, hit->data + off, n);
+            g_mutex_unlock(&s->lock);
+            return 0;
+        }
+        if (hit) { /* another thread is decompressing it */
+            g_cond_wait(&s->loaded, &s->lock);
+            continue;
+        }
+        zslot *z = pick_slot(s);
+        if (!z) {
+            g_cond_wait(&s->loaded, &s->lock);
+            continue;
+        }
+        size_t need = s->frames[fi].dsize;
+        z->frame = (int64_t)fi;
+        z->loading = TRUE;
+        g_mutex_unlock(&s->lock);
+        if (z->cap < need) {
+            g_free(z->data);
+            z->data = g_malloc(need);
+            z->cap = need;
+        }
+        int rc = decompress_frame(s, fi, z->data, err);
+        g_mutex_lock(&s->lock);
+        z->loading = FALSE;
+        if (rc < 0)
+            z->frame = -1;
+        else {
+            z->used = ++s->clock;
+            memcpy(buf, z->data + off, n);
+        }
+        g_cond_broadcast(&s->loaded);
+        g_mutex_unlock(&s->lock);
+        return rc;
+    }
+}
+
+ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err)
+{
+    if (off >= s->size)
+        return 0;
+    n = (size_t)MIN((uint64_t)n, s->size - off);
+    if (s->comp == VMA_COMPRESS_NONE)
+        return vma_pread_all(s->fd, buf, n, off, err);
+    size_t done = 0;
+    uint64_t fi = find_frame(s, off);
+    while (done < n) {
+        const zframe *f = &s->frames[fi];
+        uint64_t in_frame = off + done - f->doff;
+        size_t k = (size_t)MIN((uint64_t)(n - done), f->dsize - in_frame);
+        if (read_frame(s, fi, in_frame, (uint8_t *)buf + done, k, err) < 0)
+            return -1;
+        done += k;
+        fi++;
+    }
+    return (ssize_t)done;
+}

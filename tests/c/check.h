@@ -1,0 +1,17 @@
+/* check.h - the counters and the CHECK macro of the C unit tests */
+#ifndef VMA_TEST_CHECK_H
+#define VMA_TEST_CHECK_H
+#include <stdio.h>
+
+extern int passed, failed;
+/* the folder of this run's files */
+extern char tmpdir[];
+
+#define CHECK(cond, ...) do { \
+        if (cond) { passed++; } else { \
+            failed++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } \
+    } while (0)
+
+void test_access(void);
+#endif
