@@ -4,6 +4,8 @@
 #   make demo       build, make a sample disk, back it up, list, verify, restore, compare
 #   make bench      throughput of create, extract and verify beside cat and cp
 #   make install    PREFIX=/usr/local DESTDIR=
+#                   (the nbdkit plugin goes into nbdkit's plugin folder,
+#                   NBDKIT_PLUGINDIR; vma-fuse into LIBEXECDIR)
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 BINDIR    ?= $(PREFIX)/bin
@@ -12,6 +14,8 @@ LUADIR    ?= $(PREFIX)/share/lua/5.4
 MANDIR    ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
+LIBEXECDIR ?= $(PREFIX)/lib/vma
+NBDKIT_PLUGINDIR ?= $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/nbdkit/plugins)
 VERSION   := 0.1.0
 
 CC        ?= cc
@@ -19,13 +23,19 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib
 # Debian packages needed to build, test and run (installed by `make deps`)
 DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
              libzstd-dev zlib1g-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
-             lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev
+             lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev \
+             nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
 LDLIBS    += $(PKG_LIBS) -lpthread
+# the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
+CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib 2>/dev/null) -lpthread
+NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
+FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
 
 B         := build
 # the library (src/lib), the Lua binding (src/lua), the host (src/host)
@@ -38,7 +48,7 @@ CFLAGS    += -Isrc/lib
 
 .PHONY: all asan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
 
-all: $(B)/vma $(B)/vma.so $(B)/libvma.a
+all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse
 
 $(B)/lib/%.o: src/lib/%.c $(LIB_HDRS)
 	@mkdir -p $(@D)
@@ -60,8 +70,14 @@ $(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
 
 # the module for the stock interpreter: lua5.4 resolves lua_* itself
 $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
-	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a \
-	  $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib) -lpthread
+	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS)
+
+# `nbdkit vma ARCHIVE` (src/nbdkit) and `vma-fuse ARCHIVE DIR` (src/fuse)
+$(B)/nbdkit-vma-plugin.so: src/nbdkit/vma-plugin.c $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CFLAGS) $(NBDKIT_CFLAGS) $(LDFLAGS) -shared -o $@ $< $(B)/libvma.a $(CORE_LIBS)
+
+$(B)/vma-fuse: src/fuse/vma-fuse.c $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
 
 TEST_SRC  := $(sort $(wildcard tests/c/*.c))
 $(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
@@ -110,9 +126,16 @@ install: all
 	install -m 644 examples/* $(DESTDIR)$(DATADIR)/examples/
 	install -m 644 docs/*.md $(DESTDIR)$(DATADIR)/docs/
 	install -m 644 completions/vma.bash $(DESTDIR)$(BASHCOMPDIR)/vma
+	install -d $(DESTDIR)$(NBDKIT_PLUGINDIR) $(DESTDIR)$(LIBEXECDIR)
+	install -m 755 $(B)/nbdkit-vma-plugin.so $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so
+	install -m 755 $(B)/vma-fuse $(DESTDIR)$(LIBEXECDIR)/vma-fuse
+	printf -- '-- written by make install: where the helper programs are\nreturn { nbdkit_plugin = "%s", fuse = "%s" }\n' \
+	  '$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so' '$(LIBEXECDIR)/vma-fuse' >$(DESTDIR)$(LUADIR)/vma/site.lua
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(LUA_CMOD)/vma.so $(DESTDIR)$(MANDIR)/man1/vma.1
+	rm -f $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so $(DESTDIR)$(LIBEXECDIR)/vma-fuse
+	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	rm -rf $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(DATADIR)
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/vma
 

@@ -306,6 +306,89 @@ if [ "$COMP" -gt 0 ]; then
         round=$((round + 1))
     done
 fi
+
+# ---- random access: serve, cat, mount, the Lua API, the index ------------------
+# On the half image's archive (plain, and a seekable .vma.zst): nbdcopy of the
+# served disk beside cp of the extracted raw image, vma cat beside cat of it,
+# cp --sparse from the mounted disk beside cp --sparse of it; random 4 KiB
+# reads through the Lua API (warm cache); indexing a 100 GiB thin archive.
+ACCESS=1
+for tool in nbdkit nbdcopy fusermount3 zstd; do
+    command -v $tool >/dev/null 2>&1 || { ACCESS=0; echo "bench: $tool missing: no random-access figures" >&2; }
+done
+[ -e /dev/fuse ] || { ACCESS=0; echo "bench: no /dev/fuse: no random-access figures" >&2; }
+want half || ACCESS=0 # it reads the half image
+SPID= MNT=$W/mnt
+stop_access() {
+    [ -z "$SPID" ] || { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=; }
+    if grep -q " $MNT " /proc/mounts 2>/dev/null; then fusermount3 -u "$MNT" 2>/dev/null || true; fi
+}
+cleanup() {
+    stop_access
+    rm -rf "$W"
+    rmdir "$BASE" 2>/dev/null || true
+}
+# serve ARCHIVE: vma serve on a socket in $W, wait until it prints its URIs
+serve() {
+    rm -f "$W/nbd.sock" "$W/serve.out"
+    "$VMA" serve "$1" --socket "$W/nbd.sock" >"$W/serve.out" 2>&1 &
+    SPID=$!
+    i=0
+    while ! grep -q 'nbd+unix' "$W/serve.out" 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -lt 600 ] && kill -0 "$SPID" 2>/dev/null || die "vma serve did not start: $(cat "$W/serve.out")"
+        sleep 0.05
+    done
+}
+if [ "$ACCESS" = 1 ]; then
+    echo "random access: half.img archive, plain and seekable zst" >&2
+    AP=$W/ra.vma AZ=$W/ra.vma.zst RAW=$W/rx/disk-disk0.raw URI="nbd+unix:///disk0?socket=$W/nbd.sock"
+    "$VMA" create "$AP" "$W/half.img" >/dev/null
+    "$VMA" extract "$AP" "$W/rx" >/dev/null
+    same "$W/half.img" "$RAW"
+    # a seekable .vma.zst: vma create's own once it writes a seek table, else made by hand
+    "$VMA" create "$AZ" "$W/half.img" >/dev/null
+    ZST_NOTE="vma create"
+    if ! "$VMA" cat "$AZ" disk0 --length 0 >/dev/null 2>&1; then
+        rm -f "$AZ"
+        "$LUA" "$ROOT/bench/mkseekable.lua" "$AP" "$AZ"
+        ZST_NOTE="made by bench/mkseekable.lua: 4 MiB frames, zstd -3 (vma create writes one stream)"
+    fi
+    echo "ra|archive|$(du -k --apparent-size "$AP" | cut -f1)|-|0|0|-" >>"$RES"
+    echo "ra|zst archive|$(du -k --apparent-size "$AZ" | cut -f1)|-|0|0|-" >>"$RES"
+    # thin100: 100 GiB sparse, 4 MiB of data: the time to open and index it
+    truncate -s 100G "$W/thin100.img"
+    rnd thin100 $((4 * MiB)) | dd of="$W/thin100.img" bs=1M seek=51200 conv=notrunc iflag=fullblock status=none
+    "$VMA" create "$W/thin100.vma" "$W/thin100.img" >/dev/null
+    rm -f "$W/thin100.img"
+    mkdir -p "$MNT"
+    round=1
+    while [ "$round" -le "$RUNS" ]; do
+        once ra "cp raw && sync" "rm -f \"\$C\"" "sh -c 'cp \"\$1\" \"\$2\" && sync' sh \"$RAW\" \"$C\""
+        once ra "cat raw" ":" "cat \"$RAW\" >/dev/null"
+        once ra "cp --sparse raw && sync" "rm -f \"\$C\"" "sh -c 'cp --sparse=always \"\$1\" \"\$2\" && sync' sh \"$RAW\" \"$C\""
+        for kind in plain zst; do
+            AR=$AP
+            [ $kind = zst ] && AR=$AZ
+            serve "$AR"
+            once ra "nbdcopy $kind && sync" "rm -f \"\$C\"" "sh -c 'nbdcopy \"\$1\" \"\$2\" && sync' sh \"$URI\" \"$C\""
+            [ "$round" = 1 ] && { same "$RAW" "$C"; echo "  cmp: nbdcopy of the served $kind disk equals the image" >&2; }
+            stop_access
+            once ra "vma cat $kind" ":" "\"$VMA\" cat \"$AR\" disk0 >/dev/null"
+            "$VMA" mount "$AR" "$MNT" || die "vma mount $AR failed"
+            once ra "mount cp --sparse $kind && sync" "rm -f \"\$C\"" "sh -c 'cp --sparse=always \"\$1\" \"\$2\" && sync' sh \"$MNT/disk0.raw\" \"$C\""
+            [ "$round" = 1 ] && { same "$RAW" "$C"; echo "  cmp: cp from the mounted $kind disk equals the image" >&2; }
+            stop_access
+        done
+        rm -f "$C"
+        once ra "index 100 GiB thin" "rm -rf \"\$W/xdg\"" "env XDG_CACHE_HOME=\"$W/xdg\" \"$VMA\" cat \"$W/thin100.vma\" disk0 --length 0"
+        echo "  random access: round $round of $RUNS done" >&2
+        round=$((round + 1))
+    done
+    # random 4 KiB reads from the page cache (not timed by once: a rate)
+    RR_PLAIN=$(LUA_CPATH="$ROOT/build/?.so;;" "$LUA" "$ROOT/bench/randread.lua" "$AP" disk0 200000 | cut -d' ' -f1)
+    RR_ZST=$(LUA_CPATH="$ROOT/build/?.so;;" "$LUA" "$ROOT/bench/randread.lua" "$AZ" disk0 50000 | cut -d' ' -f1)
+fi
 summarize
 
 # ---- the report -------------------------------------------------------------
@@ -330,6 +413,7 @@ fi
 echo
 
 awk -F'|' -v half=$HALF -v thin=$THIN -v check=$CHECK -v scale=$SCALE -v comp=$COMP -v pve="$PVE_VMA" '
+    $1 == "ra" { next }  # random access: reported below
     { t[$1 "|" $2] = $3; r[$1 "|" $2] = $4; lo[$1 "|" $2] = $5; hi[$1 "|" $2] = $6; cpu[$1 "|" $2] = $7
       if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
     function row(img, op, ref, refname,   s, mb, ratio, rss) {
@@ -440,4 +524,29 @@ fi
 if [ -n "$TIMEBIN" ]; then
     maxrss=$(awk -F'|' '$2 ~ /^vma / && $4 != "-" && $4 + 0 > m { m = $4 + 0 } END { printf "%.2f", m / 1024 }' "$RES")
     target "peak RSS of vma (largest, all images)" "$maxrss" 64 " MiB"
+fi
+if [ "$ACCESS" = 1 ]; then
+    echo
+    echo "random access ($HALF MiB half image; archive $(get ra archive | awk '{ printf "%.1f", $1 / 1024 }') MiB, seekable zst $(get ra 'zst archive' | awk '{ printf "%.1f", $1 / 1024 }') MiB: $ZST_NOTE):"
+    for op in "cp raw && sync" "nbdcopy plain && sync" "nbdcopy zst && sync" "cat raw" "vma cat plain" "vma cat zst" \
+              "cp --sparse raw && sync" "mount cp --sparse plain && sync" "mount cp --sparse zst && sync" "index 100 GiB thin"; do
+        awk -F'|' -v o="$op" -v mb="$HALF" '$1 == "ra" && $2 == o {
+            rate = (o ~ /index/) ? "-" : sprintf("%.0f", mb / ($3 > 0 ? $3 : 1e-9))
+            printf "  %-34s %9.3f s  (%.3f-%.3f)  %8s MiB/s\n", o, $3, $5, $6, rate }' "$RES"
+    done
+    echo "  random 4 KiB reads (Lua, warm)     plain $RR_PLAIN/s, zst $RR_ZST/s"
+    echo
+    echo "random-access targets (time ratios; at most the limit):"
+    for kind in plain zst; do
+        ratio2 "nbdcopy $kind / cp raw (>= 0.8x speed)" ra "nbdcopy $kind && sync" 'cp raw && sync' 1.25
+        ratio2 "vma cat $kind / cat raw (>= 0.9x speed)" ra "vma cat $kind" 'cat raw' 1.11
+        ratio2 "mount cp --sparse $kind / cp --sparse raw" ra "mount cp --sparse $kind && sync" 'cp --sparse raw && sync' 1.5
+    done
+    target "index a 100 GiB thin archive" "$(get ra 'index 100 GiB thin')" 1.0 " s"
+    # a rate: the target is a floor, so compare its inverse
+    for kind in plain zst; do
+        eval "rr=\$RR_$(echo $kind | tr a-z A-Z)"
+        if [ "${rr:-0}" -ge 20000 ]; then ok=met; else ok=MISSED; fi
+        printf '  %-40s %9s %-6s (limit %s)\n' "random 4 KiB reads/s, $kind (Lua)" "$rr" "$ok" ">= 20000"
+    done
 fi

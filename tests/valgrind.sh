@@ -1,7 +1,8 @@
 #!/bin/sh
 # valgrind finds no leak and no memory error in a create / verify / extract
 # round trip (also with zstd and gzip, whose compression runs in threads),
-# nor in the C unit tests.
+# nor in the C unit tests, nor in the random access programs (vma cat, the
+# nbdkit plugin, vma-fuse).
 cd "$(dirname "$0")/.." || exit 1
 T=$(mktemp -d /tmp/vma-valgrind.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -28,4 +29,23 @@ $VG build/vma extract tests/fixtures/proxmox/e-vmstate/e-vmstate.vma "$T/x" 2>/d
 [ $? -eq 1 ] || exit 1
 set -e
 $VG build/test_core >/dev/null
+# random access: vma cat, the nbdkit plugin under nbdkit, vma-fuse
+$VG build/vma cat "$T/a.vma" drive-scsi0 >"$T/cat.raw"
+cmp "$T/cat.raw" "$T/x/disk-drive-scsi0.raw"
+if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
+    $VG nbdkit -U - -r build/nbdkit-vma-plugin.so "$T/a.vma" --run \
+        "nbdcopy \"\$uri\" '$T/nbd.raw' && nbdinfo --map \"\$uri\" >/dev/null && nbdinfo --list \"\$uri\" >/dev/null"
+    cmp "$T/nbd.raw" "$T/x/disk-drive-scsi0.raw"
+fi
+if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
+    mkdir "$T/m"
+    ( $VG build/vma-fuse -f "$T/a.vma" "$T/m"; echo $? >"$T/fuse.rc" ) &
+    i=0
+    while ! grep -q " $T/m " /proc/mounts && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    cp --sparse=always "$T/m/drive-virtio1.raw" "$T/fuse.raw"
+    fusermount3 -u "$T/m"
+    wait
+    [ "$(cat "$T/fuse.rc")" = 0 ] || { echo "vma-fuse under valgrind: status $(cat "$T/fuse.rc")"; exit 1; }
+    cmp "$T/fuse.raw" "$T/x/disk-drive-virtio1.raw"
+fi
 echo "valgrind: clean"

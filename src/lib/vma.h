@@ -282,10 +282,11 @@ typedef struct {
 typedef int (*vma_write_progress_fn)(const vma_write_progress *p, void *ud);
 
 /* Write every cluster of dev_id from fd (a file or block device), skipping
- * holes without reading them (SEEK_DATA/SEEK_HOLE). */
-int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd,
-                        vma_write_progress_fn progress, void *ud,
-                        GError **err);
+ * holes without reading them (SEEK_DATA/SEEK_HOLE).  label names the image
+ * in messages (its path; NULL: "the image of 'NAME'").  A failure to write
+ * the archive names the archive. */
+int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, const char *label,
+                        vma_write_progress_fn progress, void *ud, GError **err);
 
 /* an image that is not a descriptor (an RBD snapshot, say); the writer
  * calls it from a thread of its own */

@@ -695,10 +695,9 @@ static int writer_write_device(lua_State *L)
         return lvma_push_argerror(L, "%s is a folder, not a disk image", path);
     }
     GError *e = NULL;
-    int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, pc.fn ? write_progress : NULL, &pc, &e);
+    int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, path, pc.fn ? write_progress : NULL,
+                                 &pc, &e);
     close(fd);
-    if (rc < 0 && !pc.failed && e->code != VMA_ERR_INTERRUPTED)
-        g_prefix_error(&e, "%s: ", path);
     if (rc < 0)
         return push_failure(&pc, e);
     lua_pushboolean(L, 1);

@@ -37,6 +37,8 @@ lreader *lvma_check_reader(lua_State *L);
 
 /* the file and process helpers (lvma_os.c): added to the table on top */
 void lvma_open_os(lua_State *L);
+/* child processes, sleep, temporary folders (lvma_proc.c): added by lvma_open_os */
+void lvma_open_proc(lua_State *L);
 
 /* disks (lvma_disk.c): r:disk(name), and the disk class */
 int lvma_reader_disk(lua_State *L);

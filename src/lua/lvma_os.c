@@ -191,4 +191,5 @@ static const luaL_Reg os_funcs[] = {
 void lvma_open_os(lua_State *L)
 {
     luaL_setfuncs(L, os_funcs, 0);
+    lvma_open_proc(L);
 }

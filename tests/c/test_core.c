@@ -210,7 +210,7 @@ static void test_sparse_fd(void)
     GError *e = NULL;
     vma_writer *w = vma_writer_create(arch, NULL, &e);
     int id = vma_writer_add_device(w, "disk0", size, &e);
-    CHECK(vma_writer_write_fd(w, (uint8_t)id, fd, NULL, NULL, &e) == 0, "write_fd: %s", e ? e->message : "");
+    CHECK(vma_writer_write_fd(w, (uint8_t)id, fd, NULL, NULL, NULL, &e) == 0, "write_fd: %s", e ? e->message : "");
     CHECK(vma_writer_close(w, &e) == 0, "close: %s", e ? e->message : "");
     vma_writer_free(w);
 

@@ -127,6 +127,22 @@ describe("zstd archives", function()
     H.rm(dir .. "/x2")
   end)
 
+  it("recompress writes the same seekable frames, with --threads and checked levels", function()
+    write_archive(dir .. "/rc.vma", img, { compress = "none" })
+    write_archive(dir .. "/rc-direct.vma.zst", img, { compress = "zstd", threads = 1 })
+    local rc, _, err = H.vma("recompress", "-q", "--threads", "3", dir .. "/rc.vma", dir .. "/rc.vma.zst")
+    assert.are.equal(0, rc, err)
+    -- frames depend only on the archive's bytes: the same file as written directly
+    assert.is_true(H.read(dir .. "/rc.vma.zst") == H.read(dir .. "/rc-direct.vma.zst"))
+    rc, _, err = H.vma("recompress", "--level", "20", dir .. "/rc.vma", dir .. "/rc2.vma.zst")
+    assert.are.equal(2, rc)
+    assert.matches("%-%-level 20 is out of range for zstd %(1%.%.19%)", err)
+    rc, _, err = H.vma("recompress", "--threads", "-3", dir .. "/rc.vma", dir .. "/rc2.vma.gz")
+    assert.are.equal(2, rc, err)
+    assert.is_false(H.exists(dir .. "/rc2.vma.zst"))
+    assert.is_false(H.exists(dir .. "/rc2.vma.gz"))
+  end)
+
   it("compress within 3% of one zstd -3 stream of the same bytes", function()
     local arch = dir .. "/ratio.vma.zst"
     local rc, _, err = H.vma("create", "-f", arch, img)

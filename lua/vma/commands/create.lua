@@ -4,6 +4,7 @@ local ui = require "vma.ui"
 local devices = require "vma.devices"
 local vzdump = require "vma.vzdump"
 local argparse = require "argparse"
+local compression = require "vma.compression"
 
 local function parser()
   local p = argparse("vma create", "Create an archive from config files and disk images. "
@@ -19,10 +20,7 @@ local function parser()
   p:option("-d --device", "a device as format=raw:NAME=PATH (Proxmox form)"):count("*")
   p:option("--compress", "zstd, gzip, lzo or none (default: from the archive's name)")
     :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none", "raw" }
-  p:option("--level", "compression level: zstd 1..19 (default 3), gzip 1..9 (6), lzo 1..9 (3)")
-    :convert(tonumber)
-  p:option("--threads", "compression threads for zstd and gzip (default 0: one per core)")
-    :convert(tonumber)
+  compression.options(p)
   p:option("--vmid", "the guest's id: with a folder as ARCHIVE, the archive is named "
     .. "vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS.vma.zst in it")
   p:flag("--no-qmdump-map", "store qemu-server.conf as it is (no #qmdump#map: lines added)")
@@ -61,28 +59,6 @@ local function compression_for(a, path)
   local ext = path:match("%.(%w+)$")
   if ext == "zst" or ext == "gz" or ext == "lzo" then return ext end
   return "none"
-end
-
-local CODEC = { zstd = "zstd", zst = "zstd", gzip = "gzip", gz = "gzip", lzo = "lzo", lzop = "lzo",
-                none = "none", raw = "none" }
-
--- a --level the codec does not take (the ranges of vma.compress_levels; none
--- takes no level), a --threads out of 0..256: nil and the usage error
-local function check_options(a, comp)
-  local codec = CODEC[comp] or comp
-  local lv = vma.compress_levels[codec]
-  if a.level and lv and not lv.min then
-    return nil, "--level is not allowed without compression (" .. codec .. ")"
-  end
-  if a.level and lv and (math.type(a.level) ~= "integer" or a.level < lv.min or a.level > lv.max) then
-    return nil, string.format("--level %s is out of range for %s (%d..%d)", tostring(a.level), codec,
-      lv.min, lv.max)
-  end
-  if a.threads and (math.type(a.threads) ~= "integer" or a.threads < 0 or a.threads > 256) then
-    return nil, string.format("--threads %s is out of range (0..256, 0: one per core)",
-      tostring(a.threads))
-  end
-  return true
 end
 
 -- NAME of NAME=PATH: a config key stands for its device name
@@ -228,8 +204,8 @@ local function run(args)
   local path, perr, default_comp = archive_path(a)
   if not path then return fail(perr) end
   local comp = a.compress or default_comp or compression_for(a, path)
-  local lok, lerr = check_options(a, comp)
-  if not lok then return select(2, ui.usage_error("create", lerr)) end
+  local uerr = compression.check(comp, a.level, a.threads)
+  if uerr then return select(2, ui.usage_error("create", uerr)) end
   local devs, derr = collect_devices(a)
   if not devs then return fail(derr) end
   local configs, notes = collect_configs(a, devs)

@@ -1,0 +1,28 @@
+-- bench/randread.lua: random 4 KiB reads through the Lua disk API, per
+-- second (the archive is read once first, so the page cache holds it).
+-- Prints: reads per second, wall seconds.
+--
+--   lua5.4 bench/randread.lua ARCHIVE DISK [COUNT]
+local vma = require "vma"
+local path, name, count = arg[1], arg[2], tonumber(arg[3] or 200000)
+local f = assert(io.open(path, "rb"))
+while f:read(1 << 20) do end
+f:close()
+local r = assert(vma.open(path, { cache = "off" }))
+local d = assert(r:disk(name))
+local blocks = d.size // 4096
+math.randomseed(42)
+local function now()
+  local p = io.popen("date +%s%N")
+  local t = tonumber(p:read("l"))
+  p:close()
+  return t / 1e9
+end
+local t0 = now()
+for _ = 1, count do
+  assert(#d:read(math.random(0, blocks - 1) * 4096, 4096) == 4096)
+end
+local secs = now() - t0
+io.write(string.format("%.0f %.3f\n", count / secs, secs))
+d:close()
+r:close()

@@ -1,0 +1,65 @@
+-- vma cat ARCHIVE DISK: a disk of an archive, or a range of it, to standard
+-- output (a pipe, a file), read at random: nothing is restored first.
+local vma = require "vma"
+local ui = require "vma.ui"
+local access = require "vma.access"
+local argparse = require "argparse"
+
+local function parser()
+  local p = argparse("vma cat", "Write a disk of an archive, or the range --offset/--length "
+    .. "of it, to standard output, zeros included (for a pipe: | ssh host dd of=/dev/...). "
+    .. "Sizes may end in K, M, G or T (powers of 1024).")
+  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("disk", "the device: scsi0 or drive-scsi0 (vmstate: the RAM state)")
+  p:option("--offset", "start at this byte of the disk", "0")
+  p:option("--length", "write at most this many bytes (default: to the end)")
+  return p
+end
+
+local function run(args)
+  local a, st = ui.parse(parser(), args, "cat")
+  if not a then return st end
+  local function usage(msg)
+    io.stderr:write("vma cat: " .. msg .. " (see 'vma help cat')\n")
+    return 2
+  end
+  local off = access.parse_size(a.offset)
+  if not off then return usage("--offset must be a size, not '" .. a.offset .. "'") end
+  local len
+  if a.length then
+    len = access.parse_size(a.length)
+    if not len then return usage("--length must be a size, not '" .. a.length .. "'") end
+  end
+  if vma.isatty(1) then
+    return ui.fail("cat", "standard output is a terminal: redirect it to a file or a pipe")
+  end
+  local r, err, kind = vma.open(a.archive)
+  if not r then return ui.fail("cat", err) end
+  local d
+  local dev = require("vma.devices").match(r:devices(), a.disk)
+  d, err, kind = r:disk(dev and dev.name or a.disk)
+  if not d then
+    r:close()
+    return ui.fail("cat", access.explain(err, kind))
+  end
+  if off > d.size then
+    local size = d.size
+    d:close()
+    r:close()
+    return ui.fail("cat", string.format("--offset %d is past the end of %s (%d bytes)", off,
+      a.disk, size))
+  end
+  len = math.min(len or d.size - off, d.size - off)
+  vma.catch_signals()
+  local n, cerr = d:copy_to(io.stdout, off, len)
+  d:close()
+  r:close()
+  if not n then return ui.fail("cat", cerr) end
+  return 0
+end
+
+return {
+  description = "write a disk (or a range of it) to standard output",
+  usage = parser():get_help(),
+  run = run,
+}

@@ -1,0 +1,133 @@
+-- vma convert ARCHIVE OUT: one disk of an archive to an image file (qcow2,
+-- vmdk, vhdx, raw) through qemu-img, which reads it from our nbdkit plugin
+-- on a private socket (holes stay holes: qemu-img asks for block status).
+local vma = require "vma"
+local ui = require "vma.ui"
+local access = require "vma.access"
+local argparse = require "argparse"
+
+local FORMATS = { qcow2 = true, vmdk = true, vhdx = true, raw = true, vpc = true, vdi = true }
+local BY_EXT = { qcow2 = "qcow2", vmdk = "vmdk", vhdx = "vhdx", raw = "raw", img = "raw",
+  vhd = "vpc", vdi = "vdi" }
+
+local function parser()
+  local p = argparse("vma convert", "Convert one disk of an archive to an image file with "
+    .. "qemu-img, without restoring it first: the disk is served by nbdkit on a private Unix "
+    .. "socket and qemu-img reads it over NBD, skipping the holes. OUT is written under a "
+    .. "temporary name in its folder and renamed at the end; an existing OUT is never "
+    .. "replaced unless --force.")
+  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("out", "the image to write")
+  p:option("--disk", "the disk (scsi0 or drive-scsi0); needed when there are several")
+  p:option("-O --format", "qcow2, vmdk, vhdx or raw (default: from OUT's extension, else qcow2)")
+  p:flag("--force", "replace OUT if it exists")
+  p:flag("-q --quiet", "no progress, even on a terminal")
+  return p
+end
+
+local function run(args)
+  local a, st = ui.parse(parser(), args, "convert")
+  if not a then return st end
+  local fmt = a.format or BY_EXT[(a.out:match("%.(%w+)$") or ""):lower()] or "qcow2"
+  if not FORMATS[fmt] then
+    io.stderr:write("vma convert: unknown format '" .. fmt .. "': qcow2, vmdk, vhdx or raw "
+      .. "(see 'vma help convert')\n")
+    return 2
+  end
+  local ost = vma.stat(a.out)
+  if ost and not a.force then
+    return ui.fail("convert", a.out .. " exists (--force replaces it)")
+  end
+  if ost and ost.type ~= "file" then
+    return ui.fail("convert", a.out .. " is not a regular file (for a device: vma cat ARCHIVE "
+      .. "DISK > DEVICE)")
+  end
+  local r, err = access.open(a.archive)
+  if not r then return ui.fail("convert", err) end
+  local d, derr, dst = access.pick_disk(r, a.disk)
+  r:close()
+  if not d then
+    if dst == 2 then
+      io.stderr:write("vma convert: " .. derr .. " (see 'vma help convert')\n")
+      return 2
+    end
+    return ui.fail("convert", derr)
+  end
+  if not access.which("qemu-img") then
+    return ui.fail("convert", "qemu-img is not installed (Debian: apt-get install qemu-utils)")
+  end
+
+  local dir, base = a.out:match("^(.*)/([^/]+)$")
+  if not dir then dir, base = ".", a.out end
+  if dir == "" then dir = "/" end
+  local dst_st = vma.stat(dir)
+  if not dst_st or dst_st.type ~= "directory" then
+    return ui.fail("convert", "no folder " .. dir .. " for " .. a.out)
+  end
+  local tmp, terr = access.tmpdir("convert")
+  if not tmp then return ui.fail("convert", terr) end
+  local socket = tmp .. "/nbd.sock"
+  -- the temporary output: a name that nobody else uses, in OUT's folder
+  local part
+  for _ = 1, 100 do
+    part = string.format("%s/.%s.part-%d-%06d", dir, base, vma.getpid(), math.random(0, 999999))
+    if not vma.stat(part) then break end
+  end
+
+  vma.catch_signals()
+  local nb, nerr = access.start_nbdkit { archive = a.archive, disk = d.name, socket = socket,
+    dir = tmp }
+  local qpid
+  local function cleanup(keep_part)
+    if qpid then access.stop(qpid) end
+    if nb then access.stop(nb.pid) end
+    if not keep_part then os.remove(part) end
+    access.rmtmp(tmp, { "nbd.sock", "nbdkit.pid" })
+  end
+  if not nb then
+    cleanup()
+    return ui.fail("convert", nerr)
+  end
+
+  local argv = { "qemu-img", "convert", "-f", "raw", "-O", fmt, "-t", "writeback" }
+  if vma.isatty(1) and not a.quiet then argv[#argv + 1] = "-p" end
+  argv[#argv + 1] = access.uri(d.name, socket)
+  argv[#argv + 1] = part
+  local qerr
+  qpid, qerr = vma.spawn(argv, { stdin = "/dev/null" })
+  if not qpid then
+    cleanup()
+    return ui.fail("convert", qerr)
+  end
+  local how, code = access.wait(qpid, true)
+  if how == "interrupted" then
+    cleanup()
+    return ui.fail("convert", "interrupted")
+  end
+  qpid = nil
+  if how ~= "exit" or code ~= 0 then
+    cleanup()
+    return ui.fail("convert", "qemu-img failed (" .. access.status_text(how, code) .. ")")
+  end
+  access.stop(nb.pid)
+  nb = nil
+  local ok, rerr
+  if a.force then
+    ok, rerr = os.rename(part, a.out)
+  else
+    ok, rerr = vma.rename(part, a.out)
+  end
+  if not ok then
+    cleanup()
+    return ui.fail("convert", rerr)
+  end
+  vma.fsync_dir(dir)
+  cleanup(true)
+  return 0
+end
+
+return {
+  description = "convert a disk of an archive to qcow2, vmdk, vhdx or raw (qemu-img)",
+  usage = parser():get_help(),
+  run = run,
+}

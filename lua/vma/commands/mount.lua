@@ -1,0 +1,72 @@
+-- vma mount ARCHIVE DIR: the disks and configs of an archive as files in DIR
+-- (FUSE, read-only), through vma-fuse.
+local vma = require "vma"
+local ui = require "vma.ui"
+local access = require "vma.access"
+local argparse = require "argparse"
+
+local function parser()
+  local p = argparse("vma mount", "Mount an archive read-only on the empty folder DIR: each "
+    .. "disk is a file DIR/<device>.raw (drive-scsi0.raw), sparse (SEEK_DATA/SEEK_HOLE, du "
+    .. "and cp --sparse see the holes), the RAM state DIR/vmstate.bin, and each config file "
+    .. "is beside them. Returns once the mount is ready and keeps serving it in the "
+    .. "background; 'vma umount DIR' (or fusermount3 -u DIR) ends it.")
+  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("dir", "an empty folder")
+  p:flag("-f --foreground", "stay in the foreground until interrupted (then unmount)")
+  p:option("-o --options", "mount options for FUSE (allow_other, ...)")
+  return p
+end
+
+local function check_dir(dir)
+  local st = vma.stat(dir)
+  if not st then return nil, dir .. " does not exist" end
+  if st.type ~= "directory" then return nil, dir .. " is not a folder" end
+  local ok, lfs = pcall(require, "lfs")
+  if ok then
+    for f in lfs.dir(dir) do
+      if f ~= "." and f ~= ".." then return nil, dir .. " is not empty" end
+    end
+  end
+  return true
+end
+
+local function run(args)
+  local a, st = ui.parse(parser(), args, "mount")
+  if not a then return st end
+  local ok, derr = check_dir(a.dir)
+  if not ok then return ui.fail("mount", derr) end
+  local prog = access.fuse_program()
+  if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end
+  local r, err = access.open(a.archive)
+  if not r then return ui.fail("mount", err) end
+  r:close()
+
+  local argv = { prog, "--label", "vma mount" }
+  if a.foreground then argv[#argv + 1] = "-f" end
+  if a.options then
+    argv[#argv + 1] = "-o"
+    argv[#argv + 1] = a.options
+  end
+  argv[#argv + 1] = a.archive
+  argv[#argv + 1] = a.dir
+  vma.catch_signals()
+  local pid, serr = vma.spawn(argv)
+  if not pid then return ui.fail("mount", serr) end
+  -- without -f, vma-fuse's first process ends once the mount is ready
+  local how, code = access.wait(pid, true)
+  if how == "interrupted" then
+    access.stop(pid)
+    return a.foreground and 0 or ui.fail("mount", "interrupted")
+  end
+  if how == "exit" and code == 0 then return 0 end
+  if how == "signal" and a.foreground and (code == 2 or code == 15) then return 0 end
+  -- vma-fuse printed why
+  return 1
+end
+
+return {
+  description = "mount an archive's disks and configs as files (FUSE), read-only",
+  usage = parser():get_help(),
+  run = run,
+}

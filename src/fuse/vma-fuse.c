@@ -1,0 +1,459 @@
+/* vma-fuse.c - mount the disks of a VMA archive as files, read-only
+ * (libfuse3), without restoring it:
+ *
+ *   vma-fuse [-f] [-d] [-s] [-o OPTS] [--label NAME] ARCHIVE DIR
+ *
+ *   DIR/drive-scsi0.raw     each disk, sparse: SEEK_DATA/SEEK_HOLE find the
+ *                           data, st_blocks counts it (du, cp --sparse)
+ *   DIR/vmstate.bin         the RAM state, when the archive has one
+ *   DIR/qemu-server.conf    each config file
+ *
+ * The archive is opened, indexed and every file laid out before anything is
+ * mounted: a hostile or non-seekable archive, or a DIR that is missing, not
+ * a folder or not empty, ends with a message and exit status 1, and nothing
+ * is left mounted.  Once the mount is ready the program goes to the
+ * background (as sshfs does) and its first process exits 0; -f keeps it in
+ * the foreground.  fusermount3 -u DIR (or SIGINT/SIGTERM in the foreground)
+ * ends it.  Reads of clusters that an incomplete archive lacks fail with
+ * EIO.  Requests are served by several threads. */
+#define _GNU_SOURCE
+#define FUSE_USE_VERSION 31
+#include <fuse.h>
+
+#include "vma.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+typedef struct {
+    char *name;
+    gboolean is_device;
+    uint8_t dev_id;
+    const uint8_t *data;  /* a config's bytes */
+    uint64_t size;
+    uint64_t blocks;      /* 512-byte units of data (not holes) */
+} vfile;
+
+static vma_archive *archive;
+static GPtrArray *files;
+static struct timespec archive_time;
+static const char *label = "vma-fuse";
+static gboolean background;
+
+static void say(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (background)
+        syslog(LOG_ERR, "%s", msg);
+    else
+        fprintf(stderr, "%s: %s\n", label, msg);
+    g_free(msg);
+}
+
+static vfile *find_file(const char *path)
+{
+    if (path[0] != '/' || strchr(path + 1, '/'))
+        return NULL;
+    for (guint i = 0; i < files->len; i++) {
+        vfile *f = g_ptr_array_index(files, i);
+        if (strcmp(f->name, path + 1) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+/* ---- laying out the files ---- */
+
+static int count_data(const vma_piece *p, void *ud)
+{
+    if (p->kind != VMA_PIECE_ZERO) /* missing counts as data: it is no hole */
+        *(uint64_t *)ud += p->length;
+    return 0;
+}
+
+static gboolean add_file(vfile *f)
+{
+    if (find_file(f->name) || strcmp(f->name, ".") == 0 || strcmp(f->name, "..") == 0) {
+        say("%s appears twice in the archive: only the first is shown", f->name);
+        g_free(f->name);
+        g_free(f);
+        return FALSE;
+    }
+    g_ptr_array_add(files, f);
+    return TRUE;
+}
+
+static int lay_out(GError **err)
+{
+    const vma_header *h = vma_archive_header(archive);
+    files = g_ptr_array_new();
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
+        const vma_device *d = h->devices[id];
+        if (!d)
+            continue;
+        vfile *f = g_new0(vfile, 1);
+        f->name = d->is_vmstate ? g_strdup("vmstate.bin") : g_strdup_printf("%s.raw", d->name);
+        f->is_device = TRUE;
+        f->dev_id = d->id;
+        f->size = vma_archive_device_length(archive, d->id);
+        uint64_t data = 0;
+        if (vma_archive_map(archive, d->id, 0, f->size, count_data, &data, err) < 0) {
+            g_free(f->name);
+            g_free(f);
+            return -1;
+        }
+        f->blocks = (data + 511) / 512;
+        add_file(f);
+    }
+    for (unsigned i = 0; i < h->n_configs; i++) {
+        const vma_config *c = &h->configs[i];
+        vfile *f = g_new0(vfile, 1);
+        f->name = g_strdup(c->name);
+        f->data = c->data;
+        f->size = c->len;
+        f->blocks = (c->len + 511) / 512;
+        add_file(f);
+    }
+    archive_time.tv_sec = (time_t)h->ctime;
+    return 0;
+}
+
+static void free_files(void)
+{
+    if (!files)
+        return;
+    for (guint i = 0; i < files->len; i++) {
+        vfile *f = g_ptr_array_index(files, i);
+        g_free(f->name);
+        g_free(f);
+    }
+    g_ptr_array_free(files, TRUE);
+    files = NULL;
+}
+
+/* ---- the file system ---- */
+
+static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    (void)conn;
+    /* nothing ever changes: keep pages and attributes as long as possible */
+    cfg->kernel_cache = 1;
+    cfg->entry_timeout = 86400;
+    cfg->attr_timeout = 86400;
+    cfg->negative_timeout = 86400;
+    cfg->use_ino = 0;
+    return NULL;
+}
+
+static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+    (void)fi;
+    memset(st, 0, sizeof(*st));
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_atim = st->st_mtim = st->st_ctim = archive_time;
+    if (strcmp(path, "/") == 0) {
+        st->st_mode = S_IFDIR | 0555;
+        st->st_nlink = 2;
+        return 0;
+    }
+    vfile *f = find_file(path);
+    if (!f)
+        return -ENOENT;
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_size = (off_t)f->size;
+    st->st_blocks = (blkcnt_t)f->blocks;
+    st->st_blksize = 65536;
+    return 0;
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
+                      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+    (void)off;
+    (void)fi;
+    (void)flags;
+    if (strcmp(path, "/") != 0)
+        return -ENOTDIR;
+    fill(buf, ".", NULL, 0, 0);
+    fill(buf, "..", NULL, 0, 0);
+    for (guint i = 0; i < files->len; i++)
+        if (fill(buf, ((vfile *)g_ptr_array_index(files, i))->name, NULL, 0, 0))
+            break;
+    return 0;
+}
+
+static int fs_open(const char *path, struct fuse_file_info *fi)
+{
+    vfile *f = find_file(path);
+    if (!f)
+        return -ENOENT;
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+        return -EROFS;
+    fi->keep_cache = 1;
+    fi->fh = (uint64_t)(uintptr_t)f;
+    return 0;
+}
+
+static int fs_read(const char *path, char *buf, size_t n, off_t off, struct fuse_file_info *fi)
+{
+    vfile *f = fi ? (vfile *)(uintptr_t)fi->fh : find_file(path);
+    if (!f)
+        return -ENOENT;
+    if (off < 0)
+        return -EINVAL;
+    if ((uint64_t)off >= f->size)
+        return 0;
+    n = (size_t)MIN((uint64_t)n, f->size - (uint64_t)off);
+    if (!f->is_device) {
+        memcpy(buf, f->data + off, n);
+        return (int)n;
+    }
+    GError *e = NULL;
+    ssize_t got = vma_archive_pread(archive, f->dev_id, buf, n, (uint64_t)off, &e);
+    if (got < 0) {
+        say("%s: %s", f->name, e->message);
+        g_error_free(e);
+        return -EIO;
+    }
+    return (int)got;
+}
+
+typedef struct {
+    vma_piece_kind want_not;  /* the kind to pass over */
+    uint64_t found;
+    gboolean have;
+} seek_ctx;
+
+static int seek_piece(const vma_piece *p, void *ud)
+{
+    seek_ctx *c = ud;
+    gboolean hole = p->kind == VMA_PIECE_ZERO;
+    if ((c->want_not == VMA_PIECE_ZERO) == hole)
+        return 0;
+    c->found = p->offset;
+    c->have = TRUE;
+    return 1;
+}
+
+static off_t fs_lseek(const char *path, off_t off, int whence, struct fuse_file_info *fi)
+{
+    vfile *f = fi ? (vfile *)(uintptr_t)fi->fh : find_file(path);
+    if (!f)
+        return -ENOENT;
+    if (whence != SEEK_DATA && whence != SEEK_HOLE)
+        return -EINVAL; /* the kernel does the others itself */
+    if (off < 0 || (uint64_t)off >= f->size)
+        return -ENXIO;
+    if (!f->is_device)
+        return whence == SEEK_DATA ? off : (off_t)f->size;
+    /* SEEK_DATA passes over zero pieces, SEEK_HOLE over the others */
+    seek_ctx c = {whence == SEEK_DATA ? VMA_PIECE_ZERO : VMA_PIECE_DATA, 0, FALSE};
+    GError *e = NULL;
+    if (vma_archive_map(archive, f->dev_id, (uint64_t)off, f->size - (uint64_t)off, seek_piece,
+                        &c, &e) < 0) {
+        say("%s: %s", f->name, e->message);
+        g_error_free(e);
+        return -EIO;
+    }
+    if (c.have)
+        return (off_t)MAX(c.found, (uint64_t)off);
+    return whence == SEEK_DATA ? -ENXIO : (off_t)f->size;
+}
+
+static int fs_statfs(const char *path, struct statvfs *sv)
+{
+    (void)path;
+    memset(sv, 0, sizeof(*sv));
+    uint64_t blocks = 0;
+    for (guint i = 0; i < files->len; i++)
+        blocks += ((vfile *)g_ptr_array_index(files, i))->blocks;
+    sv->f_bsize = 512;
+    sv->f_frsize = 512;
+    sv->f_blocks = blocks;
+    sv->f_files = files->len;
+    sv->f_namemax = 255;
+    sv->f_flag = ST_RDONLY;
+    return 0;
+}
+
+static const struct fuse_operations ops = {
+    .init = fs_init,
+    .getattr = fs_getattr,
+    .readdir = fs_readdir,
+    .open = fs_open,
+    .read = fs_read,
+    .lseek = fs_lseek,
+    .statfs = fs_statfs,
+};
+
+/* ---- the command line ---- */
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: vma-fuse [-f] [-d] [-s] [-o OPTIONS] ARCHIVE DIR\n");
+    return 2;
+}
+
+/* DIR must be an empty folder */
+static gboolean check_dir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        say("%s: %s", dir, g_strerror(errno));
+        return FALSE;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        say("%s is not a folder", dir);
+        return FALSE;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        say("%s: %s", dir, g_strerror(errno));
+        return FALSE;
+    }
+    struct dirent *de;
+    gboolean empty = TRUE;
+    while (empty && (de = readdir(d)))
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            empty = FALSE;
+    closedir(d);
+    if (!empty)
+        say("%s is not empty", dir);
+    return empty;
+}
+
+/* an fsname for the mount table: no commas, no white space */
+static char *fsname_of(const char *path)
+{
+    char *base = g_path_get_basename(path);
+    for (char *p = base; *p; p++)
+        if (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\\')
+            *p = '_';
+    char *s = g_strdup_printf("fsname=vma:%s", base);
+    g_free(base);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    gboolean foreground = FALSE, debug = FALSE, single = FALSE;
+    GPtrArray *mount_opts = g_ptr_array_new_with_free_func(g_free);
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-f") == 0)
+            foreground = TRUE;
+        else if (strcmp(a, "-d") == 0)
+            debug = foreground = TRUE;
+        else if (strcmp(a, "-s") == 0)
+            single = TRUE;
+        else if (strcmp(a, "-o") == 0 && i + 1 < argc)
+            g_ptr_array_add(mount_opts, g_strdup(argv[++i]));
+        else if (strncmp(a, "-o", 2) == 0 && a[2])
+            g_ptr_array_add(mount_opts, g_strdup(a + 2));
+        else if (strcmp(a, "--label") == 0 && i + 1 < argc)
+            label = argv[++i];
+        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            g_ptr_array_free(mount_opts, TRUE);
+            usage();
+            return 0;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "%s: unknown option %s\n", label, a);
+            g_ptr_array_free(mount_opts, TRUE);
+            return usage();
+        } else if (npos < 2)
+            pos[npos++] = a;
+        else {
+            g_ptr_array_free(mount_opts, TRUE);
+            return usage();
+        }
+    }
+    if (npos != 2) {
+        g_ptr_array_free(mount_opts, TRUE);
+        return usage();
+    }
+    const char *path = pos[0], *dir = pos[1];
+    int rc = 1;
+    struct fuse *fuse = NULL;
+    gboolean mounted = FALSE;
+    char *abs_dir = NULL, *fsname = NULL;
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+
+    if (!check_dir(dir))
+        goto out;
+    abs_dir = realpath(dir, NULL);
+    GError *e = NULL;
+    archive = vma_archive_open(path, NULL, &e);
+    if (!archive || lay_out(&e) < 0) {
+        say("%s", e->message);
+        g_error_free(e);
+        goto out;
+    }
+
+    fsname = fsname_of(path);
+    GString *o = g_string_new("ro,subtype=vma,default_permissions,");
+    g_string_append(o, fsname);
+    for (guint i = 0; i < mount_opts->len; i++)
+        g_string_append_printf(o, ",%s", (char *)g_ptr_array_index(mount_opts, i));
+    fuse_opt_add_arg(&args, argv[0]);
+    if (debug)
+        fuse_opt_add_arg(&args, "-d");
+    fuse_opt_add_arg(&args, "-o");
+    fuse_opt_add_arg(&args, o->str);
+    g_string_free(o, TRUE);
+
+    fuse = fuse_new(&args, &ops, sizeof(ops), NULL);
+    if (!fuse) {
+        say("cannot set up the file system (bad -o option?)");
+        goto out;
+    }
+    if (fuse_mount(fuse, abs_dir) != 0) {
+        say("cannot mount on %s", dir);
+        goto out;
+    }
+    mounted = TRUE;
+    struct fuse_session *se = fuse_get_session(fuse);
+    if (fuse_set_signal_handlers(se) != 0) {
+        say("cannot set the signal handlers");
+        goto out;
+    }
+    /* the mount is ready: the first process exits 0 from here */
+    if (fuse_daemonize(foreground) != 0) {
+        fuse_remove_signal_handlers(se);
+        goto out;
+    }
+    if (!foreground) {
+        background = TRUE;
+        openlog("vma-fuse", LOG_PID, LOG_DAEMON);
+    }
+    int lrc = single ? fuse_loop(fuse) : fuse_loop_mt(fuse, 0);
+    fuse_remove_signal_handlers(se);
+    rc = lrc == 0 || lrc == SIGINT || lrc == SIGTERM || lrc == SIGHUP ? 0 : 1;
+out:
+    if (mounted)
+        fuse_unmount(fuse);
+    if (fuse)
+        fuse_destroy(fuse);
+    fuse_opt_free_args(&args);
+    free_files();
+    vma_archive_free(archive);
+    g_ptr_array_free(mount_opts, TRUE);
+    g_free(fsname);
+    free(abs_dir);
+    return rc;
+}

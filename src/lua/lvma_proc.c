@@ -1,0 +1,208 @@
+/* lvma_proc.c - child processes for the commands that drive other programs
+ * (serve and convert start nbdkit and qemu-img, mount starts vma-fuse):
+ * start one without a shell, see whether it has ended without blocking, send
+ * it a signal; sleep; a private temporary folder.  The children start with
+ * the default signal dispositions and an empty signal mask, whatever
+ * vma.catch_signals() set in this process. */
+#define _GNU_SOURCE
+#include "lvma.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static const struct {
+    const char *name;
+    int sig;
+} signals[] = {
+    {"TERM", SIGTERM}, {"INT", SIGINT}, {"KILL", SIGKILL}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+};
+
+/* a redirection of opts[field] onto fd: a path (opened for reading when fd
+ * is 0, else created or truncated) */
+static int redirect(lua_State *L, int opts, const char *field, int fd,
+                    posix_spawn_file_actions_t *fa)
+{
+    if (!lua_istable(L, opts))
+        return 0;
+    lua_getfield(L, opts, field);
+    const char *path = lua_tostring(L, -1);
+    int rc = 0;
+    if (path)
+        rc = posix_spawn_file_actions_addopen(fa, fd, path,
+                                              fd == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC,
+                                              0600);
+    lua_pop(L, 1);
+    return rc;
+}
+
+/* vma.spawn({prog, arg...} [, {stdin=path, stdout=path, stderr=path}])
+ * -> pid | nil, message: the program is looked up in $PATH */
+static int l_spawn(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    luaL_argcheck(L, n >= 1, 1, "an empty command");
+    char **argv = g_new0(char *, n + 1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        const char *s = lua_tostring(L, -1);
+        if (!s) {
+            g_strfreev(argv);
+            return luaL_argerror(L, 1, "the command's words must be strings");
+        }
+        argv[i - 1] = g_strdup(s);
+        lua_pop(L, 1);
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    sigset_t def, none;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    for (unsigned i = 0; i < G_N_ELEMENTS(signals); i++)
+        sigaddset(&def, signals[i].sig);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    int rc = redirect(L, 2, "stdin", 0, &fa);
+    if (!rc)
+        rc = redirect(L, 2, "stdout", 1, &fa);
+    if (!rc)
+        rc = redirect(L, 2, "stderr", 2, &fa);
+    pid_t pid = -1;
+    if (!rc)
+        rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc) {
+        int r = lvma_push_errno(L, rc, "cannot run %s", argv[0]);
+        g_strfreev(argv);
+        return r;
+    }
+    g_strfreev(argv);
+    lua_pushinteger(L, pid);
+    return 1;
+}
+
+/* vma.wait(pid [, nohang]) -> "exit", status | "signal", signo | false (with
+ * nohang: still running) | nil, message */
+static int l_wait(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int nohang = lua_toboolean(L, 2);
+    int st;
+    pid_t r;
+    do
+        r = waitpid(pid, &st, nohang ? WNOHANG : 0);
+    while (r < 0 && errno == EINTR && !vma_interrupted());
+    if (r < 0)
+        return lvma_push_errno(L, errno, "cannot wait for process %d", (int)pid);
+    if (r == 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (WIFSIGNALED(st)) {
+        lua_pushliteral(L, "signal");
+        lua_pushinteger(L, WTERMSIG(st));
+    } else {
+        lua_pushliteral(L, "exit");
+        lua_pushinteger(L, WEXITSTATUS(st));
+    }
+    return 2;
+}
+
+/* vma.kill(pid, sig): sig a number or "TERM", "INT", "KILL", "HUP" ...
+ * -> true | nil, message */
+static int l_kill(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    luaL_argcheck(L, pid > 0, 1, "not a process id");
+    int sig = -1;
+    if (lua_isinteger(L, 2)) {
+        sig = (int)lua_tointeger(L, 2);
+    } else {
+        const char *name = luaL_optstring(L, 2, "TERM");
+        if (strncmp(name, "SIG", 3) == 0)
+            name += 3;
+        for (unsigned i = 0; i < G_N_ELEMENTS(signals); i++)
+            if (strcmp(name, signals[i].name) == 0)
+                sig = signals[i].sig;
+    }
+    luaL_argcheck(L, sig >= 0 && sig < 65, 2, "unknown signal");
+    if (kill(pid, sig) < 0)
+        return lvma_push_errno(L, errno, "cannot signal process %d", (int)pid);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* vma.sleep(seconds): returns early when a signal arrives */
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    if (s > 0) {
+        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* vma.mkdtemp(template) -> path | nil, message: a new folder (mode 0700);
+ * the template ends with XXXXXX */
+static int l_mkdtemp(lua_State *L)
+{
+    const char *t = luaL_checkstring(L, 1);
+    char *p = g_strdup(t);
+    if (!mkdtemp(p)) {
+        g_free(p);
+        return lvma_push_errno(L, errno, "cannot create a folder like %s", t);
+    }
+    lua_pushstring(L, p);
+    g_free(p);
+    return 1;
+}
+
+static int l_getpid(lua_State *L)
+{
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+/* vma.realpath(path) -> absolute path | nil, message */
+static int l_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *r = realpath(path, NULL);
+    if (!r)
+        return lvma_push_errno(L, errno, "%s", path);
+    lua_pushstring(L, r);
+    free(r);
+    return 1;
+}
+
+static const luaL_Reg proc_funcs[] = {
+    {"spawn", l_spawn},
+    {"wait", l_wait},
+    {"kill", l_kill},
+    {"sleep", l_sleep},
+    {"mkdtemp", l_mkdtemp},
+    {"getpid", l_getpid},
+    {"realpath", l_realpath},
+    {NULL, NULL},
+};
+
+void lvma_open_proc(lua_State *L)
+{
+    luaL_setfuncs(L, proc_funcs, 0);
+}
