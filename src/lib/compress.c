@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -33,6 +34,9 @@
 /* a worker compresses a frame in slices of this much and looks between them
  * whether to stop (an interrupt, an abandoned output) */
 #define SLICE ((size_t)1 << 20)
+/* a regular file's pages go to the disk every this much written, instead of
+ * all at the final fsync */
+#define KICK_BYTES ((uint64_t)8 << 20)
 
 #define SKIPPABLE_MAGIC 0x184D2A5Eu
 #define SEEKABLE_MAGIC 0x8F92EAB1u
@@ -143,6 +147,9 @@ struct vma_out {
     uint32_t n_frames;
 
     vma_child lzop;
+
+    gboolean kick;        /* a regular file: start its writeback as we go */
+    uint64_t kick_from, kick_pending;
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -275,6 +282,21 @@ static void job_free(job *j)
     g_free(j);
 }
 
+/* n more bytes were written: start writing them out every KICK_BYTES (the
+ * final fsync then waits for the last few MiB only, not for the archive) */
+static void written(vma_out *o, size_t n)
+{
+    if (!o->kick)
+        return;
+    o->kick_pending += n;
+    if (o->kick_pending < KICK_BYTES)
+        return;
+    if (sync_file_range(o->fd, (off_t)o->kick_from, (off_t)o->kick_pending, SYNC_FILE_RANGE_WRITE) < 0)
+        o->kick = FALSE; /* not supported here: the fsync does it all */
+    o->kick_from += o->kick_pending;
+    o->kick_pending = 0;
+}
+
 /* wait for the oldest frame in flight and write it; with block FALSE only
  * if it is done already.  1: written, 0: nothing written, -1: error */
 static int write_oldest(vma_out *o, gboolean block, GError **err)
@@ -304,7 +326,10 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
         rc = -1;
     } else if (vma_write_all(o->fd, j->out, j->out_len, err) < 0) {
         rc = -1;
-    } else if (o->comp == VMA_COMPRESS_ZSTD) {
+    } else {
+        written(o, j->out_len);
+    }
+    if (rc > 0 && o->comp == VMA_COMPRESS_ZSTD) {
         uint8_t e[8];
         put_le32(e, (uint32_t)j->out_len);
         put_le32(e + 4, (uint32_t)j->in_len);
@@ -437,6 +462,13 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
     o->comp = c;
     o->lzop.to_child = -1;
     o->lzop.errors = -1;
+    struct stat st;
+    off_t pos;
+    if (c != VMA_COMPRESS_LZO && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        (pos = lseek(fd, 0, SEEK_CUR)) >= 0) {
+        o->kick = TRUE;
+        o->kick_from = (uint64_t)pos;
+    }
     int def;
     vma_compress_levels(c, NULL, NULL, &def);
     o->level = level ? level : def;
@@ -507,7 +539,10 @@ int vma_out_write(vma_out *o, const void *buf, size_t n, GError **err)
     case VMA_COMPRESS_LZO:
         return vma_child_send(&o->lzop, buf, n, err);
     default:
-        return vma_write_all(o->fd, buf, n, err);
+        if (vma_write_all(o->fd, buf, n, err) < 0)
+            return -1;
+        written(o, n);
+        return 0;
     }
 }
 
@@ -522,8 +557,15 @@ int vma_out_writev(vma_out *o, struct iovec *iov, int n, GError **err)
             if (vma_child_send(&o->lzop, iov[i].iov_base, iov[i].iov_len, err) < 0)
                 return -1;
         return 0;
-    default:
-        return vma_writev_all(o->fd, iov, n, -1, err);
+    default: {
+        size_t total = 0;
+        for (int i = 0; i < n; i++)
+            total += iov[i].iov_len;
+        if (vma_writev_all(o->fd, iov, n, -1, err) < 0)
+            return -1;
+        written(o, total);
+        return 0;
+    }
     }
 }
 
