@@ -84,6 +84,9 @@ void vma_src_free(vma_src *s);
 uint64_t vma_src_size(const vma_src *s);
 vma_compress vma_src_compression(const vma_src *s);
 uint64_t vma_src_frames(const vma_src *s);
+/* the bytes of decompressed frames kept (before the first read; default
+ * 64 MiB, at least two frames) */
+void vma_src_set_cache(vma_src *s, uint64_t bytes);
 /* n bytes at off of the stream: the count read (less only at the end), -1 */
 ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err);
 /* sequential input over a random source (not owned): skips cost nothing */

@@ -368,6 +368,8 @@ typedef enum {
 typedef struct {
     vma_cache_mode cache;
     const char *cache_dir;           /* NULL: $XDG_CACHE_HOME/vma, ~/.cache/vma */
+    uint64_t frame_cache;            /* seekable zstd: bytes of decompressed frames
+                                        kept (0: 64 MiB) */
     vma_index_progress_fn progress;  /* while indexing, may be NULL */
     void *ud;
 } vma_archive_opts;
