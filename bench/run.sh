@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/run.sh - throughput of `vma create`, `vma extract` and `vma verify`
-# beside `cat` and `cp --sparse=always && sync` on the same images (make bench).
+# beside `cat` and `cp --sparse=always && sync` on the same images, and of the
+# compressed archives beside zstd, gzip/pigz and lzop (make bench).
 #
 # Environment:
 #   BENCH_DIR=/var/tmp/vma-bench  where the images and archives go (a run folder
@@ -8,6 +9,7 @@
 #   BENCH_RUNS=3                  runs per measurement; the median is reported
 #   BENCH_QUICK=1                 small images for a smoke run
 #   BENCH_COLD=0                  do not drop the page cache (warm cache)
+#   BENCH_ONLY="half comp"        only these images (of: half thin check scale comp)
 #   PVE_VMA=/path/to/vma          also time Proxmox's vma on the same images
 #   BENCH_RBD=0                   skip the Ceph RBD section (it starts a test
 #                                 cluster, tests/ceph/cluster.sh, for the run)
@@ -21,6 +23,7 @@ RUNS=${BENCH_RUNS:-3}
 QUICK=${BENCH_QUICK:-0}
 BASE=${BENCH_DIR:-/var/tmp/vma-bench}
 PVE_VMA=${PVE_VMA:-}
+ONLY=${BENCH_ONLY:-half thin check scale comp}
 LUA=$(command -v lua5.4 || command -v lua || true)
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -35,11 +38,20 @@ fi
 # Sizes in MiB. half: 64 KiB clusters alternately random and zero. thin: sparse,
 # with THIN_DATA MiB of data in 8 places. check: every other 4 KiB block zero.
 # scale: a huge sparse image with SCALE_DATA MiB of data (create + verify only).
+# comp: a third text-like, a third random, a third zero 64 KiB clusters (the
+# compressed archives).
 if [ "$QUICK" = 1 ]; then
-    HALF=64 THIN=512 THIN_DATA=8 CHECK=32 SCALE=16384 SCALE_DATA=4 MODE="quick"
+    HALF=64 THIN=512 THIN_DATA=8 CHECK=32 SCALE=16384 SCALE_DATA=4 COMP=64 MODE="quick"
 else
-    HALF=1024 THIN=8192 THIN_DATA=64 CHECK=256 SCALE=1048576 SCALE_DATA=4 MODE="full"
+    HALF=1024 THIN=8192 THIN_DATA=64 CHECK=256 SCALE=1048576 SCALE_DATA=4 COMP=1024 MODE="full"
 fi
+# want IMAGE: the image is measured in this run
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+for img in $ONLY; do
+    case $img in half|thin|check|scale|comp) ;; *) die "BENCH_ONLY: unknown image '$img'" ;; esac
+done
+want comp || COMP=0
+NCPU=$(nproc)
 
 # ---- /usr/bin/time for the peak memory ------------------------------------
 if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -69,7 +81,8 @@ BIG=$HALF
 [ "$CHECK" -gt "$BIG" ] && BIG=$CHECK
 PER=3
 [ -n "$PVE_VMA" ] && PER=5
-NEED=$((HALF + CHECK + THIN_DATA + SCALE_DATA + PER * BIG + SCALE / 7000 + 256))
+# comp: the image, its copy, the extracted disk, and 4 compressed files
+NEED=$((HALF + CHECK + THIN_DATA + SCALE_DATA + PER * BIG + SCALE / 7000 + 256 + 5 * COMP))
 AVAIL=$(df -Pk "$W" | awk 'NR == 2 { print int($4 / 1024) }')
 if [ "$AVAIL" -lt "$NEED" ]; then
     die "not enough free space in $BASE: $AVAIL MiB free, $NEED MiB needed (set BENCH_DIR, or BENCH_QUICK=1)"
@@ -152,27 +165,38 @@ same() { cmp "$1" "$2" || die "extracted disk $2 differs from $1"; }
 
 # ---- the images -------------------------------------------------------------
 echo "making the images in $W ($MODE size; data from $RNDSRC)"
-rnd half $((HALF * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/half.img" $((HALF * MiB)) 65536
-rnd check $((CHECK * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/check.img" $((CHECK * MiB)) 4096
+if want half; then
+    rnd half $((HALF * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/half.img" $((HALF * MiB)) 65536
+fi
+if want check; then
+    rnd check $((CHECK * MiB / 2)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/check.img" $((CHECK * MiB)) 4096
+fi
 
-# thin: 8 pieces of THIN_DATA/8 MiB, one in each eighth, at odd places
-truncate -s "${THIN}M" "$W/thin.img"
-piece=$((THIN_DATA / 8))
-step=$((THIN / 8))
-i=0
-while [ $i -lt 8 ]; do
-    rnd "thin$i" $((piece * MiB)) |
-        dd of="$W/thin.img" bs=1M seek=$((i * step + i * (step / 8 - 1))) conv=notrunc iflag=fullblock status=none
-    i=$((i + 1))
-done
+if want thin; then
+    # thin: 8 pieces of THIN_DATA/8 MiB, one in each eighth, at odd places
+    truncate -s "${THIN}M" "$W/thin.img"
+    piece=$((THIN_DATA / 8))
+    step=$((THIN / 8))
+    i=0
+    while [ $i -lt 8 ]; do
+        rnd "thin$i" $((piece * MiB)) |
+            dd of="$W/thin.img" bs=1M seek=$((i * step + i * (step / 8 - 1))) conv=notrunc iflag=fullblock status=none
+        i=$((i + 1))
+    done
+fi
 
-# scale: 4 pieces of SCALE_DATA/4 MiB: at the start, a third, two thirds, the end
-truncate -s "${SCALE}M" "$W/scale.img"
-piece=$((SCALE_DATA / 4))
-for at in 0 $((SCALE / 3)) $((SCALE * 2 / 3 + 1)) $((SCALE - piece)); do
-    rnd "scale$at" $((piece * MiB)) |
-        dd of="$W/scale.img" bs=1M seek="$at" conv=notrunc iflag=fullblock status=none
-done
+if want scale; then
+    # scale: 4 pieces of SCALE_DATA/4 MiB: at the start, a third, two thirds, the end
+    truncate -s "${SCALE}M" "$W/scale.img"
+    piece=$((SCALE_DATA / 4))
+    for at in 0 $((SCALE / 3)) $((SCALE * 2 / 3 + 1)) $((SCALE - piece)); do
+        rnd "scale$at" $((piece * MiB)) |
+            dd of="$W/scale.img" bs=1M seek="$at" conv=notrunc iflag=fullblock status=none
+    done
+fi
+if [ "$COMP" -gt 0 ]; then
+    rnd comp $((COMP * MiB)) | "$LUA" "$ROOT/bench/mkimage.lua" "$W/comp.img" $((COMP * MiB)) 65536 mixed
+fi
 sync
 
 # ---- the measurements -------------------------------------------------------
@@ -190,6 +214,7 @@ SAMPLES=$W/samples
 # The operations of one image take turns (one run of each per round, RUNS
 # rounds), so that a slow spell of the disk hits the tools alike.
 for img in half thin check; do
+    want $img || continue
     I=$W/$img.img
     echo "$img.img: $(du -k --apparent-size "$I" | cut -f1) KiB, $(du -k "$I" | cut -f1) KiB allocated" >&2
     round=1
@@ -223,15 +248,66 @@ for img in half thin check; do
     done
 done
 
-echo "scale.img: ${SCALE} MiB sparse, $SCALE_DATA MiB of data" >&2
-round=1
-while [ "$round" -le "$RUNS" ]; do
-    once scale "vma create" "rm -f \"$A\"" "\"$VMA\" create \"$A\" \"$W/scale.img\""
-    once scale "vma verify" ":" "\"$VMA\" verify \"$A\" >/dev/null"
-    [ "$round" = 1 ] && echo "scale|archive|$(du -k --apparent-size "$A" | cut -f1)|-|0|0|-" >>"$RES"
-    rm -f "$A"
-    round=$((round + 1))
-done
+if want scale; then
+    echo "scale.img: ${SCALE} MiB sparse, $SCALE_DATA MiB of data" >&2
+    round=1
+    while [ "$round" -le "$RUNS" ]; do
+        once scale "vma create" "rm -f \"$A\"" "\"$VMA\" create \"$A\" \"$W/scale.img\""
+        once scale "vma verify" ":" "\"$VMA\" verify \"$A\" >/dev/null"
+        [ "$round" = 1 ] && echo "scale|archive|$(du -k --apparent-size "$A" | cut -f1)|-|0|0|-" >>"$RES"
+        rm -f "$A"
+        round=$((round + 1))
+    done
+fi
+
+# comp: the compressed archives beside the compressors on the same image.
+# zstd: create beside `zstd -T2 -3 && sync`; verify beside `zstd -dc`;
+# extract beside the slower of `zstd -dc` and `cp --sparse && sync`. gzip
+# beside pigz (gzip without it) and lzo beside lzop likewise.
+GZ=gzip
+command -v pigz >/dev/null 2>&1 && GZ=pigz
+have_lzop=0
+command -v lzop >/dev/null 2>&1 && have_lzop=1
+if [ "$COMP" -gt 0 ]; then
+    I=$W/comp.img X=$W/ref.out
+    echo "comp.img: $COMP MiB, 64 KiB clusters a third each text-like, random, zero" >&2
+    round=1
+    while [ "$round" -le "$RUNS" ]; do
+        once comp "cp --sparse && sync" "rm -f \"$C\"" "sh -c 'cp --sparse=always \"\$1\" \"\$2\" && sync' sh \"$I\" \"$C\""
+        rm -f "$C"
+        for ext in zst gz lzo; do
+            case $ext in
+            zst) ref="zstd -T2 -3 && sync" refcmd="zstd -q -T2 -3 \"\$1\" -o \"\$2\" && sync" dec="zstd -dc" ;;
+            gz) [ "$GZ" = pigz ] && ref="pigz -p2 -6 && sync" refcmd="pigz -p2 -6 -c \"\$1\" >\"\$2\" && sync"
+                [ "$GZ" = gzip ] && ref="gzip -6 && sync" refcmd="gzip -6 -c \"\$1\" >\"\$2\" && sync"
+                dec="gzip -dc" ;;
+            lzo) [ "$have_lzop" = 1 ] || continue
+                ref="lzop && sync" refcmd="lzop -c \"\$1\" >\"\$2\" && sync" dec="lzop -dc" ;;
+            esac
+            AZ=$W/a.vma.$ext
+            once comp "$ref" "rm -f \"$X\"" "sh -c '$refcmd' sh \"$I\" \"$X\""
+            [ "$round" = 1 ] && echo "comp|size $ext ref|$(du -k --apparent-size "$X" | cut -f1)|-|0|0|-" >>"$RES"
+            rm -f "$X"
+            once comp "vma create .$ext" "rm -f \"$AZ\"" "\"$VMA\" create \"$AZ\" \"$I\""
+            once comp "$dec >/dev/null" ":" "$dec \"$AZ\" >/dev/null"
+            [ "$ext" = gz ] && [ "$GZ" = pigz ] && once comp "pigz -dc >/dev/null" ":" "pigz -dc \"$AZ\" >/dev/null"
+            once comp "vma verify .$ext" ":" "\"$VMA\" verify \"$AZ\" >/dev/null"
+            once comp "vma extract .$ext" "rm -rf \"$D\"" "\"$VMA\" extract \"$AZ\" \"$D\" >/dev/null"
+            if [ "$round" = 1 ]; then
+                same "$I" "$D/disk-disk0.raw"
+                echo "  cmp: the disk extracted from .vma.$ext equals the image" >&2
+                echo "comp|size $ext|$(du -k --apparent-size "$AZ" | cut -f1)|-|0|0|-" >>"$RES"
+            fi
+            if [ "$ext" = zst ]; then
+                once comp "zstd -dc => extract -" "rm -rf \"$D\"" "sh -c 'zstd -dc \"\$1\" | \"\$2\" extract - \"\$3\" >/dev/null' sh \"$AZ\" \"$VMA\" \"$D\""
+                [ "$round" = 1 ] && same "$I" "$D/disk-disk0.raw"
+            fi
+            rm -rf "$D" "$AZ"
+        done
+        echo "  round $round of $RUNS done" >&2
+        round=$((round + 1))
+    done
+fi
 
 # ---- random access: serve, cat, mount, the Lua API, the index ------------------
 # On the half image's archive (plain, and a seekable .vma.zst): nbdcopy of the
@@ -243,6 +319,7 @@ for tool in nbdkit nbdcopy fusermount3 zstd; do
     command -v $tool >/dev/null 2>&1 || { ACCESS=0; echo "bench: $tool missing: no random-access figures" >&2; }
 done
 [ -e /dev/fuse ] || { ACCESS=0; echo "bench: no /dev/fuse: no random-access figures" >&2; }
+want half || ACCESS=0 # it reads the half image
 SPID= MNT=$W/mnt
 stop_access() {
     [ -z "$SPID" ] || { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=; }
@@ -412,7 +489,7 @@ fi
 [ -n "$TIMEBIN" ] || echo "peak RSS:   not measured (/usr/bin/time missing)"
 echo
 
-awk -F'|' -v half=$HALF -v thin=$THIN -v check=$CHECK -v scale=$SCALE -v pve="$PVE_VMA" '
+awk -F'|' -v half=$HALF -v thin=$THIN -v check=$CHECK -v scale=$SCALE -v comp=$COMP -v pve="$PVE_VMA" '
     $1 == "ra" || $1 == "rbd" { next }  # random access, RBD: reported below
     { t[$1 "|" $2] = $3; r[$1 "|" $2] = $4; lo[$1 "|" $2] = $5; hi[$1 "|" $2] = $6; cpu[$1 "|" $2] = $7
       if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
@@ -427,14 +504,46 @@ awk -F'|' -v half=$HALF -v thin=$THIN -v check=$CHECK -v scale=$SCALE -v pve="$P
             sprintf("%.3f-%.3f", lo[img "|" op], hi[img "|" op]), cpu[img "|" op], mb, ratio, refname, rss
     }
     END {
-        size["half"] = half; size["thin"] = thin; size["check"] = check; size["scale"] = scale
+        size["half"] = half; size["thin"] = thin; size["check"] = check; size["scale"] = scale; size["comp"] = comp
         label["half"] = "half: " half " MiB, 64 KiB clusters alternately random and zero"
         label["thin"] = "thin: " thin " MiB sparse, 8 pieces of data"
         label["check"] = "check: " check " MiB, every other 4 KiB block zero"
         label["scale"] = "scale: " scale " MiB sparse, a few MiB of data (create + verify only)"
+        label["comp"] = "comp: " comp " MiB, 64 KiB clusters a third each text-like, random and zero"
         printf "%-7s %-21s %9s %15s %7s %10s %7s  %-20s %10s\n", "image", "operation", "median s", "min-max s", "cpu s", "MiB/s", "ratio", "reference", "peak RSS"
         for (k = 1; k <= n; k++) {
             img = order[k]
+            if (img == "comp") {
+                printf "-- %s\n", label[img]
+                split("zst gz lzo", exts, " ")
+                for (j = 1; j <= 3; j++) {
+                    e = exts[j]
+                    if (!(("comp|size " e) in t)) continue
+                    printf "   .vma.%s %.1f MiB; the image by the reference command %.1f MiB (%+.2f%%)\n", e,
+                        t["comp|size " e] / 1024, t["comp|size " e " ref"] / 1024,
+                        100 * (t["comp|size " e] / t["comp|size " e " ref"] - 1)
+                }
+                row(img, "cp --sparse && sync", "", "")
+                row(img, "zstd -T2 -3 && sync", "", "")
+                row(img, "vma create .zst", "zstd -T2 -3 && sync", "zstd -T2 -3 && sync")
+                row(img, "zstd -dc >/dev/null", "", "")
+                row(img, "vma verify .zst", "zstd -dc >/dev/null", "zstd -dc >/dev/null")
+                row(img, "vma extract .zst", "zstd -dc >/dev/null", "zstd -dc >/dev/null")
+                row(img, "zstd -dc => extract -", "zstd -dc >/dev/null", "zstd -dc >/dev/null")
+                gzref = (("comp|pigz -p2 -6 && sync") in t) ? "pigz -p2 -6 && sync" : "gzip -6 && sync"
+                row(img, gzref, "", "")
+                row(img, "vma create .gz", gzref, gzref)
+                row(img, "gzip -dc >/dev/null", "", "")
+                row(img, "pigz -dc >/dev/null", "", "")
+                row(img, "vma verify .gz", "gzip -dc >/dev/null", "gzip -dc >/dev/null")
+                row(img, "vma extract .gz", "gzip -dc >/dev/null", "gzip -dc >/dev/null")
+                row(img, "lzop && sync", "", "")
+                row(img, "vma create .lzo", "lzop && sync", "lzop && sync")
+                row(img, "lzop -dc >/dev/null", "", "")
+                row(img, "vma verify .lzo", "lzop -dc >/dev/null", "lzop -dc >/dev/null")
+                row(img, "vma extract .lzo", "lzop -dc >/dev/null", "lzop -dc >/dev/null")
+                continue
+            }
             printf "-- %s; archive %.1f MiB\n", label[img], t[img "|archive"] / 1024
             row(img, "cat image", "", "")
             row(img, "cp --sparse && sync", "", "")
@@ -472,13 +581,23 @@ ratio() {
         END { printf "%.4f", (y > 0 ? x / y : 999) }' "$RES"
 }
 ratio2() { target "$1" "$(ratio "$2" "$3" "$4")" "$5" x "fastest $(printf '%.2f' "$(ratio "$2" "$3" "$4" 5)")x"; }
-ratio2 "half create / (cp --sparse && sync)" half 'vma create' 'cp --sparse && sync' 1.0
-ratio2 "half extract / (cp --sparse && sync)" half 'vma extract' 'cp --sparse && sync' 1.0
-ratio2 "check extract / (cp --sparse && sync)" check 'vma extract' 'cp --sparse && sync' 1.0
+if want half; then
+    ratio2 "half create / (cp --sparse && sync)" half 'vma create' 'cp --sparse && sync' 1.0
+    ratio2 "half extract / (cp --sparse && sync)" half 'vma extract' 'cp --sparse && sync' 1.0
+fi
+if want check; then ratio2 "check extract / (cp --sparse && sync)" check 'vma extract' 'cp --sparse && sync' 1.0; fi
 for img in half thin check; do
-    ratio2 "$img verify / cat archive" $img 'vma verify' 'cat archive' 2.0
+    if want $img; then ratio2 "$img verify / cat archive" $img 'vma verify' 'cat archive' 2.0; fi
 done
-target "thin create (${THIN} MiB sparse)" "$(get thin 'vma create')" 1.0 " s"
+if want thin; then target "thin create (${THIN} MiB sparse)" "$(get thin 'vma create')" 1.0 " s"; fi
+if [ "$COMP" -gt 0 ]; then
+    ratio2 "comp create .zst / (zstd -T2 -3 && sync)" comp 'vma create .zst' 'zstd -T2 -3 && sync' 0.8
+    ratio2 "comp verify .zst / zstd -dc" comp 'vma verify .zst' 'zstd -dc >/dev/null' 1.1
+    # extract: beside the slower of decompressing and copying
+    slower=$(awk -F'|' '$1 == "comp" && ($2 == "zstd -dc >/dev/null" || $2 == "cp --sparse && sync") && $3 > m { m = $3; o = $2 }
+        END { print o }' "$RES")
+    ratio2 "comp extract .zst / ($slower)" comp 'vma extract .zst' "$slower" 1.2
+fi
 if [ -n "$TIMEBIN" ]; then
     maxrss=$(awk -F'|' '$2 ~ /^vma / && $4 != "-" && $4 + 0 > m { m = $4 + 0 } END { printf "%.2f", m / 1024 }' "$RES")
     target "peak RSS of vma (largest, all images)" "$maxrss" 64 " MiB"

@@ -13,7 +13,7 @@ function M.human(n)
     n = n / 1024
     i = i + 1
   end
-  if i == 1 then return string.format("%d B", n) end
+  if i == 1 then return string.format("%d B", math.floor(n)) end
   return string.format("%.1f %s", n, units[i])
 end
 

@@ -348,111 +348,130 @@ static char *fsname_of(const char *path)
     return s;
 }
 
-int main(int argc, char **argv)
+typedef struct {
+    gboolean foreground, debug, single;
+    GPtrArray *mount_opts;
+    const char *path, *dir;
+} options;
+
+/* the command line: 0 with o filled, or the exit status (help, usage) */
+static int parse_options(int argc, char **argv, options *o, gboolean *done)
 {
-    gboolean foreground = FALSE, debug = FALSE, single = FALSE;
-    GPtrArray *mount_opts = g_ptr_array_new_with_free_func(g_free);
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
+    *done = TRUE;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-f") == 0)
-            foreground = TRUE;
+            o->foreground = TRUE;
         else if (strcmp(a, "-d") == 0)
-            debug = foreground = TRUE;
+            o->debug = o->foreground = TRUE;
         else if (strcmp(a, "-s") == 0)
-            single = TRUE;
+            o->single = TRUE;
         else if (strcmp(a, "-o") == 0 && i + 1 < argc)
-            g_ptr_array_add(mount_opts, g_strdup(argv[++i]));
+            g_ptr_array_add(o->mount_opts, g_strdup(argv[++i]));
         else if (strncmp(a, "-o", 2) == 0 && a[2])
-            g_ptr_array_add(mount_opts, g_strdup(a + 2));
+            g_ptr_array_add(o->mount_opts, g_strdup(a + 2));
         else if (strcmp(a, "--label") == 0 && i + 1 < argc)
             label = argv[++i];
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            g_ptr_array_free(mount_opts, TRUE);
             usage();
             return 0;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "%s: unknown option %s\n", label, a);
-            g_ptr_array_free(mount_opts, TRUE);
             return usage();
         } else if (npos < 2)
             pos[npos++] = a;
-        else {
-            g_ptr_array_free(mount_opts, TRUE);
+        else
             return usage();
-        }
     }
-    if (npos != 2) {
-        g_ptr_array_free(mount_opts, TRUE);
+    if (npos != 2)
         return usage();
+    o->path = pos[0];
+    o->dir = pos[1];
+    *done = FALSE;
+    return 0;
+}
+
+/* the fuse arguments: read-only, our subtype and name, the user's -o */
+static void fuse_arguments(struct fuse_args *args, const options *o, const char *argv0,
+                           const char *fsname)
+{
+    GString *opts = g_string_new("ro,subtype=vma,default_permissions,");
+    g_string_append(opts, fsname);
+    for (guint i = 0; i < o->mount_opts->len; i++)
+        g_string_append_printf(opts, ",%s", (char *)g_ptr_array_index(o->mount_opts, i));
+    fuse_opt_add_arg(args, argv0);
+    if (o->debug)
+        fuse_opt_add_arg(args, "-d");
+    fuse_opt_add_arg(args, "-o");
+    fuse_opt_add_arg(args, opts->str);
+    g_string_free(opts, TRUE);
+}
+
+/* mount, go to the background once the mount is ready, serve until
+ * unmounted or signalled; the exit status */
+static int serve(struct fuse *fuse, const options *o, const char *abs_dir)
+{
+    if (fuse_mount(fuse, abs_dir) != 0) {
+        say("cannot mount on %s", o->dir);
+        return 1;
     }
-    const char *path = pos[0], *dir = pos[1];
     int rc = 1;
+    struct fuse_session *se = fuse_get_session(fuse);
+    if (fuse_set_signal_handlers(se) != 0) {
+        say("cannot set the signal handlers");
+    } else if (fuse_daemonize(o->foreground) == 0) {
+        /* the mount is ready: the first process has exited 0 */
+        if (!o->foreground) {
+            background = TRUE;
+            openlog("vma-fuse", LOG_PID, LOG_DAEMON);
+        }
+        int lrc = o->single ? fuse_loop(fuse) : fuse_loop_mt(fuse, 0);
+        rc = lrc == 0 || lrc == SIGINT || lrc == SIGTERM || lrc == SIGHUP ? 0 : 1;
+    }
+    fuse_remove_signal_handlers(se);
+    fuse_unmount(fuse);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {.mount_opts = g_ptr_array_new_with_free_func(g_free)};
+    gboolean done;
+    int rc = parse_options(argc, argv, &o, &done);
+    if (done) {
+        g_ptr_array_free(o.mount_opts, TRUE);
+        return rc;
+    }
+    rc = 1;
     struct fuse *fuse = NULL;
-    gboolean mounted = FALSE;
     char *abs_dir = NULL, *fsname = NULL;
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-
-    if (!check_dir(dir))
-        goto out;
-    abs_dir = realpath(dir, NULL);
     GError *e = NULL;
-    archive = vma_archive_open(path, NULL, &e);
+    if (!check_dir(o.dir))
+        goto out;
+    abs_dir = realpath(o.dir, NULL);
+    archive = vma_archive_open(o.path, NULL, &e);
     if (!archive || lay_out(&e) < 0) {
         say("%s", e->message);
         g_error_free(e);
         goto out;
     }
-
-    fsname = fsname_of(path);
-    GString *o = g_string_new("ro,subtype=vma,default_permissions,");
-    g_string_append(o, fsname);
-    for (guint i = 0; i < mount_opts->len; i++)
-        g_string_append_printf(o, ",%s", (char *)g_ptr_array_index(mount_opts, i));
-    fuse_opt_add_arg(&args, argv[0]);
-    if (debug)
-        fuse_opt_add_arg(&args, "-d");
-    fuse_opt_add_arg(&args, "-o");
-    fuse_opt_add_arg(&args, o->str);
-    g_string_free(o, TRUE);
-
+    fsname = fsname_of(o.path);
+    fuse_arguments(&args, &o, argv[0], fsname);
     fuse = fuse_new(&args, &ops, sizeof(ops), NULL);
-    if (!fuse) {
+    if (!fuse)
         say("cannot set up the file system (bad -o option?)");
-        goto out;
-    }
-    if (fuse_mount(fuse, abs_dir) != 0) {
-        say("cannot mount on %s", dir);
-        goto out;
-    }
-    mounted = TRUE;
-    struct fuse_session *se = fuse_get_session(fuse);
-    if (fuse_set_signal_handlers(se) != 0) {
-        say("cannot set the signal handlers");
-        goto out;
-    }
-    /* the mount is ready: the first process exits 0 from here */
-    if (fuse_daemonize(foreground) != 0) {
-        fuse_remove_signal_handlers(se);
-        goto out;
-    }
-    if (!foreground) {
-        background = TRUE;
-        openlog("vma-fuse", LOG_PID, LOG_DAEMON);
-    }
-    int lrc = single ? fuse_loop(fuse) : fuse_loop_mt(fuse, 0);
-    fuse_remove_signal_handlers(se);
-    rc = lrc == 0 || lrc == SIGINT || lrc == SIGTERM || lrc == SIGHUP ? 0 : 1;
+    else
+        rc = serve(fuse, &o, abs_dir);
 out:
-    if (mounted)
-        fuse_unmount(fuse);
     if (fuse)
         fuse_destroy(fuse);
     fuse_opt_free_args(&args);
     free_files();
     vma_archive_free(archive);
-    g_ptr_array_free(mount_opts, TRUE);
+    g_ptr_array_free(o.mount_opts, TRUE);
     g_free(fsname);
     free(abs_dir);
     return rc;

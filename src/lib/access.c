@@ -105,6 +105,8 @@ vma_archive *vma_archive_open(const char *path, const vma_archive_opts *o, GErro
     }
     GError *e = NULL;
     a->src = vma_src_open(a->fd, &e);
+    if (a->src && o->frame_cache)
+        vma_src_set_cache(a->src, o->frame_cache);
     if (a->src)
         a->r = vma_reader_open_src(a->src, &e);
     if (a->r)

@@ -84,6 +84,9 @@ void vma_src_free(vma_src *s);
 uint64_t vma_src_size(const vma_src *s);
 vma_compress vma_src_compression(const vma_src *s);
 uint64_t vma_src_frames(const vma_src *s);
+/* the bytes of decompressed frames kept (before the first read; default
+ * 64 MiB, at least two frames) */
+void vma_src_set_cache(vma_src *s, uint64_t bytes);
 /* n bytes at off of the stream: the count read (less only at the end), -1 */
 ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err);
 /* sequential input over a random source (not owned): skips cost nothing */
@@ -108,15 +111,48 @@ vma_index *vma_index_load(const char *path, const vma_header *h, const uint8_t s
                           GError **err);
 vma_reader *vma_archive_reader(const vma_archive *a);
 
-/* ---- output with optional compression ---- */
+/* ---- output with optional compression (compress.c) ---- */
+/* The zstd frames and gzip members of a compressed archive: a frame ends at
+ * the first extent that starts when it holds at least VMA_FRAME_BYTES of
+ * decompressed data; an extent of VMA_FRAME_BYTES or more starts a frame and
+ * is cut every VMA_FRAME_BYTES.  4 MiB is above the largest extent, so every
+ * frame of a writer's archive starts with an extent (or the header) and
+ * holds less than 8 MiB; 1 MiB frames lost 9% on a file system image (see
+ * docs/format.md).  -DVMA_FRAME_BYTES=... for experiments. */
+#ifndef VMA_FRAME_BYTES
+#define VMA_FRAME_BYTES (4u << 20)
+#endif
 typedef struct vma_out vma_out;
-vma_out *vma_out_new(int fd, vma_compress c, int level, GError **err); /* fd not owned */
+/* level 0: the codec's default; threads: compression workers for zstd and
+ * gzip, 0 = one per core.  A level out of the codec's range is VMA_ERR_ARG. */
+vma_out *vma_out_new(int fd, vma_compress c, int level, int threads,
+                     GError **err); /* fd not owned */
+/* an extent (or the header) starts with the next byte written: where the
+ * zstd frames and gzip members may begin (see docs/format.md) */
+void vma_out_mark(vma_out *out);
 int vma_out_write(vma_out *out, const void *buf, size_t n, GError **err);
 /* the same for pieces; iov is modified */
 int vma_out_writev(vma_out *out, struct iovec *iov, int n, GError **err);
-/* flush the compressor, end the stream, fsync a regular file */
+/* flush the compressor, end the stream (zstd: the seek table), fsync a
+ * regular file */
 int vma_out_finish(vma_out *out, GError **err);
 void vma_out_free(vma_out *out);
+
+/* ---- a helper program as a child process (child.c; lzop) ---- */
+typedef struct {
+    pid_t pid;
+    int to_child;     /* socket: what we write is the child's stdin */
+    int errors;       /* pipe: the child's stderr, read when it failed */
+} vma_child;
+/* start argv with stdin from a socketpair and stdout on out_fd (or a new
+ * pipe returned in *from_child when out_fd < 0); its stderr is kept from
+ * ours and only used to explain a failure */
+gboolean vma_child_start(vma_child *c, const char *const argv[], int out_fd,
+                         int *from_child, GError **err);
+int vma_child_send(vma_child *c, const void *buf, size_t n, GError **err);
+/* close the child's input and wait for it; -1 if it failed (a truncated
+ * lzo stream is VMA_ERR_INCOMPLETE); 0 when it was not running */
+int vma_child_finish(vma_child *c, const char *what, GError **err);
 
 /* write all the pieces, at off (pwritev) or at the current position when
  * off < 0 (writev), retrying short writes; iov is modified.  -1 with err. */

@@ -1,5 +1,6 @@
 /* io.c - buffered archive input with transparent decompression (zstd, gzip,
- * lzop through the lzop program) and archive output with compression. */
+ * lzop through the lzop program; child.c runs it).  The output side is in
+ * compress.c. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -18,103 +19,6 @@
 #include <zstd.h>
 
 #define RAW_BUF_SIZE (1u << 20)
-
-/* ---- a child process fed through a socket (for lzop) ---- */
-
-typedef struct {
-    pid_t pid;
-    int to_child;     /* socket: what we write is the child's stdin */
-} child_proc;
-
-/* start argv with stdin from a socketpair and stdout on out_fd (or a new
- * pipe returned in *from_child when out_fd < 0) */
-static gboolean child_start(child_proc *c, const char *const argv[], int out_fd,
-                            int *from_child, GError **err)
-{
-    int sv[2], pp[2] = {-1, -1};
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        vma_set_errno(err, errno, "socketpair");
-        return FALSE;
-    }
-    if (out_fd < 0 && pipe2(pp, O_CLOEXEC) < 0) {
-        vma_set_errno(err, errno, "pipe");
-        close(sv[0]);
-        close(sv[1]);
-        return FALSE;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        vma_set_errno(err, errno, "fork");
-        close(sv[0]);
-        close(sv[1]);
-        if (pp[0] >= 0) {
-            close(pp[0]);
-            close(pp[1]);
-        }
-        return FALSE;
-    }
-    if (pid == 0) {
-        signal(SIGPIPE, SIG_DFL);
-        if (dup2(sv[1], 0) < 0 || dup2(out_fd >= 0 ? out_fd : pp[1], 1) < 0)
-            _exit(127);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(sv[1]);
-    if (pp[1] >= 0)
-        close(pp[1]);
-    c->pid = pid;
-    c->to_child = sv[0];
-    if (from_child)
-        *from_child = pp[0];
-    return TRUE;
-}
-
-static int child_send(child_proc *c, const void *buf, size_t n, GError **err)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = send(c->to_child, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR && !vma_interrupted())
-                continue;
-            vma_set_errno(err, errno, "write to compressor");
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* close the child's input and wait for it; -1 if it failed */
-static int child_finish(child_proc *c, const char *what, GError **err)
-{
-    if (c->to_child >= 0) {
-        close(c->to_child);
-        c->to_child = -1;
-    }
-    if (c->pid <= 0)
-        return 0;
-    int status;
-    while (waitpid(c->pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            vma_set_errno(err, errno, "waitpid");
-            c->pid = 0;
-            return -1;
-        }
-    }
-    c->pid = 0;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s: the lzop program could not be run (is lzop installed?)", what);
-    else if (WIFEXITED(status))
-        g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "%s: lzop failed with exit status %d", what, WEXITSTATUS(status));
-    else
-        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s: lzop killed by signal %d", what, WTERMSIG(status));
-    return -1;
-}
 
 /* ---- input ---- */
 
@@ -153,7 +57,7 @@ struct vma_in {
     gboolean zs_init, zs_member_done;
     gboolean stream_end;
     /* lzop: a thread feeds the archive to the child, we read its output */
-    child_proc lzop;
+    vma_child lzop;
     GThread *feeder;
     int source_fd;
     uint8_t peek[4];
@@ -164,12 +68,12 @@ static gpointer lzop_feeder(gpointer data)
 {
     vma_in *in = data;
     uint8_t *buf = g_malloc(RAW_BUF_SIZE);
-    if (child_send(&in->lzop, in->peek, in->peek_len, NULL) == 0) {
+    if (vma_child_send(&in->lzop, in->peek, in->peek_len, NULL) == 0) {
         for (;;) {
             ssize_t r = read(in->source_fd, buf, RAW_BUF_SIZE);
             if (r < 0 && errno == EINTR)
                 continue;
-            if (r <= 0 || child_send(&in->lzop, buf, (size_t)r, NULL) < 0)
+            if (r <= 0 || vma_child_send(&in->lzop, buf, (size_t)r, NULL) < 0)
                 break;
         }
     }
@@ -229,7 +133,7 @@ static ssize_t raw_fill(vma_in *in, GError **err)
     in->raw_len = (size_t)r;
     if (r == 0) {
         in->raw_eof = TRUE;
-        if (in->lzop.pid > 0 && child_finish(&in->lzop, "decompressing archive", err) < 0)
+        if (in->lzop.pid > 0 && vma_child_finish(&in->lzop, "decompressing archive", err) < 0)
             return -1;
     }
     return r;
@@ -275,7 +179,7 @@ vma_in *vma_in_new(int fd, GError **err)
         in->comp = VMA_COMPRESS_LZO;
         static const char *const argv[] = {"lzop", "-dc", NULL};
         int out;
-        if (!child_start(&in->lzop, argv, -1, &out, err))
+        if (!vma_child_start(&in->lzop, argv, -1, &out, err))
             goto fail;
         in->source_fd = fd;
         in->fd = out;
@@ -339,7 +243,7 @@ static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
             got += (size_t)r;
             if ((size_t)r < want) {
                 in->raw_eof = TRUE;
-                if (in->lzop.pid > 0 && child_finish(&in->lzop, "decompressing archive", err) < 0)
+                if (in->lzop.pid > 0 && vma_child_finish(&in->lzop, "decompressing archive", err) < 0)
                     return -1;
                 break;
             }
@@ -587,7 +491,7 @@ void vma_in_free(vma_in *in)
         if (in->lzop.pid > 0)
             kill(in->lzop.pid, SIGTERM);
         g_thread_join(in->feeder);
-        child_finish(&in->lzop, "lzop", NULL);
+        vma_child_finish(&in->lzop, "lzop", NULL);
         if (in->source_fd >= 0)
             close(in->source_fd);
     }
@@ -599,167 +503,4 @@ void vma_in_free(vma_in *in)
         inflateEnd(&in->zs);
     g_free(in->raw);
     g_free(in);
-}
-
-/* ---- output ---- */
-
-#define OUT_BUF_SIZE (1u << 20)
-
-struct vma_out {
-    int fd;
-    vma_compress comp;
-    ZSTD_CCtx *zc;
-    z_stream zs;
-    gboolean zs_init;
-    uint8_t *buf;
-    child_proc lzop;
-    gboolean finished;
-};
-
-vma_out *vma_out_new(int fd, vma_compress c, int level, GError **err)
-{
-    vma_out *o = g_new0(vma_out, 1);
-    o->fd = fd;
-    o->comp = c;
-    o->lzop.to_child = -1;
-    switch (c) {
-    case VMA_COMPRESS_ZSTD:
-        o->zc = ZSTD_createCCtx();
-        if (!o->zc) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
-            goto fail;
-        }
-        ZSTD_CCtx_setParameter(o->zc, ZSTD_c_compressionLevel, level ? level : 3);
-        /* use a second thread where libzstd has them; ignore if it has not */
-        ZSTD_CCtx_setParameter(o->zc, ZSTD_c_nbWorkers, 2);
-        o->buf = g_malloc(OUT_BUF_SIZE);
-        break;
-    case VMA_COMPRESS_GZIP:
-        if (deflateInit2(&o->zs, level ? level : 6, Z_DEFLATED, 15 + 16, 8,
-                         Z_DEFAULT_STRATEGY) != Z_OK) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "zlib initialisation failed");
-            goto fail;
-        }
-        o->zs_init = TRUE;
-        o->buf = g_malloc(OUT_BUF_SIZE);
-        break;
-    case VMA_COMPRESS_LZO: {
-        static const char *const argv[] = {"lzop", "-c", NULL};
-        if (!child_start(&o->lzop, argv, fd, NULL, err))
-            goto fail;
-        break;
-    }
-    default:
-        break;
-    }
-    return o;
-fail:
-    vma_out_free(o);
-    return NULL;
-}
-
-static int zstd_drive(vma_out *o, const void *buf, size_t n, ZSTD_EndDirective mode,
-                      GError **err)
-{
-    ZSTD_inBuffer in = {buf, n, 0};
-    for (;;) {
-        ZSTD_outBuffer out = {o->buf, OUT_BUF_SIZE, 0};
-        size_t left = ZSTD_compressStream2(o->zc, &out, &in, mode);
-        if (ZSTD_isError(left)) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "zstd: %s", ZSTD_getErrorName(left));
-            return -1;
-        }
-        if (out.pos && vma_write_all(o->fd, o->buf, out.pos, err) < 0)
-            return -1;
-        if (mode == ZSTD_e_continue ? in.pos == in.size : left == 0)
-            return 0;
-    }
-}
-
-static int gzip_drive(vma_out *o, const void *buf, size_t n, int flush, GError **err)
-{
-    o->zs.next_in = (Bytef *)buf;
-    o->zs.avail_in = (uInt)n;
-    for (;;) {
-        o->zs.next_out = o->buf;
-        o->zs.avail_out = OUT_BUF_SIZE;
-        int ret = deflate(&o->zs, flush);
-        if (ret == Z_STREAM_ERROR) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "gzip compression failed");
-            return -1;
-        }
-        size_t have = OUT_BUF_SIZE - o->zs.avail_out;
-        if (have && vma_write_all(o->fd, o->buf, have, err) < 0)
-            return -1;
-        if (flush == Z_FINISH ? ret == Z_STREAM_END : o->zs.avail_in == 0)
-            return 0;
-    }
-}
-
-int vma_out_write(vma_out *o, const void *buf, size_t n, GError **err)
-{
-    switch (o->comp) {
-    case VMA_COMPRESS_ZSTD:
-        return zstd_drive(o, buf, n, ZSTD_e_continue, err);
-    case VMA_COMPRESS_GZIP:
-        return gzip_drive(o, buf, n, Z_NO_FLUSH, err);
-    case VMA_COMPRESS_LZO:
-        return child_send(&o->lzop, buf, n, err);
-    default:
-        return vma_write_all(o->fd, buf, n, err);
-    }
-}
-
-int vma_out_writev(vma_out *o, struct iovec *iov, int n, GError **err)
-{
-    if (o->comp != VMA_COMPRESS_NONE) {
-        for (int i = 0; i < n; i++)
-            if (vma_out_write(o, iov[i].iov_base, iov[i].iov_len, err) < 0)
-                return -1;
-        return 0;
-    }
-    return vma_writev_all(o->fd, iov, n, -1, err);
-}
-
-int vma_out_finish(vma_out *o, GError **err)
-{
-    int ret = 0;
-    switch (o->comp) {
-    case VMA_COMPRESS_ZSTD:
-        ret = zstd_drive(o, NULL, 0, ZSTD_e_end, err);
-        break;
-    case VMA_COMPRESS_GZIP:
-        ret = gzip_drive(o, NULL, 0, Z_FINISH, err);
-        break;
-    case VMA_COMPRESS_LZO:
-        ret = child_finish(&o->lzop, "compressing archive", err);
-        break;
-    default:
-        break;
-    }
-    if (ret < 0)
-        return -1;
-    struct stat st;
-    if (fstat(o->fd, &st) == 0 && S_ISREG(st.st_mode) && fsync(o->fd) < 0) {
-        vma_set_errno(err, errno, "fsync of the archive failed");
-        return -1;
-    }
-    o->finished = TRUE;
-    return 0;
-}
-
-void vma_out_free(vma_out *o)
-{
-    if (!o)
-        return;
-    if (o->zc)
-        ZSTD_freeCCtx(o->zc);
-    if (o->zs_init)
-        deflateEnd(&o->zs);
-    if (o->lzop.pid > 0) {
-        kill(o->lzop.pid, SIGTERM);
-        child_finish(&o->lzop, "lzop", NULL);
-    }
-    g_free(o->buf);
-    g_free(o);
 }

@@ -51,15 +51,22 @@ static const char *target_label(const vma_target *t, const vma_device *d)
     return t->label ? t->label : d->name;
 }
 
-static void throttle_wait(throttle *th, uint64_t bps, size_t len)
+/* wait until the target's rate allows len more bytes, in short steps so
+ * that an interrupt is seen at once; -1 when interrupted */
+static int throttle_wait(throttle *th, uint64_t bps, size_t len, GError **err)
 {
     if (!bps)
-        return;
+        return 0;
     th->bytes += len;
     double due = th->start + (double)th->bytes / (double)bps;
-    double now = vma_now();
-    if (due > now)
-        g_usleep((gulong)((due - now) * 1e6));
+    for (double now = vma_now(); due > now; now = vma_now()) {
+        if (vma_interrupted()) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+            return -1;
+        }
+        g_usleep((gulong)(MIN(due - now, 0.05) * 1e6));
+    }
+    return 0;
 }
 
 static int run_flush(run *ru, GError **err)
@@ -78,7 +85,8 @@ static int run_flush(run *ru, GError **err)
         g_prefix_error(err, "%s: ", ru->label);
         return -1;
     }
-    throttle_wait(ru->th, t->bps, ru->len);
+    if (throttle_wait(ru->th, t->bps, ru->len, err) < 0)
+        return -1;
     ru->n = 0;
     ru->len = 0;
     return 0;

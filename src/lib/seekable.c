@@ -2,7 +2,10 @@
  * plain .vma read with pread, or a .vma.zst in zstd's seekable format
  * (independent frames and a seek table in a skippable frame at the end, as
  * zstd's contrib/seekable_format specifies), read frame by frame through a
- * small cache of decompressed frames.  Safe to use from several threads. */
+ * cache of decompressed frames (64 MiB unless the caller says otherwise).
+ * Safe to use from several threads: a frame is decompressed by one thread
+ * while the others wait for it, and copied out of the cache without the
+ * lock held. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -17,9 +20,11 @@
 #define SEEK_FOOTER_SIZE   9u
 /* a frame larger than this is not what a seekable writer makes */
 #define MAX_FRAME_BYTES    (64u << 20)
-/* decompressed frames kept, and at most this many bytes of them */
-#define CACHE_SLOTS        16
-#define CACHE_BYTES        (32u << 20)
+/* the bytes of decompressed frames kept by default, and the bounds on the
+ * number of frames kept */
+#define CACHE_BYTES        ((uint64_t)64 << 20)
+#define MIN_SLOTS          2u
+#define MAX_SLOTS          4096u
 
 typedef struct {
     uint64_t coff;        /* where the frame starts in the file */
@@ -31,7 +36,8 @@ typedef struct {
     int64_t frame;        /* -1: empty */
     uint8_t *data;
     size_t cap;
-    gboolean loading;     /* another thread decompresses into it */
+    gboolean loading;     /* a thread decompresses into it */
+    unsigned refs;        /* threads copying out of it */
     uint64_t used;        /* last use, for LRU */
 } zslot;
 
@@ -42,12 +48,17 @@ struct vma_src {
     uint64_t file_size;
     zframe *frames;
     uint64_t n_frames;
+    uint32_t max_dsize;   /* of the largest frame */
     GMutex lock;
     GCond loaded;
-    zslot slots[CACHE_SLOTS];
+    zslot *slots;         /* made at the first read */
     unsigned n_slots;
+    int32_t *slot_of;     /* frame -> slot, -1 */
+    uint64_t cache_bytes;
     uint64_t clock;
     GPtrArray *dctx;      /* idle ZSTD_DCtx */
+    GPtrArray *inbufs;    /* idle buffers of max compressed frame size */
+    uint32_t max_csize;
 };
 
 static uint32_t le32(const uint8_t *p)
@@ -103,6 +114,8 @@ static gboolean read_seek_table(vma_src *s, GError **err)
         f->dsize = le32(e + 4);
         coff += f->csize;
         doff += f->dsize;
+        s->max_dsize = MAX(s->max_dsize, f->dsize);
+        s->max_csize = MAX(s->max_csize, f->csize);
         if (f->dsize > MAX_FRAME_BYTES || f->csize == 0 || coff > frame_start) {
             g_free(t);
             return not_seekable(err, "a seek table that does not match the file");
@@ -141,8 +154,8 @@ vma_src *vma_src_open(int fd, GError **err)
     g_mutex_init(&s->lock);
     g_cond_init(&s->loaded);
     s->dctx = g_ptr_array_new();
-    for (unsigned i = 0; i < CACHE_SLOTS; i++)
-        s->slots[i].frame = -1;
+    s->inbufs = g_ptr_array_new_with_free_func(g_free);
+    s->cache_bytes = CACHE_BYTES;
     static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
     if (got == 4 && memcmp(magic, zstd_magic, 4) == 0) {
         s->comp = VMA_COMPRESS_ZSTD;
@@ -165,8 +178,11 @@ void vma_src_free(vma_src *s)
 {
     if (!s)
         return;
-    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+    for (unsigned i = 0; i < s->n_slots; i++)
         g_free(s->slots[i].data);
+    g_free(s->slots);
+    g_free(s->slot_of);
+    g_ptr_array_free(s->inbufs, TRUE);
     for (guint i = 0; i < s->dctx->len; i++)
         ZSTD_freeDCtx(g_ptr_array_index(s->dctx, i));
     g_ptr_array_free(s->dctx, TRUE);
@@ -177,6 +193,27 @@ void vma_src_free(vma_src *s)
 }
 
 uint64_t vma_src_size(const vma_src *s) { return s->size; }
+
+void vma_src_set_cache(vma_src *s, uint64_t bytes)
+{
+    g_mutex_lock(&s->lock);
+    if (!s->slots && bytes)
+        s->cache_bytes = bytes;
+    g_mutex_unlock(&s->lock);
+}
+
+/* the slots, sized for the cache and the frames (called locked) */
+static void make_slots(vma_src *s)
+{
+    uint64_t n = s->cache_bytes / MAX(1u, s->max_dsize);
+    s->n_slots = (unsigned)MIN(MAX(n, (uint64_t)MIN_SLOTS), MIN((uint64_t)MAX_SLOTS, s->n_frames));
+    s->slots = g_new0(zslot, s->n_slots);
+    for (unsigned i = 0; i < s->n_slots; i++)
+        s->slots[i].frame = -1;
+    s->slot_of = g_new(int32_t, s->n_frames);
+    for (uint64_t i = 0; i < s->n_frames; i++)
+        s->slot_of[i] = -1;
+}
 vma_compress vma_src_compression(const vma_src *s) { return s->comp; }
 uint64_t vma_src_frames(const vma_src *s) { return s->n_frames; }
 
@@ -197,19 +234,24 @@ static uint64_t find_frame(const vma_src *s, uint64_t off)
 static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, GError **err)
 {
     const zframe *f = &s->frames[fi];
-    uint8_t *in = g_malloc(f->csize);
-    ssize_t got = vma_pread_all(s->fd, in, f->csize, f->coff, err);
-    if (got < 0) {
-        g_free(in);
-        return -1;
-    }
     g_mutex_lock(&s->lock);
+    uint8_t *in = s->inbufs->len ? g_ptr_array_steal_index_fast(s->inbufs, s->inbufs->len - 1) : NULL;
     ZSTD_DCtx *dc = s->dctx->len ? g_ptr_array_steal_index_fast(s->dctx, s->dctx->len - 1) : NULL;
     g_mutex_unlock(&s->lock);
+    if (!in)
+        in = g_malloc(s->max_csize);
+    ssize_t got = vma_pread_all(s->fd, in, f->csize, f->coff, err);
+    if (got < 0) {
+        g_mutex_lock(&s->lock);
+        g_ptr_array_add(s->inbufs, in);
+        if (dc)
+            g_ptr_array_add(s->dctx, dc);
+        g_mutex_unlock(&s->lock);
+        return -1;
+    }
     if (!dc)
         dc = ZSTD_createDCtx();
     size_t r = dc ? ZSTD_decompressDCtx(dc, out, f->dsize, in, (size_t)got) : 0;
-    g_free(in);
     int rc = 0;
     if (!dc) {
         g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
@@ -221,29 +263,82 @@ static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, GError **err)
                                                  : "its size differs from the seek table");
         rc = -1;
     }
-    if (dc) {
-        g_mutex_lock(&s->lock);
+    g_mutex_lock(&s->lock);
+    g_ptr_array_add(s->inbufs, in);
+    if (dc)
         g_ptr_array_add(s->dctx, dc);
-        g_mutex_unlock(&s->lock);
+    g_mutex_unlock(&s->lock);
+    return rc;
+}
+
+/* the first bytes of a frame without decoding all of it (an extent header
+ * at the start of a frame, as the index reads them): zstd decodes block by
+ * block, so this costs one block, not the frame */
+#define PREFIX_MAX (64u << 10)
+
+static int decode_prefix(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n, GError **err)
+{
+    const zframe *f = &s->frames[fi];
+    g_mutex_lock(&s->lock);
+    ZSTD_DCtx *dc = s->dctx->len ? g_ptr_array_steal_index_fast(s->dctx, s->dctx->len - 1) : NULL;
+    g_mutex_unlock(&s->lock);
+    if (!dc && !(dc = ZSTD_createDCtx())) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
+        return -1;
     }
+    ZSTD_DCtx_reset(dc, ZSTD_reset_session_only);
+    uint8_t out[PREFIX_MAX], in[16384];
+    ZSTD_outBuffer ob = {out, (size_t)(off + n), 0};
+    uint64_t read = 0;
+    int rc = 0;
+    while (ob.pos < ob.size && rc == 0) {
+        size_t want = (size_t)MIN((uint64_t)sizeof(in), f->csize - read);
+        ssize_t got = want ? vma_pread_all(s->fd, in, want, f->coff + read, err) : 0;
+        if (got <= 0) {
+            if (got == 0)
+                g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
+                            "zstd frame %" G_GUINT64_FORMAT " ends early", fi);
+            rc = -1;
+            break;
+        }
+        read += (uint64_t)got;
+        ZSTD_inBuffer ib = {in, (size_t)got, 0};
+        while (ib.pos < ib.size && ob.pos < ob.size) {
+            size_t r = ZSTD_decompressStream(dc, &ob, &ib);
+            if (ZSTD_isError(r)) {
+                g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "zstd frame %" G_GUINT64_FORMAT ": %s",
+                            fi, ZSTD_getErrorName(r));
+                rc = -1;
+                break;
+            }
+            if (r == 0 && ob.pos < ob.size) { /* the frame ended */
+                g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
+                            "zstd frame %" G_GUINT64_FORMAT " is shorter than the seek table says", fi);
+                rc = -1;
+                break;
+            }
+        }
+    }
+    if (rc == 0)
+        memcpy(buf, out + off, n);
+    g_mutex_lock(&s->lock);
+    g_ptr_array_add(s->dctx, dc);
+    g_mutex_unlock(&s->lock);
     return rc;
 }
 
 /* a slot to load a frame into: a free one, else the least recently used
- * that nobody loads; NULL when all are loading (called locked) */
+ * that nobody loads or copies from; NULL when there is none (called locked) */
 static zslot *pick_slot(vma_src *s)
 {
     zslot *best = NULL;
-    uint64_t bytes = 0;
-    for (unsigned i = 0; i < CACHE_SLOTS; i++)
-        bytes += s->slots[i].cap;
-    for (unsigned i = 0; i < CACHE_SLOTS; i++) {
+    for (unsigned i = 0; i < s->n_slots; i++) {
         zslot *z = &s->slots[i];
-        if (z->loading)
+        if (z->loading || z->refs)
             continue;
-        if (z->frame < 0 && (bytes < CACHE_BYTES || z->cap))
+        if (z->frame < 0)
             return z;
-        if (z->frame >= 0 && (!best || z->used < best->used))
+        if (!best || z->used < best->used)
             best = z;
     }
     return best;
@@ -253,45 +348,59 @@ static zslot *pick_slot(vma_src *s)
 static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n, GError **err)
 {
     g_mutex_lock(&s->lock);
+    if (!s->slots)
+        make_slots(s);
     for (;;) {
-        zslot *hit = NULL;
-        for (unsigned i = 0; i < CACHE_SLOTS && !hit; i++)
-            if (s->slots[i].frame == (int64_t)fi)
-                hit = &s->slots[i];
-        if (hit && !hit->loading) {
-            hit->used = ++s->clock;
-            memcpy(buf, hit->data + off, n);
+        int32_t si = s->slot_of[fi];
+        zslot *z = si >= 0 ? &s->slots[si] : NULL;
+        if (z && z->loading) { /* another thread is decompressing it */
+            g_cond_wait(&s->loaded, &s->lock);
+            continue;
+        }
+        gboolean hit = z != NULL;
+        if (!z && off + n <= PREFIX_MAX) {
+            /* the start of a frame not in the cache: decode just that */
             g_mutex_unlock(&s->lock);
-            return 0;
+            return decode_prefix(s, fi, off, buf, n, err);
         }
-        if (hit) { /* another thread is decompressing it */
-            g_cond_wait(&s->loaded, &s->lock);
-            continue;
-        }
-        zslot *z = pick_slot(s);
         if (!z) {
-            g_cond_wait(&s->loaded, &s->lock);
-            continue;
+            z = pick_slot(s);
+            if (!z) {
+                g_cond_wait(&s->loaded, &s->lock);
+                continue;
+            }
+            if (z->frame >= 0)
+                s->slot_of[z->frame] = -1;
+            z->frame = (int64_t)fi;
+            z->loading = TRUE;
+            s->slot_of[fi] = (int32_t)(z - s->slots);
         }
-        size_t need = s->frames[fi].dsize;
-        z->frame = (int64_t)fi;
-        z->loading = TRUE;
+        z->refs++;
+        z->used = ++s->clock;
         g_mutex_unlock(&s->lock);
-        if (z->cap < need) {
-            g_free(z->data);
-            z->data = g_malloc(need);
-            z->cap = need;
+        int rc = 0;
+        if (!hit) {
+            if (z->cap < s->max_dsize) {
+                g_free(z->data);
+                z->data = g_malloc(s->max_dsize);
+                z->cap = s->max_dsize;
+            }
+            rc = decompress_frame(s, fi, z->data, err);
         }
-        int rc = decompress_frame(s, fi, z->data, err);
-        g_mutex_lock(&s->lock);
-        z->loading = FALSE;
-        if (rc < 0)
-            z->frame = -1;
-        else {
-            z->used = ++s->clock;
+        if (rc == 0)
             memcpy(buf, z->data + off, n);
+        g_mutex_lock(&s->lock);
+        z->refs--;
+        if (!hit) {
+            z->loading = FALSE;
+            if (rc < 0) {
+                s->slot_of[fi] = -1;
+                z->frame = -1;
+            }
+            g_cond_broadcast(&s->loaded);
+        } else if (z->refs == 0) {
+            g_cond_broadcast(&s->loaded); /* a slot may be free again */
         }
-        g_cond_broadcast(&s->loaded);
         g_mutex_unlock(&s->lock);
         return rc;
     }

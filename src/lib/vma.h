@@ -112,6 +112,12 @@ typedef enum {
 const char *vma_compress_name(vma_compress c);
 /* "zst"/"zstd", "gz"/"gzip", "lzo"/"lzop", "none"/"raw"; -1 if unknown */
 int vma_compress_from_name(const char *name);
+/* the levels a codec takes and its default (level 0 means the default);
+ * FALSE (all 0) for none, which takes no level */
+gboolean vma_compress_levels(vma_compress c, int *min, int *max, int *def);
+/* a level (0 or in the codec's range) and a thread count (0 = one per core,
+ * up to 256) that vma_writer_opts may hold; VMA_ERR_ARG otherwise */
+gboolean vma_compress_check(vma_compress c, int level, int threads, GError **err);
 
 /* ---- reader ------------------------------------------------------------ */
 
@@ -238,7 +244,9 @@ typedef struct {
     const uint8_t *uuid;    /* NULL: a new random uuid */
     int64_t ctime;          /* -1: now */
     vma_compress compress;
-    int level;              /* compression level, 0 = default */
+    int level;              /* compression level, 0 = default (see vma_compress_levels) */
+    int threads;            /* zstd and gzip compression threads, 0 = one per core;
+                               the archive's bytes do not depend on it */
     gboolean overwrite;     /* replace an existing archive */
 } vma_writer_opts;
 
@@ -274,10 +282,11 @@ typedef struct {
 typedef int (*vma_write_progress_fn)(const vma_write_progress *p, void *ud);
 
 /* Write every cluster of dev_id from fd (a file or block device), skipping
- * holes without reading them (SEEK_DATA/SEEK_HOLE). */
-int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd,
-                        vma_write_progress_fn progress, void *ud,
-                        GError **err);
+ * holes without reading them (SEEK_DATA/SEEK_HOLE).  label names the image
+ * in messages (its path; NULL: "the image of 'NAME'").  A failure to write
+ * the archive names the archive. */
+int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, const char *label,
+                        vma_write_progress_fn progress, void *ud, GError **err);
 
 /* an image that is not a descriptor (an RBD snapshot, say); the writer
  * calls it from a thread of its own */
@@ -359,6 +368,8 @@ typedef enum {
 typedef struct {
     vma_cache_mode cache;
     const char *cache_dir;           /* NULL: $XDG_CACHE_HOME/vma, ~/.cache/vma */
+    uint64_t frame_cache;            /* seekable zstd: bytes of decompressed frames
+                                        kept (0: 64 MiB) */
     vma_index_progress_fn progress;  /* while indexing, may be NULL */
     void *ud;
 } vma_archive_opts;

@@ -85,7 +85,7 @@ static vma_writer *writer_new(int fd, const vma_writer_opts *opts, GError **err)
     w->ext = g_malloc(VMA_EXTENT_HEADER_SIZE + VMA_MAX_EXTENT_DATA);
     w->start = vma_now();
     w->out = vma_out_new(fd, opts ? opts->compress : VMA_COMPRESS_NONE,
-                         opts ? opts->level : 0, err);
+                         opts ? opts->level : 0, opts ? opts->threads : 0, err);
     if (!w->out) {
         vma_writer_free(w);
         return NULL;
@@ -225,6 +225,15 @@ int vma_writer_add_device(vma_writer *w, const char *name, uint64_t size, GError
     return (int)w->n_devs;
 }
 
+/* a write of the archive failed: the message names the archive */
+static int out_failed(vma_writer *w, GError **err)
+{
+    if (err && *err && (*err)->code != VMA_ERR_INTERRUPTED)
+        g_prefix_error(err, "%s: ", w->path ? w->path : "the archive");
+    w->failed = TRUE;
+    return -1;
+}
+
 static uint32_t blob_add(GByteArray *b, const void *data, size_t len)
 {
     uint32_t ptr = b->len;
@@ -273,10 +282,9 @@ static int write_header(vma_writer *w, GError **err)
     vma_md5(h, header_size, h + VMA_H_MD5);
     int rc = vma_out_write(w->out, h, header_size, err);
     g_free(h);
-    if (rc < 0) {
-        w->failed = TRUE;
-        return -1;
-    }
+    if (rc < 0)
+        return out_failed(w, err);
+    vma_out_mark(w->out);
     w->header_written = TRUE;
     return 0;
 }
@@ -297,10 +305,9 @@ static void finish_extent_header(vma_writer *w)
 static int flush_extent(vma_writer *w, GError **err)
 {
     finish_extent_header(w);
-    if (vma_out_write(w->out, w->ext, VMA_EXTENT_HEADER_SIZE + w->data_len, err) < 0) {
-        w->failed = TRUE;
-        return -1;
-    }
+    vma_out_mark(w->out);
+    if (vma_out_write(w->out, w->ext, VMA_EXTENT_HEADER_SIZE + w->data_len, err) < 0)
+        return out_failed(w, err);
     w->any_extent = TRUE;
     w->n_slots = 0;
     w->data_len = 0;
@@ -429,10 +436,9 @@ static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n
     finish_extent_header(w);
     iov[0].iov_base = w->ext;
     iov[0].iov_len = VMA_EXTENT_HEADER_SIZE;
-    if (vma_out_writev(w->out, iov, niov, err) < 0) {
-        w->failed = TRUE;
-        return -1;
-    }
+    vma_out_mark(w->out);
+    if (vma_out_writev(w->out, iov, niov, err) < 0)
+        return out_failed(w, err);
     w->any_extent = TRUE;
     w->n_slots = 0;
     w->data_len = 0;
@@ -695,8 +701,8 @@ static ssize_t fd_pread(void *ctx, void *buf, size_t n, uint64_t off, GError **e
 
 static const vma_source_ops fd_source_ops = {fd_next_data, fd_pread};
 
-int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progress_fn progress,
-                        void *ud, GError **err)
+int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, const char *label,
+                        vma_write_progress_fn progress, void *ud, GError **err)
 {
     if (!check_open(w, FALSE, err))
         return -1;
@@ -718,10 +724,10 @@ int vma_writer_write_fd(vma_writer *w, uint8_t dev_id, int fd, vma_write_progres
         return -1;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     fd_source f = {fd, (uint64_t)fsize, TRUE};
-    char *label = g_strdup_printf("the image of '%s'", name);
-    vma_source src = {&fd_source_ops, &f, (uint64_t)fsize, label};
+    char *own = label ? NULL : g_strdup_printf("the image of '%s'", name);
+    vma_source src = {&fd_source_ops, &f, (uint64_t)fsize, label ? label : own};
     int rc = vma_writer_write_source(w, dev_id, &src, progress, ud, err);
-    g_free(label);
+    g_free(own);
     return rc;
 }
 
@@ -769,10 +775,8 @@ int vma_writer_close(vma_writer *w, GError **err)
         if ((w->n_slots || !w->any_extent) && flush_extent(w, err) < 0)
             return -1;
     }
-    if (vma_out_finish(w->out, err) < 0) {
-        w->failed = TRUE;
-        return -1;
-    }
+    if (vma_out_finish(w->out, err) < 0)
+        return out_failed(w, err);
     if (w->tmp_path) {
         if (close(w->fd) < 0) {
             w->fd = -1;
@@ -821,15 +825,17 @@ int vma_writer_copy(vma_writer *w, vma_reader *r, vma_progress_fn progress, void
     const uint8_t *raw = vma_reader_raw_header(r, &len);
     memcpy(w->uuid, h->uuid, 16);
     if (vma_out_write(w->out, raw, len, err) < 0)
-        goto fail;
+        return out_failed(w, err);
+    vma_out_mark(w->out);
     vma_extent *ext = g_new(vma_extent, 1);
     double last = 0;
     int rc;
     while ((rc = vma_reader_next(r, ext, err)) > 0) {
         raw = vma_reader_raw_extent(r, ext, &len);
+        vma_out_mark(w->out);
         if (vma_out_write(w->out, raw, len, err) < 0) {
-            rc = -1;
-            break;
+            g_free(ext);
+            return out_failed(w, err);
         }
         st.clusters_done += ext->n_slots;
         st.bytes_archive = vma_reader_offset(r);
@@ -846,7 +852,6 @@ int vma_writer_copy(vma_writer *w, vma_reader *r, vma_progress_fn progress, void
     g_free(ext);
     if (rc == 0)
         return 0;
-fail:
     w->failed = TRUE;
     return -1;
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -574,7 +575,7 @@ static lwriter *check_writer(lua_State *L)
     return lw;
 }
 
-/* vma.create(path, {compress=, level=, uuid=, ctime=, overwrite=}) */
+/* vma.create(path, {compress=, level=, threads=, uuid=, ctime=, overwrite=}) */
 static int l_create(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -589,7 +590,23 @@ static int l_create(lua_State *L)
             o.compress = (vma_compress)c;
         }
         lua_getfield(L, 2, "level");
-        o.level = (int)lua_tointeger(L, -1);
+        if (!lua_isnil(L, -1)) {
+            int isint = 0;
+            lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+            if (!isint)
+                return lvma_push_argerror(L, "the compression level must be an integer");
+            if (v < INT_MIN || v > INT_MAX)
+                return lvma_push_argerror(L, "compression level %lld is out of range", (long long)v);
+            o.level = (int)v;
+        }
+        lua_getfield(L, 2, "threads");
+        if (!lua_isnil(L, -1)) {
+            int isint = 0;
+            lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+            if (!isint)
+                return lvma_push_argerror(L, "threads must be an integer");
+            o.threads = v < INT_MIN ? INT_MIN : v > INT_MAX ? INT_MAX : (int)v;
+        }
         lua_getfield(L, 2, "ctime");
         if (lua_isinteger(L, -1))
             o.ctime = lua_tointeger(L, -1);
@@ -601,7 +618,10 @@ static int l_create(lua_State *L)
                 return lvma_push_argerror(L, "bad uuid '%s'", lua_tostring(L, -1));
             o.uuid = uuid;
         }
-        lua_pop(L, 5);
+        lua_pop(L, 6);
+        GError *e = NULL;
+        if (!vma_compress_check(o.compress, o.level, o.threads, &e))
+            return lvma_push_error(L, e);
     }
     lwriter *lw = lua_newuserdatauv(L, sizeof(lwriter), 0);
     lw->w = NULL;
@@ -729,10 +749,9 @@ static int writer_write_device(lua_State *L)
         return lvma_push_argerror(L, "%s is a folder, not a disk image", path);
     }
     GError *e = NULL;
-    int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, pc.fn ? write_progress : NULL, &pc, &e);
+    int rc = vma_writer_write_fd(lw->w, (uint8_t)id, fd, path, pc.fn ? write_progress : NULL,
+                                 &pc, &e);
     close(fd);
-    if (rc < 0 && !pc.failed && e->code != VMA_ERR_INTERRUPTED)
-        g_prefix_error(&e, "%s: ", path);
     if (rc < 0)
         return push_failure(&pc, e);
     lua_pushboolean(L, 1);
@@ -918,5 +937,23 @@ int luaopen_vma(lua_State *L)
     lua_setfield(L, -2, "CLUSTER_SIZE");
     lua_pushinteger(L, VMA_BLOCK_SIZE);
     lua_setfield(L, -2, "BLOCK_SIZE");
+    /* vma.compress_levels.zstd = {min =, max =, default =}; none: {} */
+    lua_newtable(L);
+    static const vma_compress codecs[] = {VMA_COMPRESS_NONE, VMA_COMPRESS_ZSTD,
+                                          VMA_COMPRESS_GZIP, VMA_COMPRESS_LZO};
+    for (unsigned i = 0; i < G_N_ELEMENTS(codecs); i++) {
+        int lo, hi, def;
+        lua_newtable(L);
+        if (vma_compress_levels(codecs[i], &lo, &hi, &def)) {
+            lua_pushinteger(L, lo);
+            lua_setfield(L, -2, "min");
+            lua_pushinteger(L, hi);
+            lua_setfield(L, -2, "max");
+            lua_pushinteger(L, def);
+            lua_setfield(L, -2, "default");
+        }
+        lua_setfield(L, -2, vma_compress_name(codecs[i]));
+    }
+    lua_setfield(L, -2, "compress_levels");
     return 1;
 }

@@ -72,6 +72,9 @@ static int reader_archive(lua_State *L, lreader *lr)
             return lvma_push_argerror(L, "cache must be \"auto\", \"on\" or \"off\", not '%s'", c);
         lua_getfield(L, opts, "cache_dir");
         o.cache_dir = lua_tostring(L, -1);
+        lua_getfield(L, opts, "frame_cache_mb");
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0)
+            o.frame_cache = (uint64_t)lua_tointeger(L, -1) << 20;
         lua_getfield(L, opts, "progress");
         if (lua_isfunction(L, -1)) {
             ip.fn = lua_gettop(L);

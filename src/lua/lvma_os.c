@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *type_name(mode_t m)
@@ -167,6 +168,15 @@ static int l_catch_signals(lua_State *L)
     return 0;
 }
 
+/* vma.clock(): seconds on a monotonic clock (for durations) */
+static int l_clock(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
 static int l_interrupted(lua_State *L)
 {
     lua_pushboolean(L, vma_interrupted());
@@ -185,6 +195,7 @@ static const luaL_Reg os_funcs[] = {
     {"terminal_width", l_terminal_width},
     {"catch_signals", l_catch_signals},
     {"interrupted", l_interrupted},
+    {"clock", l_clock},
     {NULL, NULL},
 };
 

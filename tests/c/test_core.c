@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
 
 #include "check.h"
 
@@ -208,7 +210,7 @@ static void test_sparse_fd(void)
     GError *e = NULL;
     vma_writer *w = vma_writer_create(arch, NULL, &e);
     int id = vma_writer_add_device(w, "disk0", size, &e);
-    CHECK(vma_writer_write_fd(w, (uint8_t)id, fd, NULL, NULL, &e) == 0, "write_fd: %s", e ? e->message : "");
+    CHECK(vma_writer_write_fd(w, (uint8_t)id, fd, NULL, NULL, NULL, &e) == 0, "write_fd: %s", e ? e->message : "");
     CHECK(vma_writer_close(w, &e) == 0, "close: %s", e ? e->message : "");
     vma_writer_free(w);
 
@@ -358,6 +360,244 @@ static void test_bitmap_scale(void)
     g_free(arch);
 }
 
+/* ---- compressed output: frames, seek table, threads, levels ---- */
+
+#define FB ((size_t)VMA_FRAME_BYTES)
+
+/* the frame rule of compress.c, as a model: ext[0] is the header; returns
+ * the number of frames and their decompressed sizes in frames[] */
+static unsigned model_frames(const size_t *ext, unsigned n, size_t *frames)
+{
+    size_t cur = 0;
+    unsigned nf = 0;
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = ext[i];
+        if (cur >= FB) {            /* it starts when the frame holds FB */
+            frames[nf++] = cur;
+            cur = 0;
+        }
+        if (cur > 0 && len >= FB) { /* it is FB or more: a frame of its own */
+            frames[nf++] = cur;
+            cur = 0;
+        }
+        if (cur == 0) {             /* it begins a frame: cut every FB */
+            while (len > 0) {
+                size_t k = MIN(len, FB - cur);
+                cur += k;
+                len -= k;
+                if (cur == FB) {
+                    frames[nf++] = cur;
+                    cur = 0;
+                }
+            }
+        } else {
+            cur += len;
+        }
+    }
+    if (cur)
+        frames[nf++] = cur;
+    return nf;
+}
+
+/* compressible bytes: runs of repeated small values with random bits */
+static void fill_compressible(uint8_t *buf, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        buf[i] = (uint8_t)("abcdefgh  \n"[(seed >> 16) % 11]);
+    }
+}
+
+/* write the stream as extents (each in `pieces` calls) through vma_out */
+static gboolean write_stream(const char *path, vma_compress c, int threads, const uint8_t *data,
+                             const size_t *ext, unsigned n, unsigned pieces)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    GError *e = NULL;
+    vma_out *o = vma_out_new(fd, c, 1, threads, &e);
+    CHECK(o != NULL, "vma_out_new: %s", e ? e->message : "");
+    if (!o) {
+        g_clear_error(&e);
+        close(fd);
+        return FALSE;
+    }
+    size_t off = 0;
+    int rc = 0;
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        if (i > 0)
+            vma_out_mark(o);
+        size_t left = ext[i], step = ext[i] / pieces + 1;
+        while (left > 0 && rc == 0) {
+            size_t k = MIN(left, step);
+            if (k > 100) {
+                /* half of it as two iovecs */
+                struct iovec iov[2] = {{(void *)(data + off), k / 2}, {(void *)(data + off + k / 2), k - k / 2}};
+                rc = vma_out_writev(o, iov, 2, &e);
+            } else {
+                rc = vma_out_write(o, data + off, k, &e);
+            }
+            off += k;
+            left -= k;
+        }
+    }
+    if (rc == 0)
+        rc = vma_out_finish(o, &e);
+    CHECK(rc == 0, "write: %s", e ? e->message : "");
+    g_clear_error(&e);
+    vma_out_free(o);
+    close(fd);
+    return rc == 0;
+}
+
+static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+
+static void test_seekable(void)
+{
+    /* the header, small and full extents, one that starts a frame because
+     * the frame holds FB, extents of FB and more (starting mid-frame) */
+    size_t ext[] = {12800, 512, 512 + 65536, 3867136, 3867136, 512 + 20 * 4096, 3867136, 512,
+                    FB + 12345, 100000, 2 * FB + 3 * 4096, 512, 3867136, 700000, FB, 512};
+    unsigned n = G_N_ELEMENTS(ext);
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += ext[i];
+    uint8_t *data = g_malloc(total);
+    fill_compressible(data, total, 7);
+    size_t want[64];
+    unsigned nwant = model_frames(ext, n, want);
+
+    char *a = tpath("s1.zst"), *b = tpath("s3.zst"), *c = tpath("s3p.zst");
+    gboolean ok = write_stream(a, VMA_COMPRESS_ZSTD, 1, data, ext, n, 1) &&
+                  write_stream(b, VMA_COMPRESS_ZSTD, 3, data, ext, n, 1) &&
+                  write_stream(c, VMA_COMPRESS_ZSTD, 2, data, ext, n, 3);
+    gchar *fa = NULL, *fb = NULL, *fc = NULL;
+    gsize la = 0, lb = 0, lc = 0;
+    if (ok) {
+        g_file_get_contents(a, &fa, &la, NULL);
+        g_file_get_contents(b, &fb, &lb, NULL);
+        g_file_get_contents(c, &fc, &lc, NULL);
+    }
+    CHECK(fa && fb && la == lb && memcmp(fa, fb, la) == 0, "zstd: the same bytes with 1 and 3 threads");
+    CHECK(fa && fc && la == lc && memcmp(fa, fc, la) == 0,
+          "zstd: the same bytes when the extents come in several calls");
+    if (fa && la > 17) {
+        const uint8_t *f = (const uint8_t *)fa;
+        uint32_t nf = le32(f + la - 9);
+        CHECK(le32(f + la - 4) == 0x8F92EAB1u, "seekable magic");
+        CHECK(f[la - 5] == 0, "descriptor: no checksums");
+        CHECK(nf == nwant, "%u frames, the rule says %u", nf, nwant);
+        size_t tsize = 8 * (size_t)nf + 9;
+        const uint8_t *t = f + la - tsize;
+        CHECK(le32(t - 8) == 0x184D2A5Eu && le32(t - 4) == tsize, "skippable frame of the seek table");
+        size_t coff = 0, doff = 0;
+        uint8_t *out = g_malloc(2 * FB);
+        gboolean sizes_ok = TRUE, frames_ok = TRUE;
+        for (uint32_t i = 0; i < nf && i < nwant && coff < la; i++) {
+            uint32_t csize = le32(t + 8 * i), dsize = le32(t + 8 * i + 4);
+            if (dsize != want[i])
+                sizes_ok = FALSE;
+            /* each frame alone: its size, its content size, its bytes */
+            size_t r = ZSTD_decompress(out, 2 * FB, f + coff, csize);
+            if (ZSTD_findFrameCompressedSize(f + coff, csize) != csize ||
+                ZSTD_getFrameContentSize(f + coff, csize) != dsize || r != dsize ||
+                doff + dsize > total || memcmp(out, data + doff, dsize) != 0)
+                frames_ok = FALSE;
+            coff += csize;
+            doff += dsize;
+        }
+        g_free(out);
+        CHECK(sizes_ok, "frame sizes follow the rule");
+        CHECK(frames_ok, "every frame decompresses alone to its bytes");
+        CHECK(coff + tsize + 8 == la && doff == total, "the frames cover the file and the data");
+    }
+    g_free(fa);
+    g_free(fb);
+    g_free(fc);
+
+    /* gzip: one member per frame, the same bytes with any thread count */
+    char *g1 = tpath("s1.gz"), *g4 = tpath("s4.gz");
+    ok = write_stream(g1, VMA_COMPRESS_GZIP, 1, data, ext, n, 1) &&
+         write_stream(g4, VMA_COMPRESS_GZIP, 4, data, ext, n, 2);
+    gchar *ga = NULL, *gb = NULL;
+    gsize gla = 0, glb = 0;
+    if (ok) {
+        g_file_get_contents(g1, &ga, &gla, NULL);
+        g_file_get_contents(g4, &gb, &glb, NULL);
+    }
+    CHECK(ga && gb && gla == glb && memcmp(ga, gb, gla) == 0, "gzip: the same bytes with 1 and 4 threads");
+    if (ga) {
+        z_stream zs = {0};
+        inflateInit2(&zs, 15 + 16);
+        uint8_t *out = g_malloc(2 * FB);
+        zs.next_in = (Bytef *)ga;
+        zs.avail_in = (uInt)gla;
+        unsigned members = 0;
+        size_t doff = 0;
+        gboolean members_ok = TRUE;
+        while (zs.avail_in > 0 && members < 64) {
+            zs.next_out = out;
+            zs.avail_out = (uInt)(2 * FB);
+            int ret = inflate(&zs, Z_FINISH);
+            size_t got = 2 * FB - zs.avail_out;
+            if (ret != Z_STREAM_END || members >= nwant || got != want[members] ||
+                memcmp(out, data + doff, got) != 0) {
+                members_ok = FALSE;
+                break;
+            }
+            doff += got;
+            members++;
+            inflateReset(&zs);
+        }
+        inflateEnd(&zs);
+        g_free(out);
+        CHECK(members_ok && members == nwant && doff == total, "gzip: %u members as the frames", members);
+    }
+    g_free(ga);
+    g_free(gb);
+    unlink(a);
+    unlink(b);
+    unlink(c);
+    unlink(g1);
+    unlink(g4);
+    g_free(a);
+    g_free(b);
+    g_free(c);
+    g_free(g1);
+    g_free(g4);
+    g_free(data);
+}
+
+static void test_levels(void)
+{
+    GError *e = NULL;
+    CHECK(vma_compress_check(VMA_COMPRESS_ZSTD, 0, 0, NULL), "zstd default");
+    CHECK(vma_compress_check(VMA_COMPRESS_ZSTD, 19, 256, NULL), "zstd 19, 256 threads");
+    CHECK(!vma_compress_check(VMA_COMPRESS_ZSTD, 20, 0, &e) && e && e->code == VMA_ERR_ARG &&
+          strstr(e->message, "1..19"), "zstd 20 refused");
+    g_clear_error(&e);
+    CHECK(!vma_compress_check(VMA_COMPRESS_ZSTD, -1, 0, NULL), "zstd -1 refused");
+    CHECK(vma_compress_check(VMA_COMPRESS_GZIP, 9, 1, NULL), "gzip 9");
+    CHECK(!vma_compress_check(VMA_COMPRESS_GZIP, 10, 1, NULL), "gzip 10 refused");
+    CHECK(vma_compress_check(VMA_COMPRESS_LZO, 1, 1, NULL), "lzo 1");
+    CHECK(!vma_compress_check(VMA_COMPRESS_LZO, 10, 1, NULL), "lzo 10 refused");
+    CHECK(vma_compress_check(VMA_COMPRESS_NONE, 0, 0, NULL), "none without a level");
+    CHECK(!vma_compress_check(VMA_COMPRESS_NONE, 3, 0, NULL), "none with a level refused");
+    CHECK(!vma_compress_check(VMA_COMPRESS_GZIP, 0, -1, NULL), "-1 threads refused");
+    CHECK(!vma_compress_check(VMA_COMPRESS_GZIP, 0, 257, NULL), "257 threads refused");
+    int lo, hi, def;
+    CHECK(vma_compress_levels(VMA_COMPRESS_GZIP, &lo, &hi, &def) && lo == 1 && hi == 9 && def == 6,
+          "gzip levels");
+    CHECK(!vma_compress_levels(VMA_COMPRESS_NONE, &lo, &hi, &def) && lo == 0 && hi == 0, "none: no levels");
+    /* the writer refuses them too, before writing anything */
+    char *arch = tpath("level.vma.zst");
+    vma_writer_opts o = {.ctime = -1, .compress = VMA_COMPRESS_ZSTD, .level = 25};
+    vma_writer *w = vma_writer_create(arch, &o, &e);
+    CHECK(!w && e && e->code == VMA_ERR_ARG, "writer with zstd level 25 refused");
+    g_clear_error(&e);
+    CHECK(access(arch, F_OK) < 0, "and nothing written");
+    g_free(arch);
+}
+
 int main(int argc, char **argv)
 {
     const char *fixtures = argc > 1 ? argv[1] : "tests/fixtures";
@@ -371,6 +611,8 @@ int main(int argc, char **argv)
     test_round_trip(VMA_COMPRESS_NONE, "rt.vma");
     test_round_trip(VMA_COMPRESS_ZSTD, "rt.vma.zst");
     test_round_trip(VMA_COMPRESS_GZIP, "rt.vma.gz");
+    test_seekable();
+    test_levels();
     test_incomplete_writer();
     test_sparse_fd();
     test_corruption();

@@ -13,6 +13,7 @@ local function parser()
   p:argument("disk", "the device: scsi0 or drive-scsi0 (vmstate: the RAM state)")
   p:option("--offset", "start at this byte of the disk", "0")
   p:option("--length", "write at most this many bytes (default: to the end)")
+  p:flag("-q --quiet", "no closing summary")
   return p
 end
 
@@ -51,10 +52,13 @@ local function run(args)
   end
   len = math.min(len or d.size - off, d.size - off)
   vma.catch_signals()
+  local name, start = d.name, vma.clock()
   local n, cerr = d:copy_to(io.stdout, off, len)
   d:close()
   r:close()
   if not n then return ui.fail("cat", cerr) end
+  ui.summary("cat", string.format("wrote %s of %s from byte %d: %s", name, a.archive, off,
+    ui.throughput(n, vma.clock() - start)), a.quiet)
   return 0
 end
 

@@ -29,6 +29,7 @@ local function run(args)
   local a, st = ui.parse(parser(), args, "convert")
   if not a then return st end
   local fmt = a.format or BY_EXT[(a.out:match("%.(%w+)$") or ""):lower()] or "qcow2"
+  local started = vma.clock()
   if not FORMATS[fmt] then
     io.stderr:write("vma convert: unknown format '" .. fmt .. "': qcow2, vmdk, vhdx or raw "
       .. "(see 'vma help convert')\n")
@@ -123,6 +124,9 @@ local function run(args)
   end
   vma.fsync_dir(dir)
   cleanup(true)
+  local st = vma.stat(a.out)
+  ui.summary("convert", string.format("%s -> %s (%s%s) in %.1f s", a.archive, a.out, fmt,
+    st and (", " .. ui.human(st.size)) or "", vma.clock() - started), a.quiet)
   return 0
 end
 

@@ -5,6 +5,7 @@ local devices = require "vma.devices"
 local vzdump = require "vma.vzdump"
 local ceph = require "vma.ceph"
 local argparse = require "argparse"
+local compression = require "vma.compression"
 
 local function parser()
   local p = argparse("vma create", "Create an archive from config files and disk images. "
@@ -21,7 +22,7 @@ local function parser()
   p:option("-d --device", "a device as format=raw:NAME=PATH (Proxmox form)"):count("*")
   p:option("--compress", "zstd, gzip, lzo or none (default: from the archive's name)")
     :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none", "raw" }
-  p:option("--level", "compression level"):convert(tonumber)
+  compression.options(p)
   p:option("--vmid", "the guest's id: with a folder as ARCHIVE, the archive is named "
     .. "vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS.vma.zst in it")
   p:flag("--no-qmdump-map", "store qemu-server.conf as it is (no #qmdump#map: lines added)")
@@ -60,20 +61,6 @@ local function compression_for(a, path)
   local ext = path:match("%.(%w+)$")
   if ext == "zst" or ext == "gz" or ext == "lzo" then return ext end
   return "none"
-end
-
--- the levels each codec knows (lzo and none take no level: --level is ignored)
-local LEVELS = { zstd = { 1, 22, "zstd" }, zst = { 1, 22, "zstd" }, gzip = { 1, 9, "gzip" },
-                 gz = { 1, 9, "gzip" } }
-
-local function check_level(level, comp)
-  local range = LEVELS[comp]
-  if level == nil or not range then return true end
-  if math.type(level) ~= "integer" or level < range[1] or level > range[2] then
-    return nil, string.format("--level %s is out of range for %s (%d..%d)", tostring(level),
-      range[3], range[1], range[2])
-  end
-  return true
 end
 
 -- NAME of NAME=PATH: a config key stands for its device name
@@ -265,8 +252,8 @@ local function run(args)
   local path, perr, default_comp = archive_path(a)
   if not path then return fail(perr) end
   local comp = a.compress or default_comp or compression_for(a, path)
-  local lok, lerr = check_level(a.level, comp)
-  if not lok then return select(2, ui.usage_error("create", lerr)) end
+  local uerr = compression.check(comp, a.level, a.threads)
+  if uerr then return select(2, ui.usage_error("create", uerr)) end
   local devs, derr = collect_devices(a)
   if not devs then return fail(derr) end
   local configs, notes = collect_configs(a, devs)
@@ -277,7 +264,8 @@ local function run(args)
   for _, n in ipairs(notes) do io.stderr:write("vma create: note: ", n, "\n") end
 
   vma.catch_signals()
-  local w, err = vma.create(path, { compress = comp, level = a.level, overwrite = a.force })
+  local w, err = vma.create(path, { compress = comp, level = a.level, threads = a.threads,
+    overwrite = a.force })
   if not w then
     close_sources(devs)
     return fail(err)

@@ -6,6 +6,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local argparse = require "argparse"
+local compression = require "vma.compression"
 
 local function parser()
   local p = argparse("vma recompress", "Write the archive IN again as OUT, compressed as OUT's "
@@ -15,7 +16,7 @@ local function parser()
   p:argument("output", "the new archive (- for standard output)")
   p:option("--compress", "zstd, gzip, lzo or none (default: from OUT's name)")
     :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none", "raw" }
-  p:option("--level", "compression level"):convert(tonumber)
+  compression.options(p)
   p:flag("-f --force", "replace an existing OUT")
   p:flag("-q --quiet", "no progress and no summary")
   p:flag("--json", "print a JSON summary on standard output (on stderr when OUT is -)")
@@ -36,11 +37,13 @@ local function run(args)
   if a.output == "-" and vma.isatty(1) then
     return fail("standard output is a terminal: not writing an archive there")
   end
+  local uerr = compression.check(compression_for(a), a.level, a.threads)
+  if uerr then return select(2, ui.usage_error("recompress", uerr)) end
   vma.catch_signals()
   local r, err = ui.open("recompress", a.input)
   if not r then return fail(err) end
   local w, werr = vma.create(a.output, { compress = compression_for(a), level = a.level,
-    overwrite = a.force })
+    threads = a.threads, overwrite = a.force })
   if not w then return fail(werr) end
   local prog = ui.progress { quiet = a.quiet or a.json }
   local ok, cerr = w:copy_from(r, { progress = function(st)

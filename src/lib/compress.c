@@ -1,0 +1,663 @@
+/* compress.c - archive output with optional compression.
+ *
+ * zstd and gzip: the stream is cut into frames (zstd frames, gzip members)
+ * at extent boundaries where it can be (vma_out_mark), each compressed on its
+ * own by a pool of worker threads and written in order by the thread that
+ * calls vma_out_write.  zstd output ends with the seek table of the zstd
+ * seekable format.  The bytes written depend only on the data and the level,
+ * never on the number of threads.  lzo: the lzop program (child.c).  none:
+ * straight writes.  See docs/format.md, "The compressed container". */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <zlib.h>
+/* for ZSTD_c_stableInBuffer / ZSTD_c_stableOutBuffer, parameters of the
+ * stable ZSTD_CCtx_setParameter (no experimental function is called) */
+#define ZSTD_STATIC_LINKING_ONLY
+#include <zstd.h>
+
+/* the frame rule, with FRAME_BYTES = VMA_FRAME_BYTES (internal.h): an
+ * extent that starts when the frame holds at least FRAME_BYTES starts a new
+ * frame, an extent of at least FRAME_BYTES starts a new frame, and inside an
+ * extent a frame ends every FRAME_BYTES.  A frame holds less than FRAME_CAP. */
+#define FRAME_BYTES ((size_t)VMA_FRAME_BYTES)
+#define FRAME_CAP (2 * FRAME_BYTES)
+#define MAX_THREADS 256
+/* a worker compresses a frame in slices of this much and looks between them
+ * whether to stop (an interrupt, an abandoned output) */
+#define SLICE ((size_t)1 << 20)
+/* a regular file's pages go to the disk every this much written, instead of
+ * all at the final fsync */
+#define KICK_BYTES ((uint64_t)8 << 20)
+
+#define SKIPPABLE_MAGIC 0x184D2A5Eu
+#define SEEKABLE_MAGIC 0x8F92EAB1u
+
+/* ---- levels ---- */
+
+gboolean vma_compress_levels(vma_compress c, int *min, int *max, int *def)
+{
+    int lo = 0, hi = 0, d = 0;
+    switch (c) {
+    case VMA_COMPRESS_ZSTD:
+        /* 20..22 ("ultra") would only cost memory: a frame is at most 2 MiB */
+        lo = 1, hi = 19, d = 3;
+        break;
+    case VMA_COMPRESS_GZIP:
+        lo = 1, hi = 9, d = 6;
+        break;
+    case VMA_COMPRESS_LZO:
+        lo = 1, hi = 9, d = 3; /* lzop -1 .. -9, its default -3 */
+        break;
+    default:
+        break;
+    }
+    if (min)
+        *min = lo;
+    if (max)
+        *max = hi;
+    if (def)
+        *def = d;
+    return hi > 0;
+}
+
+gboolean vma_compress_check(vma_compress c, int level, int threads, GError **err)
+{
+    int lo, hi;
+    if (c != VMA_COMPRESS_NONE && c != VMA_COMPRESS_ZSTD && c != VMA_COMPRESS_GZIP &&
+        c != VMA_COMPRESS_LZO) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "unknown compression %d", (int)c);
+        return FALSE;
+    }
+    if (!vma_compress_levels(c, &lo, &hi, NULL)) {
+        if (level != 0) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
+                        "an uncompressed archive takes no compression level");
+            return FALSE;
+        }
+    } else if (level != 0 && (level < lo || level > hi)) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "compression level %d is out of range for %s (%d..%d)",
+                    level, vma_compress_name(c), lo, hi);
+        return FALSE;
+    }
+    if (threads < 0 || threads > MAX_THREADS) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "threads must be 0 (one per core) to %d, not %d",
+                    MAX_THREADS, threads);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* ---- frames and workers ---- */
+
+/* One frame: its decompressed bytes, filled by the writing thread, then its
+ * compressed bytes, made by a worker.  The buffers come from two pools (for
+ * the decompressed and the compressed bytes), so that a buffer's resident
+ * pages are those of the largest frame it held. */
+typedef struct {
+    uint8_t *in;
+    size_t in_len;
+    uint8_t *out;
+    size_t out_len;
+    gboolean done;        /* set by the worker, under the lock */
+    char *error;          /* what failed, or NULL */
+} job;
+
+typedef struct {
+    vma_out *o;
+    ZSTD_CCtx *zc;
+    z_stream zs;
+    gboolean zs_init;
+    GThread *thread;
+} worker;
+
+struct vma_out {
+    int fd;
+    vma_compress comp;
+    int level;
+    gboolean framed;      /* zstd or gzip: frames compressed by the workers */
+    gboolean failed;
+    GError *failure;      /* what failed where no error could be returned (mark) */
+    gint stop;            /* the workers drop what they compress */
+
+    unsigned n_workers;
+    worker *workers;
+    GAsyncQueue *todo;    /* job * for the workers; &quit ends one */
+    job quit;
+    GMutex lock;          /* guards the pools and the done flags */
+    GCond cond;           /* a job is done */
+    GQueue inflight;      /* job * handed to the workers, in stream order */
+    GPtrArray *free_in;   /* free buffers of FRAME_CAP bytes */
+    GPtrArray *free_out;  /* free buffers of out_size bytes */
+    size_t out_size;
+    GPtrArray *all_bufs;  /* every buffer, to free them */
+
+    uint8_t *fill;        /* the frame being filled, or NULL */
+    size_t fill_len;
+    size_t ext_start;     /* where in fill the current extent began */
+    GByteArray *seek;     /* zstd: the seek table entries, 8 bytes each */
+    uint32_t n_frames;
+
+    vma_child lzop;
+
+    gboolean kick;        /* a regular file: start its writeback as we go */
+    uint64_t kick_from, kick_pending;
+};
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* a free buffer of a pool.  At most n_workers frames are in flight, each
+ * with its two buffers, and one is filled: n_workers + 1 buffers for the
+ * decompressed bytes and n_workers for the compressed ones, allocated as
+ * needed (only the pages used count). */
+static uint8_t *buf_get(vma_out *o, GPtrArray *pool, size_t size)
+{
+    g_mutex_lock(&o->lock);
+    uint8_t *b;
+    if (pool->len) {
+        b = g_ptr_array_steal_index_fast(pool, pool->len - 1);
+    } else {
+        b = g_malloc(size);
+        g_ptr_array_add(o->all_bufs, b);
+    }
+    g_mutex_unlock(&o->lock);
+    return b;
+}
+
+static void buf_put(vma_out *o, GPtrArray *pool, uint8_t *b)
+{
+    g_mutex_lock(&o->lock);
+    g_ptr_array_add(pool, b);
+    g_mutex_unlock(&o->lock);
+}
+
+static gboolean stopped(vma_out *o, job *j)
+{
+    if (!g_atomic_int_get(&o->stop))
+        return FALSE;
+    j->error = g_strdup("interrupted");
+    return TRUE;
+}
+
+/* one frame, fed to the compressor a slice at a time: the bytes do not
+ * depend on the slices (they are the same for every frame), and a stop is
+ * seen within a slice */
+static void compress_job(worker *wk, job *j)
+{
+    vma_out *o = wk->o;
+    if (o->comp == VMA_COMPRESS_ZSTD) {
+        ZSTD_CCtx_reset(wk->zc, ZSTD_reset_session_only);
+        ZSTD_CCtx_setPledgedSrcSize(wk->zc, j->in_len);
+        ZSTD_inBuffer in = {j->in, 0, 0};
+        ZSTD_outBuffer out = {j->out, o->out_size, 0};
+        for (;;) {
+            if (stopped(o, j))
+                return;
+            in.size = MIN(j->in_len, in.size + SLICE);
+            ZSTD_EndDirective mode = in.size == j->in_len ? ZSTD_e_end : ZSTD_e_continue;
+            size_t r = ZSTD_compressStream2(wk->zc, &out, &in, mode);
+            if (ZSTD_isError(r)) {
+                j->error = g_strdup_printf("zstd: %s", ZSTD_getErrorName(r));
+                return;
+            }
+            if (mode == ZSTD_e_end && r == 0)
+                break;
+            if (mode == ZSTD_e_continue && in.pos < in.size) {
+                /* the output holds a whole frame: it never stops early */
+                j->error = g_strdup("zstd: the frame did not fit its buffer");
+                return;
+            }
+        }
+        j->out_len = out.pos;
+        return;
+    }
+    /* gzip: one member */
+    if (deflateReset(&wk->zs) != Z_OK) {
+        j->error = g_strdup("gzip compression failed");
+        return;
+    }
+    wk->zs.next_in = j->in;
+    wk->zs.avail_in = 0;
+    wk->zs.next_out = j->out;
+    wk->zs.avail_out = (uInt)o->out_size;
+    size_t fed = 0;
+    for (;;) {
+        if (stopped(o, j))
+            return;
+        size_t k = MIN(j->in_len - fed, SLICE);
+        wk->zs.avail_in += (uInt)k;
+        fed += k;
+        int flush = fed == j->in_len ? Z_FINISH : Z_NO_FLUSH;
+        int ret = deflate(&wk->zs, flush);
+        if (flush == Z_FINISH && ret == Z_STREAM_END)
+            break;
+        if (ret != Z_OK || wk->zs.avail_in != 0) {
+            j->error = g_strdup("gzip compression failed");
+            return;
+        }
+    }
+    j->out_len = o->out_size - wk->zs.avail_out;
+}
+
+static gpointer worker_main(gpointer data)
+{
+    worker *wk = data;
+    vma_out *o = wk->o;
+    /* a signal for the process goes to the main thread, not here */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        job *j = g_async_queue_pop(o->todo);
+        if (j == &o->quit)
+            return NULL;
+        j->out = buf_get(o, o->free_out, o->out_size);
+        compress_job(wk, j);
+        g_mutex_lock(&o->lock);
+        g_ptr_array_add(o->free_in, j->in);
+        j->in = NULL;
+        j->done = TRUE;
+        g_cond_broadcast(&o->cond);
+        g_mutex_unlock(&o->lock);
+    }
+}
+
+static void job_free(job *j)
+{
+    g_free(j->error);
+    g_free(j);
+}
+
+/* n more bytes were written: start writing them out every KICK_BYTES (the
+ * final fsync then waits for the last few MiB only, not for the archive) */
+static void written(vma_out *o, size_t n)
+{
+    if (!o->kick)
+        return;
+    o->kick_pending += n;
+    if (o->kick_pending < KICK_BYTES)
+        return;
+    if (sync_file_range(o->fd, (off_t)o->kick_from, (off_t)o->kick_pending, SYNC_FILE_RANGE_WRITE) < 0)
+        o->kick = FALSE; /* not supported here: the fsync does it all */
+    o->kick_from += o->kick_pending;
+    o->kick_pending = 0;
+}
+
+/* wait for the oldest frame in flight and write it; with block FALSE only
+ * if it is done already.  1: written, 0: nothing written, -1: error */
+static int write_oldest(vma_out *o, gboolean block, GError **err)
+{
+    job *j = g_queue_peek_head(&o->inflight);
+    if (!j)
+        return 0;
+    g_mutex_lock(&o->lock);
+    while (!j->done && block && !vma_interrupted())
+        g_cond_wait_until(&o->cond, &o->lock, g_get_monotonic_time() + 50 * G_TIME_SPAN_MILLISECOND);
+    gboolean done = j->done;
+    g_mutex_unlock(&o->lock);
+    if (!done && block) {
+        /* interrupted: the workers drop their frames */
+        g_atomic_int_set(&o->stop, 1);
+        o->failed = TRUE;
+        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+        return -1;
+    }
+    if (!done)
+        return 0;
+    g_queue_pop_head(&o->inflight);
+    int rc = 1;
+    if (j->error) {
+        g_set_error(err, VMA_ERROR, strcmp(j->error, "interrupted") ? VMA_ERR_IO : VMA_ERR_INTERRUPTED,
+                    "%s", j->error);
+        rc = -1;
+    } else if (vma_write_all(o->fd, j->out, j->out_len, err) < 0) {
+        rc = -1;
+    } else {
+        written(o, j->out_len);
+    }
+    if (rc > 0 && o->comp == VMA_COMPRESS_ZSTD) {
+        uint8_t e[8];
+        put_le32(e, (uint32_t)j->out_len);
+        put_le32(e + 4, (uint32_t)j->in_len);
+        g_byte_array_append(o->seek, e, 8);
+        o->n_frames++;
+    }
+    buf_put(o, o->free_out, j->out);
+    job_free(j);
+    if (rc < 0)
+        o->failed = TRUE;
+    return rc;
+}
+
+/* the error of a call after a failure: the failure itself when it was not
+ * returned (an interrupt seen at a mark), else that it failed before */
+static void failed_before(vma_out *o, GError **err)
+{
+    if (o->failure)
+        g_propagate_error(err, g_error_copy(o->failure));
+    else
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "the archive output failed before");
+}
+
+/* hand the frame being filled, its first len bytes, to the workers */
+static int submit(vma_out *o, size_t len, GError **err)
+{
+    if (!o->fill)
+        return 0;
+    if (len == 0) {
+        buf_put(o, o->free_in, o->fill);
+        o->fill = NULL;
+        return 0;
+    }
+    /* at most n_workers frames in flight */
+    while (g_queue_get_length(&o->inflight) >= o->n_workers)
+        if (write_oldest(o, TRUE, err) < 0)
+            return -1;
+    job *j = g_new0(job, 1);
+    j->in = o->fill;
+    j->in_len = len;
+    o->fill = NULL;
+    o->fill_len = 0;
+    o->ext_start = 0;
+    g_queue_push_tail(&o->inflight, j);
+    g_async_queue_push(o->todo, j);
+    /* write what is ready, without waiting */
+    int rc;
+    while ((rc = write_oldest(o, FALSE, err)) > 0)
+        ;
+    return rc;
+}
+
+static int framed_write(vma_out *o, const struct iovec *iov, int n, GError **err)
+{
+    if (o->failed) {
+        failed_before(o, err);
+        return -1;
+    }
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (total == 0)
+        return 0;
+    if (o->fill && o->ext_start > 0 && o->fill_len - o->ext_start + total >= FRAME_BYTES) {
+        /* this extent reaches FRAME_BYTES: it starts a frame of its own,
+         * with what of it is in the frame already (nothing when it comes in
+         * one call, as the writer sends it) */
+        size_t at = o->ext_start, ext_len = o->fill_len - at;
+        uint8_t *next = NULL;
+        if (ext_len) {
+            /* one buffer more than submit() counts on: make room first */
+            while (g_queue_get_length(&o->inflight) >= o->n_workers)
+                if (write_oldest(o, TRUE, err) < 0)
+                    return -1;
+            next = buf_get(o, o->free_in, FRAME_CAP);
+            memcpy(next, o->fill + at, ext_len);
+        }
+        if (submit(o, at, err) < 0) {
+            if (next)
+                buf_put(o, o->free_in, next);
+            return -1;
+        }
+        o->fill = next;
+        o->fill_len = ext_len;
+        o->ext_start = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const uint8_t *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+        while (left > 0) {
+            if (!o->fill) {
+                o->fill = buf_get(o, o->free_in, FRAME_CAP);
+                o->fill_len = 0;
+                o->ext_start = 0;
+            }
+            /* an extent that began the frame: cut every FRAME_BYTES; one
+             * that began later stays shorter than FRAME_BYTES (see above) */
+            size_t room = o->ext_start == 0 ? FRAME_BYTES - o->fill_len : FRAME_CAP - o->fill_len;
+            size_t k = MIN(left, room);
+            memcpy(o->fill + o->fill_len, p, k);
+            o->fill_len += k;
+            p += k;
+            left -= k;
+            if (o->ext_start == 0 && o->fill_len == FRAME_BYTES && submit(o, o->fill_len, err) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+void vma_out_mark(vma_out *o)
+{
+    if (!o->framed || !o->fill || o->failed)
+        return;
+    if (o->fill_len >= FRAME_BYTES) {
+        /* an error shows at the next write or at the end, as it was */
+        if (submit(o, o->fill_len, &o->failure) < 0)
+            o->failed = TRUE;
+        return;
+    }
+    o->ext_start = o->fill_len;
+}
+
+vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **err)
+{
+    if (!vma_compress_check(c, level, threads, err))
+        return NULL;
+    vma_out *o = g_new0(vma_out, 1);
+    o->fd = fd;
+    o->comp = c;
+    o->lzop.to_child = -1;
+    o->lzop.errors = -1;
+    struct stat st;
+    off_t pos;
+    if (c != VMA_COMPRESS_LZO && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        (pos = lseek(fd, 0, SEEK_CUR)) >= 0) {
+        o->kick = TRUE;
+        o->kick_from = (uint64_t)pos;
+    }
+    int def;
+    vma_compress_levels(c, NULL, NULL, &def);
+    o->level = level ? level : def;
+    g_mutex_init(&o->lock);
+    g_cond_init(&o->cond);
+    g_queue_init(&o->inflight);
+    if (c == VMA_COMPRESS_ZSTD || c == VMA_COMPRESS_GZIP) {
+        o->framed = TRUE;
+        o->n_workers = threads ? (unsigned)threads : (unsigned)MAX(1, MIN(g_get_num_processors(), MAX_THREADS));
+        /* a frame is less than FRAME_CAP; compressed it may grow a little */
+        o->out_size = c == VMA_COMPRESS_ZSTD ? ZSTD_compressBound(FRAME_CAP)
+                                             : (size_t)compressBound((uLong)FRAME_CAP) + 64;
+        o->free_in = g_ptr_array_new();
+        o->free_out = g_ptr_array_new();
+        o->all_bufs = g_ptr_array_new_with_free_func(g_free);
+        o->todo = g_async_queue_new();
+        if (c == VMA_COMPRESS_ZSTD)
+            o->seek = g_byte_array_new();
+        o->workers = g_new0(worker, o->n_workers);
+        for (unsigned i = 0; i < o->n_workers; i++) {
+            worker *wk = &o->workers[i];
+            wk->o = o;
+            if (c == VMA_COMPRESS_ZSTD) {
+                wk->zc = ZSTD_createCCtx();
+                if (!wk->zc) {
+                    g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
+                    goto fail;
+                }
+                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_compressionLevel, o->level);
+                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_checksumFlag, 1);
+                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_contentSizeFlag, 1);
+                /* the frame's buffers are zstd's window and output: no
+                 * copies, no buffers of its own */
+                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_stableInBuffer, 1);
+                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_stableOutBuffer, 1);
+            } else {
+                if (deflateInit2(&wk->zs, o->level, Z_DEFLATED, 15 + 16, 8,
+                                 Z_DEFAULT_STRATEGY) != Z_OK) {
+                    g_set_error(err, VMA_ERROR, VMA_ERR_IO, "zlib initialisation failed");
+                    goto fail;
+                }
+                wk->zs_init = TRUE;
+            }
+        }
+        for (unsigned i = 0; i < o->n_workers; i++)
+            o->workers[i].thread = g_thread_new("vma-compress", worker_main, &o->workers[i]);
+    } else if (c == VMA_COMPRESS_LZO) {
+        char opt[4];
+        g_snprintf(opt, sizeof(opt), "-%d", o->level);
+        const char *const argv[] = {"lzop", "-c", opt, NULL};
+        if (!vma_child_start(&o->lzop, argv, fd, NULL, err))
+            goto fail;
+    }
+    return o;
+fail:
+    vma_out_free(o);
+    return NULL;
+}
+
+int vma_out_write(vma_out *o, const void *buf, size_t n, GError **err)
+{
+    switch (o->comp) {
+    case VMA_COMPRESS_ZSTD:
+    case VMA_COMPRESS_GZIP: {
+        struct iovec iov = {(void *)buf, n};
+        return framed_write(o, &iov, 1, err);
+    }
+    case VMA_COMPRESS_LZO:
+        return vma_child_send(&o->lzop, buf, n, err);
+    default:
+        if (vma_write_all(o->fd, buf, n, err) < 0)
+            return -1;
+        written(o, n);
+        return 0;
+    }
+}
+
+int vma_out_writev(vma_out *o, struct iovec *iov, int n, GError **err)
+{
+    switch (o->comp) {
+    case VMA_COMPRESS_ZSTD:
+    case VMA_COMPRESS_GZIP:
+        return framed_write(o, iov, n, err);
+    case VMA_COMPRESS_LZO:
+        for (int i = 0; i < n; i++)
+            if (vma_child_send(&o->lzop, iov[i].iov_base, iov[i].iov_len, err) < 0)
+                return -1;
+        return 0;
+    default: {
+        size_t total = 0;
+        for (int i = 0; i < n; i++)
+            total += iov[i].iov_len;
+        if (vma_writev_all(o->fd, iov, n, -1, err) < 0)
+            return -1;
+        written(o, total);
+        return 0;
+    }
+    }
+}
+
+/* the skippable frame of the zstd seekable format: every frame's
+ * compressed and decompressed size, then the footer */
+static int write_seek_table(vma_out *o, GError **err)
+{
+    uint8_t head[8], foot[9];
+    uint64_t size = (uint64_t)o->seek->len + sizeof(foot);
+    if (size > UINT32_MAX) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "too many zstd frames for a seek table");
+        return -1;
+    }
+    put_le32(head, SKIPPABLE_MAGIC);
+    put_le32(head + 4, (uint32_t)size);
+    put_le32(foot, o->n_frames);
+    foot[4] = 0; /* descriptor: no checksums */
+    put_le32(foot + 5, SEEKABLE_MAGIC);
+    struct iovec iov[3] = {{head, sizeof(head)}, {o->seek->data, o->seek->len}, {foot, sizeof(foot)}};
+    return vma_writev_all(o->fd, iov, 3, -1, err);
+}
+
+int vma_out_finish(vma_out *o, GError **err)
+{
+    int ret = 0;
+    if (o->framed) {
+        if (o->failed) {
+            failed_before(o, err);
+            return -1;
+        }
+        ret = submit(o, o->fill_len, err);
+        while (ret == 0 && !g_queue_is_empty(&o->inflight))
+            if (write_oldest(o, TRUE, err) < 0)
+                ret = -1;
+        if (ret == 0 && o->comp == VMA_COMPRESS_ZSTD)
+            ret = write_seek_table(o, err);
+    } else if (o->comp == VMA_COMPRESS_LZO) {
+        ret = vma_child_finish(&o->lzop, "compressing archive", err);
+    }
+    if (ret < 0) {
+        o->failed = TRUE;
+        return -1;
+    }
+    struct stat st;
+    if (fstat(o->fd, &st) == 0 && S_ISREG(st.st_mode) && fsync(o->fd) < 0) {
+        vma_set_errno(err, errno, "fsync of the archive failed");
+        return -1;
+    }
+    return 0;
+}
+
+void vma_out_free(vma_out *o)
+{
+    if (!o)
+        return;
+    if (o->workers) {
+        /* what is still queued or compressed is dropped */
+        g_atomic_int_set(&o->stop, 1);
+        for (unsigned i = 0; i < o->n_workers; i++)
+            if (o->workers[i].thread)
+                g_async_queue_push(o->todo, &o->quit);
+        for (unsigned i = 0; i < o->n_workers; i++) {
+            worker *wk = &o->workers[i];
+            if (wk->thread)
+                g_thread_join(wk->thread);
+            if (wk->zc)
+                ZSTD_freeCCtx(wk->zc);
+            if (wk->zs_init)
+                deflateEnd(&wk->zs);
+        }
+        g_free(o->workers);
+    }
+    /* the workers have ended: every job and buffer is ours again */
+    job *j;
+    while ((j = g_queue_pop_head(&o->inflight)))
+        job_free(j);
+    if (o->free_in)
+        g_ptr_array_free(o->free_in, TRUE);
+    if (o->free_out)
+        g_ptr_array_free(o->free_out, TRUE);
+    if (o->all_bufs)
+        g_ptr_array_free(o->all_bufs, TRUE);
+    if (o->todo)
+        g_async_queue_unref(o->todo);
+    if (o->seek)
+        g_byte_array_free(o->seek, TRUE);
+    if (o->lzop.pid > 0) {
+        kill(o->lzop.pid, SIGTERM);
+        vma_child_finish(&o->lzop, "lzop", NULL);
+    }
+    g_clear_error(&o->failure);
+    g_mutex_clear(&o->lock);
+    g_cond_clear(&o->cond);
+    g_free(o);
+}
