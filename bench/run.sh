@@ -411,6 +411,10 @@ cleanup() {
     rm -rf "$W"
     rmdir "$BASE" 2>/dev/null || true
 }
+if [ "$RBD" != 0 ] && ! { want half && want thin; }; then
+    RBD=0
+    echo "bench: no RBD figures: they need the images half and thin (BENCH_ONLY=\"half thin\")" >&2
+fi
 if [ "$RBD" != 0 ]; then
     for tool in ceph-mon ceph-osd rbd; do
         command -v $tool >/dev/null 2>&1 ||

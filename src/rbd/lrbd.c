@@ -100,51 +100,52 @@ static char *conf_get(rados_t cl, const char *key)
     return g_strdup(buf);
 }
 
-/* rbd.connect{ conf =, id =, options = {{k, v}...}, timeout = } */
-static int l_connect(lua_State *L)
+/* whether the options (table at index ot, pairs {k, v}) name the monitors */
+static gboolean options_name_mon_host(lua_State *L, int ot)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    const char *conf = opt_string(L, 1, "conf");
-    const char *id = opt_string(L, 1, "id");
-    lua_getfield(L, 1, "timeout");
-    const char *timeout = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+    gboolean found = FALSE;
+    if (!lua_istable(L, ot))
+        return FALSE;
+    for (lua_Integer i = 1; lua_rawgeti(L, ot, i) == LUA_TTABLE; i++) {
+        lua_rawgeti(L, -1, 1);
+        const char *k = lua_tostring(L, -1);
+        if (k && (strcmp(k, "mon_host") == 0 || strcmp(k, "mon-host") == 0))
+            found = TRUE;
+        lua_pop(L, 2);
+    }
     lua_pop(L, 1);
-    char *who = g_strdup_printf("client.%s", id && *id ? id : "admin");
-    rados_t cl;
-    int r = rados_create2(&cl, "ceph", who, 0);
-    if (r < 0) {
-        g_free(who);
-        return push_fail(L, r, "cannot set up a Ceph client: %s", g_strerror(-r));
-    }
-    /* librados' own messages go to its log, not to the terminal */
-    rados_conf_set(cl, "log_to_stderr", "false");
-    rados_conf_set(cl, "err_to_stderr", "false");
-    gboolean mon_host = FALSE;
-    lua_getfield(L, 1, "options");
-    int ot = lua_gettop(L);
-    if (lua_istable(L, ot)) {
-        for (lua_Integer i = 1; lua_rawgeti(L, ot, i) == LUA_TTABLE; i++) {
-            lua_rawgeti(L, -1, 1);
-            const char *k = lua_tostring(L, -1);
-            if (k && (strcmp(k, "mon_host") == 0 || strcmp(k, "mon-host") == 0))
-                mon_host = TRUE;
-            lua_pop(L, 2);
+    return found;
+}
+
+/* set the options of table ot with rados_conf_set; NULL, or the message of
+ * the first one refused (to be freed) */
+static char *apply_options(lua_State *L, rados_t cl, int ot, int *rp)
+{
+    if (!lua_istable(L, ot))
+        return NULL;
+    for (lua_Integer i = 1; lua_rawgeti(L, ot, i) == LUA_TTABLE; i++) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+        int r = k && v ? rados_conf_set(cl, k, v) : 0;
+        if (r < 0) {
+            *rp = r;
+            char *msg = g_strdup_printf("bad Ceph option %s=%s: %s", k, v,
+                                        r == -ENOENT ? "no such option" : g_strerror(-r));
+            lua_pop(L, 3);
+            return msg;
         }
-        lua_pop(L, 1);
+        lua_pop(L, 3);
     }
-    r = rados_conf_read_file(cl, conf);
-    if (r < 0 && (conf || !mon_host)) {
-        rados_shutdown(cl);
-        g_free(who);
-        lua_settop(L, 1);
-        if (conf)
-            return push_fail(L, r, "cannot read the Ceph config %s: %s", conf, g_strerror(-r));
-        const char *env = getenv("CEPH_CONF");
-        return push_fail(L, r, "cannot read the Ceph config %s: %s (give one with :conf=FILE)",
-                         env && *env ? env : "/etc/ceph/ceph.conf", g_strerror(-r));
-    }
-    /* the defaults of librados wait forever for a dead OSD: bound them, unless
-     * the config says otherwise */
+    lua_pop(L, 1);
+    return NULL;
+}
+
+/* the defaults of librados wait forever for a dead OSD: bound them (to
+ * timeout, or DEFAULT_TIMEOUT when the config leaves them at their
+ * defaults) */
+static void bound_timeouts(rados_t cl, const char *timeout)
+{
     static const char *const tkeys[] = {"rados_osd_op_timeout", "rados_mon_op_timeout",
                                         "client_mount_timeout"};
     static const char *const tdefault[] = {"0", "0", "300"};
@@ -154,62 +155,98 @@ static int l_connect(lua_State *L)
             rados_conf_set(cl, tkeys[i], timeout ? timeout : DEFAULT_TIMEOUT);
         g_free(v);
     }
+}
+
+/* rados_connect failed with r: nil, a message that says why, code; shuts cl down */
+static int push_connect_fail(lua_State *L, rados_t cl, int r, const char *who)
+{
+    char *keyring = conf_get(cl, "keyring");
+    char *mons = conf_get(cl, "mon_host");
+    char *mt = conf_get(cl, "client_mount_timeout");
+    rados_shutdown(cl);
+    int n;
+    if (r == -ENOENT)
+        n = push_fail(L, r, "cannot connect to Ceph as %s: no keyring found (keyring = %s)",
+                      who, keyring);
+    else if (r == -EACCES || r == -EPERM)
+        n = push_fail(L, r, "Ceph refused %s: permission denied (a wrong key in the keyring "
+                            "%s, or no such user)", who, keyring);
+    else if (r == -ETIMEDOUT)
+        n = push_fail(L, r, "no Ceph monitor answered within %s s (mon_host = %s)", mt,
+                      *mons ? mons : "(none)");
+    else if (r == -EINVAL && !*mons)
+        n = push_fail(L, r, "cannot connect to Ceph: no monitor address (mon_host) in the "
+                            "config");
+    else
+        n = push_fail(L, r, "cannot connect to Ceph as %s: %s", who, g_strerror(-r));
+    g_free(keyring);
+    g_free(mons);
+    g_free(mt);
+    return n;
+}
+
+/* configure cl from the table at index 1: conf file, options, timeouts;
+ * NULL or a message (to be freed), *rp the errno */
+static char *configure(lua_State *L, rados_t cl, int *rp)
+{
+    const char *conf = opt_string(L, 1, "conf");
+    lua_getfield(L, 1, "timeout");
+    const char *timeout = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+    lua_pop(L, 1); /* the string stays alive: it is in the table */
+    /* librados' own messages go to its log, not to the terminal */
+    rados_conf_set(cl, "log_to_stderr", "false");
+    rados_conf_set(cl, "err_to_stderr", "false");
+    lua_getfield(L, 1, "options");
+    int ot = lua_gettop(L);
+    gboolean mon_host = options_name_mon_host(L, ot);
+    int r = rados_conf_read_file(cl, conf);
+    if (r < 0 && (conf || !mon_host)) {
+        *rp = r;
+        const char *env = getenv("CEPH_CONF");
+        return g_strdup_printf("cannot read the Ceph config %s: %s%s",
+                               conf ? conf : env && *env ? env : "/etc/ceph/ceph.conf",
+                               g_strerror(-r), conf ? "" : " (give one with :conf=FILE)");
+    }
+    bound_timeouts(cl, timeout);
     /* the sink copies and gathers itself; the cache would copy again */
     rados_conf_set(cl, "rbd_cache", "false");
-    if (lua_istable(L, ot)) {
-        for (lua_Integer i = 1; lua_rawgeti(L, ot, i) == LUA_TTABLE; i++) {
-            lua_rawgeti(L, -1, 1);
-            lua_rawgeti(L, -2, 2);
-            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
-            if (k && v) {
-                r = rados_conf_set(cl, k, v);
-                if (r < 0) {
-                    char *kk = g_strdup(k), *vv = g_strdup(v);
-                    rados_shutdown(cl);
-                    g_free(who);
-                    lua_settop(L, 1);
-                    r = push_fail(L, r, "bad Ceph option %s=%s: %s", kk, vv,
-                                  r == -ENOENT ? "no such option" : g_strerror(-r));
-                    g_free(kk);
-                    g_free(vv);
-                    return r;
-                }
-            }
-            lua_pop(L, 3);
-        }
+    return apply_options(L, cl, ot, rp);
+}
+
+/* rbd.connect{ conf =, id =, options = {{k, v}...}, timeout = } */
+static int l_connect(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *id = opt_string(L, 1, "id");
+    /* made before the connection, so that a memory error cannot leak it */
+    lcluster *lc = lua_newuserdatauv(L, sizeof(lcluster), 0);
+    lc->c = NULL;
+    int ud = lua_gettop(L);
+    char *who = g_strdup_printf("client.%s", id && *id ? id : "admin");
+    rados_t cl;
+    int r = rados_create2(&cl, "ceph", who, 0);
+    if (r < 0) {
+        g_free(who);
+        return push_fail(L, r, "cannot set up a Ceph client: %s", g_strerror(-r));
     }
-    lua_settop(L, 1);
+    char *msg = configure(L, cl, &r);
+    lua_settop(L, ud);
+    if (msg) {
+        rados_shutdown(cl);
+        g_free(who);
+        r = push_fail(L, r, "%s", msg);
+        g_free(msg);
+        return r;
+    }
     char *t = conf_get(cl, "rados_osd_op_timeout");
     double tsec = strtod(t, NULL);
     g_free(t);
     r = rados_connect(cl);
     if (r < 0) {
-        char *keyring = conf_get(cl, "keyring");
-        char *mons = conf_get(cl, "mon_host");
-        char *mt = conf_get(cl, "client_mount_timeout");
-        rados_shutdown(cl);
-        int n;
-        if (r == -ENOENT)
-            n = push_fail(L, r, "cannot connect to Ceph as %s: no keyring found (keyring = %s)",
-                          who, keyring);
-        else if (r == -EACCES || r == -EPERM)
-            n = push_fail(L, r, "Ceph refused %s: permission denied (a wrong key in the keyring "
-                                "%s, or no such user)", who, keyring);
-        else if (r == -ETIMEDOUT)
-            n = push_fail(L, r, "no Ceph monitor answered within %s s (mon_host = %s)", mt,
-                          *mons ? mons : "(none)");
-        else if (r == -EINVAL && !*mons)
-            n = push_fail(L, r, "cannot connect to Ceph: no monitor address (mon_host) in the "
-                                "config");
-        else
-            n = push_fail(L, r, "cannot connect to Ceph as %s: %s", who, g_strerror(-r));
-        g_free(keyring);
-        g_free(mons);
-        g_free(mt);
+        int n = push_connect_fail(L, cl, r, who);
         g_free(who);
         return n;
     }
-    lcluster *lc = lua_newuserdatauv(L, sizeof(lcluster), 0);
     lc->c = g_new0(vrbd_cluster, 1);
     lc->c->cl = cl;
     lc->c->refs = 1;
