@@ -138,6 +138,18 @@ int vma_out_writev(vma_out *out, struct iovec *iov, int n, GError **err);
 int vma_out_finish(vma_out *out, GError **err);
 void vma_out_free(vma_out *out);
 
+/* ---- the lzop format, decoded with liblzo2 (lzop.c) ---- */
+typedef struct vma_lzop vma_lzop;
+/* n bytes of the input into buf: n, fewer only at its end, -1 with err */
+typedef ssize_t (*vma_lzop_read_fn)(void *ctx, void *buf, size_t n, GError **err);
+/* NULL when liblzo2 does not work (lzo_init failed) */
+vma_lzop *vma_lzop_new(vma_lzop_read_fn read, void *ctx);
+/* up to n decompressed bytes: fewer at the end of the stream, and when it
+ * breaks (truncated: VMA_ERR_INCOMPLETE; damaged: VMA_ERR_FORMAT), then with
+ * err set; the bytes before the break are returned */
+ssize_t vma_lzop_read(vma_lzop *z, uint8_t *buf, size_t n, GError **err);
+void vma_lzop_free(vma_lzop *z);
+
 /* ---- a helper program as a child process (child.c; lzop) ---- */
 typedef struct {
     pid_t pid;

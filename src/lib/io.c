@@ -1,6 +1,6 @@
 /* io.c - buffered archive input with transparent decompression (zstd, gzip,
- * lzop through the lzop program; child.c runs it).  The output side is in
- * compress.c. */
+ * lzop: lzop.c), in a decoder thread that runs ahead of the reader.  The
+ * output side is in compress.c. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -22,7 +22,7 @@
 
 /* ---- input ---- */
 
-/* a decoder thread runs ahead of the reader (zstd, gzip): decompression on
+/* a decoder thread runs ahead of the reader (zstd, gzip, lzo): decompression on
  * one core while the restore writes on the other */
 #define AHEAD_CHUNK  (4u << 20)
 #define AHEAD_CHUNKS 3
@@ -56,31 +56,10 @@ struct vma_in {
     z_stream zs;
     gboolean zs_init, zs_member_done;
     gboolean stream_end;
-    /* lzop: a thread feeds the archive to the child, we read its output */
-    vma_child lzop;
-    GThread *feeder;
-    int source_fd;
+    vma_lzop *lz;
     uint8_t peek[4];
     size_t peek_len;
 };
-
-static gpointer lzop_feeder(gpointer data)
-{
-    vma_in *in = data;
-    uint8_t *buf = g_malloc(RAW_BUF_SIZE);
-    if (vma_child_send(&in->lzop, in->peek, in->peek_len, NULL) == 0) {
-        for (;;) {
-            ssize_t r = read(in->source_fd, buf, RAW_BUF_SIZE);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0 || vma_child_send(&in->lzop, buf, (size_t)r, NULL) < 0)
-                break;
-        }
-    }
-    shutdown(in->lzop.to_child, SHUT_WR);
-    g_free(buf);
-    return NULL;
-}
 
 static ssize_t read_fd(int fd, void *buf, size_t n, GError **err)
 {
@@ -131,12 +110,28 @@ static ssize_t raw_fill(vma_in *in, GError **err)
     }
     in->raw_pos = 0;
     in->raw_len = (size_t)r;
-    if (r == 0) {
+    if (r == 0)
         in->raw_eof = TRUE;
-        if (in->lzop.pid > 0 && vma_child_finish(&in->lzop, "decompressing archive", err) < 0)
-            return -1;
-    }
     return r;
+}
+
+/* for the lzop decoder: n bytes of the compressed stream */
+static ssize_t raw_exact(void *ctx, void *buf, size_t n, GError **err)
+{
+    vma_in *in = ctx;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t avail = raw_fill(in, err);
+        if (avail < 0)
+            return -1;
+        if (avail == 0)
+            break;
+        size_t k = MIN(n - got, (size_t)avail);
+        memcpy((uint8_t *)buf + got, in->raw + in->raw_pos, k);
+        in->raw_pos += k;
+        got += k;
+    }
+    return (ssize_t)got;
 }
 
 static void ahead_start(vma_in *in);
@@ -145,8 +140,6 @@ vma_in *vma_in_new(int fd, GError **err)
 {
     vma_in *in = g_new0(vma_in, 1);
     in->fd = fd;
-    in->source_fd = -1;
-    in->lzop.to_child = -1;
     in->raw = g_malloc(RAW_BUF_SIZE);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     struct stat st;
@@ -177,21 +170,17 @@ vma_in *vma_in_new(int fd, GError **err)
         in->zs_init = TRUE;
     } else if (r == 4 && memcmp(in->peek, lzo_magic, 4) == 0) {
         in->comp = VMA_COMPRESS_LZO;
-        static const char *const argv[] = {"lzop", "-dc", NULL};
-        int out;
-        if (!vma_child_start(&in->lzop, argv, -1, &out, err))
+        in->lz = vma_lzop_new(raw_exact, in);
+        if (!in->lz) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "liblzo2 does not work (lzo_init failed)");
             goto fail;
-        in->source_fd = fd;
-        in->fd = out;
-        in->seekable = FALSE;
-        in->feeder = g_thread_new("lzop-feeder", lzop_feeder, in);
-        return in;
+        }
     }
     if (in->comp != VMA_COMPRESS_NONE)
         in->seekable = FALSE;
     memcpy(in->raw, in->peek, in->peek_len);
     in->raw_len = in->peek_len;
-    if (in->comp == VMA_COMPRESS_ZSTD || in->comp == VMA_COMPRESS_GZIP)
+    if (in->comp != VMA_COMPRESS_NONE)
         ahead_start(in);
     return in;
 fail:
@@ -204,8 +193,6 @@ vma_in *vma_in_new_src(vma_src *src)
     vma_in *in = g_new0(vma_in, 1);
     in->src = src;
     in->fd = -1;
-    in->source_fd = -1;
-    in->lzop.to_child = -1;
     in->comp = vma_src_compression(src);
     return in;
 }
@@ -243,8 +230,6 @@ static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
             got += (size_t)r;
             if ((size_t)r < want) {
                 in->raw_eof = TRUE;
-                if (in->lzop.pid > 0 && vma_child_finish(&in->lzop, "decompressing archive", err) < 0)
-                    return -1;
                 break;
             }
             continue;
@@ -326,7 +311,11 @@ static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
 
 static ssize_t decode(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
-    return in->comp == VMA_COMPRESS_ZSTD ? read_zstd(in, buf, n, err) : read_gzip(in, buf, n, err);
+    switch (in->comp) {
+    case VMA_COMPRESS_ZSTD: return read_zstd(in, buf, n, err);
+    case VMA_COMPRESS_GZIP: return read_gzip(in, buf, n, err);
+    default: return vma_lzop_read(in->lz, buf, n, err);
+    }
 }
 
 static gpointer ahead_thread(gpointer data)
@@ -425,7 +414,7 @@ ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
         return read_src(in, buf, n, err);
     if (in->ahead)
         return read_ahead(in, buf, n, err);
-    return read_plain(in, buf, n, err); /* zstd and gzip have the decoder thread */
+    return read_plain(in, buf, n, err); /* the compressed ones have the decoder thread */
 }
 
 ssize_t vma_in_skip(vma_in *in, size_t n, GError **err)
@@ -481,20 +470,7 @@ void vma_in_free(vma_in *in)
     if (!in)
         return;
     ahead_stop(in);
-    if (in->feeder) {
-        /* closing our end of the child's output makes it stop, which makes
-         * the feeder stop */
-        if (in->fd >= 0) {
-            close(in->fd);
-            in->fd = -1;
-        }
-        if (in->lzop.pid > 0)
-            kill(in->lzop.pid, SIGTERM);
-        g_thread_join(in->feeder);
-        vma_child_finish(&in->lzop, "lzop", NULL);
-        if (in->source_fd >= 0)
-            close(in->source_fd);
-    }
+    vma_lzop_free(in->lz);
     if (in->fd >= 0)
         close(in->fd);
     if (in->zd)

@@ -14,4 +14,5 @@ extern char tmpdir[];
     } while (0)
 
 void test_access(void);
+void test_lzop(void);
 #endif

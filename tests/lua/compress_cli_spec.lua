@@ -230,7 +230,7 @@ describe("compression options", function()
     w:abort()
   end)
 
-  it("a truncated lzo archive is reported in one line, without lzop's own", function()
+  it("a truncated lzo archive is reported in one line", function()
     local img = dir .. "/big.raw"
     H.random_file(img, 3 << 20)
     local arch = dir .. "/a.vma.lzo"
@@ -239,6 +239,6 @@ describe("compression options", function()
     H.write(dir .. "/cut.vma.lzo", H.read(arch):sub(1, 1 << 20))
     rc, _, err = H.vma("verify", dir .. "/cut.vma.lzo")
     assert.are.equal(1, rc)
-    assert.are.equal("vma verify: decompressing archive: the lzo stream is truncated\n", err)
+    assert.are.equal("vma verify: the lzo stream is truncated\n", err)
   end)
 end)

@@ -1,0 +1,345 @@
+/* lzop.c - the lzop file format, decoded in this process with liblzo2.
+ *
+ * Proxmox's vzdump writes .vma.lzo by piping the archive through `lzop`; so
+ * does our writer (compress.c).  Reading used to run `lzop -dc` as a child
+ * too, which cost two extra copies of the whole stream through the kernel;
+ * the format is small enough to read here, and liblzo2 does the work:
+ *
+ *   magic (9 bytes) | header | block... | a block length 0 (the end)
+ *   header:  version u16, lib_version u16, [version_needed u16 if version >=
+ *            0x0940], method u8, [level u8 if >= 0x0940], flags u32,
+ *            [filter u32 if F_H_FILTER], mode u32, mtime_low u32, [mtime_high
+ *            u32 if >= 0x0940], name_len u8, name, checksum u32 of everything
+ *            after the magic (adler32, crc32 with F_H_CRC32), [extra field:
+ *            length u32, bytes, checksum u32 if F_H_EXTRA_FIELD]
+ *   block:   dst_len u32 (0 ends the file), src_len u32, [adler32 / crc32 of
+ *            the decompressed bytes: F_ADLER32_D, F_CRC32_D], when src_len <
+ *            dst_len [the same of the compressed bytes: F_ADLER32_C,
+ *            F_CRC32_C], src_len bytes: LZO1X data, or the bytes themselves
+ *            when src_len == dst_len
+ *
+ * all big-endian.  Every length is checked before it is used (a block holds
+ * at most 64 MiB, as lzop writes them), every checksum the file has is
+ * verified, and lzo1x_decompress_safe never writes past its buffer.  Files
+ * concatenated after the end marker (lzop -dc reads them in turn) are read
+ * in turn. */
+#include "internal.h"
+
+#include <lzo1x.h>
+#include <string.h>
+#include <zlib.h>
+
+#define LZOP_MAX_BLOCK (64u << 20)
+
+#define F_ADLER32_D     0x00000001u
+#define F_ADLER32_C     0x00000002u
+#define F_H_EXTRA_FIELD 0x00000040u
+#define F_CRC32_D       0x00000100u
+#define F_CRC32_C       0x00000200u
+#define F_MULTIPART     0x00000400u
+#define F_H_FILTER      0x00000800u
+#define F_H_CRC32       0x00001000u
+
+static const uint8_t lzop_magic[9] = {0x89, 'L', 'Z', 'O', 0x00, 0x0d, 0x0a, 0x1a, 0x0a};
+
+struct vma_lzop {
+    vma_lzop_read_fn read;
+    void *ctx;
+    uint64_t in_off;      /* bytes of the file consumed: for messages */
+    gboolean in_file;     /* a header was read; blocks follow */
+    gboolean ended;       /* the end of the stream was reached */
+    uint32_t flags;
+    uint8_t *cbuf;        /* a compressed block that is not in one piece */
+    size_t cbuf_size;
+    uint8_t *dbuf;        /* a decompressed block the caller has no room for */
+    size_t dbuf_size, dlen, dpos;
+};
+
+vma_lzop *vma_lzop_new(vma_lzop_read_fn read, void *ctx)
+{
+    static gsize once;
+    if (g_once_init_enter(&once)) {
+        /* checks that the library fits the header it was built with */
+        gsize ok = lzo_init() == LZO_E_OK ? 1 : 2;
+        g_once_init_leave(&once, ok);
+    }
+    if (once != 1)
+        return NULL;
+    vma_lzop *z = g_new0(vma_lzop, 1);
+    z->read = read;
+    z->ctx = ctx;
+    return z;
+}
+
+void vma_lzop_free(vma_lzop *z)
+{
+    if (!z)
+        return;
+    g_free(z->cbuf);
+    g_free(z->dbuf);
+    g_free(z);
+}
+
+static void truncated(GError **err)
+{
+    g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE, "the lzo stream is truncated");
+}
+
+static void corrupt(vma_lzop *z, GError **err, const char *what)
+{
+    g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "lzo: %s (at byte %" G_GUINT64_FORMAT
+                " of the lzo stream)", what, z->in_off);
+}
+
+/* exactly n bytes into buf: 1, 0 at the very end of the input (nothing
+ * read), -1 with err (a short read is a truncated stream) */
+static int get(vma_lzop *z, void *buf, size_t n, gboolean end_ok, GError **err)
+{
+    ssize_t r = z->read(z->ctx, buf, n, err);
+    if (r < 0)
+        return -1;
+    z->in_off += (uint64_t)r;
+    if ((size_t)r == n)
+        return 1;
+    if (r == 0 && end_ok)
+        return 0;
+    truncated(err);
+    return -1;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* a header field of n bytes (n <= 4), added to the running header checksum */
+static int field(vma_lzop *z, uint32_t *v, size_t n, uint8_t *hdr, size_t *hlen, GError **err)
+{
+    uint8_t b[4];
+    if (get(z, b, n, FALSE, err) < 0)
+        return -1;
+    memcpy(hdr + *hlen, b, n);
+    *hlen += n;
+    uint32_t x = 0;
+    for (size_t i = 0; i < n; i++)
+        x = x << 8 | b[i];
+    *v = x;
+    return 0;
+}
+
+/* the header after the magic; 0, or -1 with err */
+static int read_header(vma_lzop *z, GError **err)
+{
+    uint8_t hdr[64 + 255];
+    size_t hl = 0;
+    uint32_t version, lib_version, needed = 0, method, level = 0, flags, filter = 0, mode,
+             mtime_lo, mtime_hi = 0, name_len, sum;
+    if (field(z, &version, 2, hdr, &hl, err) < 0 || field(z, &lib_version, 2, hdr, &hl, err) < 0)
+        return -1;
+    if (version < 0x0900) {
+        corrupt(z, err, "not a file lzop wrote (format version too old)");
+        return -1;
+    }
+    if (version >= 0x0940 && field(z, &needed, 2, hdr, &hl, err) < 0)
+        return -1;
+    if (field(z, &method, 1, hdr, &hl, err) < 0 ||
+        (version >= 0x0940 && field(z, &level, 1, hdr, &hl, err) < 0) ||
+        field(z, &flags, 4, hdr, &hl, err) < 0 ||
+        ((flags & F_H_FILTER) && field(z, &filter, 4, hdr, &hl, err) < 0) ||
+        field(z, &mode, 4, hdr, &hl, err) < 0 || field(z, &mtime_lo, 4, hdr, &hl, err) < 0 ||
+        (version >= 0x0940 && field(z, &mtime_hi, 4, hdr, &hl, err) < 0) ||
+        field(z, &name_len, 1, hdr, &hl, err) < 0)
+        return -1;
+    if (name_len > 0) {
+        if (get(z, hdr + hl, name_len, FALSE, err) < 0)
+            return -1;
+        hl += name_len;
+    }
+    uint8_t b[4];
+    if (get(z, b, 4, FALSE, err) < 0)
+        return -1;
+    sum = (flags & F_H_CRC32) ? (uint32_t)crc32(0, hdr, (uInt)hl)
+                              : (uint32_t)adler32(1, hdr, (uInt)hl);
+    if (be32(b) != sum) {
+        corrupt(z, err, "the header checksum does not match");
+        return -1;
+    }
+    if (method < 1 || method > 3) {
+        /* 1, 2, 3: LZO1X-1, LZO1X-1(15), LZO1X-999; anything else is not
+         * a method lzop writes */
+        char *m = g_strdup_printf("unknown compression method %u", method);
+        corrupt(z, err, m);
+        g_free(m);
+        return -1;
+    }
+    if (flags & (F_H_FILTER | F_MULTIPART)) {
+        corrupt(z, err, (flags & F_H_FILTER) ? "lzop filters are not supported"
+                                             : "multi-part lzop files are not supported");
+        return -1;
+    }
+    if (flags & F_H_EXTRA_FIELD) {
+        /* lzop never writes one; skip it (length, bytes, checksum) */
+        if (get(z, b, 4, FALSE, err) < 0)
+            return -1;
+        uint32_t len = be32(b);
+        uint8_t skip[256];
+        for (uint32_t left = len + 4; left > 0;) {
+            size_t k = MIN(left, (uint32_t)sizeof skip);
+            if (get(z, skip, k, FALSE, err) < 0)
+                return -1;
+            left -= (uint32_t)k;
+        }
+    }
+    (void)lib_version, (void)needed, (void)level, (void)mode, (void)mtime_lo, (void)mtime_hi;
+    z->flags = flags;
+    z->in_file = TRUE;
+    return 0;
+}
+
+/* the start of a file: its magic and header.  0 (z->ended at the end of
+ * the input), -1 with err */
+static int start_file(vma_lzop *z, GError **err)
+{
+    uint8_t m[9];
+    gboolean first = z->in_off == 0;
+    ssize_t r = z->read(z->ctx, m, 9, err);
+    if (r < 0)
+        return -1;
+    z->in_off += (uint64_t)r;
+    if (r == 0 && !first) {
+        z->ended = TRUE;
+        return 0;
+    }
+    if (r < 9 && first) {
+        truncated(err);
+        return -1;
+    }
+    if (r < 9 || memcmp(m, lzop_magic, 9) != 0) {
+        corrupt(z, err, first ? "not an lzop file" : "data after the end of the lzop file");
+        return -1;
+    }
+    return read_header(z, err);
+}
+
+static gboolean check_sum(uint32_t flags, uint32_t f_adler, uint32_t f_crc, const uint32_t *want,
+                          const uint8_t *p, size_t n)
+{
+    int i = 0;
+    if ((flags & f_adler) && want[i++] != (uint32_t)adler32(1, p, (uInt)n))
+        return FALSE;
+    if ((flags & f_crc) && want[i] != (uint32_t)crc32(0, p, (uInt)n))
+        return FALSE;
+    return TRUE;
+}
+
+/* the rest of a block whose dst_len was read, decompressed into out when it
+ * fits (out_room), else into z->dbuf.  dst_len, or -1 with err */
+static ssize_t read_block(vma_lzop *z, uint32_t dst_len, uint8_t *out, size_t out_room,
+                          GError **err)
+{
+    uint8_t b[16];
+    if (get(z, b, 4, FALSE, err) < 0)
+        return -1;
+    uint32_t src_len = be32(b);
+    if (src_len == 0 || src_len > dst_len) {
+        corrupt(z, err, "a block's compressed length is out of range");
+        return -1;
+    }
+    uint32_t dsum[2], csum[2];
+    size_t nd = !!(z->flags & F_ADLER32_D) + !!(z->flags & F_CRC32_D);
+    size_t nc = src_len < dst_len ? !!(z->flags & F_ADLER32_C) + !!(z->flags & F_CRC32_C) : 0;
+    if (nd + nc > 0 && get(z, b, 4 * (nd + nc), FALSE, err) < 0)
+        return -1;
+    for (size_t i = 0; i < nd; i++)
+        dsum[i] = be32(b + 4 * i);
+    for (size_t i = 0; i < nc; i++)
+        csum[i] = be32(b + 4 * (nd + i));
+    uint8_t *dst = out;
+    if (dst_len > out_room) {
+        if (z->dbuf_size < dst_len) {
+            g_free(z->dbuf);
+            z->dbuf = g_malloc(dst_len);
+            z->dbuf_size = dst_len;
+        }
+        dst = z->dbuf;
+    }
+    if (src_len == dst_len) {
+        if (get(z, dst, dst_len, FALSE, err) < 0)
+            return -1;
+    } else {
+        if (z->cbuf_size < src_len) {
+            g_free(z->cbuf);
+            z->cbuf = g_malloc(src_len);
+            z->cbuf_size = src_len;
+        }
+        if (get(z, z->cbuf, src_len, FALSE, err) < 0)
+            return -1;
+        if (!check_sum(z->flags, F_ADLER32_C, F_CRC32_C, csum, z->cbuf, src_len)) {
+            corrupt(z, err, "the checksum of a compressed block does not match");
+            return -1;
+        }
+        lzo_uint got = dst_len;
+        int r = lzo1x_decompress_safe(z->cbuf, src_len, dst, &got, NULL);
+        if (r != LZO_E_OK || got != dst_len) {
+            corrupt(z, err, "a block does not decompress");
+            return -1;
+        }
+    }
+    if (!check_sum(z->flags, F_ADLER32_D, F_CRC32_D, dsum, dst, dst_len)) {
+        corrupt(z, err, "the checksum of a block does not match (damaged data)");
+        return -1;
+    }
+    if (dst == z->dbuf) {
+        z->dlen = dst_len;
+        z->dpos = 0;
+    }
+    return dst_len;
+}
+
+/* the next block (see read_block); 0 at the end of the stream */
+static ssize_t next_block(vma_lzop *z, uint8_t *out, size_t out_room, GError **err)
+{
+    for (;;) {
+        if (!z->in_file) {
+            if (start_file(z, err) < 0)
+                return -1;
+            if (z->ended)
+                return 0;
+        }
+        uint8_t b[4];
+        if (get(z, b, 4, FALSE, err) < 0)
+            return -1;
+        uint32_t dst_len = be32(b);
+        if (dst_len > LZOP_MAX_BLOCK) {
+            corrupt(z, err, "a block longer than 64 MiB");
+            return -1;
+        }
+        if (dst_len != 0)
+            return read_block(z, dst_len, out, out_room, err);
+        z->in_file = FALSE; /* the end of this file; another may follow */
+    }
+}
+
+ssize_t vma_lzop_read(vma_lzop *z, uint8_t *buf, size_t n, GError **err)
+{
+    size_t got = 0;
+    while (got < n) {
+        if (z->dpos < z->dlen) {
+            size_t k = MIN(n - got, z->dlen - z->dpos);
+            memcpy(buf + got, z->dbuf + z->dpos, k);
+            z->dpos += k;
+            got += k;
+            continue;
+        }
+        if (z->ended)
+            break;
+        ssize_t r = next_block(z, buf + got, n - got, err);
+        if (r < 0)
+            return (ssize_t)got; /* err tells what broke */
+        if (r == 0)
+            break;
+        if (z->dpos >= z->dlen)
+            got += (size_t)r; /* decompressed in place */
+    }
+    return (ssize_t)got;
+}
