@@ -1,5 +1,7 @@
 # vma - build, test, benchmark and install.
-#   make            build build/vma, build/vma.so and build/libvma.a
+#   make            build build/vma, build/vma.so and build/libvma.a (and
+#                   build/cmod/vma/rbd.so, the Ceph RBD module, when librbd-dev is
+#                   installed; `make rbd` builds it or fails)
 #   make check      every test (C unit tests, Lua tests, command-line tests)
 #   make demo       build, make a sample disk, back it up, list, verify, restore, compare
 #   make bench      throughput of create, extract and verify beside cat and cp
@@ -24,7 +26,8 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2
 DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
              libzstd-dev zlib1g-dev liblzo2-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
              lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev \
-             nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk
+             nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk \
+             librbd-dev librados-dev ceph-mon ceph-osd ceph-common
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -37,6 +40,13 @@ NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
 
+# vma.rbd (src/rbd -> build/cmod/vma/rbd.so): Ceph RBD images through librbd, in a
+# module of its own so that vma and vma.so never load librbd. It links librbd,
+# librados and GLib, never libvma (it only includes vma.h and lvma_ext.h for
+# the types). librbd and librados ship no pkg-config file: -lrbd -lrados.
+RBD_LIBS  := -lrbd -lrados $(shell pkg-config --libs glib-2.0 2>/dev/null) -lpthread
+HAVE_RBD  := $(shell printf '\043include <rbd/librbd.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
+
 B         := build
 # the library (src/lib), the Lua binding (src/lua), the host (src/host)
 LIB_SRC   := $(sort $(wildcard src/lib/*.c))
@@ -44,17 +54,19 @@ LIB_HDRS  := $(wildcard src/lib/*.h)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
 LUA_SRC   := $(sort $(wildcard src/lua/*.c))
 LUA_OBJ   := $(LUA_SRC:src/%.c=$(B)/%.o)
+RBD_SRC   := $(sort $(wildcard src/rbd/*.c))
+RBD_SO    := $(if $(HAVE_RBD),$(B)/cmod/vma/rbd.so)
 CFLAGS    += -Isrc/lib
 
-.PHONY: all asan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
+.PHONY: all rbd asan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
 
-all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse
+all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse $(RBD_SO)
 
 $(B)/lib/%.o: src/lib/%.c $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(B)/lua/%.o: src/lua/%.c src/lua/lvma.h $(LIB_HDRS)
+$(B)/lua/%.o: src/lua/%.c src/lua/lvma.h src/lua/lvma_ext.h $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -63,7 +75,7 @@ $(B)/libvma.a: $(LIB_OBJ)
 
 $(B)/host/main.o: src/host/main.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -c -o $@ $<
+	$(CC) $(CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -c -o $@ $<
 
 $(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
 	$(CC) $(LDFLAGS) -o $@ $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a $(LDLIBS)
@@ -71,6 +83,12 @@ $(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
 # the module for the stock interpreter: lua5.4 resolves lua_* itself
 $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
 	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS)
+
+# require "vma.rbd" (lua5.4 and the vma host resolve lua_* themselves)
+rbd: $(B)/cmod/vma/rbd.so
+$(B)/cmod/vma/rbd.so: $(RBD_SRC) src/rbd/rbd.h src/lua/lvma_ext.h $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Isrc/lua -fvisibility=hidden $(LDFLAGS) -shared -o $@ $(RBD_SRC) $(RBD_LIBS)
 
 # `nbdkit vma ARCHIVE` (src/nbdkit) and `vma-fuse ARCHIVE DIR` (src/fuse)
 $(B)/nbdkit-vma-plugin.so: src/nbdkit/vma-plugin.c $(B)/libvma.a $(LIB_HDRS)
@@ -91,7 +109,7 @@ asan: $(B)/asan/vma $(B)/asan/test_core
 
 $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 	@mkdir -p $(B)/asan
-	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS)
+	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS)
 
 $(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
@@ -119,6 +137,8 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(LUA_CMOD) $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(B)/vma $(DESTDIR)$(BINDIR)/vma
 	install -m 644 $(B)/vma.so $(DESTDIR)$(LUA_CMOD)/vma.so
+	[ ! -f $(B)/cmod/vma/rbd.so ] || { install -d $(DESTDIR)$(LUA_CMOD)/vma && \
+	  install -m 644 $(B)/cmod/vma/rbd.so $(DESTDIR)$(LUA_CMOD)/vma/rbd.so; }
 	cd lua && find vma -type d -exec install -d $(DESTDIR)$(LUADIR)/{} \;
 	cd lua && find vma -type f -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
 	[ ! -f docs/vma.1 ] || install -m 644 docs/vma.1 $(DESTDIR)$(MANDIR)/man1/vma.1
@@ -134,6 +154,8 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(LUA_CMOD)/vma.so $(DESTDIR)$(MANDIR)/man1/vma.1
+	rm -f $(DESTDIR)$(LUA_CMOD)/vma/rbd.so
+	-rmdir $(DESTDIR)$(LUA_CMOD)/vma 2>/dev/null
 	rm -f $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so $(DESTDIR)$(LIBEXECDIR)/vma-fuse
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	rm -rf $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(DATADIR)

@@ -11,6 +11,8 @@
 #   BENCH_COLD=0                  do not drop the page cache (warm cache)
 #   BENCH_ONLY="half comp"        only these images (of: half thin check scale comp)
 #   PVE_VMA=/path/to/vma          also time Proxmox's vma on the same images
+#   BENCH_RBD=0                   skip the Ceph RBD section (it starts a test
+#                                 cluster, tests/ceph/cluster.sh, for the run)
 #   VMA=build/vma                 the vma to measure
 # See docs/performance.md.
 set -eu
@@ -389,6 +391,85 @@ if [ "$ACCESS" = 1 ]; then
     RR_PLAIN=$(LUA_CPATH="$ROOT/build/?.so;;" "$LUA" "$ROOT/bench/randread.lua" "$AP" disk0 200000 | cut -d' ' -f1)
     RR_ZST=$(LUA_CPATH="$ROOT/build/?.so;;" "$LUA" "$ROOT/bench/randread.lua" "$AZ" disk0 50000 | cut -d' ' -f1)
 fi
+# ---- Ceph RBD: restore into and back up from a cluster ------------------------
+# One single-node cluster (tests/ceph/cluster.sh: bluestore on a sparse file)
+# for the whole section: the half image's archive restored into a new image
+# beside `rbd import` of the raw image; a snapshot of it backed up beside
+# `rbd export` (to standard output, so that only the reading is compared, and
+# to files with sync); the thin image (in the full size 8 GiB holding 64 MiB,
+# put in the cluster by a restore: rbd import would read all of it) backed up
+# from a snapshot. BENCH_RBD=0 skips it.
+RBD=${BENCH_RBD:-1}
+CEPHDIR=
+stop_ceph() {
+    [ -z "$CEPHDIR" ] || "$ROOT/tests/ceph/cluster.sh" stop "$CEPHDIR" --rm >/dev/null 2>&1 || true
+    CEPHDIR=
+}
+cleanup() {
+    stop_access
+    stop_ceph
+    rm -rf "$W"
+    rmdir "$BASE" 2>/dev/null || true
+}
+if [ "$RBD" != 0 ] && ! { want half && want thin; }; then
+    RBD=0
+    echo "bench: no RBD figures: they need the images half and thin (BENCH_ONLY=\"half thin\")" >&2
+fi
+if [ "$RBD" != 0 ]; then
+    for tool in ceph-mon ceph-osd rbd; do
+        command -v $tool >/dev/null 2>&1 ||
+            { RBD=0; echo "bench: $tool missing: no RBD figures (apt-get install ceph-mon ceph-osd ceph-common)" >&2; }
+    done
+    [ -f "$ROOT/build/cmod/vma/rbd.so" ] ||
+        { RBD=0; echo "bench: build/cmod/vma/rbd.so missing (make with librbd-dev): no RBD figures" >&2; }
+fi
+if [ "$RBD" = 1 ]; then
+    CEPHDIR=$W/ceph
+    "$ROOT/tests/ceph/cluster.sh" start "$CEPHDIR" >"$W/ceph-start.log" 2>&1 ||
+        { cat "$W/ceph-start.log" >&2; die "the Ceph test cluster did not start"; }
+    CEPH_CONF=$CEPHDIR/ceph.conf
+    export CEPH_CONF
+    echo "rbd: $(tail -n 1 "$W/ceph-start.log")" >&2
+    R="rbd --no-progress"
+    HA=$W/rbd-half.vma TA=$W/rbd-thin.vma
+    "$VMA" create "$HA" "$W/half.img" >/dev/null
+    "$VMA" create "$TA" "$W/thin.img" >/dev/null
+    printf 'format=raw:0:disk0=rbd:rbd/res\n' >"$W/res.map"
+    printf 'format=raw:0:disk0=rbd:rbd/thin\n' >"$W/thin.map"
+    "$VMA" extract -q -r "$W/thin.map" "$TA" "$W/tx" >/dev/null
+    rm -rf "$W/tx"
+    $R snap create rbd/thin@s
+    DROP_RES="{ $R snap purge rbd/res; $R rm rbd/res; } >/dev/null 2>&1 || true; rm -rf \"\$D\""
+    round=1
+    while [ "$round" -le "$RUNS" ]; do
+        once rbd "rbd import" "$R rm rbd/imp >/dev/null 2>&1 || true" "$R import \"$W/half.img\" rbd/imp"
+        once rbd "extract to rbd" "$DROP_RES" "\"$VMA\" extract -q -r \"$W/res.map\" \"$HA\" \"$D\" >/dev/null"
+        if [ "$round" = 1 ]; then
+            $R export rbd/res - | cmp - "$W/half.img" || die "the image restored into RBD differs"
+            echo "  cmp: the image restored into RBD equals the image" >&2
+        fi
+        $R snap create rbd/res@s
+        once rbd "rbd export" ":" "$R export rbd/res@s - >/dev/null"
+        once rbd "create from rbd" ":" "\"$VMA\" create -q - disk0=rbd:rbd/res@s >/dev/null"
+        once rbd "rbd export && sync" "rm -f \"\$C\"" "sh -c 'rbd --no-progress export rbd/res@s \"\$1\" && sync' sh \"$C\""
+        once rbd "create from rbd file" "rm -f \"\$A\"" "\"$VMA\" create -q \"$A\" disk0=rbd:rbd/res@s"
+        if [ "$round" = 1 ]; then
+            rm -rf "$D"
+            "$VMA" extract -q "$A" "$D" >/dev/null
+            same "$W/half.img" "$D/disk-disk0.raw"
+            echo "  cmp: the archive made from the RBD snapshot restores to the image" >&2
+            rm -rf "$D"
+        fi
+        rm -f "$A" "$C"
+        once rbd "create thin from rbd" "rm -f \"\$A\"" "\"$VMA\" create -q \"$A\" disk0=rbd:rbd/thin@s"
+        [ "$round" = 1 ] && { "$VMA" verify "$A" >/dev/null || die "the thin archive from RBD does not verify"; }
+        rm -f "$A"
+        echo "  rbd: round $round of $RUNS done" >&2
+        round=$((round + 1))
+    done
+    RBD_STORE="$(sed -n 's/^osd_objectstore = //p' "$CEPH_CONF") OSD, $(nproc) cores shared with the cluster"
+    stop_ceph
+fi
 summarize
 
 # ---- the report -------------------------------------------------------------
@@ -413,7 +494,7 @@ fi
 echo
 
 awk -F'|' -v half=$HALF -v thin=$THIN -v check=$CHECK -v scale=$SCALE -v comp=$COMP -v pve="$PVE_VMA" '
-    $1 == "ra" { next }  # random access: reported below
+    $1 == "ra" || $1 == "rbd" { next }  # random access, RBD: reported below
     { t[$1 "|" $2] = $3; r[$1 "|" $2] = $4; lo[$1 "|" $2] = $5; hi[$1 "|" $2] = $6; cpu[$1 "|" $2] = $7
       if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
     function row(img, op, ref, refname,   s, mb, ratio, rss) {
@@ -550,4 +631,21 @@ if [ "$ACCESS" = 1 ]; then
         if [ "${rr:-0}" -ge 20000 ]; then ok=met; else ok=MISSED; fi
         printf '  %-40s %9s %-6s (limit %s)\n' "random 4 KiB reads/s, $kind (Lua)" "$rr" "$ok" ">= 20000"
     done
+fi
+if [ "$RBD" = 1 ]; then
+    echo
+    echo "Ceph RBD (a single-node test cluster on this machine: $RBD_STORE; half image $HALF MiB, thin image $THIN MiB holding $THIN_DATA MiB):"
+    for op in "rbd import" "extract to rbd" "rbd export" "create from rbd" "rbd export && sync" \
+              "create from rbd file" "create thin from rbd"; do
+        awk -F'|' -v o="$op" -v mb="$HALF" '$1 == "rbd" && $2 == o {
+            rate = (o ~ /thin/) ? "-" : sprintf("%.0f", mb / ($3 > 0 ? $3 : 1e-9))
+            rss = ($4 == "-" || $4 == "") ? "-" : sprintf("%.1f MiB", $4 / 1024)
+            printf "  %-34s %9.3f s  (%.3f-%.3f)  %8s MiB/s  peak RSS %s\n", o, $3, $5, $6, rate, rss }' "$RES"
+    done
+    echo
+    echo "RBD targets (time ratios; at most the limit):"
+    ratio2 "extract to rbd / rbd import (>= 0.8x speed)" rbd "extract to rbd" "rbd import" 1.25
+    ratio2 "create from rbd / rbd export (>= 0.8x speed)" rbd "create from rbd" "rbd export" 1.25
+    ratio2 "  the same into files, with sync" rbd "create from rbd file" "rbd export && sync" 1.25
+    target "create from ${THIN} MiB holding ${THIN_DATA} MiB" "$(get rbd 'create thin from rbd')" 2.0 " s"
 fi

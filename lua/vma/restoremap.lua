@@ -7,7 +7,7 @@
 --   skip=DEVNAME
 --   done
 --
--- Scripts (and the built-in targets dir:, lvm:, zfs:) compute a map as a Lua
+-- Scripts (and the built-in targets dir:, lvm:, zfs:, rbd:) compute a map as a Lua
 -- table keyed by device name; to_entries() validates such a table against
 -- the archive and turns it into the same entries that parse() returns.
 

@@ -18,6 +18,13 @@ int luaopen_vma(lua_State *L);
 #ifndef VMA_LUADIR
 #define VMA_LUADIR "/usr/local/share/lua/5.4"
 #endif
+#ifndef VMA_LUA_CMOD
+#define VMA_LUA_CMOD "/usr/local/lib/lua/5.4"
+#endif
+
+/* where vma's own C modules (vma/rbd.so, require "vma.rbd") are, set by
+ * find_luadir: build/cmod in the source tree, PREFIX/lib/lua/5.4 when installed */
+static char cmod_dir[PATH_MAX + 64];
 
 /* where the bundled Lua scripts are: $VMA_LUA_DIR, the source tree next to
  * the executable (build/vma -> lua/), or the installed folder */
@@ -36,10 +43,13 @@ static char *find_luadir(void)
             /* build/vma and build/asan/vma run from the source tree;
              * PREFIX/bin/vma finds PREFIX/share/lua/5.4 wherever PREFIX is */
             static const char *const rel[] = {"/../lua", "/../../lua", "/../share/lua/5.4"};
+            /* and their C modules: build/cmod/vma/rbd.so for build/vma and build/asan/vma */
+            static const char *const crel[] = {"/cmod", "/../cmod", "/../lib/lua/5.4"};
             for (unsigned i = 0; i < G_N_ELEMENTS(rel); i++) {
                 char cand[PATH_MAX + 64];
                 snprintf(cand, sizeof(cand), "%s%s/vma/cli.lua", exe, rel[i]);
                 if (access(cand, R_OK) == 0) {
+                    snprintf(cmod_dir, sizeof(cmod_dir), "%s%s", exe, crel[i]);
                     snprintf(cand, sizeof(cand), "%s%s", exe, rel[i]);
                     return realpath(cand, NULL);
                 }
@@ -91,6 +101,14 @@ int main(int argc, char **argv)
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
+    lua_pop(L, 1);
+    /* and the C modules (vma.rbd): beside the executable, then the installed folder */
+    lua_getfield(L, -1, "cpath");
+    if (cmod_dir[0] && strcmp(cmod_dir, VMA_LUA_CMOD) != 0)
+        lua_pushfstring(L, "%s/?.so;%s/?.so;%s", cmod_dir, VMA_LUA_CMOD, lua_tostring(L, -1));
+    else
+        lua_pushfstring(L, "%s/?.so;%s", VMA_LUA_CMOD, lua_tostring(L, -1));
+    lua_setfield(L, -3, "cpath");
     lua_pop(L, 2);
     lua_pushstring(L, dir);
     lua_setglobal(L, "VMA_LUA_DIR");

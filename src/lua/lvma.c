@@ -4,6 +4,7 @@
  * process helpers of the module are in lvma_os.c. */
 #define _GNU_SOURCE
 #include "lvma.h"
+#include "lvma_ext.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -291,6 +292,36 @@ static int open_target(lua_State *L, const vma_device *d, vma_target *t)
 {
     memset(t, 0, sizeof(*t));
     t->fd = -1;
+    /* { sink = <vma.sink>, write_zero =, fresh = }: a module's own target
+     * (vma.rbd), written through its ops; it stays open, owned by Lua */
+    lua_getfield(L, -1, "sink");
+    if (!lua_isnil(L, -1)) {
+        vma_sink_ud *ud = luaL_testudata(L, -1, VMA_SINK_MT);
+        lua_pop(L, 1);
+        if (!ud || ud->abi != VMA_EXT_ABI)
+            return lvma_push_argerror(L, "target of '%s': sink is not a vma.sink of this vma",
+                                      d->name);
+        if (!ud->ops)
+            return lvma_push_argerror(L, "target of '%s': the sink is closed", d->name);
+        if (!d->is_vmstate && ud->size < d->size)
+            return lvma_push_argerror(L, "target %s is smaller (%" G_GUINT64_FORMAT " bytes) "
+                                      "than %s (%" G_GUINT64_FORMAT " bytes)", ud->label,
+                                      ud->size, d->name, d->size);
+        ud->hooks.interrupted = vma_interrupted;
+        ud->hooks.domain = VMA_ERROR;
+        lua_getfield(L, -1, "fresh");
+        lua_getfield(L, -2, "write_zero");
+        lua_getfield(L, -3, "bps");
+        t->fresh = lua_toboolean(L, -3);
+        t->write_zero = lua_toboolean(L, -2);
+        t->bps = (uint64_t)lua_tointeger(L, -1);
+        lua_pop(L, 3);
+        t->ops = ud->ops;
+        t->ctx = ud->ctx;
+        t->label = ud->label;
+        return 0;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, -1, "path");
     lua_getfield(L, -2, "fresh");
     lua_getfield(L, -3, "write_zero");
@@ -677,14 +708,37 @@ static int write_progress(const vma_write_progress *p, void *ud)
     return progress_call(pc);
 }
 
-/* w:write_device(id, path, {progress = fn}) */
+/* w:write_device(id, <vma.source>, {progress = fn}): a module's own image */
+static int write_device_source(lua_State *L, lwriter *lw, lua_Integer id)
+{
+    vma_source_ud *ud = luaL_testudata(L, 3, VMA_SOURCE_MT);
+    if (!ud || ud->abi != VMA_EXT_ABI)
+        return luaL_argerror(L, 3, "a path or a vma.source of this vma expected");
+    if (!ud->ops)
+        return lvma_push_argerror(L, "the source is closed");
+    ud->hooks.interrupted = vma_interrupted;
+    ud->hooks.domain = VMA_ERROR;
+    progress_ctx pc = progress_from(L, 4);
+    vma_source src = {ud->ops, ud->ctx, ud->size, ud->label};
+    GError *e = NULL;
+    int rc = vma_writer_write_source(lw->w, (uint8_t)id, &src, pc.fn ? write_progress : NULL, &pc,
+                                     &e);
+    if (rc < 0)
+        return push_failure(&pc, e);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* w:write_device(id, path | <vma.source>, {progress = fn}) */
 static int writer_write_device(lua_State *L)
 {
     lwriter *lw = check_writer(L);
     lua_Integer id = luaL_checkinteger(L, 2);
-    const char *path = luaL_checkstring(L, 3);
     if (id < 1 || id > 255)
         return luaL_argerror(L, 2, "device id out of range");
+    if (lua_type(L, 3) == LUA_TUSERDATA)
+        return write_device_source(L, lw, id);
+    const char *path = luaL_checkstring(L, 3);
     progress_ctx pc = progress_from(L, 4);
     int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

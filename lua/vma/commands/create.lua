@@ -3,6 +3,7 @@ local vma = require "vma"
 local ui = require "vma.ui"
 local devices = require "vma.devices"
 local vzdump = require "vma.vzdump"
+local ceph = require "vma.ceph"
 local argparse = require "argparse"
 local compression = require "vma.compression"
 
@@ -14,7 +15,8 @@ local function parser()
     .. "complete and on disk.")
   p:argument("archive", "the archive to write (- for standard output; a name ending in "
     .. ".zst, .gz or .lzo is compressed; a folder with --vmid: a vzdump name in it)")
-  p:argument("devices", "disk images or block devices: [NAME=]PATH"):args("*")
+  p:argument("devices", "disk images or block devices: [NAME=]PATH; PATH may be a Ceph "
+    .. "RBD snapshot rbd:POOL/IMAGE@SNAP[:conf=FILE][:id=NAME][:keyring=FILE]"):args("*")
   p:option("-c --config", "a config file to store, as [NAME=]PATH (NAME: its name in the "
     .. "archive, default its base name)"):count("*")
   p:option("-d --device", "a device as format=raw:NAME=PATH (Proxmox form)"):count("*")
@@ -67,7 +69,56 @@ local function device_name(name)
   return name
 end
 
--- devices in command-line order: { name=, path=, size= }
+-- an rbd: device: its snapshot (or, when nobody has it open, the image
+-- itself) opened as a source, and its size
+local function rbd_device(d)
+  local t, err = ceph.parse(d.path)
+  if not t then return nil, err end
+  if not t.snap then
+    local n, werr = ceph.watchers(t)
+    if not n then return nil, werr end
+    if n > 0 then
+      return nil, string.format("rbd:%s is in use (open by %d client%s): back up a snapshot of it "
+        .. "(rbd snap create %s@NAME, then rbd:%s@NAME)", ceph.name(t), n, n == 1 and "" or "s",
+        ceph.name(t), ceph.name(t))
+    end
+    io.stderr:write("vma create: note: rbd:", ceph.name(t), " is read without a snapshot: it "
+      .. "must not change until the backup ends (rbd:", ceph.name(t), "@SNAP reads a snapshot)\n")
+  end
+  local src, serr = ceph.source(t)
+  if not src then return nil, serr end
+  d.source, d.size = src, src.size
+  if d.size == 0 then return nil, "rbd:" .. ceph.name(t) .. " is empty" end
+  return true
+end
+
+local function close_sources(devs)
+  local first
+  for _, d in ipairs(devs) do
+    if d.source then
+      local ok, err = d.source:close()
+      if not ok and not first then first = err end
+      d.source = nil
+    end
+  end
+  return first
+end
+
+-- the size of a device's image (an rbd: one opened as a source)
+local function check_device(d)
+  if ceph.is_spec(d.path) then return rbd_device(d) end
+  local st, err = vma.stat(d.path)
+  if not st then return nil, err end
+  if st.type == "directory" then return nil, d.path .. " is a folder, not a disk image" end
+  if st.type ~= "file" and st.type ~= "block" then
+    return nil, d.path .. " is not a file or block device"
+  end
+  if st.size == 0 then return nil, d.path .. " is empty" end
+  d.size = st.size
+  return true
+end
+
+-- devices in command-line order: { name=, path=, size=, source= (rbd:) }
 local function collect_devices(a)
   local devs = {}
   for _, spec in ipairs(a.device) do
@@ -86,14 +137,11 @@ local function collect_devices(a)
     devs[#devs + 1] = { name = device_name(name), path = path }
   end
   for _, d in ipairs(devs) do
-    local st, err = vma.stat(d.path)
-    if not st then return nil, err end
-    if st.type == "directory" then return nil, d.path .. " is a folder, not a disk image" end
-    if st.type ~= "file" and st.type ~= "block" then
-      return nil, d.path .. " is not a file or block device"
+    local ok, err = check_device(d)
+    if not ok then
+      close_sources(devs)
+      return nil, err
     end
-    if st.size == 0 then return nil, d.path .. " is empty" end
-    d.size = st.size
   end
   return devs
 end
@@ -132,7 +180,7 @@ local function write_devices(w, a, devs, total)
     end,
   }
   for _, d in ipairs(devs) do
-    local ok, werr = w:write_device(d.id, d.path, {
+    local ok, werr = w:write_device(d.id, d.source or d.path, {
       progress = function(p)
         zeros = zbase + p.zero_bytes -- summed over the devices, as Proxmox does
         elapsed = p.elapsed
@@ -209,15 +257,22 @@ local function run(args)
   local devs, derr = collect_devices(a)
   if not devs then return fail(derr) end
   local configs, notes = collect_configs(a, devs)
-  if not configs then return fail(notes) end
+  if not configs then
+    close_sources(devs)
+    return fail(notes)
+  end
   for _, n in ipairs(notes) do io.stderr:write("vma create: note: ", n, "\n") end
 
   vma.catch_signals()
   local w, err = vma.create(path, { compress = comp, level = a.level, threads = a.threads,
     overwrite = a.force })
-  if not w then return fail(err) end
+  if not w then
+    close_sources(devs)
+    return fail(err)
+  end
   local function abort(msg)
     w:abort() -- removes the unfinished archive
+    close_sources(devs)
     return fail(msg)
   end
   for _, c in ipairs(configs) do
@@ -237,6 +292,8 @@ local function run(args)
   local stats = {}
   for _, d in ipairs(devs) do stats[d.name] = w:stats(d.id) end
   local uuid = w.uuid
+  local serr = close_sources(devs)
+  if serr then return abort(serr) end
   local cok, cerr = w:close()
   if not cok then return fail(cerr) end
   report(a, path, uuid, devs, configs, stats, secs)

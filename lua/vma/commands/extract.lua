@@ -10,6 +10,7 @@ local vma = require "vma"
 local ui = require "vma.ui"
 local devices = require "vma.devices"
 local restoremap = require "vma.restoremap"
+local ceph = require "vma.ceph"
 local argparse = require "argparse"
 
 local SLACK = 4 * 1024 * 1024 -- a map target may be this much larger (volume managers round up)
@@ -22,7 +23,8 @@ local function parser()
   p:argument("dir", "the folder to create for the configs (and the disks without a map)")
   p:option("-r --map", "a restore map in Proxmox's syntax (a file or a FIFO)")
   p:option("--map-script", "a Lua script that returns the restore map (see docs/restore-maps.md)")
-  p:option("-t --target", "a built-in or user restore target: dir:PATH, lvm:VG, zfs:POOL")
+  p:option("-t --target", "a built-in or user restore target: dir:PATH, lvm:VG, zfs:POOL, "
+    .. "rbd:POOL[:conf=FILE][:id=NAME]")
   p:option("-d --drives", "extract only these drives (comma-separated device names or keys)")
   p:option("--mode", "the permissions of the files made (octal)", "0600")
   p:flag("-f --force", "write over existing files and volumes (zeros included, so no old "
@@ -37,7 +39,8 @@ local function parser()
 end
 
 -- ---- the plan: one entry per device ----------------------------------------
--- { dev=, skip=, final=, tmp=, fresh=, write_zero=, bps=, mapped=, created= }
+-- { dev=, skip=, final=, tmp=, fresh=, write_zero=, bps=, mapped=, created=,
+--   rbd= (an rbd: target, parsed), rbd_create= (it is made before the restore) }
 
 local function selection(a, devs)
   if not a.drives then return nil end
@@ -78,11 +81,54 @@ local function check_existing(a, p, e, st)
   return true
 end
 
+-- an rbd: map line: the image is made at the device's size when it does
+-- not exist (and removed again on failure); an existing one must be at least
+-- as large and not in use; "0:" uses it as it is (qmrestore allocated it),
+-- "1:" writes zeros too
+local function plan_rbd(p, e, made)
+  local t, err = ceph.parse(e.path)
+  if not t then return nil, err end
+  if t.snap then return nil, "target " .. e.path .. " names a snapshot, which cannot be written" end
+  p.rbd = t
+  if made then -- an image the target made: new and empty
+    p.fresh, p.write_zero = true, false
+    return true
+  end
+  local d = p.dev
+  -- Ceph blocks writes (and opening an image for writing) on a full pool
+  local full, ferr = ceph.pool_full(t)
+  if full == nil then return nil, ferr end
+  if full then return nil, "pool " .. t.pool .. " is full: cannot restore into " .. ceph.name(t) end
+  local size, serr, code = ceph.size(t)
+  if not size and code == "ENOENT" then
+    p.rbd_create, p.fresh, p.write_zero = true, true, false
+    return true
+  end
+  if not size then return nil, serr end
+  if size < d.size then
+    return nil, string.format("RBD image %s is smaller (%d bytes) than %s (%d bytes)",
+      ceph.name(t), size, d.name, d.size)
+  end
+  if size > d.size + SLACK then
+    return nil, string.format("RBD image %s is larger (%d bytes) than %s (%d bytes) by more "
+      .. "than 4 MiB", ceph.name(t), size, d.name, d.size)
+  end
+  local n, werr = ceph.watchers(t)
+  if not n then return nil, werr end
+  if n > 0 then
+    return nil, string.format("RBD image %s is in use (open by %d client%s: rbd status %s)",
+      ceph.name(t), n, n == 1 and "" or "s", ceph.name(t))
+  end
+  p.fresh = not p.write_zero -- "0:": it reads as zeros, zero blocks are left alone
+  return true
+end
+
 local function plan_mapped(a, p, e, created)
   if e.format and e.format ~= "raw" then
     return nil, "unsupported format '" .. e.format .. "' for " .. p.dev.name .. " (only raw)"
   end
   p.final, p.write_zero, p.bps, p.mapped = e.path, e.write_zero, e.bps, true
+  if ceph.is_spec(e.path) then return plan_rbd(p, e, created[e.path]) end
   if created[e.path] then return true end -- a volume the target makes
   local st = vma.stat(e.path)
   if not st and e.path:match("^/dev/") then
@@ -152,7 +198,7 @@ local Job = {}
 Job.__index = Job
 
 local function new_job(a)
-  return setmetatable({ a = a, created = {}, undo = {}, dir_made = false }, Job)
+  return setmetatable({ a = a, created = {}, undo = {}, sinks = {}, dir_made = false }, Job)
 end
 
 function Job:remember(path) self.created[#self.created + 1] = path end
@@ -163,9 +209,34 @@ function Job:renamed(from, to)
   end
 end
 
+--- close the RBD images written (before they can be removed); the first error
+function Job:close_sinks()
+  local first
+  for i = #self.sinks, 1, -1 do
+    local ok, err = self.sinks[i]:close()
+    if not ok and not first then first = err end
+  end
+  self.sinks = {}
+  return first
+end
+
+-- remove an RBD image this run created; say so when it cannot
+local function remove_rbd(spec)
+  local t = assert(ceph.parse(spec))
+  local ok, err = ceph.remove(t)
+  if not ok then
+    io.stderr:write("vma extract: could not remove the RBD image ", ceph.name(t), " it created: ",
+      tostring(err), "; remove it with: rbd rm ", ceph.name(t), "\n")
+  end
+end
+
 --- remove what this run created, newest first (the target's volumes too)
 function Job:cleanup()
-  for i = #self.created, 1, -1 do os.remove(self.created[i]) end
+  self:close_sinks()
+  for i = #self.created, 1, -1 do
+    local c = self.created[i]
+    if ceph.is_spec(c) then remove_rbd(c) else os.remove(c) end
+  end
   self.created = {}
   for i = #self.undo, 1, -1 do pcall(self.undo[i]) end
   self.undo = {}
@@ -201,12 +272,29 @@ function Job:prepare(plugin, arg, entries, archive)
   return made
 end
 
+-- the RBD image of p: made (and remembered) when it is new, and open
+function Job:open_rbd(p)
+  if p.rbd_create then
+    local ok, err = ceph.create(p.rbd, p.dev.size)
+    if not ok then return nil, err end
+    self:remember(p.final)
+  end
+  local sink, err = ceph.sink(p.rbd)
+  if not sink then return nil, err end
+  self.sinks[#self.sinks + 1] = sink
+  return { sink = sink, fresh = p.fresh, write_zero = p.write_zero, bps = p.bps }
+end
+
 function Job:restore(r, plan, out)
   local a = self.a
   local mode = tonumber(a.mode, 8)
   local targets = {}
   for _, p in ipairs(plan) do
-    if not p.skip then
+    if p.rbd and not p.skip then
+      local t, err = self:open_rbd(p)
+      if not t then return nil, err end
+      targets[p.dev.name] = t
+    elseif not p.skip then
       local path = p.tmp or p.final
       if not p.mapped and not p.dev.vmstate and not a.json then
         ui.out(string.format("DEVINFO %s %d\n", path, p.dev.size))
@@ -220,6 +308,8 @@ function Job:restore(r, plan, out)
   local stats, err = r:extract { targets = targets, progress = cb, salvage = a.salvage }
   prog.finish()
   r:close()
+  local cerr = self:close_sinks()
+  if stats and cerr then return nil, cerr end
   return stats, err
 end
 
@@ -246,7 +336,7 @@ local function dry_run_report(a, entries, configs, plan, made)
     files[#files + 1] = { kind = "config", name = c.name, path = c.final }
   end
   for _, p in ipairs(plan) do
-    local new = p.final and made[p.final]
+    local new = p.final and (made[p.final] or (p.rbd_create and "a new RBD image"))
     if p.skip then
       lines[#lines + 1] = string.format("device %s: skipped\n", p.dev.name)
     else
@@ -362,8 +452,10 @@ local function run(args)
 
   local job = new_job(a)
   local function abort(msg)
+    -- the failure first: removing what was made may take a while (Ceph)
+    local st = fail(msg)
     job:cleanup()
-    return fail(msg)
+    return st
   end
 
   local entries, archive, plugin, arg

@@ -15,7 +15,8 @@ local function parser()
     :usage(USAGE)
   p:argument("archive", "the archive (- for standard input)")
   local target = p:option("-t --target", "dir:PATH (raw files PATH/<volume>.raw), lvm:VG[/POOL] "
-    .. "(/dev/VG/<volume>), zfs:POOL (/dev/zvol/POOL/<volume>), or NAME:ARG for a target "
+    .. "(/dev/VG/<volume>), zfs:POOL (/dev/zvol/POOL/<volume>), rbd:POOL[:conf=FILE] (new Ceph "
+    .. "RBD images POOL/vm-<vmid>-disk-<n>), or NAME:ARG for a target "
     .. "of your own (docs/plugins.md)")
   local script = p:option("-s --script", "a Lua file returning function(archive) -> map")
   p:mutex(target, script)
