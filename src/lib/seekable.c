@@ -3,17 +3,42 @@
  * (independent frames and a seek table in a skippable frame at the end, as
  * zstd's contrib/seekable_format specifies), read frame by frame through a
  * cache of decompressed frames (64 MiB unless the caller says otherwise).
+ *
+ * Block maps.  A frame is decoded block by block (zstd's buffer-less API),
+ * and what its blocks are is kept: runs of raw blocks (their bytes are the
+ * archive's bytes, stored as they are: incompressible data), runs of RLE
+ * blocks (one byte repeated) and runs of compressed blocks.  Once a frame's
+ * map is known, a read that lies in raw and RLE runs only is served without
+ * decompressing anything: pread from the archive file (the page cache) and
+ * memset.  Only a read that touches a compressed block needs the decoded
+ * frame.  Our writer's frames carry zstd's content checksum: the first,
+ * full decode of a frame verifies it (no map is kept without that), a read
+ * served later from raw blocks does not (it is the file's bytes, as with a
+ * plain .vma).  A run is 12 bytes; raw blocks of one size that follow each
+ * other are one run, so a frame of incompressible data costs one or two
+ * runs, and the maps of a 1 TiB archive about 10 MiB (every block of a
+ * different kind from its neighbour: 8 million runs, 96 MiB).  The maps are
+ * bounded (MAP_BUDGET): a frame decoded after that has none and is read
+ * through the cache as before.
+ *
  * Safe to use from several threads: a frame is decompressed by one thread
  * while the others wait for it, and copied out of the cache without the
- * lock held. */
+ * lock held.  A map is made by the thread that decoded the frame, published
+ * under the lock and never changed or freed until vma_src_free, so it is
+ * read without the lock. */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+/* the buffer-less decompression functions (ZSTD_decompressBegin and
+ * ZSTD_decompressContinue), exported by the shared libzstd */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #define SEEK_TABLE_MAGIC   0x8F92EAB1u
 #define SKIPPABLE_MAGIC    0x184D2A5Eu
@@ -26,10 +51,37 @@
 #define MIN_SLOTS          2u
 #define MAX_SLOTS          4096u
 
+/* the block maps: at most this many runs in one frame (more: the frame
+ * gets none), and this many bytes of maps in all */
+#define MAP_MAX_RUNS       4096u
+#define MAP_BUDGET         ((uint64_t)32 << 20)
+#define BLOCK_HEADER       3u
+
+enum { RUN_RAW = 0, RUN_RLE = 1, RUN_COMPRESSED = 2 }; /* zstd's block types */
+
+/* consecutive blocks of one kind; the run ends where the next begins (the
+ * last at the frame's end) */
+typedef struct {
+    uint32_t doff;        /* where it starts in the frame's decoded bytes */
+    uint32_t src;         /* raw: where its first block's bytes are, from the
+                             frame's start in the file; RLE: the byte */
+    uint32_t info;        /* bits 0-23: raw: the size of each block but the
+                             last (which may be shorter); bits 24-25: kind */
+} zrun;
+
+typedef struct {
+    uint32_t n;
+    zrun runs[];
+} zmap;
+
+/* the map of a frame with no raw or RLE block: nothing to read directly */
+static const zmap no_direct = {0};
+
 typedef struct {
     uint64_t coff;        /* where the frame starts in the file */
     uint64_t doff;        /* where its bytes start in the stream */
     uint32_t csize, dsize;
+    const zmap *map;      /* NULL until the frame was decoded (under the lock) */
 } zframe;
 
 typedef struct {
@@ -59,6 +111,7 @@ struct vma_src {
     GPtrArray *dctx;      /* idle ZSTD_DCtx */
     GPtrArray *inbufs;    /* idle buffers of max compressed frame size */
     uint32_t max_csize;
+    vma_src_stats stats;  /* under the lock */
 };
 
 static uint32_t le32(const uint8_t *p)
@@ -102,7 +155,7 @@ static gboolean read_seek_table(vma_src *s, GError **err)
         g_free(t);
         return not_seekable(err, "a seek table outside a skippable frame");
     }
-    s->frames = g_new(zframe, n);
+    s->frames = g_new0(zframe, n);
     s->n_frames = n;
     uint64_t coff = 0, doff = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -188,6 +241,9 @@ void vma_src_free(vma_src *s)
     g_ptr_array_free(s->dctx, TRUE);
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->loaded);
+    for (uint64_t i = 0; i < s->n_frames; i++)
+        if (s->frames[i].map != &no_direct)
+            g_free((zmap *)s->frames[i].map);
     g_free(s->frames);
     g_free(s);
 }
@@ -215,6 +271,13 @@ static void make_slots(vma_src *s)
         s->slot_of[i] = -1;
 }
 vma_compress vma_src_compression(const vma_src *s) { return s->comp; }
+
+void vma_src_get_stats(vma_src *s, vma_src_stats *st)
+{
+    g_mutex_lock(&s->lock);
+    *st = s->stats;
+    g_mutex_unlock(&s->lock);
+}
 uint64_t vma_src_frames(const vma_src *s) { return s->n_frames; }
 
 /* the frame holding stream offset off */
@@ -231,9 +294,148 @@ static uint64_t find_frame(const vma_src *s, uint64_t off)
     return lo;
 }
 
-static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, GError **err)
+/* the map being made while a frame is decoded */
+typedef struct {
+    zrun *runs;
+    uint32_t n, cap;
+    uint32_t end;         /* the decoded bytes the runs cover */
+    gboolean direct;      /* a raw or RLE run was added */
+    gboolean too_many;    /* more than MAP_MAX_RUNS: no map */
+} map_maker;
+
+static uint32_t run_kind(const zrun *r) { return r->info >> 24 & 3; }
+static uint32_t run_bsize(const zrun *r) { return r->info & 0xffffff; }
+
+/* a block of len decoded bytes at doff (the map's end); src as in zrun */
+static void map_add(map_maker *m, uint32_t kind, uint32_t doff, uint32_t len, uint32_t src)
+{
+    if (len == 0 || m->too_many)
+        return;
+    zrun *last = m->n ? &m->runs[m->n - 1] : NULL;
+    if (last && run_kind(last) == kind) {
+        uint32_t have = doff - last->doff, bs = run_bsize(last);
+        if (kind == RUN_COMPRESSED || (kind == RUN_RLE && last->src == src) ||
+            /* a raw block after full ones of its size or longer, whose bytes
+             * follow the last one's header */
+            (kind == RUN_RAW && len <= bs && have % bs == 0 &&
+             src == last->src + (uint64_t)(have / bs) * (bs + BLOCK_HEADER))) {
+            m->end = doff + len;
+            return;
+        }
+    }
+    if (m->n == MAP_MAX_RUNS) {
+        m->too_many = TRUE;
+        return;
+    }
+    if (m->n == m->cap) {
+        m->cap = m->cap ? 2 * m->cap : 16;
+        m->runs = g_renew(zrun, m->runs, m->cap);
+    }
+    m->runs[m->n++] = (zrun){doff, src, kind << 24 | (kind == RUN_RAW ? len : 0)};
+    m->end = doff + len;
+    m->direct |= kind != RUN_COMPRESSED;
+}
+
+/* the finished map (no_direct when there is nothing to read directly, NULL
+ * when it needed too many runs) and its size in *bytes */
+static const zmap *map_finish(map_maker *m, uint64_t *bytes)
+{
+    const zmap *r = &no_direct;
+    *bytes = 0;
+    if (m->too_many) {
+        r = NULL;
+    } else if (m->direct) {
+        zmap *z = g_malloc(sizeof(zmap) + m->n * sizeof(zrun));
+        z->n = m->n;
+        memcpy(z->runs, m->runs, m->n * sizeof(zrun));
+        *bytes = sizeof(zmap) + m->n * sizeof(zrun);
+        r = z;
+    }
+    g_free(m->runs);
+    return r;
+}
+
+/* decode the frame fi (its csize bytes in `in`) into out, block by block,
+ * making its map: every size is checked against what is left of the frame,
+ * both compressed and decoded, before zstd sees it */
+static int decode_blocks(ZSTD_DCtx *dc, const zframe *f, uint64_t fi, const uint8_t *in,
+                         uint8_t *out, map_maker *m, GError **err)
+{
+    const char *why = NULL;
+    char whybuf[96];
+    uint32_t pos = 0, opos = 0;
+    uint32_t kind = 0, bsize = 0; /* of the block whose header was read */
+    size_t r = 0;
+    while (pos < f->csize && !why) {
+        /* a frame (several, if the seek table's entry holds more than one) */
+        ZSTD_decompressBegin(dc);
+        size_t need;
+        while ((need = ZSTD_nextSrcSizeToDecompress(dc)) != 0) {
+            if (need > f->csize - pos) {
+                why = "it runs past its compressed size in the seek table";
+                break;
+            }
+            ZSTD_nextInputType_e t = ZSTD_nextInputType(dc);
+            if (t == ZSTDnit_blockHeader) {
+                uint32_t h = (uint32_t)in[pos] | (uint32_t)in[pos + 1] << 8 |
+                             (uint32_t)in[pos + 2] << 16;
+                kind = h >> 1 & 3;
+                bsize = h >> 3;
+                uint64_t src = kind == RUN_RLE ? 1 : bsize;
+                if (kind == 3) {
+                    why = "a block of the reserved type";
+                } else if (bsize > ZSTD_BLOCKSIZE_MAX) {
+                    snprintf(whybuf, sizeof(whybuf), "a block of %u bytes (at most %u)", bsize,
+                             (unsigned)ZSTD_BLOCKSIZE_MAX);
+                    why = whybuf;
+                } else if (src > f->csize - pos - BLOCK_HEADER) {
+                    why = "a block runs past its compressed size in the seek table";
+                } else if (kind != RUN_COMPRESSED && bsize > f->dsize - opos) {
+                    why = "it holds more bytes than the seek table says";
+                }
+                if (why)
+                    break;
+            }
+            gboolean block = t == ZSTDnit_block || t == ZSTDnit_lastBlock;
+            size_t room = f->dsize - opos;
+            if (block && kind == RUN_COMPRESSED)
+                room = MIN(room, (size_t)ZSTD_BLOCKSIZE_MAX);
+            r = ZSTD_decompressContinue(dc, out + opos, room, in + pos, need);
+            if (ZSTD_isError(r)) {
+                why = ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall
+                          ? "it holds more bytes than the seek table says"
+                          : ZSTD_getErrorName(r);
+                break;
+            }
+            if (block) {
+                if (kind != RUN_COMPRESSED && r != bsize) {
+                    why = "a block decodes to another size than its header says";
+                    break;
+                }
+                map_add(m, kind, opos, (uint32_t)r, kind == RUN_RLE ? in[pos] : pos);
+            }
+            pos += (uint32_t)need;
+            opos += (uint32_t)r;
+        }
+    }
+    if (!why && opos != f->dsize)
+        why = "it holds fewer bytes than the seek table says";
+    if (why) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
+                    "zstd frame %" G_GUINT64_FORMAT " (at byte %" G_GUINT64_FORMAT "): %s", fi,
+                    f->coff, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* decode frame fi into out; *map gets its block map (see map_finish) */
+static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, const zmap **map,
+                            uint64_t *map_bytes, GError **err)
 {
     const zframe *f = &s->frames[fi];
+    *map = NULL;
+    *map_bytes = 0;
     g_mutex_lock(&s->lock);
     uint8_t *in = s->inbufs->len ? g_ptr_array_steal_index_fast(s->inbufs, s->inbufs->len - 1) : NULL;
     ZSTD_DCtx *dc = s->dctx->len ? g_ptr_array_steal_index_fast(s->dctx, s->dctx->len - 1) : NULL;
@@ -241,34 +443,93 @@ static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, GError **err)
     if (!in)
         in = g_malloc(s->max_csize);
     ssize_t got = vma_pread_all(s->fd, in, f->csize, f->coff, err);
-    if (got < 0) {
-        g_mutex_lock(&s->lock);
-        g_ptr_array_add(s->inbufs, in);
-        if (dc)
-            g_ptr_array_add(s->dctx, dc);
-        g_mutex_unlock(&s->lock);
-        return -1;
-    }
-    if (!dc)
-        dc = ZSTD_createDCtx();
-    size_t r = dc ? ZSTD_decompressDCtx(dc, out, f->dsize, in, (size_t)got) : 0;
     int rc = 0;
-    if (!dc) {
+    if (got >= 0 && got < (ssize_t)f->csize) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
+                    "zstd frame %" G_GUINT64_FORMAT ": the archive ends early", fi);
+        rc = -1;
+    } else if (got < 0) {
+        rc = -1;
+    } else if (!dc && !(dc = ZSTD_createDCtx())) {
         g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
         rc = -1;
-    } else if (ZSTD_isError(r) || r != f->dsize) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
-                    "zstd frame %" G_GUINT64_FORMAT " (at byte %" G_GUINT64_FORMAT "): %s",
-                    fi, f->coff, ZSTD_isError(r) ? ZSTD_getErrorName(r)
-                                                 : "its size differs from the seek table");
-        rc = -1;
+    } else {
+        map_maker m = {0};
+        rc = decode_blocks(dc, f, fi, in, out, &m, err);
+        const zmap *z = map_finish(&m, map_bytes);
+        if (rc == 0)
+            *map = z;
+        else if (z && z != &no_direct)
+            g_free((zmap *)z);
     }
     g_mutex_lock(&s->lock);
     g_ptr_array_add(s->inbufs, in);
     if (dc)
         g_ptr_array_add(s->dctx, dc);
+    if (rc == 0)
+        s->stats.frames_decoded++;
     g_mutex_unlock(&s->lock);
     return rc;
+}
+
+/* can [off, off + n) of frame f be read through its map, without decoding? */
+static gboolean map_covers(const zframe *f, const zmap *m, uint64_t off, size_t n)
+{
+    if (m->n == 0)
+        return FALSE;
+    uint32_t lo = 0, hi = m->n;
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (m->runs[mid].doff <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (m->runs[lo].doff > off)
+        return FALSE; /* never: a map starts at 0 */
+    for (uint32_t i = lo; i < m->n; i++) {
+        if (run_kind(&m->runs[i]) == RUN_COMPRESSED)
+            return FALSE;
+        uint64_t end = i + 1 < m->n ? m->runs[i + 1].doff : f->dsize;
+        if (end >= off + n)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* read [off, off + n) of frame f through its map (map_covers said yes) */
+static int read_direct(vma_src *s, uint64_t fi, const zmap *m, uint64_t off, uint8_t *buf,
+                       size_t n, GError **err)
+{
+    const zframe *f = &s->frames[fi];
+    uint32_t i = 0;
+    while (i + 1 < m->n && m->runs[i + 1].doff <= off)
+        i++;
+    while (n > 0) {
+        const zrun *r = &m->runs[i];
+        uint64_t end = i + 1 < m->n ? m->runs[i + 1].doff : f->dsize;
+        size_t k = (size_t)MIN((uint64_t)n, end - off);
+        if (run_kind(r) == RUN_RLE) {
+            memset(buf, (int)r->src, k);
+        } else {
+            uint32_t bs = run_bsize(r);
+            uint64_t rel = off - r->doff, blk = rel / bs, in = rel % bs;
+            k = (size_t)MIN((uint64_t)k, bs - in);
+            ssize_t got = vma_pread_all(s->fd, buf, k,
+                                        f->coff + r->src + blk * (bs + BLOCK_HEADER) + in, err);
+            if (got >= 0 && (size_t)got < k)
+                g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
+                            "zstd frame %" G_GUINT64_FORMAT ": the archive ends early", fi);
+            if (got < 0 || (size_t)got < k)
+                return -1;
+        }
+        buf += k;
+        off += k;
+        n -= k;
+        if (off >= end)
+            i++;
+    }
+    return 0;
 }
 
 /* the first bytes of a frame without decoding all of it (an extent header
@@ -353,6 +614,13 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
     for (;;) {
         int32_t si = s->slot_of[fi];
         zslot *z = si >= 0 ? &s->slots[si] : NULL;
+        const zmap *m = s->frames[fi].map;
+        if ((!z || z->loading) && m && map_covers(&s->frames[fi], m, off, n)) {
+            /* raw and RLE blocks of a frame decoded before: no need for it */
+            s->stats.direct_reads++;
+            g_mutex_unlock(&s->lock);
+            return read_direct(s, fi, m, off, buf, n, err);
+        }
         if (z && z->loading) { /* another thread is decompressing it */
             g_cond_wait(&s->loaded, &s->lock);
             continue;
@@ -379,18 +647,31 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
         z->used = ++s->clock;
         g_mutex_unlock(&s->lock);
         int rc = 0;
+        const zmap *made = NULL;
+        uint64_t made_bytes = 0;
         if (!hit) {
             if (z->cap < s->max_dsize) {
                 g_free(z->data);
                 z->data = g_malloc(s->max_dsize);
                 z->cap = s->max_dsize;
             }
-            rc = decompress_frame(s, fi, z->data, err);
+            rc = decompress_frame(s, fi, z->data, &made, &made_bytes, err);
         }
         if (rc == 0)
             memcpy(buf, z->data + off, n);
         g_mutex_lock(&s->lock);
         z->refs--;
+        if (made) {
+            /* publish the map, unless the frame has one (it was decoded
+             * again after it left the cache) or the maps are over budget */
+            if (!s->frames[fi].map && s->stats.map_bytes + made_bytes <= MAP_BUDGET) {
+                s->frames[fi].map = made;
+                s->stats.maps++;
+                s->stats.map_bytes += made_bytes;
+            } else if (made != &no_direct) {
+                g_free((zmap *)made);
+            }
+        }
         if (!hit) {
             z->loading = FALSE;
             if (rc < 0) {

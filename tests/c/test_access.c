@@ -1,6 +1,7 @@
 /* test_access.c - unit tests of random access: the index (plain and seekable
  * zstd archives), reads at any offset from several threads, the map of
- * data, zero and missing pieces, and the index cache. */
+ * data, zero and missing pieces, the index cache, and the block maps of a
+ * seekable .vma.zst (raw and RLE blocks read without decoding). */
 #define _GNU_SOURCE
 #include "vma.h"
 #include "internal.h"
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #define DISK0 (40u * VMA_CLUSTER_SIZE + 5120u)  /* a short last cluster */
@@ -264,6 +266,366 @@ static void test_missing(const char *plain, const uint8_t *d1)
     g_free(path);
 }
 
+/* ---- block maps ---- */
+
+#define BM_CLUSTERS 480u
+#define BM_DISK ((size_t)BM_CLUSTERS * VMA_CLUSTER_SIZE)
+
+/* 80 random clusters (whole frames of raw blocks), then groups of four
+ * clusters: random, text-like, one byte repeated (RLE blocks), zero */
+static uint8_t *bm_image(void)
+{
+    static const char *words[] = {"the", "disk", "of", "backup", "and", "cluster", "a", "zero",
+                                  "archive", "block", "to", "frame", "in", "read"};
+    static const char pattern[] = "RRTAZRTTA";
+    uint8_t *img = g_malloc0(BM_DISK);
+    uint32_t seed = 99;
+    uint64_t x = 88172645463325252ull; /* xorshift64: incompressible bytes */
+    for (size_t c = 0; c < BM_CLUSTERS; c++) {
+        char kind = c < 80 ? 'R' : pattern[(c / 4) % (sizeof(pattern) - 1)];
+        uint8_t *p = img + c * VMA_CLUSTER_SIZE, *e = p + VMA_CLUSTER_SIZE;
+        if (kind == 'R')
+            for (; p < e; p++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *p = (uint8_t)(x >> 24);
+            }
+        else if (kind == 'A')
+            memset(p, 0xaa, VMA_CLUSTER_SIZE);
+        else if (kind == 'T')
+            while (p < e) {
+                const char *w = words[rnd(&seed) % G_N_ELEMENTS(words)];
+                for (; *w && p < e; w++)
+                    *p++ = (uint8_t)*w;
+                if (p < e)
+                    *p++ = ' ';
+            }
+    }
+    return img;
+}
+
+static char *bm_archive(const char *name, vma_compress c, const uint8_t *img)
+{
+    static const uint8_t uuid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    char *path = g_strdup_printf("%s/%s", tmpdir, name);
+    vma_writer_opts o = {.uuid = uuid, .ctime = 1700000000, .compress = c};
+    GError *e = NULL;
+    vma_writer *w = vma_writer_create(path, &o, &e);
+    CHECK(w != NULL, "create %s: %s", name, e ? e->message : "");
+    if (!w) {
+        g_clear_error(&e);
+        return path;
+    }
+    vma_writer_add_device(w, "drive-scsi0", BM_DISK, NULL);
+    for (uint32_t i = 0; i < BM_CLUSTERS; i++) {
+        const uint8_t *p = img + (size_t)i * VMA_CLUSTER_SIZE;
+        vma_writer_write_cluster(w, 1, i, vma_is_zero(p, VMA_CLUSTER_SIZE) ? NULL : p, NULL);
+    }
+    CHECK(vma_writer_close(w, &e) == 0, "close %s: %s", name, e ? e->message : "");
+    g_clear_error(&e);
+    vma_writer_free(w);
+    return path;
+}
+
+/* the zstd blocks of a file of frames, as the test sees them (decoded with
+ * the buffer-less API on its own): where each lies in the stream and in the
+ * file, its kind, and for the frames where they start in the file */
+typedef struct {
+    uint64_t doff, coff;  /* coff: of its header */
+    uint32_t dsize;
+    int kind;
+    int last;
+    int frame;
+} bm_block;
+
+static GArray *bm_blocks(const uint8_t *z, size_t len, GArray *frames)
+{
+    GArray *out = g_array_new(FALSE, FALSE, sizeof(bm_block));
+    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    uint8_t *dst = g_malloc(64u << 20);
+    uint64_t pos = 0, doff = 0;
+    for (int fr = 0; pos + 8 <= len; fr++) {
+        if ((z[pos + 0] & 0xf0) == 0x50 && z[pos + 1] == 0x2a && z[pos + 2] == 0x4d &&
+            z[pos + 3] == 0x18)
+            break; /* the seek table */
+        g_array_append_val(frames, pos);
+        ZSTD_decompressBegin(dc);
+        size_t need, o = 0;
+        bm_block b = {0};
+        while ((need = ZSTD_nextSrcSizeToDecompress(dc)) != 0 && pos + need <= len) {
+            ZSTD_nextInputType_e t = ZSTD_nextInputType(dc);
+            if (t == ZSTDnit_blockHeader) {
+                uint32_t h = z[pos] | (uint32_t)z[pos + 1] << 8 | (uint32_t)z[pos + 2] << 16;
+                b = (bm_block){doff + o, pos, 0, (int)(h >> 1 & 3), (int)(h & 1), fr};
+            }
+            size_t r = ZSTD_decompressContinue(dc, dst + o, (64u << 20) - o, z + pos, need);
+            if (ZSTD_isError(r))
+                break;
+            if (t == ZSTDnit_block || t == ZSTDnit_lastBlock) {
+                b.dsize = (uint32_t)r;
+                g_array_append_val(out, b);
+            }
+            pos += need;
+            o += r;
+        }
+        if (need != 0)
+            break;
+        doff += o;
+    }
+    g_free(dst);
+    ZSTD_freeDCtx(dc);
+    return out;
+}
+
+static const bm_block *bm_find(GArray *bl, int kind, int nth)
+{
+    for (guint i = 0; i < bl->len; i++) {
+        const bm_block *b = &g_array_index(bl, bm_block, i);
+        if (b->kind == kind && b->dsize > 8192 && nth-- == 0)
+            return b;
+    }
+    return NULL;
+}
+
+static vma_src *bm_open(const char *path, int *fd)
+{
+    GError *e = NULL;
+    *fd = open(path, O_RDONLY);
+    vma_src *s = *fd >= 0 ? vma_src_open(*fd, &e) : NULL;
+    CHECK(s != NULL, "open %s: %s", path, e ? e->message : "");
+    g_clear_error(&e);
+    return s;
+}
+
+/* read n at off and compare with the plain archive; TRUE when equal */
+static gboolean bm_same(vma_src *s, const uint8_t *plain, uint64_t off, size_t n, uint8_t *buf)
+{
+    GError *e = NULL;
+    ssize_t got = vma_src_pread(s, buf, n, off, &e);
+    gboolean ok = got == (ssize_t)n && memcmp(buf, plain + off, n) == 0;
+    if (!ok)
+        fprintf(stderr, "read %zu at %" G_GUINT64_FORMAT ": %zd%s%s\n", n, off, got,
+                e ? ": " : "", e ? e->message : "");
+    g_clear_error(&e);
+    return ok;
+}
+
+/* a frame whose bytes were changed: reading all of it is an error (code
+ * VMA_ERR_FORMAT, a message with `what`), not a crash */
+static void bm_hostile(const char *path, const uint8_t *z, size_t len, uint64_t at,
+                       const uint8_t *bytes, size_t n, uint64_t doff, uint32_t dsize,
+                       const char *what)
+{
+    uint8_t *copy = g_memdup2(z, len);
+    memcpy(copy + at, bytes, n);
+    g_file_set_contents(path, (gchar *)copy, (gssize)len, NULL);
+    int fd;
+    vma_src *s = bm_open(path, &fd);
+    uint8_t *buf = g_malloc(dsize);
+    GError *e = NULL;
+    CHECK(s && vma_src_pread(s, buf, dsize, doff, &e) < 0 && e && e->code == VMA_ERR_FORMAT &&
+          strstr(e->message, what), "%s: an error (%s)", what, e ? e->message : "none");
+    g_clear_error(&e);
+    vma_src_free(s);
+    if (fd >= 0)
+        close(fd);
+    g_free(buf);
+    g_free(copy);
+}
+
+static void test_block_maps(void)
+{
+    uint8_t *img = bm_image();
+    char *plain_path = bm_archive("bm.vma", VMA_COMPRESS_NONE, img);
+    char *zst_path = bm_archive("bm.vma.zst", VMA_COMPRESS_ZSTD, img);
+    gchar *plain = NULL, *z = NULL;
+    gsize plain_len = 0, zlen = 0;
+    g_file_get_contents(plain_path, &plain, &plain_len, NULL);
+    g_file_get_contents(zst_path, &z, &zlen, NULL);
+    CHECK(plain && z, "the archives are there");
+    if (!plain || !z)
+        goto out;
+    GArray *frames = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    GArray *bl = bm_blocks((uint8_t *)z, zlen, frames);
+    unsigned kinds[3] = {0};
+    uint64_t decoded = 0;
+    for (guint i = 0; i < bl->len; i++) {
+        const bm_block *b = &g_array_index(bl, bm_block, i);
+        kinds[b->kind]++;
+        decoded = b->doff + b->dsize;
+    }
+    CHECK(decoded == plain_len && frames->len >= 4,
+          "the test decodes the archive: %" G_GUINT64_FORMAT " bytes, %u frames", decoded,
+          frames->len);
+    CHECK(kinds[0] > 20 && kinds[1] > 0 && kinds[2] > 10,
+          "the archive has raw, RLE and compressed blocks (%u, %u, %u)", kinds[0], kinds[1],
+          kinds[2]);
+
+    int fd;
+    vma_src *s = bm_open(zst_path, &fd);
+    if (!s)
+        goto out2;
+    vma_src_set_cache(s, 1); /* two frames */
+    CHECK(vma_src_frames(s) == frames->len, "the seek table's frames");
+    uint8_t *buf = g_malloc(1u << 20);
+    /* the first pass decodes every frame once and keeps its map */
+    int bad = 0;
+    for (uint64_t off = 0; off < plain_len; off += 1u << 20)
+        bad += !bm_same(s, (uint8_t *)plain, off, MIN((size_t)1 << 20, plain_len - off), buf);
+    CHECK(bad == 0, "the whole stream: %d reads differ", bad);
+    vma_src_stats st0, st;
+    vma_src_get_stats(s, &st0);
+    CHECK(st0.frames_decoded == frames->len && st0.maps == frames->len && st0.map_bytes > 0 &&
+          st0.map_bytes < 64u * frames->len * sizeof(uint32_t) * 3,
+          "each frame decoded once, its map kept (%" G_GUINT64_FORMAT " decoded, %"
+          G_GUINT64_FORMAT " maps, %" G_GUINT64_FORMAT " bytes)",
+          st0.frames_decoded, st0.maps, st0.map_bytes);
+
+    /* the first frames are out of the cache now: their raw and RLE blocks
+     * are read without decoding them again */
+    const bm_block *raw = bm_find(bl, 0, 1), *rle = bm_find(bl, 1, 0);
+    const bm_block *comp = NULL;
+    for (guint i = 0; i < bl->len; i++) {
+        const bm_block *b = &g_array_index(bl, bm_block, i);
+        if (b->kind == 2 && b->frame < (int)frames->len - 2 && b->doff > 0) {
+            comp = b;
+            break;
+        }
+    }
+    CHECK(raw && rle && comp && raw->frame < (int)frames->len - 2 &&
+          rle->frame < (int)frames->len - 2, "blocks to read");
+    if (raw && rle && comp) {
+        CHECK(bm_same(s, (uint8_t *)plain, raw->doff + 100, 4096, buf) &&
+              bm_same(s, (uint8_t *)plain, raw->doff, raw->dsize, buf) &&
+              bm_same(s, (uint8_t *)plain, rle->doff + 7, rle->dsize - 7, buf),
+              "raw and RLE blocks read");
+        vma_src_get_stats(s, &st);
+        CHECK(st.frames_decoded == st0.frames_decoded && st.direct_reads >= st0.direct_reads + 3,
+              "raw and RLE blocks are read without decoding (%" G_GUINT64_FORMAT
+              " frames decoded, %" G_GUINT64_FORMAT " direct reads)",
+              st.frames_decoded - st0.frames_decoded, st.direct_reads - st0.direct_reads);
+        /* a read that ends in a compressed block needs its frame */
+        CHECK(bm_same(s, (uint8_t *)plain, comp->doff - 10, 20, buf), "into a compressed block");
+        vma_src_stats st2;
+        vma_src_get_stats(s, &st2);
+        CHECK(st2.frames_decoded == st.frames_decoded + 1 && st2.maps == st0.maps,
+              "a compressed block decodes its frame once more (the map is kept)");
+    }
+    /* random reads: offsets anywhere, lengths up to 300 KiB (across blocks,
+     * runs and frames), and short ones on block and frame boundaries */
+    uint32_t seed = 5;
+    bad = 0;
+    for (int i = 0; i < 3000; i++) {
+        uint64_t off;
+        size_t n;
+        if (i % 3 == 0) {
+            const bm_block *b = &g_array_index(bl, bm_block, rnd(&seed) % bl->len);
+            off = b->doff >= 2000 ? b->doff - rnd(&seed) % 2000 : 0;
+            n = 1 + rnd(&seed) % 6000;
+        } else {
+            off = rnd(&seed) % plain_len;
+            n = i % 3 == 1 ? 1 + rnd(&seed) % 300000 : 1 + rnd(&seed) % 9000;
+        }
+        n = (size_t)MIN((uint64_t)n, plain_len - off);
+        bad += !bm_same(s, (uint8_t *)plain, off, n, buf);
+    }
+    CHECK(bad == 0, "random reads: %d differ", bad);
+    vma_src_get_stats(s, &st);
+    CHECK(st.direct_reads > st0.direct_reads + 300, "many random reads were direct (%" G_GUINT64_FORMAT ")",
+          st.direct_reads - st0.direct_reads);
+
+    /* the disk through the archive API equals the image */
+    vma_archive_opts ao = {.cache = VMA_CACHE_OFF, .frame_cache = 1};
+    GError *e = NULL;
+    vma_archive *a = vma_archive_open(zst_path, &ao, &e);
+    CHECK(a != NULL, "the archive opens: %s", e ? e->message : "");
+    g_clear_error(&e);
+    bad = 0;
+    for (int i = 0; a && i < 1500; i++) {
+        uint64_t off = rnd(&seed) % BM_DISK;
+        size_t n = (size_t)MIN((uint64_t)(1 + rnd(&seed) % (i % 2 ? 200000 : 8192)), BM_DISK - off);
+        ssize_t got = vma_archive_pread(a, 1, buf, n, off, &e);
+        bad += got != (ssize_t)n || memcmp(buf, img + off, n) != 0;
+        g_clear_error(&e);
+    }
+    CHECK(bad == 0, "disk reads: %d differ", bad);
+    /* several threads at once, with a cache of two frames: maps made and
+     * read while other threads decode */
+    reads r[4];
+    GThread *th[4];
+    for (int i = 0; a && i < 4; i++) {
+        r[i] = (reads){a, img, BM_DISK, 1, (uint32_t)i * 131u + 3, 0};
+        th[i] = g_thread_new("reads", random_reads, &r[i]);
+    }
+    for (int i = 0; a && i < 4; i++) {
+        g_thread_join(th[i]);
+        CHECK(r[i].bad == 0, "block maps: thread %d: %d reads differ", i, r[i].bad);
+    }
+    vma_archive_free(a);
+    g_free(buf);
+    vma_src_free(s);
+    close(fd);
+
+    /* damaged frames: a block larger than 128 KiB, a raw block that runs past
+     * the frame, sizes that differ from the seek table */
+    char *bad_path = g_strdup_printf("%s/bm-bad.vma.zst", tmpdir);
+    const bm_block *lastb = NULL;
+    for (guint i = 0; i < bl->len; i++) {
+        const bm_block *b = &g_array_index(bl, bm_block, i);
+        if (b->frame == 1 && b->last)
+            lastb = b;
+    }
+    CHECK(lastb != NULL, "the last block of frame 1");
+    if (lastb) {
+        uint64_t fend = g_array_index(frames, uint64_t, 2);
+        uint64_t fdoff = 0;
+        for (guint i = 0; i < bl->len; i++)
+            if (g_array_index(bl, bm_block, i).frame == 1) {
+                fdoff = g_array_index(bl, bm_block, i).doff;
+                break;
+            }
+        uint32_t fdsize = (uint32_t)(lastb->doff + lastb->dsize - fdoff);
+        uint32_t h = 1 | 2u << 1 | (uint32_t)0x30000 << 3; /* compressed, 192 KiB */
+        uint8_t hb[3] = {(uint8_t)h, (uint8_t)(h >> 8), (uint8_t)(h >> 16)};
+        bm_hostile(bad_path, (uint8_t *)z, zlen, lastb->coff, hb, 3, fdoff, fdsize,
+                   "a block of 196608 bytes");
+        /* raw, one byte longer than what is left of the frame */
+        uint32_t left = (uint32_t)(fend - lastb->coff - 3);
+        h = 1 | 0u << 1 | (left + 1) << 3;
+        uint8_t hr[3] = {(uint8_t)h, (uint8_t)(h >> 8), (uint8_t)(h >> 16)};
+        CHECK(left + 1 <= 131072, "a short last block (%u)", left);
+        bm_hostile(bad_path, (uint8_t *)z, zlen, lastb->coff, hr, 3, fdoff, fdsize, "runs past");
+        /* the seek table: frame 1 one byte shorter, frame 2 one longer (the
+         * total stays right, so the archive opens) */
+        const uint8_t *ent = (uint8_t *)z + zlen - 9 - 8 * frames->len + 8; /* entry 1 */
+        uint32_t d1 = ent[4] | (uint32_t)ent[5] << 8 | (uint32_t)ent[6] << 16 |
+                      (uint32_t)ent[7] << 24;
+        uint32_t d2 = ent[12] | (uint32_t)ent[13] << 8 | (uint32_t)ent[14] << 16 |
+                      (uint32_t)ent[15] << 24;
+        CHECK(d1 == fdsize, "the seek table's frame 1 (%u, %u)", d1, fdsize);
+        uint8_t two[12];
+        memcpy(two + 4, ent + 8, 4);
+        for (int k = 0; k < 4; k++) {
+            two[k] = (uint8_t)((d1 - 1) >> (8 * k));
+            two[8 + k] = (uint8_t)((d2 + 1) >> (8 * k));
+        }
+        bm_hostile(bad_path, (uint8_t *)z, zlen, (uint64_t)(ent + 4 - (uint8_t *)z),
+                   two, sizeof(two), fdoff, fdsize - 1,
+                   "more bytes than the seek table says");
+    }
+    g_free(bad_path);
+out2:
+    g_array_free(bl, TRUE);
+    g_array_free(frames, TRUE);
+out:
+    g_free(plain);
+    g_free(z);
+    g_free(plain_path);
+    g_free(zst_path);
+    g_free(img);
+}
+
 void test_access(void)
 {
     uint8_t *d0 = make_image(DISK0, 11), *d1 = make_image(DISK1, 22);
@@ -286,6 +648,7 @@ void test_access(void)
     check_refused("-", VMA_ERR_NOT_SEEKABLE, "standard input");
 
     test_missing(plain, d1);
+    test_block_maps();
 
     /* a damaged extent header is refused, as the reader refuses it */
     char *bad = g_strdup_printf("%s/bad.vma", tmpdir);
