@@ -598,9 +598,14 @@ if [ "$COMP" -gt 0 ]; then
     ratio2 "comp create .zst / (zstd -T2 -3 && sync)" comp 'vma create .zst' 'zstd -T2 -3 && sync' 0.8
     ratio2 "comp verify .zst / zstd -dc" comp 'vma verify .zst' 'zstd -dc >/dev/null' 1.1
     # extract: beside the slower of decompressing and copying
-    slower=$(awk -F'|' '$1 == "comp" && ($2 == "zstd -dc >/dev/null" || $2 == "cp --sparse && sync") && $3 > m { m = $3; o = $2 }
-        END { print o }' "$RES")
-    ratio2 "comp extract .zst / ($slower)" comp 'vma extract .zst' "$slower" 1.2
+    for c in "zst zstd" "gz gzip" "lzo lzop"; do
+        ext=${c% *} dec="${c#* } -dc >/dev/null"
+        [ -n "$(get comp "vma verify .$ext")" ] || continue
+        [ "$ext" = zst ] || ratio2 "comp verify .$ext / ${c#* } -dc" comp "vma verify .$ext" "$dec" 1.1
+        slower=$(awk -F'|' -v d="$dec" '$1 == "comp" && ($2 == d || $2 == "cp --sparse && sync") && $3 > m { m = $3; o = $2 }
+            END { print o }' "$RES")
+        ratio2 "comp extract .$ext / ($slower)" comp "vma extract .$ext" "$slower" 1.2
+    done
 fi
 if [ -n "$TIMEBIN" ]; then
     maxrss=$(awk -F'|' '$1 != "ra" && $1 != "rbd" && $2 ~ /^vma / && $4 != "-" && $4 + 0 > m { m = $4 + 0 } END { printf "%.2f", m / 1024 }' "$RES")
