@@ -127,6 +127,42 @@ static int field(vma_lzop *z, uint32_t *v, size_t n, uint8_t *hdr, size_t *hlen,
     return 0;
 }
 
+/* the method and flags of a header: what this reader can decode */
+static int check_method_flags(vma_lzop *z, uint32_t method, uint32_t flags, GError **err)
+{
+    if (method < 1 || method > 3) {
+        /* 1, 2, 3: LZO1X-1, LZO1X-1(15), LZO1X-999; anything else is not
+         * a method lzop writes */
+        char *m = g_strdup_printf("unknown compression method %u", method);
+        corrupt(z, err, m);
+        g_free(m);
+        return -1;
+    }
+    if (flags & (F_H_FILTER | F_MULTIPART)) {
+        corrupt(z, err, (flags & F_H_FILTER) ? "lzop filters are not supported"
+                                             : "multi-part lzop files are not supported");
+        return -1;
+    }
+    return 0;
+}
+
+/* an extra field (lzop never writes one): length, bytes, checksum, skipped */
+static int skip_extra(vma_lzop *z, GError **err)
+{
+    uint8_t b[4];
+    if (get(z, b, 4, FALSE, err) < 0)
+        return -1;
+    uint32_t len = be32(b);
+    uint8_t skip[256];
+    for (uint64_t left = (uint64_t)len + 4; left > 0;) {
+        size_t k = (size_t)MIN(left, (uint64_t)sizeof skip);
+        if (get(z, skip, k, FALSE, err) < 0)
+            return -1;
+        left -= k;
+    }
+    return 0;
+}
+
 /* the header after the magic; 0, or -1 with err */
 static int read_header(vma_lzop *z, GError **err)
 {
@@ -164,32 +200,10 @@ static int read_header(vma_lzop *z, GError **err)
         corrupt(z, err, "the header checksum does not match");
         return -1;
     }
-    if (method < 1 || method > 3) {
-        /* 1, 2, 3: LZO1X-1, LZO1X-1(15), LZO1X-999; anything else is not
-         * a method lzop writes */
-        char *m = g_strdup_printf("unknown compression method %u", method);
-        corrupt(z, err, m);
-        g_free(m);
+    if (check_method_flags(z, method, flags, err) < 0)
         return -1;
-    }
-    if (flags & (F_H_FILTER | F_MULTIPART)) {
-        corrupt(z, err, (flags & F_H_FILTER) ? "lzop filters are not supported"
-                                             : "multi-part lzop files are not supported");
+    if ((flags & F_H_EXTRA_FIELD) && skip_extra(z, err) < 0)
         return -1;
-    }
-    if (flags & F_H_EXTRA_FIELD) {
-        /* lzop never writes one; skip it (length, bytes, checksum) */
-        if (get(z, b, 4, FALSE, err) < 0)
-            return -1;
-        uint32_t len = be32(b);
-        uint8_t skip[256];
-        for (uint32_t left = len + 4; left > 0;) {
-            size_t k = MIN(left, (uint32_t)sizeof skip);
-            if (get(z, skip, k, FALSE, err) < 0)
-                return -1;
-            left -= (uint32_t)k;
-        }
-    }
     (void)lib_version, (void)needed, (void)level, (void)mode, (void)mtime_lo, (void)mtime_hi;
     z->flags = flags;
     z->in_file = TRUE;

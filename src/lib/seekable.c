@@ -605,6 +605,20 @@ static zslot *pick_slot(vma_src *s)
     return best;
 }
 
+/* with the lock held: make the map of frame fi the one just built, unless
+ * the frame has one (it was decoded again after it left the cache) or the
+ * maps are over budget */
+static void publish_map(vma_src *s, uint64_t fi, const zmap *made, uint64_t made_bytes)
+{
+    if (!s->frames[fi].map && s->stats.map_bytes + made_bytes <= MAP_BUDGET) {
+        s->frames[fi].map = made;
+        s->stats.maps++;
+        s->stats.map_bytes += made_bytes;
+    } else if (made != &no_direct) {
+        g_free((zmap *)made);
+    }
+}
+
 /* copy n bytes at off of frame fi into buf, through the cache */
 static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n, GError **err)
 {
@@ -661,17 +675,8 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
             memcpy(buf, z->data + off, n);
         g_mutex_lock(&s->lock);
         z->refs--;
-        if (made) {
-            /* publish the map, unless the frame has one (it was decoded
-             * again after it left the cache) or the maps are over budget */
-            if (!s->frames[fi].map && s->stats.map_bytes + made_bytes <= MAP_BUDGET) {
-                s->frames[fi].map = made;
-                s->stats.maps++;
-                s->stats.map_bytes += made_bytes;
-            } else if (made != &no_direct) {
-                g_free((zmap *)made);
-            }
-        }
+        if (made)
+            publish_map(s, fi, made, made_bytes);
         if (!hit) {
             z->loading = FALSE;
             if (rc < 0) {
