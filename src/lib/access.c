@@ -33,6 +33,9 @@ static void make_stamp(int fd, const vma_src *src, uint8_t stamp[32])
     memcpy(stamp, v, 32);
 }
 
+/* the default limit of the spill file of a seekable .vma.zst */
+#define SPILL_BYTES ((uint64_t)4 << 30)
+
 char *vma_cache_dir(void)
 {
     const char *x = g_getenv("XDG_CACHE_HOME");
@@ -87,6 +90,25 @@ static vma_index *load_or_build(vma_archive *a, const vma_archive_opts *o, GErro
     return ix;
 }
 
+/* the spill file of a seekable .vma.zst: the caller's limit, else
+ * $VMA_SPILL_MB (0: none), else SPILL_BYTES; in spill_dir, else $TMPDIR,
+ * else /var/tmp (not /tmp, often a tmpfs in memory) */
+static void enable_spill(vma_src *src, const vma_archive_opts *o)
+{
+    int64_t limit = o->spill;
+    const char *env = g_getenv("VMA_SPILL_MB");
+    if (limit == 0 && env && *env) {
+        char *end;
+        gint64 mb = g_ascii_strtoll(env, &end, 10);
+        limit = *end || mb < 0 ? 0 : mb == 0 ? -1 : mb << 20;
+    }
+    if (limit < 0)
+        return;
+    const char *tmp = g_getenv("TMPDIR");
+    const char *dir = o->spill_dir ? o->spill_dir : tmp && *tmp ? tmp : "/var/tmp";
+    vma_src_enable_spill(src, dir, limit ? (uint64_t)limit : SPILL_BYTES);
+}
+
 vma_archive *vma_archive_open(const char *path, const vma_archive_opts *o, GError **err)
 {
     if (strcmp(path, "-") == 0) {
@@ -111,6 +133,8 @@ vma_archive *vma_archive_open(const char *path, const vma_archive_opts *o, GErro
         a->r = vma_reader_open_src(a->src, &e);
     if (a->r)
         a->ix = load_or_build(a, o, &e);
+    if (a->ix)
+        enable_spill(a->src, o);
     if (!a->ix) {
         if (e && e->code == VMA_ERR_NOT_SEEKABLE) {
             /* say how to make it readable at random */
@@ -126,6 +150,8 @@ vma_archive *vma_archive_open(const char *path, const vma_archive_opts *o, GErro
     }
     return a;
 }
+
+vma_src *vma_archive_src(vma_archive *a) { return a->src; }
 
 void vma_archive_free(vma_archive *a)
 {

@@ -87,14 +87,22 @@ uint64_t vma_src_frames(const vma_src *s);
 /* the bytes of decompressed frames kept (before the first read; default
  * 64 MiB, at least two frames) */
 void vma_src_set_cache(vma_src *s, uint64_t bytes);
+/* keep frames that are read out of order, once decoded, in an unlinked
+ * file in dir, up to limit bytes (and half the space free there): later
+ * reads of them are a pread (a .vma.zst only; see seekable.c) */
+void vma_src_enable_spill(vma_src *s, const char *dir, uint64_t limit);
 /* what the reads of a .vma.zst cost (for tests and benchmarks) */
 typedef struct {
     uint64_t frames_decoded; /* whole frames decompressed (into the cache) */
     uint64_t direct_reads;   /* reads served by raw and RLE blocks, not decoded */
     uint64_t maps;           /* frames whose block map is kept */
     uint64_t map_bytes;      /* the memory of those maps */
+    uint64_t spilled;        /* frames written to the spill file */
+    uint64_t spill_reads;    /* reads served from it */
 } vma_src_stats;
 void vma_src_get_stats(vma_src *s, vma_src_stats *st);
+/* the source an archive opened for random access reads (for tests) */
+vma_src *vma_archive_src(vma_archive *a);
 /* n bytes at off of the stream: the count read (less only at the end), -1 */
 ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err);
 /* sequential input over a random source (not owned): skips cost nothing */

@@ -32,7 +32,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 /* the buffer-less decompression functions (ZSTD_decompressBegin and
  * ZSTD_decompressContinue), exported by the shared libzstd */
@@ -82,7 +84,14 @@ typedef struct {
     uint64_t doff;        /* where its bytes start in the stream */
     uint32_t csize, dsize;
     const zmap *map;      /* NULL until the frame was decoded (under the lock) */
+    uint8_t decoded;      /* decoded whole at least once (under the lock) */
+    uint8_t spill;        /* SPILL_*: its decoded bytes in the spill file */
 } zframe;
+
+#define RECENT 16
+
+/* a frame's place in the spill file (see vma_src_enable_spill) */
+enum { SPILL_NONE = 0, SPILL_WRITING, SPILL_DONE };
 
 typedef struct {
     int64_t frame;        /* -1: empty */
@@ -112,6 +121,16 @@ struct vma_src {
     GPtrArray *inbufs;    /* idle buffers of max compressed frame size */
     uint32_t max_csize;
     vma_src_stats stats;  /* under the lock */
+    /* the spill file: decoded frames read out of order, at their stream
+     * offset (a sparse copy of the stream); opened at the first spill */
+    gboolean spill_on;
+    char *spill_dir;
+    int spill_fd;
+    uint64_t spill_limit, spill_used;
+    /* the last frames read (each once), to tell readers from start to end
+     * (up to RECENT of them at once) from random reads */
+    uint64_t recent[RECENT];
+    unsigned recent_n, recent_pos;
 };
 
 static uint32_t le32(const uint8_t *p)
@@ -209,6 +228,7 @@ vma_src *vma_src_open(int fd, GError **err)
     s->dctx = g_ptr_array_new();
     s->inbufs = g_ptr_array_new_with_free_func(g_free);
     s->cache_bytes = CACHE_BYTES;
+    s->spill_fd = -1;
     static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
     if (got == 4 && memcmp(magic, zstd_magic, 4) == 0) {
         s->comp = VMA_COMPRESS_ZSTD;
@@ -245,6 +265,9 @@ void vma_src_free(vma_src *s)
         if (s->frames[i].map != &no_direct)
             g_free((zmap *)s->frames[i].map);
     g_free(s->frames);
+    if (s->spill_fd >= 0)
+        close(s->spill_fd);
+    g_free(s->spill_dir);
     g_free(s);
 }
 
@@ -256,6 +279,116 @@ void vma_src_set_cache(vma_src *s, uint64_t bytes)
     if (!s->slots && bytes)
         s->cache_bytes = bytes;
     g_mutex_unlock(&s->lock);
+}
+
+void vma_src_enable_spill(vma_src *s, const char *dir, uint64_t limit)
+{
+    g_mutex_lock(&s->lock);
+    if (s->comp == VMA_COMPRESS_ZSTD && !s->spill_on && limit) {
+        s->spill_on = TRUE;
+        s->spill_dir = g_strdup(dir);
+        s->spill_limit = limit;
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+/* the spill file, opened at the first spill (called locked): an unlinked
+ * file (O_TMPFILE, else a name removed at once) that nobody else can open
+ * and that goes with the process; its limit lowered to half of the space
+ * free there.  FALSE (and spilling off) when it cannot be made. */
+static gboolean open_spill(vma_src *s)
+{
+    if (s->spill_fd >= 0)
+        return TRUE;
+    int fd = open(s->spill_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        char *tmpl = g_build_filename(s->spill_dir, ".vma-spill-XXXXXX", NULL);
+        fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            unlink(tmpl);
+        g_free(tmpl);
+    }
+    struct statvfs v;
+    if (fd >= 0 && fstatvfs(fd, &v) == 0)
+        s->spill_limit = MIN(s->spill_limit, (uint64_t)v.f_bavail * v.f_frsize / 2);
+    if (fd < 0)
+        s->spill_on = FALSE;
+    s->spill_fd = fd;
+    return fd >= 0;
+}
+
+/* with the lock held, after frame fi was decoded whole: keep it in the
+ * spill file?  Only frames read out of order are worth it (a frame decoded
+ * a second time, or one whose predecessor was not among the last frames
+ * read): a reader from start to end (cat, convert, a file copied from a
+ * mount) would only pay the writes. */
+static gboolean was_recent(const vma_src *s, uint64_t fi)
+{
+    for (unsigned i = 0; i < s->recent_n; i++)
+        if (s->recent[i] == fi)
+            return TRUE;
+    return FALSE;
+}
+
+/* frame fi is being read (called locked) */
+static void note_read(vma_src *s, uint64_t fi)
+{
+    if (!s->spill_on || was_recent(s, fi))
+        return;
+    s->recent[s->recent_pos] = fi;
+    s->recent_pos = (s->recent_pos + 1) % RECENT;
+    s->recent_n = MIN(s->recent_n + 1, RECENT);
+}
+
+static gboolean want_spill(vma_src *s, uint64_t fi)
+{
+    zframe *f = &s->frames[fi];
+    if (!s->spill_on)
+        return FALSE; /* the index being built: that reads in order */
+    gboolean out_of_order = f->decoded || (fi > 0 && !was_recent(s, fi - 1));
+    f->decoded = 1;
+    if (!s->spill_on || f->spill != SPILL_NONE || !out_of_order ||
+        s->spill_used + f->dsize > s->spill_limit || !open_spill(s) ||
+        s->spill_used + f->dsize > s->spill_limit)
+        return FALSE;
+    f->spill = SPILL_WRITING;
+    s->spill_used += f->dsize;
+    return TRUE;
+}
+
+/* write frame fi's decoded bytes into the spill file (without the lock);
+ * a failure (the disk full) turns spilling off and loses nothing */
+static void write_spill(vma_src *s, uint64_t fi, const uint8_t *data)
+{
+    zframe *f = &s->frames[fi];
+    size_t done = 0;
+    while (done < f->dsize) {
+        ssize_t w = pwrite(s->spill_fd, data + done, f->dsize - done, (off_t)(f->doff + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        done += (size_t)w;
+    }
+    g_mutex_lock(&s->lock);
+    if (done == f->dsize) {
+        f->spill = SPILL_DONE;
+        s->stats.spilled++;
+    } else {
+        f->spill = SPILL_NONE;
+        s->spill_used -= f->dsize;
+        s->spill_on = FALSE;
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+/* read [off, off + n) of frame fi from the spill file */
+static int read_spill(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n, GError **err)
+{
+    ssize_t got = vma_pread_all(s->spill_fd, buf, n, s->frames[fi].doff + off, err);
+    if (got >= 0 && (size_t)got < n)
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "the spill file ends early");
+    return got >= 0 && (size_t)got == n ? 0 : -1;
 }
 
 /* the slots, sized for the cache and the frames (called locked) */
@@ -625,6 +758,7 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
     g_mutex_lock(&s->lock);
     if (!s->slots)
         make_slots(s);
+    note_read(s, fi);
     for (;;) {
         int32_t si = s->slot_of[fi];
         zslot *z = si >= 0 ? &s->slots[si] : NULL;
@@ -634,6 +768,12 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
             s->stats.direct_reads++;
             g_mutex_unlock(&s->lock);
             return read_direct(s, fi, m, off, buf, n, err);
+        }
+        if (!z && s->frames[fi].spill == SPILL_DONE) {
+            /* decoded before, read out of order: from the spill file */
+            s->stats.spill_reads++;
+            g_mutex_unlock(&s->lock);
+            return read_spill(s, fi, off, buf, n, err);
         }
         if (z && z->loading) { /* another thread is decompressing it */
             g_cond_wait(&s->loaded, &s->lock);
@@ -674,9 +814,12 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
         if (rc == 0)
             memcpy(buf, z->data + off, n);
         g_mutex_lock(&s->lock);
-        z->refs--;
         if (made)
             publish_map(s, fi, made, made_bytes);
+        /* the slot stays referenced while its bytes go to the spill file */
+        gboolean spill = !hit && rc == 0 && want_spill(s, fi);
+        if (!spill)
+            z->refs--;
         if (!hit) {
             z->loading = FALSE;
             if (rc < 0) {
@@ -688,6 +831,13 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
             g_cond_broadcast(&s->loaded); /* a slot may be free again */
         }
         g_mutex_unlock(&s->lock);
+        if (spill) {
+            write_spill(s, fi, z->data);
+            g_mutex_lock(&s->lock);
+            z->refs--;
+            g_cond_broadcast(&s->loaded);
+            g_mutex_unlock(&s->lock);
+        }
         return rc;
     }
 }

@@ -370,6 +370,11 @@ typedef struct {
     const char *cache_dir;           /* NULL: $XDG_CACHE_HOME/vma, ~/.cache/vma */
     uint64_t frame_cache;            /* seekable zstd: bytes of decompressed frames
                                         kept (0: 64 MiB) */
+    int64_t spill;                   /* seekable zstd: bytes of frames, read out of
+                                        order, kept decoded in an unlinked file
+                                        (0: 4 GiB, at most half the space free
+                                        there; < 0: none) */
+    const char *spill_dir;           /* NULL: $TMPDIR, else /var/tmp */
     vma_index_progress_fn progress;  /* while indexing, may be NULL */
     void *ud;
 } vma_archive_opts;

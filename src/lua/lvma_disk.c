@@ -75,6 +75,13 @@ static int reader_archive(lua_State *L, lreader *lr)
         lua_getfield(L, opts, "frame_cache_mb");
         if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0)
             o.frame_cache = (uint64_t)lua_tointeger(L, -1) << 20;
+        lua_getfield(L, opts, "spill_mb");
+        if (lua_isinteger(L, -1))
+            o.spill = lua_tointeger(L, -1) > 0 ? (int64_t)lua_tointeger(L, -1) << 20 : -1;
+        else if (!lua_isnil(L, -1))
+            return lvma_push_argerror(L, "spill_mb must be an integer (0: no spill file)");
+        lua_getfield(L, opts, "spill_dir");
+        o.spill_dir = lua_tostring(L, -1);
         lua_getfield(L, opts, "progress");
         if (lua_isfunction(L, -1)) {
             ip.fn = lua_gettop(L);

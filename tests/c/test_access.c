@@ -1,7 +1,8 @@
 /* test_access.c - unit tests of random access: the index (plain and seekable
  * zstd archives), reads at any offset from several threads, the map of
  * data, zero and missing pieces, the index cache, and the block maps of a
- * seekable .vma.zst (raw and RLE blocks read without decoding). */
+ * seekable .vma.zst (raw and RLE blocks read without decoding), and its
+ * spill file (frames read out of order kept decoded). */
 #define _GNU_SOURCE
 #include "vma.h"
 #include "internal.h"
@@ -9,7 +10,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
@@ -626,6 +630,201 @@ out:
     g_free(img);
 }
 
+/* the spill file: frames decoded for reads out of order are kept in an
+ * unlinked file, read from there later instead of being decoded again */
+static int count_entries(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    int n = 0;
+    while (d && g_dir_read_name(d))
+        n++;
+    if (d)
+        g_dir_close(d);
+    return n;
+}
+
+/* the first compressed block of frame f past the frame's first 64 KiB (a
+ * read there needs the whole frame decoded) */
+static const bm_block *spill_block(GArray *bl, int f)
+{
+    uint64_t start = UINT64_MAX;
+    for (guint i = 0; i < bl->len; i++) {
+        const bm_block *b = &g_array_index(bl, bm_block, i);
+        if (b->frame != f)
+            continue;
+        start = MIN(start, b->doff);
+        if (b->kind == 2 && b->dsize >= 4096 && b->doff >= start + (64u << 10))
+            return b;
+    }
+    return NULL;
+}
+
+/* one read into a compressed block of every frame, from the last frame to
+ * the first; the count of reads that differ from the plain archive */
+static int spill_pass(vma_src *s, GArray *bl, guint n_frames, const uint8_t *plain, uint8_t *buf)
+{
+    int bad = 0;
+    for (int f = (int)n_frames - 1; f >= 0; f--) {
+        const bm_block *b = spill_block(bl, f);
+        if (b)
+            bad += !bm_same(s, plain, b->doff, 4096, buf);
+    }
+    return bad;
+}
+
+static void test_spill(void)
+{
+    uint8_t *img = bm_image();
+    char *zst_path = bm_archive("sp.vma.zst", VMA_COMPRESS_ZSTD, img);
+    char *plain_path = bm_archive("sp.vma", VMA_COMPRESS_NONE, img);
+    gchar *plain = NULL, *z = NULL;
+    gsize plain_len = 0, zlen = 0;
+    g_file_get_contents(plain_path, &plain, &plain_len, NULL);
+    g_file_get_contents(zst_path, &z, &zlen, NULL);
+    char *dir = g_strdup_printf("%s/spill", tmpdir);
+    mkdir(dir, 0700);
+    CHECK(plain && z, "the spill archives are there");
+    if (!plain || !z)
+        goto out;
+    GArray *frames = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    GArray *bl = bm_blocks((uint8_t *)z, zlen, frames);
+    guint with_comp = 0;
+    for (guint f = 0; f < frames->len; f++)
+        with_comp += spill_block(bl, (int)f) != NULL;
+    CHECK(with_comp >= 4, "frames with compressed blocks: %u", with_comp);
+    uint8_t *buf = g_malloc(1u << 16);
+
+    /* from start to end: nothing spilled (the file is not even made) */
+    int fd;
+    vma_src *s = bm_open(zst_path, &fd);
+    if (!s)
+        goto out2;
+    vma_src_set_cache(s, 1);
+    vma_src_enable_spill(s, dir, (uint64_t)1 << 30);
+    int bad = 0;
+    for (uint64_t off = 0; off < plain_len; off += 1u << 16)
+        bad += !bm_same(s, (uint8_t *)plain, off, MIN((size_t)1 << 16, plain_len - off), buf);
+    vma_src_stats st;
+    vma_src_get_stats(s, &st);
+    CHECK(bad == 0 && st.spilled == 0, "spill: a read from start to end spills nothing (%d differ, %"
+          G_GUINT64_FORMAT " spilled)", bad, st.spilled);
+
+    /* out of order: every frame read is spilled, then read from the spill
+     * file, nothing decoded again, and no name is left in the folder */
+    bad = spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
+    vma_src_stats st1, st2;
+    vma_src_get_stats(s, &st1);
+    CHECK(bad == 0 && st1.spilled + 2 >= with_comp, /* two were in the cache */
+          "spill: frames read backwards are spilled (%d differ, %" G_GUINT64_FORMAT " of %u)", bad,
+          st1.spilled, with_comp);
+    bad = spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
+    uint32_t seed = 77;
+    for (int i = 0; i < 500; i++) {
+        uint64_t off = rnd(&seed) % plain_len;
+        bad += !bm_same(s, (uint8_t *)plain, off, (size_t)MIN((uint64_t)(1 + rnd(&seed) % 65536),
+                                                              plain_len - off), buf);
+    }
+    vma_src_get_stats(s, &st2);
+    CHECK(bad == 0 && st2.spill_reads >= st1.spill_reads + with_comp - 2 &&
+          st2.frames_decoded <= st1.frames_decoded + 2,
+          "spill: read again from the spill file (%d differ, %" G_GUINT64_FORMAT " spill reads, %"
+          G_GUINT64_FORMAT " frames decoded again)", bad, st2.spill_reads - st1.spill_reads,
+          st2.frames_decoded - st1.frames_decoded);
+    CHECK(count_entries(dir) == 0, "spill: the spill file has no name");
+    vma_src_free(s);
+    close(fd);
+
+    /* a limit of one frame's bytes (the writer's frames hold 4 to 8 MiB):
+     * one frame spilled */
+    s = bm_open(zst_path, &fd);
+    if (s) {
+        vma_src_set_cache(s, 1);
+        vma_src_enable_spill(s, dir, 4u << 20);
+        bad = spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
+        bad += spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
+        vma_src_get_stats(s, &st);
+        CHECK(bad == 0 && st.spilled == 1, "spill: the limit holds (%d differ, %" G_GUINT64_FORMAT
+              " spilled)", bad, st.spilled);
+        vma_src_free(s);
+        close(fd);
+    }
+
+    /* a folder that does not exist: reads as without a spill file */
+    char *none = g_strdup_printf("%s/no-such-folder", tmpdir);
+    s = bm_open(zst_path, &fd);
+    if (s) {
+        vma_src_set_cache(s, 1);
+        vma_src_enable_spill(s, none, (uint64_t)1 << 30);
+        bad = spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
+        bad += spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
+        vma_src_get_stats(s, &st);
+        CHECK(bad == 0 && st.spilled == 0 && !g_file_test(none, G_FILE_TEST_EXISTS),
+              "spill: no folder, no spill file, reads right (%d differ)", bad);
+        vma_src_free(s);
+        close(fd);
+    }
+    g_free(none);
+
+    /* writes that fail (a file size limit, as a full disk would): spilling
+     * stops, every read is still right */
+    struct rlimit old_rl;
+    getrlimit(RLIMIT_FSIZE, &old_rl);
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {1u << 16, old_rl.rlim_max};
+    setrlimit(RLIMIT_FSIZE, &rl);
+    s = bm_open(zst_path, &fd);
+    if (s) {
+        vma_src_set_cache(s, 1);
+        vma_src_enable_spill(s, dir, (uint64_t)1 << 30);
+        bad = spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
+        bad += spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
+        vma_src_get_stats(s, &st);
+        vma_src_free(s);
+        close(fd);
+    }
+    setrlimit(RLIMIT_FSIZE, &old_rl);
+    signal(SIGXFSZ, old_sig);
+    CHECK(s && bad == 0 && st.spilled == 0,
+          "spill: failed writes stop spilling and reads stay right (%d differ, %" G_GUINT64_FORMAT
+          " spilled)", bad, st.spilled);
+    CHECK(count_entries(dir) == 0, "spill: nothing left in the folder");
+
+    /* the archive API spills by default, in spill_dir, and not with < 0 */
+    for (int off_mode = 0; off_mode < 2; off_mode++) {
+        vma_archive_opts ao = {.cache = VMA_CACHE_OFF, .frame_cache = 1, .spill_dir = dir,
+                               .spill = off_mode ? -1 : 0};
+        GError *e = NULL;
+        vma_archive *a = vma_archive_open(zst_path, &ao, &e);
+        CHECK(a != NULL, "spill: the archive opens: %s", e ? e->message : "");
+        g_clear_error(&e);
+        bad = 0;
+        for (int i = 0; a && i < 400; i++) {
+            uint64_t off = (uint64_t)(rnd(&seed) % (BM_DISK / 4096)) * 4096;
+            ssize_t got = vma_archive_pread(a, 1, buf, 4096, off, &e);
+            bad += got != 4096 || memcmp(buf, img + off, 4096) != 0;
+            g_clear_error(&e);
+        }
+        vma_src_stats as = {0};
+        if (a)
+            vma_src_get_stats(vma_archive_src(a), &as);
+        CHECK(bad == 0 && (off_mode ? as.spilled == 0 : as.spilled > 0),
+              "spill: the archive API %s (%" G_GUINT64_FORMAT " spilled, %d differ)",
+              off_mode ? "with spill < 0 spills nothing" : "spills by default", as.spilled, bad);
+        vma_archive_free(a);
+    }
+out2:
+    g_free(buf);
+    g_array_free(bl, TRUE);
+    g_array_free(frames, TRUE);
+out:
+    g_free(dir);
+    g_free(plain);
+    g_free(z);
+    g_free(plain_path);
+    g_free(zst_path);
+    g_free(img);
+}
+
 void test_access(void)
 {
     uint8_t *d0 = make_image(DISK0, 11), *d1 = make_image(DISK1, 22);
@@ -649,6 +848,7 @@ void test_access(void)
 
     test_missing(plain, d1);
     test_block_maps();
+    test_spill();
 
     /* a damaged extent header is refused, as the reader refuses it */
     char *bad = g_strdup_printf("%s/bad.vma", tmpdir);
