@@ -438,20 +438,62 @@ static void bm_hostile(const char *path, const uint8_t *z, size_t len, uint64_t 
     g_free(copy);
 }
 
+/* the image of the block-map tests, its archives plain and zstd (made with
+ * the names PREFIX.vma and PREFIX.vma.zst), their bytes, and the zstd
+ * archive's frames and blocks as the test decodes them */
+typedef struct {
+    uint8_t *img;
+    char *plain_path, *zst_path;
+    gchar *plain, *z;
+    gsize plain_len, zlen;
+    GArray *frames, *bl;
+} bm_set;
+
+static gboolean bm_make(bm_set *b, const char *prefix)
+{
+    memset(b, 0, sizeof(*b));
+    b->img = bm_image();
+    char *name = g_strdup_printf("%s.vma", prefix);
+    b->plain_path = bm_archive(name, VMA_COMPRESS_NONE, b->img);
+    g_free(name);
+    name = g_strdup_printf("%s.vma.zst", prefix);
+    b->zst_path = bm_archive(name, VMA_COMPRESS_ZSTD, b->img);
+    g_free(name);
+    g_file_get_contents(b->plain_path, &b->plain, &b->plain_len, NULL);
+    g_file_get_contents(b->zst_path, &b->z, &b->zlen, NULL);
+    CHECK(b->plain && b->z, "the archives %s are there", prefix);
+    if (!b->plain || !b->z)
+        return FALSE;
+    b->frames = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    b->bl = bm_blocks((uint8_t *)b->z, b->zlen, b->frames);
+    return TRUE;
+}
+
+static void bm_free(bm_set *b)
+{
+    if (b->bl)
+        g_array_free(b->bl, TRUE);
+    if (b->frames)
+        g_array_free(b->frames, TRUE);
+    g_free(b->plain);
+    g_free(b->z);
+    g_free(b->plain_path);
+    g_free(b->zst_path);
+    g_free(b->img);
+}
+
 static void test_block_maps(void)
 {
-    uint8_t *img = bm_image();
-    char *plain_path = bm_archive("bm.vma", VMA_COMPRESS_NONE, img);
-    char *zst_path = bm_archive("bm.vma.zst", VMA_COMPRESS_ZSTD, img);
-    gchar *plain = NULL, *z = NULL;
-    gsize plain_len = 0, zlen = 0;
-    g_file_get_contents(plain_path, &plain, &plain_len, NULL);
-    g_file_get_contents(zst_path, &z, &zlen, NULL);
-    CHECK(plain && z, "the archives are there");
-    if (!plain || !z)
-        goto out;
-    GArray *frames = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-    GArray *bl = bm_blocks((uint8_t *)z, zlen, frames);
+    bm_set set;
+    if (!bm_make(&set, "bm")) {
+        bm_free(&set);
+        return;
+    }
+    uint8_t *img = set.img;
+    const char *zst_path = set.zst_path;
+    const gchar *plain = set.plain, *z = set.z;
+    gsize plain_len = set.plain_len, zlen = set.zlen;
+    GArray *frames = set.frames, *bl = set.bl;
     unsigned kinds[3] = {0};
     uint64_t decoded = 0;
     for (guint i = 0; i < bl->len; i++) {
@@ -620,14 +662,7 @@ static void test_block_maps(void)
     }
     g_free(bad_path);
 out2:
-    g_array_free(bl, TRUE);
-    g_array_free(frames, TRUE);
-out:
-    g_free(plain);
-    g_free(z);
-    g_free(plain_path);
-    g_free(zst_path);
-    g_free(img);
+    bm_free(&set);
 }
 
 /* the spill file: frames decoded for reads out of order are kept in an
@@ -674,20 +709,16 @@ static int spill_pass(vma_src *s, GArray *bl, guint n_frames, const uint8_t *pla
 
 static void test_spill(void)
 {
-    uint8_t *img = bm_image();
-    char *zst_path = bm_archive("sp.vma.zst", VMA_COMPRESS_ZSTD, img);
-    char *plain_path = bm_archive("sp.vma", VMA_COMPRESS_NONE, img);
-    gchar *plain = NULL, *z = NULL;
-    gsize plain_len = 0, zlen = 0;
-    g_file_get_contents(plain_path, &plain, &plain_len, NULL);
-    g_file_get_contents(zst_path, &z, &zlen, NULL);
+    bm_set set;
     char *dir = g_strdup_printf("%s/spill", tmpdir);
     mkdir(dir, 0700);
-    CHECK(plain && z, "the spill archives are there");
-    if (!plain || !z)
+    if (!bm_make(&set, "sp"))
         goto out;
-    GArray *frames = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-    GArray *bl = bm_blocks((uint8_t *)z, zlen, frames);
+    uint8_t *img = set.img;
+    const char *zst_path = set.zst_path;
+    const gchar *plain = set.plain;
+    gsize plain_len = set.plain_len;
+    GArray *frames = set.frames, *bl = set.bl;
     guint with_comp = 0;
     for (guint f = 0; f < frames->len; f++)
         with_comp += spill_block(bl, (int)f) != NULL;
@@ -814,15 +845,9 @@ static void test_spill(void)
     }
 out2:
     g_free(buf);
-    g_array_free(bl, TRUE);
-    g_array_free(frames, TRUE);
 out:
     g_free(dir);
-    g_free(plain);
-    g_free(z);
-    g_free(plain_path);
-    g_free(zst_path);
-    g_free(img);
+    bm_free(&set);
 }
 
 void test_access(void)
