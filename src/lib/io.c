@@ -22,10 +22,13 @@
 
 /* ---- input ---- */
 
-/* a decoder thread runs ahead of the reader (zstd, gzip, lzo): decompression on
- * one core while the restore writes on the other */
+/* a decoder thread runs ahead of the reader (zstd, gzip, lzo, and a plain
+ * archive from a pipe): decompression (or the pipe's writer) on one core
+ * while the restore writes on the other */
 #define AHEAD_CHUNK  (4u << 20)
 #define AHEAD_CHUNKS 3
+#define PIPE_CHUNK   (1u << 20)
+#define PIPE_WAIT_MS 20
 
 typedef struct {
     uint8_t *data;
@@ -80,16 +83,12 @@ static ssize_t read_fd(int fd, void *buf, size_t n, GError **err)
 }
 
 /* refill the raw buffer; returns bytes available, 0 at end, -1 on error */
-static ssize_t raw_fill(vma_in *in, GError **err)
+/* one read(2) of the input, at most n bytes (0 at the end, which sets
+ * raw_eof); in the decoder thread it waits in steps, so that the thread can
+ * be stopped while a pipe stalls */
+static ssize_t read_some(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
-    if (in->raw_pos < in->raw_len)
-        return (ssize_t)(in->raw_len - in->raw_pos);
-    if (in->raw_eof)
-        return 0;
-    ssize_t r;
     if (in->ahead) {
-        /* the decoder thread: wait in steps, so that it can be stopped
-         * while a pipe stalls */
         struct pollfd pfd = {in->fd, POLLIN, 0};
         for (;;) {
             int pr = poll(&pfd, 1, 100);
@@ -101,17 +100,30 @@ static ssize_t raw_fill(vma_in *in, GError **err)
             }
         }
     }
+    ssize_t r;
     do {
-        r = read(in->fd, in->raw, RAW_BUF_SIZE);
+        r = read(in->fd, buf, n);
     } while (r < 0 && errno == EINTR && !vma_interrupted());
     if (r < 0) {
         vma_set_errno(err, errno, "read failed");
         return -1;
     }
-    in->raw_pos = 0;
-    in->raw_len = (size_t)r;
     if (r == 0)
         in->raw_eof = TRUE;
+    return r;
+}
+
+static ssize_t raw_fill(vma_in *in, GError **err)
+{
+    if (in->raw_pos < in->raw_len)
+        return (ssize_t)(in->raw_len - in->raw_pos);
+    if (in->raw_eof)
+        return 0;
+    ssize_t r = read_some(in, in->raw, RAW_BUF_SIZE, err);
+    if (r < 0)
+        return -1;
+    in->raw_pos = 0;
+    in->raw_len = (size_t)r;
     return r;
 }
 
@@ -180,8 +192,15 @@ vma_in *vma_in_new(int fd, GError **err)
         in->seekable = FALSE;
     memcpy(in->raw, in->peek, in->peek_len);
     in->raw_len = in->peek_len;
-    if (in->comp != VMA_COMPRESS_NONE)
+    if (in->comp == VMA_COMPRESS_NONE && S_ISFIFO(st.st_mode)) {
+        /* a plain archive from a pipe: a bigger pipe (fewer switches
+         * between its writer and us; best effort) and a thread reading it
+         * ahead, as for a compressed one */
+        fcntl(fd, F_SETPIPE_SZ, (int)RAW_BUF_SIZE);
         ahead_start(in);
+    } else if (in->comp != VMA_COMPRESS_NONE) {
+        ahead_start(in);
+    }
     return in;
 fail:
     vma_in_free(in);
@@ -309,12 +328,37 @@ static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
     return (ssize_t)got;
 }
 
+/* plain input from a pipe (the thread reads ahead, so that the writer of
+ * the pipe, `zstd -dc` in Proxmox's restore, never waits for the restore's
+ * writes): what is buffered, then reads straight into buf; less than n
+ * without the end (raw_eof) or an error when the pipe has no more yet */
+static ssize_t read_pipe(vma_in *in, uint8_t *buf, size_t n, GError **err)
+{
+    size_t got = MIN(n, in->raw_len - in->raw_pos);
+    memcpy(buf, in->raw + in->raw_pos, got);
+    in->raw_pos += got;
+    /* at least one read, then on up to PIPE_CHUNK while the writer keeps
+     * up (a hand-off per read would cost more than the copy), beyond that
+     * what the pipe holds now: a writer that stalls gets what it sent
+     * through within PIPE_WAIT_MS */
+    struct pollfd pfd = {in->fd, POLLIN, 0};
+    while (got < n && !in->raw_eof &&
+           (got == 0 || poll(&pfd, 1, got < PIPE_CHUNK ? PIPE_WAIT_MS : 0) > 0)) {
+        ssize_t r = read_some(in, buf + got, n - got, err);
+        if (r < 0)
+            break; /* err tells what broke */
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
 static ssize_t decode(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
     switch (in->comp) {
     case VMA_COMPRESS_ZSTD: return read_zstd(in, buf, n, err);
     case VMA_COMPRESS_GZIP: return read_gzip(in, buf, n, err);
-    default: return vma_lzop_read(in->lz, buf, n, err);
+    case VMA_COMPRESS_LZO: return vma_lzop_read(in->lz, buf, n, err);
+    default: return read_pipe(in, buf, n, err);
     }
 }
 
@@ -327,7 +371,10 @@ static gpointer ahead_thread(gpointer data)
             return NULL;
         c->err = NULL;
         c->len = (size_t)decode(in, c->data, AHEAD_CHUNK, &c->err);
-        c->last = c->err != NULL || c->len < AHEAD_CHUNK;
+        /* a decoder fills the chunk unless the stream ends; a pipe gives
+         * what it has */
+        c->last = c->err != NULL ||
+                  (in->comp == VMA_COMPRESS_NONE ? in->raw_eof : c->len < AHEAD_CHUNK);
         g_async_queue_push(in->full, c);
         if (c->last)
             return NULL;

@@ -183,6 +183,31 @@ describe("round trips", function()
     assert.is_true(H.padded(imgs[2].data, imgs[2].size) == H.read(dir .. "/x/disk-disk0.raw"))
   end)
 
+  it("reads a plain archive from a pipe whose writer pauses, stops and sends in small pieces", function()
+    local imgs = make_images()
+    local a = dir .. "/p.vma"
+    assert.are.equal(0, (H.vma("create", a, imgs[2].path)))
+    local size = #H.read(a)
+    -- pauses longer than the reader's wait, in the header, in an extent and
+    -- at an extent's end; then the rest written 1000 bytes at a time
+    local feed = "{ head -c 3000 A; sleep 0.2; tail -c +3001 A | head -c 70000; sleep 0.1; "
+      .. "tail -c +73001 A | head -c 200000; sleep 0.1; tail -c +273001 A | "
+      .. "dd bs=1000 status=none iflag=fullblock; }"
+    feed = feed:gsub("A", H.q(a))
+    local rc, out, err = H.sh(feed .. " | " .. H.q(H.bin) .. " verify -v -")
+    assert.are.equal(0, rc, err)
+    assert.matches("every rule holds", out .. err)
+    rc, _, err = H.sh(feed .. " | " .. H.q(H.bin) .. " extract - " .. H.q(dir .. "/px"))
+    assert.are.equal(0, rc, err)
+    assert.is_true(H.padded(imgs[2].data, imgs[2].size) == H.read(dir .. "/px/disk-disk0.raw"))
+    -- the same archive cut short: an error, not a hang or a partial success
+    rc, _, err = H.sh("head -c " .. (size - 70000) .. " " .. H.q(a) .. " | " .. H.q(H.bin)
+      .. " extract - " .. H.q(dir .. "/py"))
+    assert.are.equal(1, rc)
+    assert.matches("vma extract: ", err)
+    assert.is_false(H.exists(dir .. "/py/disk-disk0.raw"))
+  end)
+
   it("create never overwrites and leaves nothing on failure", function()
     local imgs = make_images()
     H.write(dir .. "/exists.vma", "precious")
