@@ -21,6 +21,13 @@
  * bounded (MAP_BUDGET): a frame decoded after that has none and is read
  * through the cache as before.
  *
+ * The spill file.  A frame decoded for a read out of order (decoded once
+ * before, or not after the frame before it) is written, by a thread of its
+ * own, into an unlinked file at its offset in the stream; once there, reads
+ * of it are a pread of that file (the page cache) instead of a decode.
+ * Readers from start to end never make one.  Bounded by the caller's limit
+ * and half the space free; a failed write turns it off.
+ *
  * Safe to use from several threads: a frame is decompressed by one thread
  * while the others wait for it, and copied out of the cache without the
  * lock held.  A map is made by the thread that decoded the frame, published
@@ -126,6 +133,9 @@ struct vma_src {
     gboolean spill_on;
     char *spill_dir;
     int spill_fd;
+    GThread *spill_thread;    /* writes the frames queued in spill_jobs */
+    GAsyncQueue *spill_jobs;  /* zslot *, with a reference; &spill_stop ends */
+    unsigned spill_pending;   /* queued or being written (under the lock) */
     uint64_t spill_limit, spill_used;
     /* the last frames read (each once), to tell readers from start to end
      * (up to RECENT of them at once) from random reads */
@@ -247,10 +257,19 @@ vma_src *vma_src_open(int fd, GError **err)
     return s;
 }
 
+static zslot spill_stop;
+
 void vma_src_free(vma_src *s)
 {
     if (!s)
         return;
+    if (s->spill_thread) {
+        /* the frames queued are written first: they are few (each holds a
+         * slot of the cache) */
+        g_async_queue_push(s->spill_jobs, &spill_stop);
+        g_thread_join(s->spill_thread);
+        g_async_queue_unref(s->spill_jobs);
+    }
     for (unsigned i = 0; i < s->n_slots; i++)
         g_free(s->slots[i].data);
     g_free(s->slots);
@@ -292,6 +311,8 @@ void vma_src_enable_spill(vma_src *s, const char *dir, uint64_t limit)
     g_mutex_unlock(&s->lock);
 }
 
+static gpointer spill_main(gpointer data);
+
 /* the spill file, opened at the first spill (called locked): an unlinked
  * file (O_TMPFILE, else a name removed at once) that nobody else can open
  * and that goes with the process; its limit lowered to half of the space
@@ -311,8 +332,12 @@ static gboolean open_spill(vma_src *s)
     struct statvfs v;
     if (fd >= 0 && fstatvfs(fd, &v) == 0)
         s->spill_limit = MIN(s->spill_limit, (uint64_t)v.f_bavail * v.f_frsize / 2);
-    if (fd < 0)
+    if (fd >= 0) {
+        s->spill_jobs = g_async_queue_new();
+        s->spill_thread = g_thread_new("vma-spill", spill_main, s);
+    } else {
         s->spill_on = FALSE;
+    }
     s->spill_fd = fd;
     return fd >= 0;
 }
@@ -382,6 +407,25 @@ static void write_spill(vma_src *s, uint64_t fi, const uint8_t *data)
     g_mutex_unlock(&s->lock);
 }
 
+/* the spill thread: the reader that decoded a frame goes on at once, the
+ * frame is written here, on another core, while its slot stays referenced
+ * (it cannot leave the cache before it is in the file) */
+static gpointer spill_main(gpointer data)
+{
+    vma_src *s = data;
+    for (;;) {
+        zslot *z = g_async_queue_pop(s->spill_jobs);
+        if (z == &spill_stop)
+            return NULL;
+        write_spill(s, (uint64_t)z->frame, z->data);
+        g_mutex_lock(&s->lock);
+        z->refs--;
+        s->spill_pending--;
+        g_cond_broadcast(&s->loaded);
+        g_mutex_unlock(&s->lock);
+    }
+}
+
 /* read [off, off + n) of frame fi from the spill file */
 static int read_spill(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n, GError **err)
 {
@@ -408,6 +452,8 @@ vma_compress vma_src_compression(const vma_src *s) { return s->comp; }
 void vma_src_get_stats(vma_src *s, vma_src_stats *st)
 {
     g_mutex_lock(&s->lock);
+    while (s->spill_pending) /* the frames being spilled count once written */
+        g_cond_wait(&s->loaded, &s->lock);
     *st = s->stats;
     g_mutex_unlock(&s->lock);
 }
@@ -830,14 +876,11 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
         } else if (z->refs == 0) {
             g_cond_broadcast(&s->loaded); /* a slot may be free again */
         }
-        g_mutex_unlock(&s->lock);
         if (spill) {
-            write_spill(s, fi, z->data);
-            g_mutex_lock(&s->lock);
-            z->refs--;
-            g_cond_broadcast(&s->loaded);
-            g_mutex_unlock(&s->lock);
+            s->spill_pending++;
+            g_async_queue_push(s->spill_jobs, z); /* the thread drops the reference */
         }
+        g_mutex_unlock(&s->lock);
         return rc;
     }
 }
