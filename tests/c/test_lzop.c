@@ -216,6 +216,23 @@ static void test_concatenated_and_cut(const char *in, const uint8_t *orig, size_
     CHECK(error_code(x, len, &msg) == VMA_ERR_FORMAT && strstr(msg, "checksum of a block"),
           "a damaged stored block: the checksum (%s)", msg ? msg : "none");
     g_free(msg);
+    /* damage in two later blocks (decoded by the two threads of a batch):
+     * the blocks before the first decoded, whole, the first one named */
+    memcpy(x, z, len);
+    size_t first = len * 5 / 8, second = len * 7 / 8;
+    x[first] ^= 0x55;
+    x[second] ^= 0x55;
+    size_t got;
+    GError *de = NULL;
+    uint8_t *dd = decode_all(x, len, 4u << 20, &got, &de);
+    const char *at = de ? strstr(de->message, "at byte ") : NULL;
+    uint64_t where = at ? g_ascii_strtoull(at + 8, NULL, 10) : 0;
+    CHECK(de && de->code == VMA_ERR_FORMAT && got > 0 && got % (256u << 10) == 0 &&
+          got < olen && memcmp(dd, orig, got) == 0 && where > first && where < second,
+          "damage in two blocks: %zu bytes before the first, it is named (%s)", got,
+          de ? de->message : "none");
+    g_clear_error(&de);
+    g_free(dd);
     memcpy(x, z, len);
     x[20] ^= 0x01;
     CHECK(error_code(x, len, &msg) == VMA_ERR_FORMAT && strstr(msg, "header checksum"),
