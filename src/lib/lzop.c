@@ -81,8 +81,6 @@ struct vma_lzop {
     gboolean in_file;     /* a header was read; blocks follow */
     gboolean ended;       /* the end of the stream was reached */
     uint32_t flags;
-    uint8_t *cbuf;        /* a compressed block that is not in one piece */
-    size_t cbuf_size;
     uint8_t *dbuf;        /* a decompressed block the caller has no room for */
     size_t dbuf_size, dlen, dpos;
     uint8_t *batch;       /* the compressed blocks of one batch of jobs */
@@ -122,7 +120,6 @@ void vma_lzop_free(vma_lzop *z)
         g_cond_clear(&h->cond);
     }
     g_free(z->batch);
-    g_free(z->cbuf);
     g_free(z->dbuf);
     g_free(z);
 }
@@ -298,70 +295,6 @@ static gboolean check_sum(uint32_t flags, uint32_t f_adler, uint32_t f_crc, cons
     return TRUE;
 }
 
-/* the rest of a block whose dst_len was read, decompressed into out when it
- * fits (out_room), else into z->dbuf.  dst_len, or -1 with err */
-static ssize_t read_block(vma_lzop *z, uint32_t dst_len, uint8_t *out, size_t out_room,
-                          GError **err)
-{
-    uint8_t b[16];
-    if (get(z, b, 4, FALSE, err) < 0)
-        return -1;
-    uint32_t src_len = be32(b);
-    if (src_len == 0 || src_len > dst_len) {
-        corrupt(z, err, "a block's compressed length is out of range");
-        return -1;
-    }
-    uint32_t dsum[2], csum[2];
-    size_t nd = !!(z->flags & F_ADLER32_D) + !!(z->flags & F_CRC32_D);
-    size_t nc = src_len < dst_len ? !!(z->flags & F_ADLER32_C) + !!(z->flags & F_CRC32_C) : 0;
-    if (nd + nc > 0 && get(z, b, 4 * (nd + nc), FALSE, err) < 0)
-        return -1;
-    for (size_t i = 0; i < nd; i++)
-        dsum[i] = be32(b + 4 * i);
-    for (size_t i = 0; i < nc; i++)
-        csum[i] = be32(b + 4 * (nd + i));
-    uint8_t *dst = out;
-    if (dst_len > out_room) {
-        if (z->dbuf_size < dst_len) {
-            g_free(z->dbuf);
-            z->dbuf = g_malloc(dst_len);
-            z->dbuf_size = dst_len;
-        }
-        dst = z->dbuf;
-    }
-    if (src_len == dst_len) {
-        if (get(z, dst, dst_len, FALSE, err) < 0)
-            return -1;
-    } else {
-        if (z->cbuf_size < src_len) {
-            g_free(z->cbuf);
-            z->cbuf = g_malloc(src_len);
-            z->cbuf_size = src_len;
-        }
-        if (get(z, z->cbuf, src_len, FALSE, err) < 0)
-            return -1;
-        if (!check_sum(z->flags, F_ADLER32_C, F_CRC32_C, csum, z->cbuf, src_len)) {
-            corrupt(z, err, "the checksum of a compressed block does not match");
-            return -1;
-        }
-        lzo_uint got = dst_len;
-        int r = lzo1x_decompress_safe(z->cbuf, src_len, dst, &got, NULL);
-        if (r != LZO_E_OK || got != dst_len) {
-            corrupt(z, err, "a block does not decompress");
-            return -1;
-        }
-    }
-    if (!check_sum(z->flags, F_ADLER32_D, F_CRC32_D, dsum, dst, dst_len)) {
-        corrupt(z, err, "the checksum of a block does not match (damaged data)");
-        return -1;
-    }
-    if (dst == z->dbuf) {
-        z->dlen = dst_len;
-        z->dpos = 0;
-    }
-    return dst_len;
-}
-
 /* check and decompress one job (either thread) */
 static void run_job(lz_job *j, uint32_t flags)
 {
@@ -482,13 +415,42 @@ static int read_job(vma_lzop *z, uint32_t dst_len, uint8_t *dst, lz_job *j, size
         j->csum[i] = be32(b + 4 * (nd + i));
     uint8_t *into = dst;
     if (src_len < dst_len) {
-        into = z->batch + *used; /* fits: src_len < dst_len, the batch is as big as buf */
+        into = z->batch + *used; /* fits: the batch holds dst_len bytes or more */
         *used += src_len;
         j->src = into;
     }
     if (get(z, into, src_len, FALSE, err) < 0)
         return -1;
     j->at = z->in_off;
+    return 0;
+}
+
+/* a block whose dst_len was read and that does not fit what is left of the
+ * caller's buffer: into dbuf, from where vma_lzop_read copies it.  0, -1
+ * with err */
+static int read_big_block(vma_lzop *z, uint32_t dst_len, GError **err)
+{
+    if (z->dbuf_size < dst_len) {
+        g_free(z->dbuf);
+        z->dbuf = g_malloc(dst_len);
+        z->dbuf_size = dst_len;
+    }
+    if (z->batch_size < dst_len) { /* the compressed bytes are fewer */
+        g_free(z->batch);
+        z->batch = g_malloc(dst_len);
+        z->batch_size = dst_len;
+    }
+    size_t used = 0;
+    lz_job j;
+    if (read_job(z, dst_len, z->dbuf, &j, &used, err) < 0)
+        return -1;
+    run_job(&j, z->flags);
+    if (j.why) {
+        corrupt_at(j.at, err, j.why);
+        return -1;
+    }
+    z->dlen = dst_len;
+    z->dpos = 0;
     return 0;
 }
 
@@ -560,7 +522,7 @@ ssize_t vma_lzop_read(vma_lzop *z, uint8_t *buf, size_t n, GError **err)
         }
         if (big) {
             /* a block larger than what is left of buf: into dbuf */
-            if (read_block(z, big, buf + got, n - got, err) < 0)
+            if (read_big_block(z, big, err) < 0)
                 return (ssize_t)got;
             continue;
         }
