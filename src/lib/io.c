@@ -82,7 +82,6 @@ static ssize_t read_fd(int fd, void *buf, size_t n, GError **err)
     return (ssize_t)got;
 }
 
-/* refill the raw buffer; returns bytes available, 0 at end, -1 on error */
 /* one read(2) of the input, at most n bytes (0 at the end, which sets
  * raw_eof); in the decoder thread it waits in steps, so that the thread can
  * be stopped while a pipe stalls */
@@ -113,6 +112,7 @@ static ssize_t read_some(vma_in *in, uint8_t *buf, size_t n, GError **err)
     return r;
 }
 
+/* refill the raw buffer; returns bytes available, 0 at end, -1 on error */
 static ssize_t raw_fill(vma_in *in, GError **err)
 {
     if (in->raw_pos < in->raw_len)
@@ -155,7 +155,9 @@ vma_in *vma_in_new(int fd, GError **err)
     in->raw = g_malloc(RAW_BUF_SIZE);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && lseek(fd, 0, SEEK_CUR) >= 0) {
+    gboolean have_st = fstat(fd, &st) == 0;
+    gboolean pipe = have_st && S_ISFIFO(st.st_mode);
+    if (have_st && S_ISREG(st.st_mode) && lseek(fd, 0, SEEK_CUR) >= 0) {
         in->seekable = TRUE;
         in->file_size = (uint64_t)st.st_size;
     }
@@ -192,15 +194,13 @@ vma_in *vma_in_new(int fd, GError **err)
         in->seekable = FALSE;
     memcpy(in->raw, in->peek, in->peek_len);
     in->raw_len = in->peek_len;
-    if (in->comp == VMA_COMPRESS_NONE && S_ISFIFO(st.st_mode)) {
-        /* a plain archive from a pipe: a bigger pipe (fewer switches
-         * between its writer and us; best effort) and a thread reading it
-         * ahead, as for a compressed one */
+    /* a plain archive from a pipe: a bigger pipe (fewer switches between
+     * its writer and us; best effort) and a thread reading it ahead, as for
+     * a compressed one */
+    if (in->comp == VMA_COMPRESS_NONE && pipe)
         fcntl(fd, F_SETPIPE_SZ, (int)RAW_BUF_SIZE);
+    if (in->comp != VMA_COMPRESS_NONE || pipe)
         ahead_start(in);
-    } else if (in->comp != VMA_COMPRESS_NONE) {
-        ahead_start(in);
-    }
     return in;
 fail:
     vma_in_free(in);

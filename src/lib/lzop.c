@@ -425,21 +425,23 @@ static int read_job(vma_lzop *z, uint32_t dst_len, uint8_t *dst, lz_job *j, size
     return 0;
 }
 
+/* make *buf hold at least need bytes (its content is not kept) */
+static void grow(uint8_t **buf, size_t *size, size_t need)
+{
+    if (*size < need) {
+        g_free(*buf);
+        *buf = g_malloc(need);
+        *size = need;
+    }
+}
+
 /* a block whose dst_len was read and that does not fit what is left of the
  * caller's buffer: into dbuf, from where vma_lzop_read copies it.  0, -1
  * with err */
 static int read_big_block(vma_lzop *z, uint32_t dst_len, GError **err)
 {
-    if (z->dbuf_size < dst_len) {
-        g_free(z->dbuf);
-        z->dbuf = g_malloc(dst_len);
-        z->dbuf_size = dst_len;
-    }
-    if (z->batch_size < dst_len) { /* the compressed bytes are fewer */
-        g_free(z->batch);
-        z->batch = g_malloc(dst_len);
-        z->batch_size = dst_len;
-    }
+    grow(&z->dbuf, &z->dbuf_size, dst_len);
+    grow(&z->batch, &z->batch_size, dst_len); /* the compressed bytes are fewer */
     size_t used = 0;
     lz_job j;
     if (read_job(z, dst_len, z->dbuf, &j, &used, err) < 0)
@@ -461,11 +463,7 @@ static int read_big_block(vma_lzop *z, uint32_t dst_len, GError **err)
 static size_t read_batch(vma_lzop *z, uint8_t *buf, size_t got, size_t n, uint32_t *big,
                          GError **err)
 {
-    if (z->batch_size < n) {
-        g_free(z->batch);
-        z->batch = g_malloc(n);
-        z->batch_size = n;
-    }
+    grow(&z->batch, &z->batch_size, n);
     size_t fill = got, used = 0;
     int nj = 0;
     GError *rerr = NULL;

@@ -342,11 +342,7 @@ static gboolean open_spill(vma_src *s)
     return fd >= 0;
 }
 
-/* with the lock held, after frame fi was decoded whole: keep it in the
- * spill file?  Only frames read out of order are worth it (a frame decoded
- * a second time, or one whose predecessor was not among the last frames
- * read): a reader from start to end (cat, convert, a file copied from a
- * mount) would only pay the writes. */
+/* was frame fi among the last frames read? (called locked) */
 static gboolean was_recent(const vma_src *s, uint64_t fi)
 {
     for (unsigned i = 0; i < s->recent_n; i++)
@@ -365,6 +361,11 @@ static void note_read(vma_src *s, uint64_t fi)
     s->recent_n = MIN(s->recent_n + 1, RECENT);
 }
 
+/* with the lock held, after frame fi was decoded whole: keep it in the
+ * spill file?  Only frames read out of order are worth it (a frame decoded
+ * a second time, or one whose predecessor was not among the last frames
+ * read): a reader from start to end (cat, convert, a file copied from a
+ * mount) would only pay the writes. */
 static gboolean want_spill(vma_src *s, uint64_t fi)
 {
     zframe *f = &s->frames[fi];
@@ -372,9 +373,10 @@ static gboolean want_spill(vma_src *s, uint64_t fi)
         return FALSE; /* the index being built: that reads in order */
     gboolean out_of_order = f->decoded || (fi > 0 && !was_recent(s, fi - 1));
     f->decoded = 1;
-    if (!s->spill_on || f->spill != SPILL_NONE || !out_of_order ||
-        s->spill_used + f->dsize > s->spill_limit || !open_spill(s) ||
-        s->spill_used + f->dsize > s->spill_limit)
+    /* the limit before the file is made (none when nothing fits), and
+     * again after: open_spill lowers it to half the free space */
+    if (f->spill != SPILL_NONE || !out_of_order || s->spill_used + f->dsize > s->spill_limit ||
+        !open_spill(s) || s->spill_used + f->dsize > s->spill_limit)
         return FALSE;
     f->spill = SPILL_WRITING;
     s->spill_used += f->dsize;
