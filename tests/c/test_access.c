@@ -707,6 +707,26 @@ static int spill_pass(vma_src *s, GArray *bl, guint n_frames, const uint8_t *pla
     return bad;
 }
 
+/* open the archive with a cache of two frames and a spill file in dir up
+ * to limit, read two backward passes, take the stats: the count of reads
+ * that differ, -1 when it does not open */
+static int spill_passes(const bm_set *b, const char *dir, uint64_t limit, uint8_t *buf,
+                        vma_src_stats *st)
+{
+    int fd;
+    vma_src *s = bm_open(b->zst_path, &fd);
+    if (!s)
+        return -1;
+    vma_src_set_cache(s, 1);
+    vma_src_enable_spill(s, dir, limit);
+    int bad = spill_pass(s, b->bl, b->frames->len, (uint8_t *)b->plain, buf);
+    bad += spill_pass(s, b->bl, b->frames->len, (uint8_t *)b->plain, buf);
+    vma_src_get_stats(s, st);
+    vma_src_free(s);
+    close(fd);
+    return bad;
+}
+
 static void test_spill(void)
 {
     bm_set set;
@@ -767,33 +787,15 @@ static void test_spill(void)
 
     /* a limit of one frame's bytes (the writer's frames hold 4 to 8 MiB):
      * one frame spilled */
-    s = bm_open(zst_path, &fd);
-    if (s) {
-        vma_src_set_cache(s, 1);
-        vma_src_enable_spill(s, dir, 4u << 20);
-        bad = spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
-        bad += spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
-        vma_src_get_stats(s, &st);
-        CHECK(bad == 0 && st.spilled == 1, "spill: the limit holds (%d differ, %" G_GUINT64_FORMAT
-              " spilled)", bad, st.spilled);
-        vma_src_free(s);
-        close(fd);
-    }
+    bad = spill_passes(&set, dir, 4u << 20, buf, &st);
+    CHECK(bad == 0 && st.spilled == 1, "spill: the limit holds (%d differ, %" G_GUINT64_FORMAT
+          " spilled)", bad, st.spilled);
 
     /* a folder that does not exist: reads as without a spill file */
     char *none = g_strdup_printf("%s/no-such-folder", tmpdir);
-    s = bm_open(zst_path, &fd);
-    if (s) {
-        vma_src_set_cache(s, 1);
-        vma_src_enable_spill(s, none, (uint64_t)1 << 30);
-        bad = spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
-        bad += spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
-        vma_src_get_stats(s, &st);
-        CHECK(bad == 0 && st.spilled == 0 && !g_file_test(none, G_FILE_TEST_EXISTS),
-              "spill: no folder, no spill file, reads right (%d differ)", bad);
-        vma_src_free(s);
-        close(fd);
-    }
+    bad = spill_passes(&set, none, (uint64_t)1 << 30, buf, &st);
+    CHECK(bad == 0 && st.spilled == 0 && !g_file_test(none, G_FILE_TEST_EXISTS),
+          "spill: no folder, no spill file, reads right (%d differ)", bad);
     g_free(none);
 
     /* writes that fail (a file size limit, as a full disk would): spilling
@@ -803,19 +805,10 @@ static void test_spill(void)
     void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
     struct rlimit rl = {1u << 16, old_rl.rlim_max};
     setrlimit(RLIMIT_FSIZE, &rl);
-    s = bm_open(zst_path, &fd);
-    if (s) {
-        vma_src_set_cache(s, 1);
-        vma_src_enable_spill(s, dir, (uint64_t)1 << 30);
-        bad = spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
-        bad += spill_pass(s, bl, frames->len, (uint8_t *)plain, buf);
-        vma_src_get_stats(s, &st);
-        vma_src_free(s);
-        close(fd);
-    }
+    bad = spill_passes(&set, dir, (uint64_t)1 << 30, buf, &st);
     setrlimit(RLIMIT_FSIZE, &old_rl);
     signal(SIGXFSZ, old_sig);
-    CHECK(s && bad == 0 && st.spilled == 0,
+    CHECK(bad == 0 && st.spilled == 0,
           "spill: failed writes stop spilling and reads stay right (%d differ, %" G_GUINT64_FORMAT
           " spilled)", bad, st.spilled);
     CHECK(count_entries(dir) == 0, "spill: nothing left in the folder");
