@@ -362,14 +362,15 @@ end
   end
 
   -- the shell lines that start vma extract from a FIFO (pausing PAUSE s after
-  -- 30 MB) in the background: $vpid, its stderr in $err (`wait $vpid` gives
-  -- its status)
-  local function bg_restore(map, pause, env)
+  -- 30 MB, and then until the file GATE exists when one is given) in the
+  -- background: $vpid, its stderr in $err (`wait $vpid` gives its status)
+  local function bg_restore(map, pause, env, gate)
     local x = outdir()
+    local wait_gate = gate and ("; while [ ! -e " .. H.q(gate) .. " ]; do sleep 0.1; done") or ""
     return table.concat({
       "fifo=" .. H.q(x .. ".fifo"), "err=" .. H.q(x .. ".err"),
       'rm -f "$fifo"; mkfifo "$fifo"',
-      "( head -c 30000000 " .. H.q(big_archive()) .. "; sleep " .. pause .. "; tail -c +30000001 "
+      "( head -c 30000000 " .. H.q(big_archive()) .. "; sleep " .. pause .. wait_gate .. "; tail -c +30000001 "
         .. H.q(big_archive()) .. " ) >\"$fifo\" & feeder=$!",
       (env or "") .. " " .. H.q(H.bin) .. " extract -q -r " .. H.q(map) .. " \"$fifo\" "
         .. H.q(x) .. " 2>\"$err\" >/dev/null & vpid=$!",
@@ -446,9 +447,14 @@ end
     import(dir .. "/wf.raw", "rbd/wf")
     local m = map_file("format=raw:0:drive-scsi0=rbd:rbd/full1\n")
     local c = H.q(CLUSTER) .. " "
-    local script = bg_restore(m, 6) .. table.concat({
+    -- the rest of the archive comes once the monitor shows the pool full
+    -- (that can take longer than the pause: then the restore used to end
+    -- before the pool was full)
+    local gate = dir .. "/full1.gate"
+    local script = bg_restore(m, 6, nil, gate) .. table.concat({
       "sleep 1",
       c .. "full " .. H.q(cdir) .. " on || echo 'full on failed'",
+      "touch " .. H.q(gate),
       "wait $vpid; rc=$?",
       "echo \"ended=$(since) rc=$rc\"",
       "cat \"$err\"",
