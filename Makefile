@@ -48,9 +48,10 @@ RBD_LIBS  := -lrbd -lrados $(shell pkg-config --libs glib-2.0 2>/dev/null) -lpth
 HAVE_RBD  := $(shell printf '\043include <rbd/librbd.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 
 B         := build
-# the library (src/lib), the Lua binding (src/lua), the host (src/host)
-LIB_SRC   := $(sort $(wildcard src/lib/*.c))
-LIB_HDRS  := $(wildcard src/lib/*.h)
+# the library (src/lib: a folder per layer, base < codec < format < access),
+# the Lua binding (src/lua), the host (src/host)
+LIB_SRC   := $(sort $(wildcard src/lib/*/*.c))
+LIB_HDRS  := $(wildcard src/lib/*.h src/lib/*/*.h)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/%.o)
 LUA_SRC   := $(sort $(wildcard src/lua/*.c))
 LUA_OBJ   := $(LUA_SRC:src/%.c=$(B)/%.o)

@@ -1,36 +1,76 @@
--- vma.compression: the --compress, --level and --threads options of the
--- commands that write an archive (create, recompress), checked alike.
+-- vma.compression: the codecs as the C core's one table (vma.codecs) has
+-- them, and the --compress, --level and --threads options of the commands
+-- that write an archive (create, recompress), checked alike.
 local vma = require "vma"
 
 local M = {}
 
---- The codec of a --compress name or archive extension: zstd, gzip, lzo, none.
-M.CODEC = { zstd = "zstd", zst = "zstd", gzip = "gzip", gz = "gzip", lzo = "lzo", lzop = "lzo",
-            none = "none", raw = "none", vma = "none" }
+local ORDER = { "zstd", "gzip", "lzo", "none" }
+
+--- The codec of a --compress name, an alias or an archive extension:
+--- zstd, gzip, lzo, none (zst -> zstd, gz -> gzip, lzop -> lzo, raw -> none).
+M.CODEC = {}
+--- Every name --compress accepts, codec names first.
+M.NAMES = {}
+for _, name in ipairs(ORDER) do
+  local c = vma.codecs[name]
+  M.CODEC[name] = name
+  M.NAMES[#M.NAMES + 1] = name
+  for _, alias in ipairs(c.aliases) do
+    M.CODEC[alias] = name
+    M.NAMES[#M.NAMES + 1] = alias
+  end
+end
+
+--- What follows ".vma" in the name of an archive so compressed ("" for none).
+function M.suffix(comp)
+  local c = vma.codecs[M.CODEC[comp] or comp]
+  return c and c.suffix or ""
+end
+
+--- The codec a file name asks for by its extension (x.vma.zst -> zstd),
+--- "none" when it has none of theirs.
+function M.from_name(path)
+  for _, name in ipairs(ORDER) do
+    local sfx = vma.codecs[name].suffix
+    if sfx ~= "" and path:sub(-#sfx) == sfx then return name end
+  end
+  return "none"
+end
 
 --- nil when the codec takes this level and thread count (either may be nil),
---- else the usage error: a level out of the ranges of vma.compress_levels
---- (none takes no level) or not an integer, threads out of 0..256.
+--- else the usage error: a level out of the codec's range (none takes no
+--- level) or not an integer, threads out of range.
 function M.check(comp, level, threads)
-  local codec = M.CODEC[comp] or comp
-  local lv = vma.compress_levels[codec]
-  if level ~= nil and lv and not lv.min then
-    return "--level is not allowed without compression (" .. codec .. ")"
+  local codec = vma.codecs[M.CODEC[comp] or comp]
+  if level ~= nil and codec and codec.level_max == 0 then
+    return "--level is not allowed without compression (" .. codec.name .. ")"
   end
-  if level ~= nil and lv and (math.type(level) ~= "integer" or level < lv.min or level > lv.max) then
-    return string.format("--level %s is out of range for %s (%d..%d)", tostring(level), codec,
-      lv.min, lv.max)
+  if level ~= nil and codec and (math.type(level) ~= "integer" or level < codec.level_min
+      or level > codec.level_max) then
+    return string.format("--level %s is out of range for %s (%d..%d)", tostring(level),
+      codec.name, codec.level_min, codec.level_max)
   end
-  if threads ~= nil and (math.type(threads) ~= "integer" or threads < 0 or threads > 256) then
-    return string.format("--threads %s is out of range (0..256, 0: one per core)", tostring(threads))
+  local max = vma.codecs.zstd.max_threads
+  if threads ~= nil and (math.type(threads) ~= "integer" or threads < 0 or threads > max) then
+    return string.format("--threads %s is out of range (0..%d, 0: one per core)",
+      tostring(threads), max)
   end
   return nil
 end
 
---- Add --level and --threads to an argparse parser.
-function M.options(p)
-  p:option("--level", "compression level: zstd 1..19 (default 3), gzip 1..9 (6), lzo 1..9 (3)")
-    :convert(tonumber)
+--- Add --compress (its help the caller's), --level and --threads to an argparse parser.
+function M.options(p, compress_help)
+  p:option("--compress", compress_help):choices(M.NAMES)
+  local levels = {}
+  for _, name in ipairs(ORDER) do
+    local c = vma.codecs[name]
+    if c.level_max > 0 then
+      levels[#levels + 1] = string.format("%s %d..%d (default %d)", name, c.level_min,
+        c.level_max, c.level_default)
+    end
+  end
+  p:option("--level", "compression level: " .. table.concat(levels, ", ")):convert(tonumber)
   p:option("--threads", "compression threads for zstd and gzip (default 0: one per core)")
     :convert(tonumber)
 end

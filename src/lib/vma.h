@@ -88,8 +88,8 @@ static inline uint64_t vma_clusters(uint64_t size)
 /* TRUE when len bytes (a multiple of 16 is fastest) are all zero */
 gboolean vma_is_zero(const void *buf, size_t len);
 
-/* MD5 via libcrypto */
-void vma_md5(const void *data, size_t len, uint8_t out[16]);
+/* MD5 via libcrypto; FALSE when libcrypto failed */
+gboolean vma_md5(const void *data, size_t len, uint8_t out[16]);
 
 /* format the uuid as 8-4-4-4-12 lowercase hex (37 bytes with NUL) */
 void vma_uuid_format(const uint8_t uuid[16], char out[37]);
@@ -106,17 +106,39 @@ typedef enum {
     VMA_COMPRESS_NONE = 0,
     VMA_COMPRESS_ZSTD,
     VMA_COMPRESS_GZIP,
-    VMA_COMPRESS_LZO,  /* through the lzop program */
+    VMA_COMPRESS_LZO,
 } vma_compress;
+#define VMA_N_CODECS 4
+
+/* The one table of codecs (codec/codecs.c): every layer that detects,
+ * names, checks or writes a compression reads it, and the Lua module
+ * exports it as vma.codecs. */
+typedef struct {
+    vma_compress id;
+    const char *name;            /* "zstd" */
+    const char *suffix;          /* what follows ".vma" in a file name: ".zst" */
+    const char *const *aliases;  /* other names accepted for it, NULL-ended */
+    const uint8_t *magic;        /* the first bytes of such a stream (none: NULL) */
+    size_t magic_len;
+    int level_min, level_max, level_default; /* all 0: takes no level */
+    int max_threads;             /* compression threads it can use (1: one) */
+} vma_codec;
+
+/* by id (NULL for an unknown id); by name or alias; by the first bytes of
+ * a stream (len bytes; the codec "none" when no magic matches) */
+const vma_codec *vma_codec_get(vma_compress c);
+const vma_codec *vma_codec_by_name(const char *name);
+const vma_codec *vma_codec_by_magic(const uint8_t *buf, size_t len);
 
 const char *vma_compress_name(vma_compress c);
-/* "zst"/"zstd", "gz"/"gzip", "lzo"/"lzop", "none"/"raw"; -1 if unknown */
+/* a codec's name or alias ("zst", "gz", "lzop", "raw"...); -1 if unknown */
 int vma_compress_from_name(const char *name);
 /* the levels a codec takes and its default (level 0 means the default);
  * FALSE (all 0) for none, which takes no level */
 gboolean vma_compress_levels(vma_compress c, int *min, int *max, int *def);
 /* a level (0 or in the codec's range) and a thread count (0 = one per core,
- * up to 256) that vma_writer_opts may hold; VMA_ERR_ARG otherwise */
+ * up to VMA_MAX_THREADS) that vma_writer_opts may hold; VMA_ERR_ARG otherwise */
+#define VMA_MAX_THREADS 256
 gboolean vma_compress_check(vma_compress c, int level, int threads, GError **err);
 
 /* ---- reader ------------------------------------------------------------ */

@@ -878,7 +878,8 @@ static int l_md5(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     uint8_t out[16];
-    vma_md5(s, len, out);
+    if (!vma_md5(s, len, out))
+        return luaL_error(L, "MD5 failed (libcrypto)");
     lua_pushlstring(L, (const char *)out, 16);
     return 1;
 }
@@ -937,23 +938,45 @@ int luaopen_vma(lua_State *L)
     lua_setfield(L, -2, "CLUSTER_SIZE");
     lua_pushinteger(L, VMA_BLOCK_SIZE);
     lua_setfield(L, -2, "BLOCK_SIZE");
-    /* vma.compress_levels.zstd = {min =, max =, default =}; none: {} */
+    /* vma.codecs.zstd = {name =, suffix =, aliases = {...}, level_min =,
+     * level_max =, level_default =, max_threads =} (codec/codecs.c), and
+     * vma.compress_levels.zstd = {min =, max =, default =}; none: {} */
     lua_newtable(L);
-    static const vma_compress codecs[] = {VMA_COMPRESS_NONE, VMA_COMPRESS_ZSTD,
-                                          VMA_COMPRESS_GZIP, VMA_COMPRESS_LZO};
-    for (unsigned i = 0; i < G_N_ELEMENTS(codecs); i++) {
-        int lo, hi, def;
+    lua_newtable(L);
+    for (unsigned i = 0; i < VMA_N_CODECS; i++) {
+        const vma_codec *k = vma_codec_get((vma_compress)i);
+        lua_createtable(L, 0, 8);
+        lua_pushstring(L, k->name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, k->suffix);
+        lua_setfield(L, -2, "suffix");
         lua_newtable(L);
-        if (vma_compress_levels(codecs[i], &lo, &hi, &def)) {
-            lua_pushinteger(L, lo);
+        for (int j = 0; k->aliases[j]; j++) {
+            lua_pushstring(L, k->aliases[j]);
+            lua_rawseti(L, -2, j + 1);
+        }
+        lua_setfield(L, -2, "aliases");
+        lua_pushinteger(L, k->level_min);
+        lua_setfield(L, -2, "level_min");
+        lua_pushinteger(L, k->level_max);
+        lua_setfield(L, -2, "level_max");
+        lua_pushinteger(L, k->level_default);
+        lua_setfield(L, -2, "level_default");
+        lua_pushinteger(L, k->max_threads);
+        lua_setfield(L, -2, "max_threads");
+        lua_setfield(L, -3, k->name);
+        lua_newtable(L);
+        if (k->level_max > 0) {
+            lua_pushinteger(L, k->level_min);
             lua_setfield(L, -2, "min");
-            lua_pushinteger(L, hi);
+            lua_pushinteger(L, k->level_max);
             lua_setfield(L, -2, "max");
-            lua_pushinteger(L, def);
+            lua_pushinteger(L, k->level_default);
             lua_setfield(L, -2, "default");
         }
-        lua_setfield(L, -2, vma_compress_name(codecs[i]));
+        lua_setfield(L, -2, k->name);
     }
-    lua_setfield(L, -2, "compress_levels");
+    lua_setfield(L, -3, "compress_levels");
+    lua_setfield(L, -2, "codecs");
     return 1;
 }

@@ -5,7 +5,7 @@
  * spill file (frames read out of order kept decoded). */
 #define _GNU_SOURCE
 #include "vma.h"
-#include "internal.h"
+#include "access/access.h"
 #include "check.h"
 
 #include <errno.h>

@@ -2,7 +2,7 @@
  * Prints one line per failure and ends with "N passed, N failed". */
 #define _GNU_SOURCE
 #include "vma.h"
-#include "internal.h"
+#include "access/access.h"
 
 #include <errno.h>
 #include <fcntl.h>

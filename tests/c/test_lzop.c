@@ -2,7 +2,7 @@
  * real lzop program (every option that changes the format), read in pieces
  * of every size, cut at many places, damaged, and forged. */
 #include "check.h"
-#include "internal.h"
+#include "access/access.h"
 
 #include <stdlib.h>
 #include <string.h>

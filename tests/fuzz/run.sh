@@ -33,12 +33,12 @@ if ! command -v "$CLANG" >/dev/null 2>&1; then
 fi
 mkdir -p "$B" "$CORPUS" "$ART"
 
-SRC="$(ls src/lib/*.c) tests/fuzz/fuzz_reader.c"
+SRC="$(ls src/lib/*/*.c) tests/fuzz/fuzz_reader.c"
 PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2"
 # rebuild when a source is newer than the binary
 rebuild=0
 [ -x "$BIN" ] || rebuild=1
-for f in $SRC src/lib/*.h tests/fuzz/run.sh; do
+for f in $SRC src/lib/*.h src/lib/*/*.h tests/fuzz/run.sh; do
     [ "$f" -nt "$BIN" ] && rebuild=1
 done
 if [ "$rebuild" = 1 ]; then

@@ -20,9 +20,7 @@ local function parser()
   p:option("-c --config", "a config file to store, as [NAME=]PATH (NAME: its name in the "
     .. "archive, default its base name)"):count("*")
   p:option("-d --device", "a device as format=raw:NAME=PATH (Proxmox form)"):count("*")
-  p:option("--compress", "zstd, gzip, lzo or none (default: from the archive's name)")
-    :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none", "raw" }
-  compression.options(p)
+  compression.options(p, "zstd, gzip, lzo or none (default: from the archive's name)")
   p:option("--vmid", "the guest's id: with a folder as ARCHIVE, the archive is named "
     .. "vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS.vma.zst in it")
   p:flag("--no-qmdump-map", "store qemu-server.conf as it is (no #qmdump#map: lines added)")
@@ -35,9 +33,6 @@ local function parser()
 end
 
 
-local EXT = { zstd = ".zst", zst = ".zst", gzip = ".gz", gz = ".gz", lzo = ".lzo", lzop = ".lzo",
-              none = "", raw = "" }
-
 -- the archive's path: a folder with --vmid gets a vzdump name in it
 local function archive_path(a)
   local st = a.archive ~= "-" and vma.stat(a.archive)
@@ -47,7 +42,7 @@ local function archive_path(a)
     end
     local t = os.date("*t")
     local comp = a.compress or "zstd"
-    local ok, name = pcall(vzdump.format, { type = "qemu", vmid = a.vmid, ext = "vma" .. EXT[comp],
+    local ok, name = pcall(vzdump.format, { type = "qemu", vmid = a.vmid, ext = "vma" .. compression.suffix(comp),
       year = t.year, month = t.month, day = t.day, hour = t.hour, min = t.min, sec = t.sec })
     if not ok then return nil, (tostring(name):gsub("^.-:%d+: ", "")) end
     return a.archive:gsub("/+$", "") .. "/" .. name, nil, comp
@@ -57,10 +52,7 @@ local function archive_path(a)
 end
 
 local function compression_for(a, path)
-  if a.compress then return a.compress end
-  local ext = path:match("%.(%w+)$")
-  if ext == "zst" or ext == "gz" or ext == "lzo" then return ext end
-  return "none"
+  return a.compress or compression.from_name(path)
 end
 
 -- NAME of NAME=PATH: a config key stands for its device name

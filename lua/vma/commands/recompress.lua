@@ -14,9 +14,7 @@ local function parser()
     .. "decompressed bytes stay the same. OUT appears under its name only once complete.")
   p:argument("input", "the archive (- for standard input; .zst/.gz/.lzo are read directly)")
   p:argument("output", "the new archive (- for standard output)")
-  p:option("--compress", "zstd, gzip, lzo or none (default: from OUT's name)")
-    :choices { "zstd", "zst", "gzip", "gz", "lzo", "lzop", "none", "raw" }
-  compression.options(p)
+  compression.options(p, "zstd, gzip, lzo or none (default: from OUT's name)")
   p:flag("-f --force", "replace an existing OUT")
   p:flag("-q --quiet", "no progress and no summary")
   p:flag("--json", "print a JSON summary on standard output (on stderr when OUT is -)")
@@ -24,10 +22,7 @@ local function parser()
 end
 
 local function compression_for(a)
-  if a.compress then return a.compress end
-  local ext = a.output:match("%.(%w+)$")
-  if ext == "zst" or ext == "gz" or ext == "lzo" then return ext end
-  return "none"
+  return a.compress or compression.from_name(a.output)
 end
 
 local function run(args)

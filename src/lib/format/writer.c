@@ -1,7 +1,7 @@
 /* writer.c - VMA writer: header, zero-block elision, extents of up to 59
  * clusters; streams devices from descriptors, skipping holes unread. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "format/format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -279,8 +279,11 @@ static int write_header(vma_writer *w, GError **err)
     }
     memcpy(h + VMA_HEADER_FIXED_SIZE, blobs->data, blobs->len);
     g_byte_array_free(blobs, TRUE);
-    vma_md5(h, header_size, h + VMA_H_MD5);
-    int rc = vma_out_write(w->out, h, header_size, err);
+    int rc = -1;
+    if (!vma_md5(h, header_size, h + VMA_H_MD5))
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "the header's MD5 failed (libcrypto)");
+    else
+        rc = vma_out_write(w->out, h, header_size, err);
     g_free(h);
     if (rc < 0)
         return out_failed(w, err);
@@ -289,7 +292,8 @@ static int write_header(vma_writer *w, GError **err)
     return 0;
 }
 
-static void finish_extent_header(vma_writer *w)
+/* -1 with err when the checksum cannot be made */
+static int finish_extent_header(vma_writer *w, GError **err)
 {
     uint8_t *eh = w->ext;
     memcpy(eh + VMA_E_MAGIC, VMA_EXTENT_MAGIC, 4);
@@ -299,12 +303,17 @@ static void finish_extent_header(vma_writer *w)
     memset(eh + VMA_E_MD5, 0, 16);
     /* unused slots stay zero */
     memset(eh + VMA_E_BLOCKINFO + 8 * w->n_slots, 0, 8 * (VMA_SLOTS_PER_EXTENT - w->n_slots));
-    vma_md5(eh, VMA_EXTENT_HEADER_SIZE, eh + VMA_E_MD5);
+    if (!vma_md5(eh, VMA_EXTENT_HEADER_SIZE, eh + VMA_E_MD5)) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "an extent's MD5 failed (libcrypto)");
+        return -1;
+    }
+    return 0;
 }
 
 static int flush_extent(vma_writer *w, GError **err)
 {
-    finish_extent_header(w);
+    if (finish_extent_header(w, err) < 0)
+        return out_failed(w, err);
     vma_out_mark(w->out);
     if (vma_out_write(w->out, w->ext, VMA_EXTENT_HEADER_SIZE + w->data_len, err) < 0)
         return out_failed(w, err);
@@ -433,7 +442,8 @@ static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n
     }
     w->n_slots = n;
     w->data_len = data_len;
-    finish_extent_header(w);
+    if (finish_extent_header(w, err) < 0)
+        return out_failed(w, err);
     iov[0].iov_base = w->ext;
     iov[0].iov_len = VMA_EXTENT_HEADER_SIZE;
     vma_out_mark(w->out);

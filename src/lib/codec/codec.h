@@ -1,67 +1,11 @@
-/* internal.h - pieces shared by the files of libvma, not part of the API */
-#ifndef VMA_INTERNAL_H
-#define VMA_INTERNAL_H
+/* codec.h - the codec layer of libvma: compressed streams read in order
+ * (input.c, with lzop.c), read at random (random.c: a plain file or a
+ * seekable .vma.zst), and written (output.c); the codec table (codecs.c).
+ * It knows nothing of the VMA format. */
+#ifndef VMA_CODEC_H
+#define VMA_CODEC_H
 
-#include "vma.h"
-
-#include <sys/uio.h>
-
-#define VMA_MAGIC        "VMA\0"
-#define VMA_EXTENT_MAGIC "VMAE"
-
-/* big-endian helpers */
-static inline uint16_t vma_get_be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static inline uint32_t vma_get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline uint64_t vma_get_be64(const uint8_t *p)
-{
-    return (uint64_t)vma_get_be32(p) << 32 | vma_get_be32(p + 4);
-}
-static inline void vma_put_be16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = (uint8_t)v; }
-static inline void vma_put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = v >> 24; p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-static inline void vma_put_be64(uint8_t *p, uint64_t v)
-{
-    vma_put_be32(p, (uint32_t)(v >> 32)); vma_put_be32(p + 4, (uint32_t)v);
-}
-
-/* byte offsets inside the fixed header */
-enum {
-    VMA_H_MAGIC = 0, VMA_H_VERSION = 4, VMA_H_UUID = 8, VMA_H_CTIME = 24,
-    VMA_H_MD5 = 32, VMA_H_BLOB_OFFSET = 48, VMA_H_BLOB_SIZE = 52,
-    VMA_H_HEADER_SIZE = 56, VMA_H_CONFIG_NAMES = 2044, VMA_H_CONFIG_DATA = 3068,
-    VMA_H_DEV_INFO = 4096,
-};
-/* byte offsets inside the extent header */
-enum {
-    VMA_E_MAGIC = 0, VMA_E_RESERVED = 4, VMA_E_BLOCK_COUNT = 6, VMA_E_UUID = 8,
-    VMA_E_MD5 = 24, VMA_E_BLOCKINFO = 40,
-};
-
-/* A set of cluster numbers below a limit, kept as runs so that memory
- * follows what the archive sends, not what its header claims (runs.c). */
-typedef struct vma_runs vma_runs;
-vma_runs *vma_runs_new(uint64_t limit, uint64_t max_runs);
-void vma_runs_free(vma_runs *r);
-/* adds i; returns 1 when it was there already, 0 when added, -1 when more
- * than max_runs separate runs would be needed */
-int vma_runs_add(vma_runs *r, uint64_t i);
-gboolean vma_runs_contains(const vma_runs *r, uint64_t i);
-/* the number of separate runs held */
-uint64_t vma_runs_count(const vma_runs *r);
-/* every range below the limit that is not in the set, in order */
-void vma_runs_foreach_gap(const vma_runs *r, vma_gap_fn fn, void *ud);
-/* the count of numbers below the limit not in the set; *first (may be
- * NULL) gets the first of them */
-uint64_t vma_runs_missing(const vma_runs *r, uint64_t *first);
-
-/* how many separate runs of clusters a reader tracks before it gives up on
- * an archive as too fragmented (about 50 MiB of bookkeeping) */
-#define VMA_READER_MAX_RUNS (1u << 20)
+#include "base/base.h"
 
 /* ---- buffered input with transparent decompression ---- */
 typedef struct vma_in vma_in;
@@ -101,31 +45,10 @@ typedef struct {
     uint64_t spill_reads;    /* reads served from it */
 } vma_src_stats;
 void vma_src_get_stats(vma_src *s, vma_src_stats *st);
-/* the source an archive opened for random access reads (for tests) */
-vma_src *vma_archive_src(vma_archive *a);
 /* n bytes at off of the stream: the count read (less only at the end), -1 */
 ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err);
 /* sequential input over a random source (not owned): skips cost nothing */
 vma_in *vma_in_new_src(vma_src *src);
-
-/* ---- the index of an archive (index.c) ---- */
-typedef struct vma_index vma_index;
-/* one pass over r (opened on a random source, nothing read yet): every
- * extent decoded and checked, the data skipped; total is for progress */
-vma_index *vma_index_build(vma_reader *r, uint64_t total, vma_index_progress_fn progress,
-                           void *ud, GError **err);
-void vma_index_free(vma_index *ix);
-uint64_t vma_index_memory(const vma_index *ix);
-/* the end of the last cluster the device has */
-uint64_t vma_index_end(const vma_index *ix, uint8_t dev);
-/* the pieces of [off, off + len) below dev_size; by_kind joins data pieces
- * that are not contiguous in the archive.  -1 when fn stopped it */
-int vma_index_walk(const vma_index *ix, uint8_t dev, uint64_t dev_size, uint64_t off,
-                   uint64_t len, gboolean by_kind, vma_piece_fn fn, void *ud);
-int vma_index_save(const vma_index *ix, const char *path, const uint8_t stamp[32], GError **err);
-vma_index *vma_index_load(const char *path, const vma_header *h, const uint8_t stamp[32],
-                          GError **err);
-vma_reader *vma_archive_reader(const vma_archive *a);
 
 /* ---- output with optional compression (compress.c) ---- */
 /* The zstd frames and gzip members of a compressed archive: a frame ends at
@@ -181,30 +104,5 @@ int vma_child_send(vma_child *c, const void *buf, size_t n, GError **err);
 /* close the child's input and wait for it; -1 if it failed (a truncated
  * lzo stream is VMA_ERR_INCOMPLETE); 0 when it was not running */
 int vma_child_finish(vma_child *c, const char *what, GError **err);
-
-/* write all the pieces, at off (pwritev) or at the current position when
- * off < 0 (writev), retrying short writes; iov is modified.  -1 with err. */
-int vma_writev_all(int fd, struct iovec *iov, int n, int64_t off, GError **err);
-
-/* check the 512-byte extent header eh at archive offset off (the rules that
- * need only it and the archive's uuid) and decode its slots into ext */
-int vma_extent_decode(const uint8_t *eh, const uint8_t uuid[16], uint64_t off,
-                      vma_extent *ext, GError **err);
-
-/* a reader over a random source (not owned), for building an index */
-vma_reader *vma_reader_open_src(vma_src *src, GError **err);
-
-/* open an archive's file ("-": a copy of standard input); a folder is refused */
-int vma_open_archive_fd(const char *path, GError **err);
-
-/* MD5 of a, 16 zero bytes, then b (a checksum computed with its own field
- * zero); FALSE when libcrypto failed */
-gboolean vma_md5_with_hole(const void *a, size_t alen, const void *b, size_t blen,
-                           uint8_t out[16]);
-
-/* set a GError from errno */
-void vma_set_errno(GError **err, int errnum, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-
-double vma_now(void);
 
 #endif

@@ -2,7 +2,7 @@
  * with its index (built, or loaded from the cache), reads at any offset of
  * any device, and the map of what is data, zero or missing. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "access/access.h"
 
 #include <errno.h>
 #include <fcntl.h>

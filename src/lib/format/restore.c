@@ -3,7 +3,7 @@
  * fresh targets and explicit zeros only where the caller asks for them.  A
  * target is a file or block device (fd), or a sink of the caller's. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "format/format.h"
 
 #include <errno.h>
 #include <string.h>

@@ -34,7 +34,7 @@
  * under the lock and never changed or freed until vma_src_free, so it is
  * read without the lock. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "codec/codec.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -143,11 +143,6 @@ struct vma_src {
     unsigned recent_n, recent_pos;
 };
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static gboolean not_seekable(GError **err, const char *why)
 {
     g_set_error(err, VMA_ERROR, VMA_ERR_NOT_SEEKABLE,
@@ -164,9 +159,9 @@ static gboolean read_seek_table(vma_src *s, GError **err)
         vma_pread_all(s->fd, foot, sizeof(foot), s->file_size - SEEK_FOOTER_SIZE, err) !=
             (ssize_t)sizeof(foot))
         return err && *err ? FALSE : not_seekable(err, "no seek table");
-    if (le32(foot + 5) != SEEK_TABLE_MAGIC)
+    if (vma_get_le32(foot + 5) != SEEK_TABLE_MAGIC)
         return not_seekable(err, "no seek table");
-    uint64_t n = le32(foot);
+    uint64_t n = vma_get_le32(foot);
     uint8_t desc = foot[4];
     unsigned entry = (desc & 0x80) ? 12 : 8;
     if (desc & 0x7c)
@@ -180,7 +175,7 @@ static gboolean read_seek_table(vma_src *s, GError **err)
         g_free(t);
         return err && *err ? FALSE : not_seekable(err, "a short seek table");
     }
-    if (le32(t) != SKIPPABLE_MAGIC || le32(t + 4) != table) {
+    if (vma_get_le32(t) != SKIPPABLE_MAGIC || vma_get_le32(t + 4) != table) {
         g_free(t);
         return not_seekable(err, "a seek table outside a skippable frame");
     }
@@ -192,8 +187,8 @@ static gboolean read_seek_table(vma_src *s, GError **err)
         zframe *f = &s->frames[i];
         f->coff = coff;
         f->doff = doff;
-        f->csize = le32(e);
-        f->dsize = le32(e + 4);
+        f->csize = vma_get_le32(e);
+        f->dsize = vma_get_le32(e + 4);
         coff += f->csize;
         doff += f->dsize;
         s->max_dsize = MAX(s->max_dsize, f->dsize);
@@ -239,18 +234,17 @@ vma_src *vma_src_open(int fd, GError **err)
     s->inbufs = g_ptr_array_new_with_free_func(g_free);
     s->cache_bytes = CACHE_BYTES;
     s->spill_fd = -1;
-    static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
-    if (got == 4 && memcmp(magic, zstd_magic, 4) == 0) {
+    vma_compress c = vma_codec_by_magic(magic, got > 0 ? (size_t)got : 0)->id;
+    if (c == VMA_COMPRESS_ZSTD) {
         s->comp = VMA_COMPRESS_ZSTD;
         if (!read_seek_table(s, err)) {
             vma_src_free(s);
             return NULL;
         }
-    } else if (got >= 2 && ((magic[0] == 0x1f && magic[1] == 0x8b) ||
-                            (got == 4 && memcmp(magic, "\x89LZO", 4) == 0))) {
+    } else if (c != VMA_COMPRESS_NONE) {
         g_set_error(err, VMA_ERROR, VMA_ERR_NOT_SEEKABLE,
                     "the archive is compressed with %s: it can only be read from start to end",
-                    magic[0] == 0x1f ? "gzip" : "lzop");
+                    c == VMA_COMPRESS_GZIP ? "gzip" : "lzop");
         vma_src_free(s);
         return NULL;
     }

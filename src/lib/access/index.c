@@ -9,7 +9,7 @@
  * allocated 1 TiB disk costs one run per extent (about 7 MiB); the worst,
  * every cluster different from its neighbour, about 40 MiB. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "access/access.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -398,7 +398,11 @@ int vma_index_save(const vma_index *ix, const char *path, const uint8_t stamp[32
                                 ix->runs[id]->len * (guint)sizeof(ix_run));
     g_byte_array_append(b, (const guint8 *)ix->masks->data, n_masks * 2);
     uint8_t md5[16];
-    vma_md5(b->data, b->len, md5);
+    if (!vma_md5(b->data, b->len, md5)) {
+        g_byte_array_free(b, TRUE);
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "the index's MD5 failed (libcrypto)");
+        return -1;
+    }
     g_byte_array_append(b, md5, 16);
 
     /* a new file under a temporary name, renamed over the old cache */
@@ -472,8 +476,7 @@ vma_index *vma_index_load(const char *path, const vma_header *h, const uint8_t s
     if (len < head + 16 || memcmp(p, IDX_MAGIC, 8) != 0 || memcmp(p + 8, h->uuid, 16) != 0 ||
         memcmp(p + 24, stamp, 32) != 0)
         goto bad;
-    vma_md5(p, len - 16, md5);
-    if (memcmp(md5, p + len - 16, 16) != 0)
+    if (!vma_md5(p, len - 16, md5) || memcmp(md5, p + len - 16, 16) != 0)
         goto bad;
     ix = g_new0(vma_index, 1);
     index_init(ix);

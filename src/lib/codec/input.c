@@ -2,7 +2,7 @@
  * lzop: lzop.c), in a decoder thread that runs ahead of the reader.  The
  * output side is in compress.c. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "codec/codec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -166,24 +166,20 @@ vma_in *vma_in_new(int fd, GError **err)
     if (r < 0)
         goto fail;
     in->peek_len = (size_t)r;
-    static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
-    static const uint8_t lzo_magic[4] = {0x89, 'L', 'Z', 'O'};
-    if (r == 4 && memcmp(in->peek, zstd_magic, 4) == 0) {
-        in->comp = VMA_COMPRESS_ZSTD;
+    in->comp = vma_codec_by_magic(in->peek, in->peek_len)->id;
+    if (in->comp == VMA_COMPRESS_ZSTD) {
         in->zd = ZSTD_createDStream();
         if (!in->zd) {
             g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
             goto fail;
         }
-    } else if (r >= 2 && in->peek[0] == 0x1f && in->peek[1] == 0x8b) {
-        in->comp = VMA_COMPRESS_GZIP;
+    } else if (in->comp == VMA_COMPRESS_GZIP) {
         if (inflateInit2(&in->zs, 15 + 32) != Z_OK) {
             g_set_error(err, VMA_ERROR, VMA_ERR_IO, "zlib initialisation failed");
             goto fail;
         }
         in->zs_init = TRUE;
-    } else if (r == 4 && memcmp(in->peek, lzo_magic, 4) == 0) {
-        in->comp = VMA_COMPRESS_LZO;
+    } else if (in->comp == VMA_COMPRESS_LZO) {
         in->lz = vma_lzop_new(raw_exact, in);
         if (!in->lz) {
             g_set_error(err, VMA_ERROR, VMA_ERR_IO, "liblzo2 does not work (lzo_init failed)");

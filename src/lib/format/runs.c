@@ -5,7 +5,7 @@
  * into a handful of runs whatever its size.  A hostile archive that scatters
  * clusters costs one tree node per cluster it actually sends, and no more
  * than max_runs of them. */
-#include "internal.h"
+#include "format/format.h"
 
 struct vma_runs {
     uint64_t limit;     /* numbers are below this */

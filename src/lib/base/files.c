@@ -2,7 +2,7 @@
  * engine and the front-ends: whole writes, sizes of files and block devices,
  * new files written in one go, renames that never replace. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
  * never on the number of threads.  lzo: the lzop program (child.c).  none:
  * straight writes.  See docs/format.md, "The compressed container". */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "codec/codec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,13 +24,12 @@
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
-/* the frame rule, with FRAME_BYTES = VMA_FRAME_BYTES (internal.h): an
+/* the frame rule, with FRAME_BYTES = VMA_FRAME_BYTES (codec.h): an
  * extent that starts when the frame holds at least FRAME_BYTES starts a new
  * frame, an extent of at least FRAME_BYTES starts a new frame, and inside an
  * extent a frame ends every FRAME_BYTES.  A frame holds less than FRAME_CAP. */
 #define FRAME_BYTES ((size_t)VMA_FRAME_BYTES)
 #define FRAME_CAP (2 * FRAME_BYTES)
-#define MAX_THREADS 256
 /* a worker compresses a frame in slices of this much and looks between them
  * whether to stop (an interrupt, an abandoned output) */
 #define SLICE ((size_t)1 << 20)
@@ -40,61 +39,6 @@
 
 #define SKIPPABLE_MAGIC 0x184D2A5Eu
 #define SEEKABLE_MAGIC 0x8F92EAB1u
-
-/* ---- levels ---- */
-
-gboolean vma_compress_levels(vma_compress c, int *min, int *max, int *def)
-{
-    int lo = 0, hi = 0, d = 0;
-    switch (c) {
-    case VMA_COMPRESS_ZSTD:
-        /* 20..22 ("ultra") would only cost memory: a frame is at most 2 MiB */
-        lo = 1, hi = 19, d = 3;
-        break;
-    case VMA_COMPRESS_GZIP:
-        lo = 1, hi = 9, d = 6;
-        break;
-    case VMA_COMPRESS_LZO:
-        lo = 1, hi = 9, d = 3; /* lzop -1 .. -9, its default -3 */
-        break;
-    default:
-        break;
-    }
-    if (min)
-        *min = lo;
-    if (max)
-        *max = hi;
-    if (def)
-        *def = d;
-    return hi > 0;
-}
-
-gboolean vma_compress_check(vma_compress c, int level, int threads, GError **err)
-{
-    int lo, hi;
-    if (c != VMA_COMPRESS_NONE && c != VMA_COMPRESS_ZSTD && c != VMA_COMPRESS_GZIP &&
-        c != VMA_COMPRESS_LZO) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "unknown compression %d", (int)c);
-        return FALSE;
-    }
-    if (!vma_compress_levels(c, &lo, &hi, NULL)) {
-        if (level != 0) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
-                        "an uncompressed archive takes no compression level");
-            return FALSE;
-        }
-    } else if (level != 0 && (level < lo || level > hi)) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "compression level %d is out of range for %s (%d..%d)",
-                    level, vma_compress_name(c), lo, hi);
-        return FALSE;
-    }
-    if (threads < 0 || threads > MAX_THREADS) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "threads must be 0 (one per core) to %d, not %d",
-                    MAX_THREADS, threads);
-        return FALSE;
-    }
-    return TRUE;
-}
 
 /* ---- frames and workers ---- */
 
@@ -151,14 +95,6 @@ struct vma_out {
     gboolean kick;        /* a regular file: start its writeback as we go */
     uint64_t kick_from, kick_pending;
 };
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 /* a free buffer of a pool.  At most n_workers frames are in flight, each
  * with its two buffers, and one is filled: n_workers + 1 buffers for the
@@ -331,8 +267,8 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
     }
     if (rc > 0 && o->comp == VMA_COMPRESS_ZSTD) {
         uint8_t e[8];
-        put_le32(e, (uint32_t)j->out_len);
-        put_le32(e + 4, (uint32_t)j->in_len);
+        vma_put_le32(e, (uint32_t)j->out_len);
+        vma_put_le32(e + 4, (uint32_t)j->in_len);
         g_byte_array_append(o->seek, e, 8);
         o->n_frames++;
     }
@@ -477,7 +413,7 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
     g_queue_init(&o->inflight);
     if (c == VMA_COMPRESS_ZSTD || c == VMA_COMPRESS_GZIP) {
         o->framed = TRUE;
-        o->n_workers = threads ? (unsigned)threads : (unsigned)MAX(1, MIN(g_get_num_processors(), MAX_THREADS));
+        o->n_workers = threads ? (unsigned)threads : (unsigned)MAX(1, MIN(g_get_num_processors(), VMA_MAX_THREADS));
         /* a frame is less than FRAME_CAP; compressed it may grow a little */
         o->out_size = c == VMA_COMPRESS_ZSTD ? ZSTD_compressBound(FRAME_CAP)
                                              : (size_t)compressBound((uLong)FRAME_CAP) + 64;
@@ -579,11 +515,11 @@ static int write_seek_table(vma_out *o, GError **err)
         g_set_error(err, VMA_ERROR, VMA_ERR_IO, "too many zstd frames for a seek table");
         return -1;
     }
-    put_le32(head, SKIPPABLE_MAGIC);
-    put_le32(head + 4, (uint32_t)size);
-    put_le32(foot, o->n_frames);
+    vma_put_le32(head, SKIPPABLE_MAGIC);
+    vma_put_le32(head + 4, (uint32_t)size);
+    vma_put_le32(foot, o->n_frames);
     foot[4] = 0; /* descriptor: no checksums */
-    put_le32(foot + 5, SEEKABLE_MAGIC);
+    vma_put_le32(foot + 5, SEEKABLE_MAGIC);
     struct iovec iov[3] = {{head, sizeof(head)}, {o->seek->data, o->seek->len}, {foot, sizeof(foot)}};
     return vma_writev_all(o->fd, iov, 3, -1, err);
 }

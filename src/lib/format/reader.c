@@ -8,7 +8,7 @@
  * (vma_reader_skip_data), extents are decoded and checked but their blocks
  * are skipped over, for building an index. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "format/format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -203,7 +203,8 @@ static gboolean md5_matches(const uint8_t *buf, size_t len, size_t md5_at)
     if (len == VMA_EXTENT_HEADER_SIZE) {
         memcpy(copy, buf, len);
         memset(copy + md5_at, 0, 16);
-        vma_md5(copy, len, got);
+        if (!vma_md5(copy, len, got))
+            return FALSE;
     } else {
         /* a header: hash around the field without copying it */
         if (!vma_md5_with_hole(buf, md5_at, buf + md5_at + 16, len - md5_at - 16, got))

@@ -30,7 +30,7 @@
  * order, so that the first damaged block is the one named and every byte
  * returned is checked.  Verify of a .vma.lzo went from about 1.1x the time
  * of `lzop -dc` to 0.7x. */
-#include "internal.h"
+#include "codec/codec.h"
 
 #include <lzo1x.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * its standard error a pipe that we read only to explain a failure (so that
  * nothing of it reaches our own standard error). */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "codec/codec.h"
 
 #include <errno.h>
 #include <fcntl.h>
