@@ -403,6 +403,10 @@ typedef struct {
 
 /* opts may be NULL (the defaults) */
 vma_archive *vma_archive_open(const char *path, const vma_archive_opts *opts, GError **err);
+/* another reference: every view derived from an archive (a guest file
+ * system, a volume) holds one; vma_archive_free drops one, and the last
+ * frees it */
+vma_archive *vma_archive_ref(vma_archive *a);
 void vma_archive_free(vma_archive *a);
 const vma_header *vma_archive_header(const vma_archive *a);
 vma_compress vma_archive_compression(const vma_archive *a);

@@ -43,5 +43,8 @@ void lvma_open_proc(lua_State *L);
 /* disks (lvma_disk.c): r:disk(name), and the disk class */
 int lvma_reader_disk(lua_State *L);
 void lvma_open_disk(lua_State *L);
+/* the archive and device id of the disk at idx (raises on anything else or
+ * a closed disk); a view made from it takes its own vma_archive_ref */
+vma_archive *lvma_disk_archive(lua_State *L, int idx, uint8_t *dev_id);
 
 #endif

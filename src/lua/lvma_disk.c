@@ -130,6 +130,15 @@ static ldisk *check_disk(lua_State *L)
     return dk;
 }
 
+vma_archive *lvma_disk_archive(lua_State *L, int idx, uint8_t *dev_id)
+{
+    ldisk *dk = luaL_checkudata(L, idx, DISK_MT);
+    if (!dk->arc)
+        luaL_error(L, "attempt to use a closed vma disk");
+    *dev_id = dk->id;
+    return dk->arc->a;
+}
+
 /* an offset and a length within the disk from arguments i, i+1 */
 static void check_range(lua_State *L, ldisk *dk, int i, uint64_t *off, uint64_t *len)
 {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 struct vma_archive {
+    gint refs;            /* vma_archive_ref / vma_archive_free */
     int fd;
     vma_src *src;
     vma_reader *r;        /* the header (its data is never read again) */
@@ -120,6 +121,7 @@ vma_archive *vma_archive_open(const char *path, const vma_archive_opts *o, GErro
     if (!o)
         o = &defaults;
     vma_archive *a = g_new0(vma_archive, 1);
+    a->refs = 1;
     a->fd = vma_open_archive_fd(path, err);
     if (a->fd < 0) {
         g_free(a);
@@ -153,9 +155,15 @@ vma_archive *vma_archive_open(const char *path, const vma_archive_opts *o, GErro
 
 vma_src *vma_archive_src(vma_archive *a) { return a->src; }
 
+vma_archive *vma_archive_ref(vma_archive *a)
+{
+    g_atomic_int_inc(&a->refs);
+    return a;
+}
+
 void vma_archive_free(vma_archive *a)
 {
-    if (!a)
+    if (!a || !g_atomic_int_dec_and_test(&a->refs))
         return;
     vma_index_free(a->ix);
     vma_reader_free(a->r);
