@@ -11,10 +11,11 @@ local function parser()
     .. "and cp --sparse see the holes), the RAM state DIR/vmstate.bin, and each config file "
     .. "is beside them. Returns once the mount is ready and keeps serving it in the "
     .. "background; 'vma umount DIR' (or fusermount3 -u DIR) ends it.")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("dir", "an empty folder")
   p:flag("-f --foreground", "stay in the foreground until interrupted (then unmount)")
   p:option("-o --options", "mount options for FUSE (allow_other, ...)")
+  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
   return p
 end
 
@@ -38,11 +39,13 @@ local function run(args)
   if not ok then return ui.fail("mount", derr) end
   local prog = access.fuse_program()
   if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end
-  local r, err = access.open(a.archive)
+  local r, err = access.open(a.archive, { cache = not a.no_cache })
   if not r then return ui.fail("mount", err) end
+  local expect = r.header_md5
   r:close()
 
-  local argv = { prog, "--label", "vma mount" }
+  local argv = { prog, "--label", "vma mount", "--expect", expect }
+  if a.no_cache then argv[#argv + 1] = "--no-cache" end
   if a.foreground then argv[#argv + 1] = "-f" end
   if a.options then
     argv[#argv + 1] = "-o"

@@ -13,12 +13,13 @@ local function parser()
     .. "nbdcopy and qemu-img skip the holes. Listens on a Unix socket in a private temporary "
     .. "folder unless told otherwise, prints the NBD URIs once it is ready and runs until "
     .. "interrupted (Ctrl-C, SIGTERM).")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:option("--socket", "listen on this Unix socket (a new path)")
   p:option("--port", "listen on this TCP port (on 127.0.0.1 unless --listen says otherwise)")
   p:option("--listen", "the address to listen on with --port (0.0.0.0: every interface)")
   p:option("--disk", "the default export, and the only URI printed (scsi0 or drive-scsi0)")
   p:flag("--json", "print the URIs as a JSON object")
+  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
   return p
 end
 
@@ -37,8 +38,9 @@ local function run(args)
   end
   local listen = a.listen or "127.0.0.1"
 
-  local r, err = access.open(a.archive)
+  local r, err = access.open(a.archive, { cache = not a.no_cache })
   if not r then return ui.fail("serve", err) end
+  local expect = r.header_md5
   local disks = access.disks(r)
   if #disks == 0 then
     r:close()
@@ -71,7 +73,8 @@ local function run(args)
 
   vma.catch_signals()
   local nb, nerr = access.start_nbdkit { archive = a.archive, disk = a.disk and shown[1].name,
-    socket = socket, port = port, listen = listen, dir = tmp }
+    socket = socket, port = port, listen = listen, dir = tmp, expect = expect,
+    cache = not a.no_cache }
   local function cleanup()
     if nb then access.stop(nb.pid) end
     if own_socket then os.remove(socket) end

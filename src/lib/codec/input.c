@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "codec/codec.h"
 
+#include <stdatomic.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -38,6 +40,7 @@ typedef struct {
 } ahead_chunk;
 
 struct vma_in {
+    _Atomic uint64_t raw_read; /* bytes read from fd so far (any thread) */
     vma_src *src;         /* random access: reads and skips move pos */
     GThread *ahead;       /* the decoder thread, or NULL */
     GAsyncQueue *full, *empty;
@@ -103,6 +106,8 @@ static ssize_t read_some(vma_in *in, uint8_t *buf, size_t n, GError **err)
     do {
         r = read(in->fd, buf, n);
     } while (r < 0 && errno == EINTR && !vma_interrupted());
+    if (r > 0)
+        atomic_fetch_add_explicit(&in->raw_read, (uint64_t)r, memory_order_relaxed);
     if (r < 0) {
         vma_set_errno(err, errno, "read failed");
         return -1;
@@ -163,6 +168,8 @@ vma_in *vma_in_new(int fd, GError **err)
     }
 
     ssize_t r = read_fd(fd, in->peek, 4, err);
+    if (r > 0)
+        atomic_store(&in->raw_read, (uint64_t)r);
     if (r < 0)
         goto fail;
     in->peek_len = (size_t)r;
@@ -221,6 +228,10 @@ static ssize_t read_src(vma_in *in, void *buf, size_t n, GError **err)
 }
 
 vma_compress vma_in_compression(const vma_in *in) { return in->comp; }
+uint64_t vma_in_raw_offset(vma_in *in)
+{
+    return in->src ? in->pos : atomic_load_explicit(&in->raw_read, memory_order_relaxed);
+}
 
 static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
@@ -240,6 +251,8 @@ static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
              * caller's buffer, without a copy through ours */
             size_t want = n - got;
             ssize_t r = read_fd(in->fd, buf + got, want, err);
+            if (r > 0)
+                atomic_fetch_add_explicit(&in->raw_read, (uint64_t)r, memory_order_relaxed);
             if (r < 0)
                 return -1;
             got += (size_t)r;
