@@ -645,9 +645,17 @@ static uint64_t length_in(const vma_archive *a, const vma_index *ix, gboolean do
 
 uint64_t vma_archive_device_length(vma_archive *a, uint8_t dev_id)
 {
+    const vma_device *d = a->h->devices[dev_id];
+    if (!d)
+        return 0;
+    /* a disk's size is in the header; only a vmstate's length needs the
+     * index, and asking for it starts nothing */
+    g_mutex_lock(&a->lock);
+    gboolean ready = a->mode != RA_NONE;
+    g_mutex_unlock(&a->lock);
     view v;
-    if (!a->h->devices[dev_id] || get_view(a, &v, NULL) < 0)
-        return a->h->devices[dev_id] ? a->h->devices[dev_id]->size : 0;
+    if (!d->is_vmstate || !ready || get_view(a, &v, NULL) < 0)
+        return d->size;
     uint64_t n = length_in(a, v.ix, v.done, dev_id);
     put_view(&v);
     return n;

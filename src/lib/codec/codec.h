@@ -10,6 +10,9 @@
 /* ---- buffered input with transparent decompression ---- */
 typedef struct vma_in vma_in;
 vma_in *vma_in_new(int fd, GError **err); /* owns fd */
+/* from now on a thread decodes ahead of the reads (compressed input, a
+ * pipe); before, reads decode in the caller's thread */
+void vma_in_start(vma_in *in);
 /* read exactly n bytes unless the stream ends: returns bytes read (< n only
  * at the end), or -1 on error */
 ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err);

@@ -48,6 +48,7 @@ struct vma_in {
     ahead_chunk *cur;     /* being consumed */
     size_t cur_pos;
     gboolean ahead_done;  /* the last chunk was consumed */
+    gboolean want_ahead;  /* a decoder thread once reads start in earnest */
     gint ahead_stop;
     uint64_t pos;
     int fd;
@@ -202,8 +203,10 @@ vma_in *vma_in_new(int fd, GError **err)
      * a compressed one */
     if (in->comp == VMA_COMPRESS_NONE && pipe)
         fcntl(fd, F_SETPIPE_SZ, (int)RAW_BUF_SIZE);
-    if (in->comp != VMA_COMPRESS_NONE || pipe)
-        ahead_start(in);
+    /* the decoder thread starts with the first extent (vma_in_start):
+     * the header is read here, without a thread, so that a process may
+     * open an archive and then fork (vma-fuse, nbdkit) */
+    in->want_ahead = in->comp != VMA_COMPRESS_NONE || pipe;
     return in;
 fail:
     vma_in_free(in);
@@ -464,13 +467,23 @@ static ssize_t read_ahead(vma_in *in, uint8_t *buf, size_t n, GError **err)
     return (ssize_t)got;
 }
 
+void vma_in_start(vma_in *in)
+{
+    if (in->want_ahead && !in->ahead && !in->ahead_done) {
+        in->want_ahead = FALSE;
+        ahead_start(in);
+    }
+}
+
 ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
 {
     if (in->src)
         return read_src(in, buf, n, err);
     if (in->ahead)
         return read_ahead(in, buf, n, err);
-    return read_plain(in, buf, n, err); /* the compressed ones have the decoder thread */
+    if (in->want_ahead && in->comp != VMA_COMPRESS_NONE)
+        return decode(in, buf, n, err); /* before vma_in_start: in this thread */
+    return read_plain(in, buf, n, err);
 }
 
 ssize_t vma_in_skip(vma_in *in, size_t n, GError **err)

@@ -702,6 +702,7 @@ static int end_damaged(vma_reader *r, GError *e, uint64_t off, GError **err)
 
 int vma_reader_next(vma_reader *r, vma_extent *ext, GError **err)
 {
+    vma_in_start(r->in); /* the extents: decode ahead from here on */
     if (r->at_end)
         return 0;
     if (vma_interrupted()) {
