@@ -222,8 +222,10 @@ static void test_cache(const char *path, const uint8_t *d0)
     vma_archive_free(a);
     /* a damaged cache is not used */
     GDir *gd = g_dir_open(dir, 0, NULL);
-    const char *n = gd ? g_dir_read_name(gd) : NULL;
-    char *idx = n ? g_build_filename(dir, n, NULL) : NULL;
+    const char *n = NULL;
+    while (gd && (n = g_dir_read_name(gd)) && !g_str_has_suffix(n, ".idx"))
+        ;
+    char *idx = gd && n ? g_build_filename(dir, n, NULL) : NULL;
     if (gd)
         g_dir_close(gd);
     int fd = idx ? open(idx, O_WRONLY) : -1;

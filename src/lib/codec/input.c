@@ -481,8 +481,18 @@ ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
         return read_src(in, buf, n, err);
     if (in->ahead)
         return read_ahead(in, buf, n, err);
-    if (in->want_ahead && in->comp != VMA_COMPRESS_NONE)
-        return decode(in, buf, n, err); /* before vma_in_start: in this thread */
+    if (in->want_ahead && in->comp != VMA_COMPRESS_NONE) {
+        /* before vma_in_start: in this thread; a break is an error, as the
+         * decoder thread's last chunk is */
+        GError *e = NULL;
+        ssize_t r = decode(in, buf, n, &e);
+        if (e) {
+            g_propagate_error(err, e);
+            in->ahead_done = TRUE;
+            return -1;
+        }
+        return r;
+    }
     return read_plain(in, buf, n, err);
 }
 
