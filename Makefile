@@ -27,13 +27,19 @@ DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev li
              libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
              lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev \
              nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk \
-             librbd-dev librados-dev ceph-mon ceph-osd ceph-common
+             librbd-dev librados-dev ceph-mon ceph-osd ceph-common \
+             libsqlite3-dev sqlite3 chromium
 
+# the catalog of a store (src/lua/lvma_sqlite.c): Debian's libsqlite3, in the
+# Lua binding only (vma, vma.so), never in libvma
+SQLITE_CFLAGS := $(shell pkg-config --cflags sqlite3 2>/dev/null)
+SQLITE_LIBS := $(shell pkg-config --libs sqlite3 2>/dev/null || echo -lsqlite3)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
+CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) $(SQLITE_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
 LDLIBS    += $(PKG_LIBS) -lpthread
+LUA_LIBS  := $(SQLITE_LIBS)
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
 CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash 2>/dev/null) -lpthread
 NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
@@ -79,11 +85,11 @@ $(B)/host/main.o: src/host/main.c
 	$(CC) $(CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -c -o $@ $<
 
 $(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
-	$(CC) $(LDFLAGS) -o $@ $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a $(LDLIBS) $(LUA_LIBS)
 
 # the module for the stock interpreter: lua5.4 resolves lua_* itself
 $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
-	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS)
+	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS) $(LUA_LIBS)
 
 # require "vma.rbd" (lua5.4 and the vma host resolve lua_* themselves)
 rbd: $(B)/cmod/vma/rbd.so
@@ -110,7 +116,7 @@ asan: $(B)/asan/vma $(B)/asan/test_core
 
 $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 	@mkdir -p $(B)/asan
-	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS)
+	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS) $(LUA_LIBS)
 
 $(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
