@@ -895,6 +895,32 @@ function M.update(dir, opts)
   return counts
 end
 
+--- Record the result of `vma verify PATH` in the catalog of the store that
+--- holds it: the .vma-catalog.sqlite of its folder or of a folder above.
+--- Returns true when recorded, false when there is no catalog, nil and a
+--- message when there is one that cannot take it.
+function M.record_file_verification(path, md5, ok, message, seconds)
+  local real = vma.realpath(path)
+  local st = real and vma.stat(real)
+  if not st or st.type ~= "file" then return false end
+  local dir = dirname(real)
+  local found
+  while true do
+    local c = store.join(dir, M.NAME)
+    if vma.stat(c) then found = c break end
+    if dir == "/" or dir == "." then break end
+    dir = dirname(dir)
+  end
+  if not found then return false end
+  local cat, err = M.open(found, { timeout_ms = 10000 })
+  if not cat then return nil, err end
+  local rok, rerr = pcall(cat.record_verification, cat, { path = cat:key_of(real), size = st.size,
+    mtime = st.mtime, header_md5 = md5 or "" }, ok, message and readable_error(message), seconds)
+  cat:close()
+  if not rok then return nil, rerr end
+  return true
+end
+
 --- The header MD5 of an archive file (its identity's last part), or nil.
 function M.header_md5(path)
   local r = vma.open(path, { cache = false })

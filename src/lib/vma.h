@@ -270,6 +270,10 @@ typedef struct {
     int threads;            /* zstd and gzip compression threads, 0 = one per core;
                                the archive's bytes do not depend on it */
     gboolean overwrite;     /* replace an existing archive */
+    gboolean canonical;     /* vma_writer_write_fd/_source lay out every device the same
+                               way whatever holes its image has: an extent for each 59
+                               clusters from cluster 0 (the last fewer), so that the same
+                               content gives the same bytes (vma create --stable) */
 } vma_writer_opts;
 
 /* Create an archive at path ("-" = standard output).  A file is written

@@ -123,7 +123,7 @@ local function run(args)
         end
         ui.summary("catalog", string.format("%s: %s in %.1f s%s", counts.db,
           table.concat(parts, ", "), secs, counts.interrupted and "; interrupted (run it again "
-          .. "to go on)" or ""), a.quiet)
+          .. "to go on)" or ""), a.quiet and not counts.interrupted)
       end
     end
     if status == 130 then break end

@@ -347,7 +347,7 @@ local function run(args)
     end
   end
   local w, err = vma.create(path, { compress = comp, level = a.level, threads = a.threads,
-    overwrite = a.force, uuid = uuid, ctime = ctime })
+    overwrite = a.force, uuid = uuid, ctime = ctime, canonical = a.stable })
   if not w then
     close_sources(devs)
     return fail(err)
