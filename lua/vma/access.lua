@@ -100,10 +100,9 @@ function M.pick_disk(r, name)
     return nil, "the archive has " .. #disks .. " disks: say which with --disk ("
       .. table.concat(names, ", ") .. ")", 2
   end
-  local d = require("vma.devices").match(disks, name)
+  local d, err = require("vma.devices").match(disks, name, true)
   if d then return d end
-  return nil, string.format("no disk named '%s' in the archive (the disks: %s)", name,
-    #names > 0 and table.concat(names, ", ") or "none"), 1
+  return nil, err, 1
 end
 
 --- Open an archive for random access and check it whole (header and the
@@ -121,9 +120,14 @@ function M.open(path, devname)
     end
   end
   if name then
-    local dev = require("vma.devices").match(r:devices(), name)
+    local dev
+    dev, err = r:find_device(name)
+    if not dev then
+      r:close()
+      return nil, err
+    end
     local d
-    d, err, kind = r:disk(dev and dev.name or name)
+    d, err, kind = r:disk(dev.name)
     if not d then
       r:close()
       return nil, M.explain(err, kind)

@@ -381,8 +381,12 @@ function M.to_entries(map, archive)
   local chosen, from = {}, {}
   for _, k in ipairs(keys) do
     if k ~= "vmstate" then
-      local d = devices.match(archive.devices, k)
-      if not d then return nil, string.format("map names unknown device '%s'", k) end
+      local d, merr = devices.match(archive.devices, k)
+      if not d and merr:match("^no device named") then
+        return nil, string.format("map names unknown device '%s'", k)
+      elseif not d then
+        return nil, "map key " .. merr
+      end
       if from[d.name] then
         return nil, string.format("map names device %s twice ('%s' and '%s')",
                                   d.name, from[d.name], k)

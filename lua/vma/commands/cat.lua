@@ -36,9 +36,13 @@ local function run(args)
   end
   local r, err, kind = vma.open(a.archive)
   if not r then return ui.fail("cat", err) end
-  local d
-  local dev = require("vma.devices").match(r:devices(), a.disk)
-  d, err, kind = r:disk(dev and dev.name or a.disk)
+  local dev, d
+  dev, err = r:find_device(a.disk)
+  if not dev then
+    r:close()
+    return ui.fail("cat", err)
+  end
+  d, err, kind = r:disk(dev.name)
   if not d then
     r:close()
     return ui.fail("cat", access.explain(err, kind))

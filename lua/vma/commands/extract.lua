@@ -48,8 +48,8 @@ local function selection(a, devs)
   if not names then return nil, err, 2 end
   local only = {}
   for _, name in ipairs(names) do
-    local d = devices.match(devs, name)
-    if not d then return nil, "no drive named '" .. name .. "' in the archive" end
+    local d, merr = devices.match(devs, name)
+    if not d then return nil, merr end
     only[d.name] = true
   end
   return only
@@ -149,15 +149,22 @@ local function plan_targets(a, r, entries, created)
   for _, e in ipairs(entries or {}) do
     -- a line for a device the archive lacks is a map made for another archive
     -- (or a typo): nothing would go where it says
-    if not devices.match(devs, e.devname) then
+    local d, merr = devices.match(devs, e.devname)
+    if not d and merr:match("^no device named") then
       return nil, "the map names device '" .. e.devname .. "', which is not in the archive"
+    elseif not d then
+      return nil, "the map's " .. merr
     end
-    by_dev[e.devname] = e
+    if by_dev[d.name] then
+      return nil, string.format("the map names device %s twice ('%s' and '%s')", d.name,
+        by_dev[d.name].devname, e.devname)
+    end
+    by_dev[d.name] = e
   end
   local plan = {}
   for _, d in ipairs(devs) do
     local p = { dev = d }
-    local e = by_dev[d.name] or by_dev[devices.key_of(d.name) or ""]
+    local e = by_dev[d.name]
     if only and not only[d.name] then
       p.skip = true
     elseif d.vmstate then
