@@ -252,11 +252,14 @@ local function pct(s, keep)
   end))
 end
 
---- An NBD URI for an export.
-function M.uri(export, socket, host, port)
+--- An NBD URI for an export. With legacy, a Unix socket's URI is in the
+-- form nbd:///EXPORT?socket=PATH, the only one libguestfs 1.48 takes
+-- (nbd+unix:// is the standard form, which qemu and libnbd take).
+function M.uri(export, socket, host, port, legacy)
   export = pct(export, "/:@!$'()*+,;=")
   if socket then
-    return "nbd+unix:///" .. export .. "?socket=" .. pct(socket, "/:@!$'()*+,;")
+    return (legacy and "nbd:///" or "nbd+unix:///") .. export .. "?socket="
+      .. pct(socket, "/:@!$'()*+,;")
   end
   if host:find(":", 1, true) then host = "[" .. host .. "]" end
   return string.format("nbd://%s:%d/%s", host, port, export)
