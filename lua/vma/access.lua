@@ -137,6 +137,25 @@ function M.open(path, devname)
   return r
 end
 
+-- the mount table's escapes (\040 for a space ...)
+local function unescape(s)
+  return (s:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end))
+end
+
+--- The type of what is mounted on the absolute path ("fuse.vma" for a vma
+-- mount), or nil.
+function M.mounted(path)
+  local f = io.open("/proc/self/mounts", "r")
+  if not f then return nil end
+  local found
+  for line in f:lines() do
+    local dev, at, typ = line:match("^(%S+) (%S+) (%S+)")
+    if dev and unescape(at) == path then found = typ end
+  end
+  f:close()
+  return found
+end
+
 --- A size: 4096, 64K, 1M, 2G, 1T (K/M/G/T with or without iB: powers of
 -- 1024); nil when the text is not one.
 function M.parse_size(text)

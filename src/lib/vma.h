@@ -241,6 +241,11 @@ typedef struct {
     const char *label;    /* the target in messages (a path), or NULL */
     gboolean write_zero;  /* write zeros for zero blocks (old data in target) */
     gboolean fresh;       /* new and all zero: holes for zeros (a file is sized) */
+    gboolean clear_data;  /* a regular file that may hold data where the archive
+                             has zero blocks: there, and only where the file
+                             holds data (SEEK_DATA), a hole is punched
+                             (KEEP_SIZE), or zeros written where the file
+                             system cannot punch */
     uint64_t bps;         /* throttle in bytes per second, 0 = unlimited */
 } vma_target;
 

@@ -111,6 +111,29 @@ static int l_is_all_holes(lua_State *L)
     return 1;
 }
 
+/* vma.access(path, how) -> true | nil, msg: how is a string of "r", "w",
+ * "x" (what this process may do with path; "" : it exists) */
+static int l_access(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *how = luaL_optstring(L, 2, "");
+    int mode = F_OK;
+    for (const char *p = how; *p; p++) {
+        if (*p == 'r')
+            mode |= R_OK;
+        else if (*p == 'w')
+            mode |= W_OK;
+        else if (*p == 'x')
+            mode |= X_OK;
+        else
+            return luaL_argerror(L, 2, "r, w or x");
+    }
+    if (access(path, mode) < 0)
+        return lvma_push_errno(L, errno, "%s", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_mkdir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -231,6 +254,7 @@ static int l_interrupted(lua_State *L)
 static const luaL_Reg os_funcs[] = {
     {"stat", l_stat},
     {"lstat", l_lstat},
+    {"access", l_access},
     {"addresses", l_addresses},
     {"is_all_holes", l_is_all_holes},
     {"mkdir", l_mkdir},

@@ -22,7 +22,7 @@ describe("vma convert", function()
   local function leftovers(folder)
     local t = {}
     for _, f in ipairs(H.ls(folder) or {}) do
-      if f:match("%.part%-") then t[#t + 1] = f end
+      if f:match("^%.tmp%-vma%-") then t[#t + 1] = f end
     end
     return t
   end

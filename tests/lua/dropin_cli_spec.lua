@@ -152,16 +152,13 @@ describe("item 2: never overwrite silently", function()
       H.write(dir .. "/map", line0 .. "\nformat=raw:0:drive-virtio1=" .. dir .. "/t1.raw\ndone\n")
     end
 
-    it("a 0: line naming a file full of data is refused, the file left as it was", function()
+    it("a 0: line naming a file full of data gives exactly the disk (the map is the caller's choice)", function()
       H.write(dir .. "/t0.raw", FF0)
       map("format=raw:0:drive-scsi0=" .. dir .. "/t0.raw")
       local rc, _, err = H.vma("extract", "-r", dir .. "/map", A2, dir .. "/x")
-      assert.are.equal(1, rc)
-      assert.are.equal("vma extract: target " .. dir .. "/t0.raw already holds data, but the map "
-        .. "says it reads as zeros (0:); use --force to write the zeros too\n", err)
-      assert.is_true(H.read(dir .. "/t0.raw") == FF0)
-      assert.is_false(H.exists(dir .. "/t1.raw"))
-      assert.is_false(H.exists(dir .. "/x"))
+      assert.are.equal(0, rc, err)
+      assert.is_true(H.read(dir .. "/t0.raw") == DISK0)
+      assert.is_true(H.read(dir .. "/t1.raw") == DISK1)
     end)
 
     it("the same with --force gives exactly the disk", function()
@@ -220,7 +217,18 @@ echo "zfs $*" >> "$FAKE_LOG"
 case $1 in
   create) mkdir -p "$(dirname "/dev/zvol/$5")" && truncate -s "$4" "/dev/zvol/$5" ;;
   destroy) rm -f "/dev/zvol/$2" ;;
+  list) if [ "$5" = "$FAKE_FAIL" ]; then echo "cannot open '$5': dataset does not exist" >&2; exit 1; fi ;;
 esac
+]]
+    -- vgs VG / lvs VG/POOL: found unless it is $FAKE_FAIL
+    local VGS = [[#!/bin/sh
+echo "$(basename "$0") $*" >> "$FAKE_LOG"
+for last; do :; done
+if [ "$last" = "$FAKE_FAIL" ]; then
+  echo "  Volume group \"$last\" not found" >&2
+  exit 5
+fi
+echo "  $last"
 ]]
 
     before_each(function()
@@ -229,7 +237,8 @@ esac
       p:close()
       fake = dir .. "/bin"
       assert(os.execute("mkdir " .. H.q(fake)))
-      for name, text in pairs { lvcreate = LVCREATE, lvremove = LVREMOVE, zfs = ZFS } do
+      for name, text in pairs { lvcreate = LVCREATE, lvremove = LVREMOVE, zfs = ZFS, vgs = VGS,
+                                lvs = VGS } do
         H.write(fake .. "/" .. name, text)
         assert(os.execute("chmod +x " .. H.q(fake .. "/" .. name)))
       end
@@ -276,8 +285,39 @@ esac
         .. "/data/vm%-100%-disk%-0'%)\n", out)
       assert.matches("'zfs' 'create' '%-s' '%-V' '147456' '" .. vg:gsub("%-", "%%-")
         .. "/data/vm%-100%-disk%-1'", out)
-      assert.is_nil(H.read(dir .. "/tools.log"))
+      -- it only looked (once) whether the pool is there
+      assert.are.equal("zfs list -H -o name " .. vg .. "/data\n", H.read(dir .. "/tools.log"))
       assert.is_false(H.exists(dir .. "/x"))
+    end)
+
+    it("extract -n fails as the real run would: no volume group, no pool, no lvcreate", function()
+      fake_fail = vg
+      local rc, out, err = run("extract", "-n", "--target", "lvm:" .. vg, A2, dir .. "/x")
+      assert.are.equal(1, rc)
+      assert.are.equal("", out)
+      assert.are.equal("vma extract: volume group " .. vg .. " not found (vgs failed (exit 5): "
+        .. "Volume group \"" .. vg .. "\" not found)\n", err)
+      fake_fail = vg .. "/data"
+      rc, _, err = run("extract", "-n", "--target", "lvm:" .. vg .. "/data", A2, dir .. "/x")
+      assert.are.equal(1, rc)
+      assert.matches("^vma extract: thin pool " .. vg:gsub("%-", "%%-") .. "/data not found ", err)
+      rc, _, err = run("extract", "-n", "--target", "zfs:" .. vg .. "/data", A2, dir .. "/x")
+      assert.are.equal(1, rc)
+      assert.matches("^vma extract: pool or dataset " .. vg:gsub("%-", "%%-") .. "/data not found .*"
+        .. "dataset does not exist%)\n$", err)
+      fake_fail = nil
+      -- no lvcreate on PATH (the fake tools alone, without lvcreate)
+      os.remove(fake .. "/lvcreate")
+      os.remove(dir .. "/tools.log")
+      rc, _, err = H.sh("PATH=" .. H.q(fake) .. " FAKE_LOG=" .. H.q(dir .. "/tools.log") .. " "
+        .. H.q(H.bin) .. " extract -n --target lvm:" .. vg .. " " .. H.q(A2) .. " " .. H.q(dir .. "/x"))
+      assert.are.equal(1, rc)
+      assert.are.equal("vma extract: lvcreate is not installed: cannot make /dev/" .. vg
+        .. "/vm-100-disk-0\n", err)
+      assert.is_false(H.exists(dir .. "/x"))
+      for line in (H.read(dir .. "/tools.log") or ""):gmatch("[^\n]+") do
+        assert.matches("^[vl][gv]s ", line) -- it only looked
+      end
     end)
 
     it("an existing volume path is refused without --force (map side and extract)", function()
@@ -297,13 +337,6 @@ esac
       assert.is_nil(H.read(dir .. "/tools.log")) -- nothing made
       assert.is_true(H.read("/dev/" .. vg .. "/vm-100-disk-0") == string.rep("\255", #DISK0))
       assert.is_false(H.exists(dir .. "/x"))
-      -- a map line naming an existing volume with 0: that holds data is refused too
-      H.write(dir .. "/map", "format=raw:0:drive-scsi0=/dev/" .. vg .. "/vm-100-disk-0\n"
-        .. "format=raw:0:drive-virtio1=" .. dir .. "/t1.raw\ndone\n")
-      rc, _, err = H.vma("extract", "-r", dir .. "/map", A2, dir .. "/x")
-      assert.are.equal(1, rc)
-      assert.matches("already holds data", err)
-      assert.is_true(H.read("/dev/" .. vg .. "/vm-100-disk-0") == string.rep("\255", #DISK0))
       -- with --force the existing volume gets the disk, zeros included
       rc, _, err = run("extract", "--force", "--target", "lvm:" .. vg, A2, dir .. "/x")
       assert.are.equal(0, rc, err)
@@ -557,11 +590,16 @@ describe("item 4: signals leave nothing behind", function()
       assert.are.same({ "a.vma", "img.raw", "map" }, H.ls(dir))
     end
 
+    -- the new target is written under a temporary name beside it
     local function running(p)
       assert.is_true(wait_for(function()
-        local st = vma.stat(dir .. "/target.raw")
-        return st ~= nil and st.size > 0
+        for _, f in ipairs(H.ls(dir) or {}) do
+          local st = f:match("^%.tmp%-vma%-") and vma.stat(dir .. "/" .. f)
+          if st and st.size > 0 then return true end
+        end
+        return false
       end, 10), "the restore did not start: " .. log_of(p))
+      assert.is_false(H.exists(dir .. "/target.raw"), "the target is under its final name already")
       sleep(0.3)
       assert.is_true(alive(p), "the restore ended too soon: " .. log_of(p))
     end

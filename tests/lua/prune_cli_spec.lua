@@ -306,9 +306,15 @@ describe("vma prune", function()
     assert.matches("refusing to remove all 2 backups of lxc/101", err)
     assert.is_nil(err:find("qemu/100", 1, true))   -- a protected backup stays there
     assert.same(before, listdir(dir))
+    -- the dry run shows the plan and fails as the real run would
     status, out, err = run({ "--policy", pol, dir, "--dry-run" })
-    assert.equal(0, status)
+    assert.equal(1, status)
+    assert.matches("lxc/101", out)
+    assert.equal("vma prune: the real run would refuse to remove all 2 backups of lxc/101 (use "
+      .. "--allow-remove-all)\n", err)
     assert.same(before, listdir(dir))
+    status = run({ "--policy", pol, dir, "--dry-run", "--allow-remove-all" })
+    assert.equal(0, status)
     status, out, err = run({ "--policy", pol, "--allow-remove-all", "--vmid", "101", dir })
     assert.equal(0, status, err)
     assert.is_false(exists(dir .. "/vzdump-lxc-101-2026_01_15-02_00_00.tar.zst"))
