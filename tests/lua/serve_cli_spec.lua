@@ -80,6 +80,7 @@ describe("vma serve", function()
   it("qemu-img convert of each export to qcow2 compares equal with the raw image", function()
     if not A.need("nbdkit", "qemu-img") then return end
     local list = { { fx.plain, fx.disks } }
+    if not fx.zst then pending("needs zstd for the seekable .vma.zst (not installed)") end
     if fx.zst then list[2] = { fx.zst, fx.disks } end
     list[#list + 1] = { pve["a-two-drives"].archive, pve["a-two-drives"].disks }
     for _, c in ipairs(list) do

@@ -424,11 +424,13 @@ local function dry_run_report(a, entries, configs, plan, made)
       lines[#lines + 1] = string.format("device %s: skipped\n", p.dev.name)
     else
       lines[#lines + 1] = string.format("device %s (%d bytes) -> %s%s%s\n", p.dev.name, p.dev.size,
-        p.final, p.write_zero and " (writing zeros)" or "", new and (" (new: " .. new .. ")") or "")
+        p.final, p.write_zero and " (writing zeros)"
+          or p.clear_data and " (holds data: punched out where the archive has zeros)" or "",
+        new and (" (new: " .. new .. ")") or "")
     end
     files[#files + 1] = { kind = p.dev.vmstate and "vmstate" or "disk", name = p.dev.name,
       size = p.dev.size, path = p.final or ui.null, skipped = p.skip or false,
-      write_zero = p.write_zero or false }
+      write_zero = p.write_zero or false, clear_data = p.clear_data or false }
   end
   if a.json then
     ui.out(ui.json { ok = true, dry_run = true, dir = a.dir, files = files }, "\n")
