@@ -56,6 +56,7 @@ local function tmp_name(dir, want, short)
 end
 
 local function folder_of(path)
+  if path:match("[^/]") then path = path:gsub("/+$", "") end
   local dir = path:match("^(.*)/[^/]*$")
   if not dir then return "." end
   return dir == "" and "/" or dir
