@@ -94,10 +94,9 @@ function M.pick_disk(r, name)
     return nil, "the archive has " .. #disks .. " disks: say which with --disk ("
       .. table.concat(names, ", ") .. ")", 2
   end
-  local d = require("vma.devices").match(disks, name)
+  local d, err = require("vma.devices").match(disks, name, true)
   if d then return d end
-  return nil, string.format("no disk named '%s' in the archive (the disks: %s)", name,
-    #names > 0 and table.concat(names, ", ") or "none"), 1
+  return nil, err, 1
 end
 
 --- Open an archive for random access: returns the archive object, or nil,
@@ -118,6 +117,25 @@ function M.open(path, o)
     end
   end
   return r
+end
+
+-- the mount table's escapes (\040 for a space ...)
+local function unescape(s)
+  return (s:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end))
+end
+
+--- The type of what is mounted on the absolute path ("fuse.vma" for a vma
+-- mount), or nil.
+function M.mounted(path)
+  local f = io.open("/proc/self/mounts", "r")
+  if not f then return nil end
+  local found
+  for line in f:lines() do
+    local dev, at, typ = line:match("^(%S+) (%S+) (%S+)")
+    if dev and unescape(at) == path then found = typ end
+  end
+  f:close()
+  return found
 end
 
 --- A size: 4096, 64K, 1M, 2G, 1T (K/M/G/T with or without iB: powers of
@@ -239,11 +257,14 @@ local function pct(s, keep)
   end))
 end
 
---- An NBD URI for an export.
-function M.uri(export, socket, host, port)
+--- An NBD URI for an export. With legacy, a Unix socket's URI is in the
+-- form nbd:///EXPORT?socket=PATH, the only one libguestfs 1.48 takes
+-- (nbd+unix:// is the standard form, which qemu and libnbd take).
+function M.uri(export, socket, host, port, legacy)
   export = pct(export, "/:@!$'()*+,;=")
   if socket then
-    return "nbd+unix:///" .. export .. "?socket=" .. pct(socket, "/:@!$'()*+,;")
+    return (legacy and "nbd:///" or "nbd+unix:///") .. export .. "?socket="
+      .. pct(socket, "/:@!$'()*+,;")
   end
   if host:find(":", 1, true) then host = "[" .. host .. "]" end
   return string.format("nbd://%s:%d/%s", host, port, export)

@@ -227,12 +227,6 @@ function M.fail(cmd, msg, json)
   return 1
 end
 
---- The device for a drive given by the user ("scsi0" or "drive-scsi0");
--- vma.devices knows the names.
-function M.match_drive(devices, name)
-  return require("vma.devices").match(devices, name)
-end
-
 --- vma.open for a command: reading "-" from a terminal says what it waits
 -- for first.
 function M.open(cmd, path, opts)

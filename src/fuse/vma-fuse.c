@@ -20,7 +20,10 @@
  * background (as sshfs does) and its first process exits 0; -f keeps it in
  * the foreground.  fusermount3 -u DIR (or SIGINT/SIGTERM in the foreground)
  * ends it.  Reads of clusters that an incomplete archive lacks fail with
- * EIO.  Requests are served by several threads. */
+ * EIO.  Requests are served by several threads.  Every file and the folder
+ * take the archive's owner and its read permissions (the folder gains x
+ * where it has r), checked by the kernel (default_permissions): with
+ * allow_other, who cannot read the archive cannot read its disks either. */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
@@ -50,6 +53,9 @@ typedef struct {
 static vma_archive *archive;
 static GPtrArray *files;
 static struct timespec archive_time;
+static uid_t owner_uid;
+static gid_t owner_gid;
+static mode_t file_mode = 0444, dir_mode = 0555;
 static const char *label = "vma-fuse";
 static gboolean background;
 
@@ -67,16 +73,22 @@ static void say(const char *fmt, ...)
     g_free(msg);
 }
 
+static vfile *find_name(const char *name)
+{
+    for (guint i = 0; i < files->len; i++) {
+        vfile *f = g_ptr_array_index(files, i);
+        if (strcmp(f->name, name) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+/* a path of the mount: "/NAME" */
 static vfile *find_file(const char *path)
 {
     if (path[0] != '/' || strchr(path + 1, '/'))
         return NULL;
-    for (guint i = 0; i < files->len; i++) {
-        vfile *f = g_ptr_array_index(files, i);
-        if (strcmp(f->name, path + 1) == 0)
-            return f;
-    }
-    return NULL;
+    return find_name(path + 1);
 }
 
 /* ---- laying out the files ---- */
@@ -90,7 +102,7 @@ static int count_data(const vma_piece *p, void *ud)
 
 static gboolean add_file(vfile *f)
 {
-    if (find_file(f->name) || strcmp(f->name, ".") == 0 || strcmp(f->name, "..") == 0) {
+    if (find_name(f->name) || strcmp(f->name, ".") == 0 || strcmp(f->name, "..") == 0) {
         say("%s appears twice in the archive: only the first is shown", f->name);
         g_free(f->name);
         g_free(f);
@@ -177,18 +189,18 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 {
     (void)fi;
     memset(st, 0, sizeof(*st));
-    st->st_uid = getuid();
-    st->st_gid = getgid();
+    st->st_uid = owner_uid;
+    st->st_gid = owner_gid;
     st->st_atim = st->st_mtim = st->st_ctim = archive_time;
     if (strcmp(path, "/") == 0) {
-        st->st_mode = S_IFDIR | 0555;
+        st->st_mode = S_IFDIR | dir_mode;
         st->st_nlink = 2;
         return 0;
     }
     vfile *f = find_file(path);
     if (!f)
         return -ENOENT;
-    st->st_mode = S_IFREG | 0444;
+    st->st_mode = S_IFREG | file_mode;
     st->st_nlink = 1;
     st->st_size = (off_t)f->size;
     st->st_blocks = (blkcnt_t)f->blocks;
@@ -474,6 +486,20 @@ int main(int argc, char **argv)
     if (!check_dir(o.dir))
         goto out;
     abs_dir = realpath(o.dir, NULL);
+    if (!abs_dir) {
+        say("%s: %s", o.dir, g_strerror(errno));
+        goto out;
+    }
+    /* the archive's owner and read permissions */
+    struct stat ast;
+    if (stat(o.path, &ast) < 0) {
+        say("%s: %s", o.path, g_strerror(errno));
+        goto out;
+    }
+    owner_uid = ast.st_uid;
+    owner_gid = ast.st_gid;
+    file_mode = ast.st_mode & 0444;
+    dir_mode = file_mode | (file_mode >> 2);
     vma_archive_opts ao = {.cache = o.no_cache ? VMA_CACHE_OFF : VMA_CACHE_AUTO};
     archive = vma_archive_open(o.path, &ao, &e);
     if (archive && o.expect) {

@@ -79,6 +79,16 @@ typedef struct {
  * "." or "..", no control characters, valid UTF-8, at most 255 bytes */
 gboolean vma_name_is_safe(const char *name, GError **err);
 
+/* The device a user means by name, the one rule of every front end (the
+ * command line, the nbdkit plugin, vma-fuse, the Lua module): the exact
+ * device name first; else the device "drive-NAME" (the config key: "scsi0"
+ * for "drive-scsi0"), or for "tpmstateN" also "drive-tpmstateN-backup", as
+ * vzdump names it.  Two devices that the short name may mean are an error
+ * that names both; no match an error that lists the names.  disks_only
+ * leaves the vmstate out.  NULL with VMA_ERR_ARG on failure. */
+const vma_device *vma_header_find_device(const vma_header *h, const char *name,
+                                         gboolean disks_only, GError **err);
+
 /* the number of 64 KiB clusters needed to hold size bytes */
 static inline uint64_t vma_clusters(uint64_t size)
 {
@@ -231,6 +241,11 @@ typedef struct {
     const char *label;    /* the target in messages (a path), or NULL */
     gboolean write_zero;  /* write zeros for zero blocks (old data in target) */
     gboolean fresh;       /* new and all zero: holes for zeros (a file is sized) */
+    gboolean clear_data;  /* a regular file that may hold data where the archive
+                             has zero blocks: there, and only where the file
+                             holds data (SEEK_DATA), a hole is punched
+                             (KEEP_SIZE), or zeros written where the file
+                             system cannot punch */
     uint64_t bps;         /* throttle in bytes per second, 0 = unlimited */
 } vma_target;
 

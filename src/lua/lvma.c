@@ -24,6 +24,47 @@ static int l_md5(lua_State *L)
     return 1;
 }
 
+/* vma.find_device(devices, name [, disks_only]) -> the element of the list
+ * devices ({name=, vmstate=}...) that name means, by the rule of
+ * r:find_device; nil, message, kind when none or ambiguous */
+static int l_find_device(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *name = luaL_checkstring(L, 2);
+    lua_Integer n = luaL_len(L, 1);
+    if (n > VMA_MAX_DEV_ID)
+        return luaL_argerror(L, 1, "more than 255 devices");
+    /* in userdata, collected whatever a metamethod below raises */
+    vma_header *h = lua_newuserdatauv(L, sizeof(vma_header), 0);
+    vma_device *devs = lua_newuserdatauv(L, sizeof(vma_device) * (VMA_MAX_DEV_ID + 1), 0);
+    memset(h, 0, sizeof(*h));
+    memset(devs, 0, sizeof(vma_device) * (VMA_MAX_DEV_ID + 1));
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "name");
+            lua_getfield(L, -2, "vmstate");
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                /* the string stays referenced by the list while we look */
+                vma_device *d = &devs[i];
+                d->id = (uint8_t)i;
+                d->name = (char *)lua_tostring(L, -2);
+                d->is_vmstate = lua_toboolean(L, -1) || strcmp(d->name, "vmstate") == 0;
+                h->devices[i] = d;
+                h->n_devices++;
+            }
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+    }
+    GError *e = NULL;
+    const vma_device *d = vma_header_find_device(h, name, lua_toboolean(L, 3), &e);
+    if (!d)
+        return lvma_push_error(L, e);
+    lua_geti(L, 1, d->id);
+    return 1;
+}
+
 static int l_is_safe_name(lua_State *L)
 {
     const char *s = luaL_checkstring(L, 1);
@@ -51,6 +92,7 @@ static const luaL_Reg vma_funcs[] = {
     {"create", lvma_create},
     {"md5", l_md5},
     {"is_safe_name", l_is_safe_name},
+    {"find_device", l_find_device},
     {"uuid", l_uuid_generate},
     {NULL, NULL},
 };

@@ -248,6 +248,22 @@ static int archive_devices(lua_State *L)
     return 1;
 }
 
+/* r:find_device(name [, disks_only]) -> device table | nil, message, kind:
+ * the device a user means (vma_header_find_device: exact name, then the
+ * config key) */
+static int archive_find_device(lua_State *L)
+{
+    larchive *la = lvma_check_archive(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    GError *e = NULL;
+    const vma_device *d = vma_header_find_device(vma_archive_header(la->a), name,
+                                                 lua_toboolean(L, 3), &e);
+    if (!d)
+        return lvma_push_error(L, e);
+    push_device(L, d);
+    return 1;
+}
+
 static int archive_configs(lua_State *L)
 {
     larchive *la = lvma_check_archive(L, 1);
@@ -363,25 +379,59 @@ static int open_target(lua_State *L, const vma_device *d, vma_target *t)
     lua_getfield(L, -3, "write_zero");
     lua_getfield(L, -4, "bps");
     lua_getfield(L, -5, "mode");
-    const char *path = lua_tostring(L, -5);
-    t->fresh = lua_toboolean(L, -4);
-    t->write_zero = lua_toboolean(L, -3);
-    t->bps = (uint64_t)lua_tointeger(L, -2);
-    mode_t mode = lua_isinteger(L, -1) ? (mode_t)lua_tointeger(L, -1) : 0600;
-    lua_pop(L, 5);
+    lua_getfield(L, -6, "created");
+    lua_getfield(L, -7, "nofollow");
+    lua_getfield(L, -8, "clear_data");
+    const char *path = lua_tostring(L, -8);
+    t->fresh = lua_toboolean(L, -7);
+    t->write_zero = lua_toboolean(L, -6);
+    t->bps = (uint64_t)lua_tointeger(L, -5);
+    mode_t mode = lua_isinteger(L, -4) ? (mode_t)lua_tointeger(L, -4) : 0600;
+    gboolean created = lua_toboolean(L, -3), nofollow = lua_toboolean(L, -2);
+    t->clear_data = lua_toboolean(L, -1);
+    lua_pop(L, 8);
     if (!path)
         return lvma_push_argerror(L, "target of '%s' has no path", d->name);
-    int flags = O_WRONLY | O_CLOEXEC | (t->fresh ? O_CREAT | O_EXCL : 0);
-    t->fd = open(path, flags, mode);
+    /* created: the caller made the (empty) file just now; a fresh target is
+     * made here, never over an existing file */
+    int flags = O_WRONLY | O_CLOEXEC | (t->fresh && !created ? O_CREAT | O_EXCL : 0);
+    if (nofollow) {
+        /* relative to its folder, and never through a symbolic link */
+        char *dir = g_path_get_dirname(path), *base = g_path_get_basename(path);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int en = errno;
+        t->fd = dfd < 0 ? -1 : openat(dfd, base, flags | O_NOFOLLOW, mode);
+        if (dfd >= 0) {
+            en = errno;
+            close(dfd);
+        }
+        g_free(dir);
+        g_free(base);
+        if (t->fd < 0 && en == ELOOP)
+            return lvma_push_argerror(L, "target %s is a symbolic link: not writing through it",
+                                      path);
+        errno = en;
+    } else {
+        t->fd = open(path, flags, mode);
+    }
     if (t->fd < 0)
         return lvma_push_errno(L, errno, "cannot open %s", path);
+    struct stat st;
+    int n = 0;
+    if (nofollow && fstat(t->fd, &st) < 0)
+        n = lvma_push_errno(L, errno, "cannot stat %s", path);
+    else if (nofollow && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        n = lvma_push_argerror(L, "target %s is not a file or block device", path);
     /* the mode asked for, whatever the umask */
-    if (t->fresh && fchmod(t->fd, mode) < 0) {
-        int e = errno;
+    else if (t->fresh && fchmod(t->fd, mode) < 0)
+        n = lvma_push_errno(L, errno, "cannot set the mode of %s", path);
+    if (n) {
+        /* nothing open is left, nor a file made here */
+        if (t->fresh && !created)
+            unlink(path);
         close(t->fd);
         t->fd = -1;
-        unlink(path); /* made here, by O_EXCL: ours to remove */
-        return lvma_push_errno(L, e, "cannot set the mode of %s", path);
+        return n;
     }
     /* the path lives in the options table, which outlives the restore */
     t->label = path;
@@ -682,6 +732,7 @@ static const lvma_getter archive_getters[] = {
 
 static const luaL_Reg archive_methods[] = {
     {"devices", archive_devices},
+    {"find_device", archive_find_device},
     {"configs", archive_configs},
     {"config", archive_config},
     {"verify", archive_verify},

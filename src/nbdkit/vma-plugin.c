@@ -104,31 +104,11 @@ static int plugin_config_complete(void)
     return 0;
 }
 
-/* a disk by its device name, or with "drive-" left out; NULL for vmstate */
-static const vma_device *find_disk(const char *name)
+/* a disk by the rule of every front end (vma_header_find_device): the
+ * exact device name first, then "drive-NAME"; NULL with err (never vmstate) */
+static const vma_device *find_disk(const char *name, GError **err)
 {
-    const vma_header *h = vma_archive_header(archive);
-    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
-        const vma_device *d = h->devices[id];
-        if (!d || d->is_vmstate)
-            continue;
-        if (strcmp(d->name, name) == 0 ||
-            (strncmp(d->name, "drive-", 6) == 0 && strcmp(d->name + 6, name) == 0))
-            return d;
-    }
-    return NULL;
-}
-
-static char *disk_names(void)
-{
-    const vma_header *h = vma_archive_header(archive);
-    GString *s = g_string_new(NULL);
-    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
-        const vma_device *d = h->devices[id];
-        if (d && !d->is_vmstate)
-            g_string_append_printf(s, "%s%s", s->len ? ", " : "", d->name);
-    }
-    return g_string_free(s, FALSE);
+    return vma_header_find_device(vma_archive_header(archive), name, TRUE, err);
 }
 
 static int plugin_get_ready(void)
@@ -167,12 +147,10 @@ static int plugin_get_ready(void)
         return -1;
     }
     if (default_disk) {
-        default_dev = find_disk(default_disk);
+        default_dev = find_disk(default_disk, &e);
         if (!default_dev) {
-            char *names = disk_names();
-            nbdkit_error("%s: no disk named '%s' (the disks: %s)", archive_path, default_disk,
-                         names);
-            g_free(names);
+            nbdkit_error("%s: %s", archive_path, e->message);
+            g_error_free(e);
             return -1;
         }
     }
@@ -221,11 +199,11 @@ static void *plugin_open(int readonly)
 {
     (void)readonly;
     const char *name = nbdkit_export_name();
-    const vma_device *d = !name || !*name ? default_dev : find_disk(name);
+    GError *e = NULL;
+    const vma_device *d = !name || !*name ? default_dev : find_disk(name, &e);
     if (!d) {
-        char *names = disk_names();
-        nbdkit_error("no disk named '%s' in %s (the disks: %s)", name, archive_path, names);
-        g_free(names);
+        nbdkit_error("%s: %s", archive_path, e->message);
+        g_error_free(e);
         errno = ENOENT;
         return NULL;
     }

@@ -345,3 +345,48 @@ describe("instant access", function()
     H.rm(cache)
   end)
 end)
+
+describe("the archive object under hostile scripts", function()
+  local dir, fx
+
+  setup(function()
+    dir = H.tmpdir()
+    fx = A.fixture(dir)
+  end)
+  teardown(function() H.rm(dir) end)
+
+  -- a command of our own, run by the vma executable (under ASan in make check)
+  local function run_script(name, body, ...)
+    local cdir = dir .. "/commands"
+    os.execute("mkdir -p " .. H.q(cdir))
+    H.write(cdir .. "/" .. name .. ".lua", "local vma = require 'vma'\nreturn { description = 't', "
+      .. "run = function(args)\n" .. body .. "\nend }\n")
+    local words = { "VMA_COMMANDS_PATH=" .. H.q(cdir), H.q(H.bin), name }
+    for _, w in ipairs({ ... }) do words[#words + 1] = H.q(w) end
+    return H.sh(table.concat(words, " "))
+  end
+
+  it("closing the archive in r:disk's progress callback, and using it after, is safe", function()
+    local rc, out, err = run_script("closer", [[
+      local r = assert(vma.open(args[1], { cache = false }))
+      local d, derr = r:disk(args[2], { progress = function() r:close() end })
+      -- the disk holds the archive: it reads, whatever became of r
+      print(d and #assert(d:read(0, 4096)) or derr)
+      print(pcall(r.devices, r))
+      if d then d:close() end
+      collectgarbage()
+      return 0]], fx.plain, fx.names[1])
+    assert.are.equal(0, rc, err)
+    assert.is_truthy(out:match("^4096\nfalse\t[^\n]*closed vma%.archive\n$"), out)
+  end)
+
+  it("a raised error in r:disk's progress callback comes back as its message", function()
+    local rc, out, err = run_script("raiser", [[
+      local r = assert(vma.open(args[1], { cache = false }))
+      print(r:disk(args[2], { progress = function() error("no thanks", 0) end }))
+      print(r:disk(args[2], { progress = function() return false end }))
+      return 0]], fx.plain, fx.names[1])
+    assert.are.equal(0, rc, err)
+    assert.are.equal("nil\tno thanks\tcallback\nnil\tinterrupted\tinterrupted\n", out)
+  end)
+end)

@@ -38,9 +38,13 @@ local function run(args)
   local wait, unwait = ui.waiter("cat", a.quiet)
   local r, err = vma.open(a.archive, { cache = not a.no_cache, wait = wait })
   if not r then return ui.fail("cat", err) end
-  local d
-  local dev = require("vma.devices").match(r:devices(), a.disk)
-  d, err = r:disk(dev and dev.name or a.disk)
+  local dev, d
+  dev, err = r:find_device(a.disk)
+  if not dev then
+    r:close()
+    return ui.fail("cat", err)
+  end
+  d, err = r:disk(dev.name)
   if not d then
     r:close()
     return ui.fail("cat", err)

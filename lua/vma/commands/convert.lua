@@ -70,11 +70,20 @@ local function run(args)
   local tmp, terr = access.tmpdir("convert")
   if not tmp then return ui.fail("convert", terr) end
   local socket = tmp .. "/nbd.sock"
-  -- the temporary output: a name that nobody else uses, in OUT's folder
-  local part
+  -- the temporary output: a new file (mode 0600, as extract writes, whatever
+  -- the umask: qemu-img keeps the mode of the file it writes into), named so
+  -- that nobody else uses it, in OUT's folder; short, whatever OUT's length
+  local part, perr
   for _ = 1, 100 do
-    part = string.format("%s/.%s.part-%d-%06d", dir, base, vma.getpid(), math.random(0, 999999))
-    if not vma.stat(part) then break end
+    part = string.format("%s/.tmp-vma-%d-%06d", dir, vma.getpid(), math.random(0, 999999))
+    local ok
+    ok, perr = vma.write_file(part, "", 0x180)
+    if ok then break end
+    part = nil
+  end
+  if not part then
+    access.rmtmp(tmp)
+    return ui.fail("convert", perr)
   end
 
   vma.catch_signals()

@@ -19,7 +19,27 @@ local function parser()
   return p
 end
 
+-- the absolute path of dir; a mount whose FUSE process is gone cannot be
+-- resolved itself ("Transport endpoint is not connected"): its folder is
+local function absolute(dir)
+  local p = vma.realpath(dir)
+  if p then return p end
+  local trimmed = dir:gsub("/+$", "")
+  local parent, base = trimmed:match("^(.*)/([^/]+)$")
+  if not parent then parent, base = ".", trimmed end
+  local ap = vma.realpath(parent == "" and "/" or parent)
+  return ap and ((ap == "/" and "" or ap) .. "/" .. base) or nil
+end
+
 local function check_dir(dir)
+  -- a mount there already
+  local abs = absolute(dir)
+  local typ = abs and access.mounted(abs)
+  if typ == "fuse.vma" then
+    return nil, dir .. " is a vma mount already ('vma umount " .. dir .. "' ends it)"
+  elseif typ then
+    return nil, dir .. " is a mount point already (" .. typ .. ")"
+  end
   local st = vma.stat(dir)
   if not st then return nil, dir .. " does not exist" end
   if st.type ~= "directory" then return nil, dir .. " is not a folder" end

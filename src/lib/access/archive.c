@@ -499,8 +499,13 @@ static int prepare(vma_archive *a, vma_index_progress_fn progress, void *ud, GEr
             continue;
         }
         if (rc < 0) {
-            if (e->code != VMA_ERR_INTERRUPTED)
-                a->prep_err = g_error_copy(e);
+            /* an interrupt is no property of the archive: not kept, not
+             * prefixed with its name */
+            if (e->code == VMA_ERR_INTERRUPTED) {
+                g_propagate_error(err, e);
+                return -1;
+            }
+            a->prep_err = g_error_copy(e);
             g_propagate_prefixed_error(err, e, "%s: ", a->label);
             return -1;
         }
