@@ -390,7 +390,10 @@ function Catalog:record_verification(id, ok, message, seconds)
 end
 
 -- a glob pattern: one with a "/" is matched against the whole path, one
--- without against the file's name
+-- without against the file's name.  The joins go from the paths that match
+-- (CROSS JOIN keeps SQLite to that order: the few paths that match, then
+-- their versions and the backups holding them, never every file of every
+-- backup of a VM)
 local function glob_column(pattern)
   if pattern:find("/", 1, true) then return "p.path" end
   return "p.name"
@@ -398,12 +401,13 @@ end
 
 local FIND_SQL = [[
 SELECT p.path AS path, v.id AS version, v.type AS type, v.size AS size, v.mode AS mode,
-       v.mtime AS mtime, v.hash AS hash, v.target AS target, a.id AS archive_id,
-       a.path AS archive, a.name AS file, a.vmid AS vmid, a.time AS time
-FROM paths p JOIN versions v ON v.path_id = p.id JOIN files f ON f.version_id = v.id
-     JOIN archives a ON a.id = f.archive_id
+       v.mtime AS mtime, v.hash AS hash, v.target AS target, a.vmid AS vmid,
+       max(a.time) AS newest, group_concat(a.id) AS ids
+FROM paths p CROSS JOIN versions v ON v.path_id = p.id CROSS JOIN files f ON f.version_id = v.id
+     CROSS JOIN archives a ON a.id = f.archive_id
 WHERE %s GLOB ?%s
-ORDER BY a.time DESC, a.path DESC, p.path]]
+GROUP BY a.vmid, v.id
+ORDER BY newest DESC, p.path]]
 
 --- The files whose guest path (a pattern with a "/") or name (without)
 --- matches a glob (*, ?, [...]; SQLite's GLOB: case-sensitive, * also
@@ -416,22 +420,25 @@ ORDER BY a.time DESC, a.path DESC, p.path]]
 function Catalog:find(pattern, opts)
   opts = opts or {}
   local sql = string.format(FIND_SQL, glob_column(pattern), opts.vmid and " AND a.vmid = ?" or "")
-  local matches, by = {}, {}
+  local archives = {}
+  for _, a in ipairs(self:rows("SELECT id, name, path, time FROM archives")) do
+    archives[a.id] = { file = a.name, archive = a.path, time = a.time, archive_id = a.id }
+  end
+  local function newer(x, y)
+    if x.time ~= y.time then return x.time > y.time end
+    return x.archive > y.archive
+  end
+  local matches = {}
   local st = self:stmt(sql)
   local iter = opts.vmid and st:rows(pattern, tostring(opts.vmid)) or st:rows(pattern)
   for row in iter do
-    local key = (row.vmid or "") .. "\0" .. row.version
-    local m = by[key]
-    if not m then
-      m = { path = row.path, vmid = row.vmid, type = row.type, size = row.size, mode = row.mode,
-            mtime = row.mtime, hash = row.hash ~= "" and row.hash or nil,
-            target = row.target ~= "" and row.target or nil, version_id = row.version,
-            backups = {} }
-      by[key] = m
-      matches[#matches + 1] = m
-    end
-    m.backups[#m.backups + 1] = { file = row.file, archive = row.archive, time = row.time,
-                                  archive_id = row.archive_id }
+    local backups = {}
+    for id in row.ids:gmatch("%d+") do backups[#backups + 1] = archives[math.tointeger(tonumber(id))] end
+    table.sort(backups, newer)
+    matches[#matches + 1] = { path = row.path, vmid = row.vmid, type = row.type, size = row.size,
+      mode = row.mode, mtime = row.mtime, hash = row.hash ~= "" and row.hash or nil,
+      target = row.target ~= "" and row.target or nil, version_id = row.version,
+      backups = backups }
   end
   return matches
 end

@@ -237,7 +237,9 @@ local function run(args)
     if res.files then
       local list = ui.array()
       for _, c in ipairs(res.files.changes) do
-        list[#list + 1] = { change = c.change, path = c.path, what = c.what and ui.array(c.what),
+        local p, escaped = require("vma.storecmd").printable(c.path)
+        list[#list + 1] = { change = c.change, path = p, path_escaped = escaped or nil,
+          what = c.what and ui.array(c.what),
           old = file_json(c.old), new = file_json(c.new) }
       end
       out.files = list
@@ -283,7 +285,7 @@ local function run(args)
         end
         detail = detail .. ")"
       end
-      lines[#lines + 1] = string.format("%s %s%s", mark, c.path, detail)
+      lines[#lines + 1] = string.format("%s %s%s", mark, (require("vma.storecmd").printable(c.path)), detail)
     end
     summary[#summary + 1] = string.format("files: %d added, %d removed, %d changed", n.added,
       n.removed, n.changed)
