@@ -748,7 +748,12 @@ local function read_entries(cat, list, opts, counts)
       break
     end
     info.key = e.key
-    cat:put(info)
+    local pok, perr = pcall(cat.put, cat, info)
+    if not pok then
+      -- a signal while waiting for another process's lock
+      if vma.interrupted() then counts.interrupted = true break end
+      error(perr, 0)
+    end
     counts.read = counts.read + 1
     if info.status == "broken" then counts.broken = counts.broken + 1 end
     if info.status == "incomplete" then counts.incomplete = counts.incomplete + 1 end
@@ -756,7 +761,6 @@ local function read_entries(cat, list, opts, counts)
     done = done + e.size
     if opts.progress then opts.progress(done, total) end
     if opts.on_event then opts.on_event("read", e, info, vma.clock() - t0) end
-    if err then break end
   end
   return counts
 end

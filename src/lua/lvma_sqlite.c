@@ -29,7 +29,19 @@
 typedef struct {
     sqlite3 *db;
     char *path;
+    int timeout_ms;      /* how long a lock held by another process is waited for */
 } ldb;
+
+/* waiting for another process's lock: 10 ms at a time, up to the timeout,
+ * and not after a signal (vma.catch_signals): Ctrl-C stops the wait */
+static int on_busy(void *ud, int count)
+{
+    ldb *d = ud;
+    if (vma_interrupted() || (int64_t)count * 10 >= d->timeout_ms)
+        return 0;
+    g_usleep(10000);
+    return 1;
+}
 
 typedef struct {
     sqlite3_stmt *st;
@@ -108,7 +120,8 @@ static int l_open(lua_State *L)
     }
     d->db = db;
     d->path = g_strdup(path);
-    sqlite3_busy_timeout(db, (int)CLAMP(timeout, 0, G_MAXINT));
+    d->timeout_ms = (int)CLAMP(timeout, 0, G_MAXINT);
+    sqlite3_busy_handler(db, on_busy, d);
     sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);

@@ -1,7 +1,8 @@
 /* compare.c - the clusters that differ between two disks (of two backups
  * of one VM): by reading both, a piece at a time (a piece that is zero in
- * both is not read), or from the cluster digests a survey made.  The
- * answer is the same either way: runs of differing 64 KiB clusters. */
+ * both is not read; B's piece read by a helper thread while this one reads
+ * A's), or from the cluster digests a survey made.  The answer is the same
+ * either way: runs of differing 64 KiB clusters. */
 #define _GNU_SOURCE
 #include "store/store.h"
 
@@ -98,6 +99,68 @@ static int read_piece(vma_archive *a, uint8_t dev, uint64_t size, uint8_t *buf, 
     return 0;
 }
 
+/* B's pieces are read by a helper thread while this one reads A's */
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    gboolean busy, quit;
+    vma_archive *b;
+    uint8_t dev;
+    uint64_t size, off, len;
+    uint8_t *buf;
+    int rc;
+    GError *err;
+    vma_diff_stats st;   /* its bytes_read */
+} helper;
+
+static gpointer helper_main(gpointer p)
+{
+    helper *h = p;
+    g_mutex_lock(&h->lock);
+    for (;;) {
+        while (!h->busy && !h->quit)
+            g_cond_wait(&h->cond, &h->lock);
+        if (h->quit)
+            break;
+        uint64_t off = h->off, len = h->len;
+        g_mutex_unlock(&h->lock);
+        GError *e = NULL;
+        int rc = read_piece(h->b, h->dev, h->size, h->buf, off, len, &h->st, &e);
+        g_mutex_lock(&h->lock);
+        h->rc = rc;
+        h->err = e;
+        h->busy = FALSE;
+        g_cond_broadcast(&h->cond);
+    }
+    g_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+static void helper_start(helper *h, uint64_t off, uint64_t len)
+{
+    g_mutex_lock(&h->lock);
+    h->off = off;
+    h->len = len;
+    h->busy = TRUE;
+    g_cond_broadcast(&h->cond);
+    g_mutex_unlock(&h->lock);
+}
+
+static int helper_wait(helper *h, GError **err)
+{
+    g_mutex_lock(&h->lock);
+    while (h->busy)
+        g_cond_wait(&h->cond, &h->lock);
+    int rc = h->rc;
+    if (rc < 0)
+        g_propagate_error(err, h->err);
+    else
+        g_clear_error(&h->err);
+    h->err = NULL;
+    g_mutex_unlock(&h->lock);
+    return rc;
+}
+
 int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_b,
                      vma_range_fn fn, void *ud, vma_index_progress_fn progress, void *pud,
                      vma_diff_stats *st, GError **err)
@@ -111,8 +174,13 @@ int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_
     uint64_t size_b = vma_archive_device_length(b, dev_b);
     st->length = MAX(size_a, size_b);
     st->clusters = vma_clusters(st->length);
+    uint64_t common = MIN(vma_clusters(size_a), vma_clusters(size_b));
     runs rn = {fn, ud, st, 0, 0, FALSE};
     uint8_t *ba = g_malloc(CHUNK_BYTES), *bb = g_malloc(CHUNK_BYTES);
+    helper h = {.b = b, .dev = dev_b, .size = size_b, .buf = bb};
+    g_mutex_init(&h.lock);
+    g_cond_init(&h.cond);
+    GThread *th = g_thread_new("vma-diff", helper_main, &h);
     double t0 = vma_now();
     int rc = 0;
     for (uint64_t off = 0; off < st->length && rc == 0; off += CHUNK_BYTES) {
@@ -122,8 +190,6 @@ int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_
         }
         uint64_t len = MIN(CHUNK_BYTES, st->clusters * VMA_CLUSTER_SIZE - off);
         uint64_t c0 = off / VMA_CLUSTER_SIZE, nc = len / VMA_CLUSTER_SIZE;
-        /* past the end of one disk: every cluster differs */
-        uint64_t common = MIN(vma_clusters(size_a), vma_clusters(size_b));
         int da = has_data(a, dev_a, size_a, off, len, err);
         int db = da < 0 ? -1 : has_data(b, dev_b, size_b, off, len, err);
         if (da < 0 || db < 0) {
@@ -131,11 +197,11 @@ int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_
             break;
         }
         gboolean read_a = da, read_b = db;
-        if (read_a && read_piece(a, dev_a, size_a, ba, off, len, st, err) < 0) {
-            rc = -1;
-            break;
-        }
-        if (read_b && read_piece(b, dev_b, size_b, bb, off, len, st, err) < 0) {
+        if (read_b)
+            helper_start(&h, off, len);
+        int ra = read_a ? read_piece(a, dev_a, size_a, ba, off, len, st, err) : 0;
+        int rb = read_b ? helper_wait(&h, ra < 0 ? NULL : err) : 0;
+        if (ra < 0 || rb < 0) {
             rc = -1;
             break;
         }
@@ -143,7 +209,7 @@ int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_
             uint64_t c = c0 + k;
             gboolean differ;
             if (c >= common)
-                differ = TRUE;
+                differ = TRUE; /* past the end of one disk */
             else if (!read_a && !read_b)
                 differ = FALSE;
             else if (!read_a || !read_b)
@@ -160,8 +226,17 @@ int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_
         if (rc == 0 && progress && progress(MIN(off + len, st->length), st->length, pud))
             rc = stopped(err);
     }
+    g_mutex_lock(&h.lock);
+    h.quit = TRUE;
+    g_cond_broadcast(&h.cond);
+    g_mutex_unlock(&h.lock);
+    g_thread_join(th);
+    g_clear_error(&h.err);
+    g_mutex_clear(&h.lock);
+    g_cond_clear(&h.cond);
     if (rc == 0 && run_flush(&rn))
         rc = stopped(err);
+    st->bytes_read += h.st.bytes_read;
     g_free(ba);
     g_free(bb);
     st->elapsed = vma_now() - t0;
