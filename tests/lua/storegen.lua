@@ -237,6 +237,7 @@ function G.make(root)
   end
   -- VM 100: six days, the 13th missing
   local vm100 = { vmid = "100", name = "web1" }
+  local T0 = ts(2025, 1, 1, 0)
   local base = {
     ["/etc/os-release"] = "ID=debian\nVERSION_ID=12\n",
     ["/etc/hostname"] = "web1\n",
@@ -258,10 +259,17 @@ function G.make(root)
     if i == 2 or i == 3 then files["/home/u/a.txt"] = "a note\n" end
     if i >= 4 then files["/srv/www/new.html"] = "<p>new</p>\n" end
     local t = ts(2025, 1, d, 1)
+    -- a file keeps the mtime of the day it last changed; the rest is as
+    -- installed on the 1st
+    local mtimes = {
+      ["/var/log/app.log"] = t - 3600,
+      ["/etc/app.conf"] = i >= 5 and ts(2025, 1, 15, 0) or i >= 3 and ts(2025, 1, 12, 0) or T0,
+    }
+    if i >= 4 then mtimes["/srv/www/new.html"] = ts(2025, 1, 14, 0) end
     add(backup(S, st, work, vm100, { y = 2025, mo = 1, d = d, ext = exts[i],
       notes = i == 4 and "before the upgrade" or nil,
       disks = { { key = "scsi0", uuid = "10000000-0000-4000-8000-000000000100", files = files,
-                  t = t - 3600 } } }))
+                  t = T0, mtimes = mtimes } } }))
   end
   -- VM 101: two disks, the second at /data
   local vm101 = { vmid = "101", name = "db1",
