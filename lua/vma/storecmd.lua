@@ -206,6 +206,9 @@ function M.history(args)
       error(string.format("no backup of VM %s has a file list in the catalog (run 'vma catalog "
         .. "--files %s')", vmid, a.dir), 0)
     end
+    if #h.versions == 0 then
+      error(string.format("no catalogued backup of VM %s holds %s", vmid, M.printable(a.path)), 0)
+    end
     h.vmid = vmid
     return h
   end)
@@ -259,6 +262,25 @@ function M.history(args)
 end
 
 -- ---- vma get DIR PATH... DEST ----
+
+--- The help of the store's form of get (what `vma get --help` adds).
+function M.get_usage()
+  local argparse = require "argparse"
+  local p = argparse("vma get", "The store's form: a file as it was in any catalogued backup "
+    .. "(vma catalog --files DIR). --version K takes the newest backup holding version K of "
+    .. "the file (as vma history numbers them; default 1, the newest), --backup FILE that "
+    .. "backup; the archive chosen is said on standard error, then 'vma get ARCHIVE "
+    .. "PATH... DEST' runs on it with the other options.")
+  p:usage("Usage: vma get DIR PATH DEST [--vmid N] [--version K] [--db PATH] [options]\n"
+    .. "       vma get DIR PATH... DEST --backup FILE [--db PATH] [options]")
+  p:argument("dir", "the store's folder (its catalog: DIR/.vma-catalog.sqlite)")
+  p:argument("items", "the guest's files (PATH...), then DEST"):args("2+")
+  p:option("--vmid", "the VM (needed when several VMs have the path)"):argname("N")
+  p:option("--version", "the version, as vma history numbers them (1: the newest)"):argname("K")
+  p:option("--backup", "the backup, by its file name or its path in the catalog"):argname("FILE")
+  p:option("--db", "the catalog file"):argname("PATH")
+  return p
+end
 
 -- the store's own options of get, taken out of args; the rest is passed on
 local function take_options(args)

@@ -126,12 +126,17 @@ describe("the guest's files across a store", function()
     }, got)
     assert.equal(obj.matches[1].hash, (select(2, H.sh("printf 'threads = 8\\nbroken = yes\\n' | sha256sum")):match("%x+")))
     -- by name, across VMs
+    -- by name, across VMs (VM 101's files have the mtime of each night: a
+    -- version per backup)
     rc, obj = run_json("find", "--json", dir, "VERSION")
     assert.equal(0, rc)
-    assert.equal(1, #obj.matches)
-    assert.equal("/data/db/VERSION", obj.matches[1].path)
-    assert.equal(101, obj.matches[1].vmid)
-    assert.equal(4, #obj.matches[1].backups)
+    assert.equal(4, #obj.matches)
+    for i, m in ipairs(obj.matches) do
+      assert.equal("/data/db/VERSION", m.path)
+      assert.equal(101, m.vmid)
+      assert.equal(1, #m.backups)
+      assert.equal(string.format("vzdump-qemu-101-2025_01_%02d-01_00_00.vma", 15 - i), m.backups[1].file)
+    end
     -- --vmid, and nothing found
     rc, obj = run_json("find", "--json", "--vmid", "102", dir, "*/app.conf")
     assert.equal(0, rc)
@@ -182,6 +187,7 @@ describe("the guest's files across a store", function()
   it("vma get DIR: any version of a file", function()
     if not need_guest() then return end
     local out = root .. "/got"
+    for i = 1, 3 do assert(vma.mkdir(out .. i)) end
     local rc, _, err = run("get", dir, "--vmid", "100", "--version", "2", "/etc/app.conf", out .. "1")
     assert.equal(0, rc, err)
     assert.equal("threads = 8\n", H.read(out .. "1/app.conf"))
