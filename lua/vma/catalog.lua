@@ -200,9 +200,9 @@ local function check_schema(db, path)
   if not st then
     if code == "other" and tostring(err):match("no such table") then
       return nil, string.format("%s is not a vma catalog (an SQLite database without vma's "
-        .. "tables)", path)
+        .. "tables)", path), "foreign"
     end
-    return nil, sql_failure(path, err, code)
+    return nil, sql_failure(path, err, code), code == "notadb" and "foreign" or "damaged"
   end
   local app, aerr, _, acode = st:first("application")
   if aerr then st:close() return nil, sql_failure(path, aerr, acode) end
@@ -210,7 +210,7 @@ local function check_schema(db, path)
   st:close()
   if not app or app.value ~= M.APPLICATION or not schema then
     return nil, string.format("%s is not a vma catalog (an SQLite database without vma's "
-      .. "marks)", path)
+      .. "marks)", path), "foreign"
   end
   local n = math.tointeger(tonumber(schema.value))
   if not n then return nil, string.format("%s is not a vma catalog (schema '%s')", path,
@@ -218,7 +218,7 @@ local function check_schema(db, path)
   if n > M.SCHEMA then
     return nil, string.format("the catalog %s was written by a newer vma (schema %d; this "
       .. "vma reads schema %d): use that vma, or remove the file and run 'vma catalog' to "
-      .. "rebuild it", path, n, M.SCHEMA)
+      .. "rebuild it", path, n, M.SCHEMA), "newer"
   end
   if n < 1 then return nil, string.format("%s is not a vma catalog (schema %d)", path, n) end
   return n
@@ -228,8 +228,11 @@ end
 -- over an existing file)
 local function create(path)
   local tmp = string.format("%s.tmp-%d-%d", path, vma.getpid(), math.random(1, 1 << 30))
-  local db, err, _, code = vma.sqlite_open(tmp, { create = true })
-  if not db then return nil, sql_failure(tmp, err, code) end
+  local db, err = vma.sqlite_open(tmp, { create = true })
+  if not db then
+    os.remove(tmp)
+    return nil, string.format("cannot create the catalog %s: %s", path, tostring(err))
+  end
   local sql = "BEGIN;" .. SCHEMA_SQL
     .. string.format("INSERT INTO meta VALUES('application', '%s');", M.APPLICATION)
     .. string.format("INSERT INTO meta VALUES('schema', '%d');", M.SCHEMA)
@@ -254,8 +257,8 @@ end
 --- Open a catalog: p is its folder (DIR/.vma-catalog.sqlite) or its file.
 --- opts: create (make it when missing), readonly, timeout_ms (how long to
 --- wait for another process's lock, default 30000).  Returns the catalog or
---- nil and a message (a file that is not a catalog, is damaged, or was
---- written by a newer vma).
+--- nil, a message and its kind: "missing", "foreign" (not a vma catalog),
+--- "damaged", "newer" (written by a newer vma).
 function M.open(p, opts)
   opts = opts or {}
   local path = M.path_for(p)
@@ -272,11 +275,11 @@ function M.open(p, opts)
   end
   local db, err, _, code = vma.sqlite_open(path, { readonly = opts.readonly,
     timeout_ms = opts.timeout_ms })
-  if not db then return nil, sql_failure(path, err, code) end
-  local schema, serr = check_schema(db, path)
+  if not db then return nil, sql_failure(path, err, code), "damaged" end
+  local schema, serr, skind = check_schema(db, path)
   if not schema then
     db:close()
-    return nil, serr
+    return nil, serr, skind
   end
   local real = vma.realpath(path) or path
   local self = setmetatable({ db = db, path = path, dir = dirname(real), schema = schema,
@@ -914,17 +917,23 @@ function M.record_file_verification(path, md5, ok, message, seconds)
   local real = vma.realpath(path)
   local st = real and vma.stat(real)
   if not st or st.type ~= "file" then return false end
+  -- the archive's folder and up to three above it (a store's subfolders),
+  -- never the root of the file system
   local dir = dirname(real)
   local found
-  while true do
+  for _ = 1, 4 do
+    if dir == "/" or dir == "." then break end
     local c = store.join(dir, M.NAME)
     if vma.stat(c) then found = c break end
-    if dir == "/" or dir == "." then break end
     dir = dirname(dir)
   end
   if not found then return false end
-  local cat, err = M.open(found, { timeout_ms = 10000 })
-  if not cat then return nil, err end
+  local cat, err, kind = M.open(found, { timeout_ms = 10000 })
+  if not cat then
+    -- a file of that name that is not a vma catalog is not ours to touch
+    if kind == "foreign" then return false end
+    return nil, err
+  end
   local rok, rerr = pcall(cat.record_verification, cat, { path = cat:key_of(real), size = st.size,
     mtime = st.mtime, header_md5 = md5 or "" }, ok, message and readable_error(message), seconds)
   cat:close()
