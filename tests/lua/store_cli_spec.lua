@@ -372,6 +372,18 @@ describe("the backup store", function()
     assert.truthy(b.verified.message)
   end)
 
+  it("vma verify leaves a file of the catalog's name that is not a catalog alone", function()
+    local dir = root .. "/foreign"
+    assert(os.execute("mkdir -p " .. q(dir) .. " && cp " .. q(S.dir .. "/manual/export.vma") .. " " .. q(dir)))
+    H.write(dir .. "/.vma-catalog.sqlite", "")
+    local rc, out, err = run("verify", dir .. "/export.vma")
+    assert.equal(0, rc)
+    assert.equal("", out)
+    assert.equal(1, select(2, err:gsub("\n", "")), err)
+    assert.truthy(err:find("^vma verify: verified"), err)
+    assert.equal("", H.read(dir .. "/.vma-catalog.sqlite"))
+  end)
+
   describe("vma diff", function()
     local dir
 
