@@ -223,6 +223,64 @@ static void check_refused(const char *path, int code, const char *what)
     check_refused_with(path, code, NULL, what);
 }
 
+/* what is at the cache's path is opened only if it is a regular file, not
+ * through a symbolic link, and read only if no larger than an index can be
+ * (a is open on path, its index saved at idx) */
+static void test_cache_files(vma_archive *a, const char *path, const vma_archive_opts *o,
+                             const char *idx)
+{
+    const vma_header *h = vma_archive_header(a);
+    uint8_t stamp[32] = {0};
+    GError *e = NULL;
+    gchar *good = NULL;
+    gsize good_len = 0;
+    CHECK(g_file_get_contents(idx, &good, &good_len, NULL), "the cache file reads");
+    /* a link to a valid index elsewhere: not followed, the index is built
+     * again and saved in the link's place */
+    char *other = g_strdup_printf("%s.elsewhere", idx);
+    g_file_set_contents(other, good, (gssize)good_len, NULL);
+    unlink(idx);
+    CHECK(symlink(other, idx) == 0, "a symbolic link to the index");
+    CHECK(vma_index_load(idx, h, stamp, &e) == NULL && e && strstr(e->message, "symbolic link"),
+          "cache: a symbolic link is not followed (%s)", e ? e->message : "loaded");
+    g_clear_error(&e);
+    vma_archive *b = vma_archive_open(path, o, &e);
+    struct stat st;
+    CHECK(b && !vma_archive_from_cache(b) && lstat(idx, &st) == 0 && S_ISREG(st.st_mode),
+          "cache: an index behind a link is built again, saved as a file (%s)",
+          e ? e->message : "");
+    g_clear_error(&e);
+    vma_archive_free(b);
+    gchar *still = NULL;
+    gsize still_len = 0;
+    CHECK(g_file_get_contents(other, &still, &still_len, NULL) && still_len == good_len &&
+          memcmp(still, good, good_len) == 0, "cache: the file behind the link is untouched");
+    g_free(still);
+    /* a folder, a file of 3 GB (sparse): refused before anything is read */
+    unlink(idx);
+    CHECK(mkdir(idx, 0700) == 0, "a folder at the cache's path");
+    CHECK(vma_index_load(idx, h, stamp, &e) == NULL && e && strstr(e->message, "not a regular file"),
+          "cache: a folder is refused (%s)", e ? e->message : "loaded");
+    g_clear_error(&e);
+    rmdir(idx);
+    int fd = open(idx, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)3 << 30) == 0, "a 3 GB cache file");
+    if (fd >= 0)
+        close(fd);
+    CHECK(vma_index_load(idx, h, stamp, &e) == NULL && e &&
+          strstr(e->message, "larger than an index can be"),
+          "cache: a 3 GB file is not read (%s)", e ? e->message : "loaded");
+    g_clear_error(&e);
+    b = vma_archive_open(path, o, &e);
+    CHECK(b && !vma_archive_from_cache(b) && stat(idx, &st) == 0 && st.st_size < (1 << 20),
+          "cache: a 3 GB file is replaced by the index (%s)", e ? e->message : "");
+    g_clear_error(&e);
+    vma_archive_free(b);
+    unlink(other);
+    g_free(other);
+    g_free(good);
+}
+
 static void test_cache(const char *path, const uint8_t *d0)
 {
     char *dir = g_strdup_printf("%s/cache", tmpdir);
@@ -251,8 +309,10 @@ static void test_cache(const char *path, const uint8_t *d0)
     }
     a = vma_archive_open(path, &o, &e);
     CHECK(a && !vma_archive_from_cache(a), "a damaged cache is built again");
-    vma_archive_free(a);
     g_clear_error(&e);
+    if (a && idx)
+        test_cache_files(a, path, &o, idx);
+    vma_archive_free(a);
     g_free(idx);
     g_free(dir);
 }

@@ -299,3 +299,89 @@ describe("seekable .vma.zst: no byte of a frame before the frame is checked", fu
     os.remove(p)
   end)
 end)
+
+describe("the index cache file", function()
+  local dir, fx
+
+  setup(function()
+    dir = H.tmpdir()
+    fx = { plain = dir .. "/c.vma" }
+    local d, img = G.base()
+    fx.img = img
+    H.write(fx.plain, G.build(d))
+    if A.have("zstd") then
+      fx.zst = dir .. "/c.vma.zst"
+      A.seekable_zst(fx.plain, fx.zst)
+    end
+  end)
+
+  teardown(function() H.rm(dir) end)
+
+  -- vma cat of the zst with the cache in xdg, stopped after 60 s should it
+  -- hang (a guard, not a measure: it takes well under a second)
+  local function cat(xdg)
+    return H.sh("XDG_CACHE_HOME=" .. H.q(xdg) .. " exec timeout 60 "
+      .. H.q(A.bin) .. " cat " .. H.q(fx.zst) .. " scsi0")
+  end
+
+  -- the path of the archive's cache file in xdg (made by a first cat)
+  local function cache_path(xdg)
+    local rc, _, err = H.sh("XDG_CACHE_HOME=" .. H.q(xdg) .. " " .. H.q(A.bin) .. " cat "
+      .. H.q(fx.zst) .. " scsi0 >/dev/null")
+    assert.are.equal(0, rc, err)
+    local names = H.ls(xdg .. "/vma")
+    assert.are.equal(1, #names, table.concat(names or {}, " "))
+    return xdg .. "/vma/" .. names[1]
+  end
+
+  local function is_regular(p)
+    local rc = H.sh("test -f " .. H.q(p) .. " && ! test -L " .. H.q(p))
+    return rc == 0
+  end
+
+  it("a symbolic link in its place is not followed: the index is built again, the link replaced", function()
+    if not A.need("zstd") then return end
+    local xdg = dir .. "/x-link"
+    local p = cache_path(xdg)
+    -- a valid index elsewhere: not used through the link
+    local other = dir .. "/other.idx"
+    A.sh_ok("mv " .. H.q(p) .. " " .. H.q(other) .. " && ln -s " .. H.q(other) .. " " .. H.q(p))
+    local before = H.read(other)
+    local rc, out, err = cat(xdg)
+    assert.are.equal(0, rc, err)
+    assert.is_true(out == fx.img)
+    assert.is_true(is_regular(p))
+    assert.is_true(H.read(other) == before)
+    -- /dev/zero: not read
+    A.sh_ok("ln -sf /dev/zero " .. H.q(p))
+    rc, out, err = cat(xdg)
+    assert.are.equal(0, rc, err)
+    assert.is_true(out == fx.img)
+    assert.is_true(is_regular(p))
+  end)
+
+  it("a FIFO in its place is not opened for reading: the index is built again", function()
+    if not A.need("zstd") then return end
+    local xdg = dir .. "/x-fifo"
+    local p = cache_path(xdg)
+    os.remove(p)
+    A.sh_ok("mkfifo " .. H.q(p))
+    local rc, out, err = cat(xdg)
+    assert.are.equal(0, rc, err)
+    assert.is_true(out == fx.img)
+    assert.is_true(is_regular(p))
+  end)
+
+  it("a 3 GB file in its place: the index is built again", function()
+    if not A.need("zstd") then return end
+    local xdg = dir .. "/x-big"
+    local p = cache_path(xdg)
+    A.sh_ok("truncate -s 3G " .. H.q(p))
+    local rc, out, err = cat(xdg)
+    assert.are.equal(0, rc, err)
+    assert.is_true(out == fx.img)
+    assert.is_true(is_regular(p))
+    local size = vma.stat(p).size
+    assert.is_true(size < 1 << 20, tostring(size))
+  end)
+end)
