@@ -867,10 +867,11 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
         const zmap *made = NULL;
         uint64_t made_bytes = 0;
         if (!hit) {
-            if (z->cap < s->max_dsize) {
+            if (!z->data || z->cap < s->max_dsize) {
+                /* at least a byte: frames of 0 bytes decode into it too */
                 g_free(z->data);
-                z->data = g_malloc(s->max_dsize);
-                z->cap = s->max_dsize;
+                z->cap = MAX(s->max_dsize, 1u);
+                z->data = g_malloc(z->cap);
             }
             rc = decompress_frame(s, fi, z->data, &made, &made_bytes, err);
         }
