@@ -964,12 +964,58 @@ static void test_checked_frames(const char *plain)
     check_refused_with(nock, VMA_ERR_FORMAT, "no content checksum", "frames without checksum");
     g_free(nock);
 
+    /* one frame that asks for a window of 256 MiB (no content size, so zstd
+     * keeps the window it is given): verify refuses it, so does random access */
+    gchar *data = NULL;
+    gsize len = 0;
+    g_file_get_contents(plain, &data, &len, NULL);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 28);
+    size_t cap = ZSTD_compressBound(len) + 64;
+    uint8_t *z = g_malloc(cap + 32);
+    ZSTD_outBuffer ob = {z, cap, 0};
+    ZSTD_inBuffer ib = {data, len, 0};
+    size_t rc = ZSTD_compressStream2(cc, &ob, &ib, ZSTD_e_continue);
+    ZSTD_inBuffer none = {NULL, 0, 0};
+    while (!ZSTD_isError(rc) && (rc = ZSTD_compressStream2(cc, &ob, &none, ZSTD_e_end)) != 0)
+        ;
+    ZSTD_freeCCtx(cc);
+    ZSTD_frameHeader zh;
+    CHECK(!ZSTD_isError(rc) && ZSTD_getFrameHeader(&zh, z, ob.pos) == 0 &&
+          zh.windowSize == (1u << 28), "a frame with a window of 256 MiB");
+    uint8_t *t = z + ob.pos;
+    put_le32(t, 0x184D2A5Eu);
+    put_le32(t + 4, 17);
+    put_le32(t + 8, (uint32_t)ob.pos);
+    put_le32(t + 12, (uint32_t)len);
+    put_le32(t + 16, 1);
+    t[20] = 0;
+    put_le32(t + 21, 0x8F92EAB1u);
+    char *wide = g_strdup_printf("%s/wide.vma.zst", tmpdir);
+    g_file_set_contents(wide, (gchar *)z, (gssize)(ob.pos + 25), NULL);
+    GError *e = NULL;
+    vma_reader *vr = vma_reader_open(wide, &e);
+    vma_extent ext;
+    int vrc = 0;
+    while (vr && (vrc = vma_reader_next(vr, &ext, &e)) > 0)
+        ;
+    CHECK((!vr || vrc < 0) && e, "the wide window: read from start to end, refused (%s)",
+          e ? e->message : "read");
+    g_clear_error(&e);
+    vma_reader_free(vr);
+    check_refused_with(wide, VMA_ERR_FORMAT, "window larger than 128 MiB",
+                       "the wide window at random");
+    g_free(wide);
+    g_free(z);
+    g_free(data);
+
     GArray *starts = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     uint64_t table = 0;
     char *lie = make_seekable_ex(plain, "lie.vma.zst", 12345, TRUE, starts, &table);
     GArray *heads = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     vma_reader *r = vma_reader_open(plain, NULL);
-    vma_extent ext;
     while (r && vma_reader_next(r, &ext, NULL) > 0)
         g_array_append_val(heads, ext.offset);
     vma_reader_free(r);

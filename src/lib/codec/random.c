@@ -616,10 +616,19 @@ static int decode_blocks(ZSTD_DCtx *dc, const zframe *f, uint64_t fi, const uint
         ZSTD_decompressBegin(dc);
         ZSTD_frameHeader zh;
         if (ZSTD_getFrameHeader(&zh, in + pos, f->csize - pos) == 0 &&
-            zh.frameType == ZSTD_frame && !zh.checksumFlag) {
-            why = "it has no content checksum, which random reads require ('vma recompress' "
-                  "writes frames that have one)";
-            break;
+            zh.frameType == ZSTD_frame) {
+            if (!zh.checksumFlag) {
+                why = "it has no content checksum, which random reads require ('vma recompress' "
+                      "writes frames that have one)";
+                break;
+            }
+            /* the window a reader from start to end accepts (zstd's
+             * streaming default, which vma verify and extract keep) */
+            if (zh.windowSize > ((uint64_t)1 << ZSTD_WINDOWLOG_LIMIT_DEFAULT) + 1) {
+                why = "it asks for a window larger than 128 MiB, which a reader from start to "
+                      "end refuses";
+                break;
+            }
         }
         size_t need;
         while ((need = ZSTD_nextSrcSizeToDecompress(dc)) != 0) {
