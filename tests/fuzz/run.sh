@@ -12,6 +12,9 @@
 #                                     its corpus (their logs: build/fuzz/NAME/fuzz-N.log)
 #   FUZZ_FLAGS='-len_control=0' FUZZ_MAX_LEN=1200000 sh tests/fuzz/run.sh
 #                                     more libFuzzer flags; extents over 1 MiB
+#   sh tests/fuzz/run.sh coverage     the line coverage of src/lib reached by each
+#                                     harness's corpus, seeds and regressions
+#                                     (clang source coverage, llvm-cov report)
 #
 # The harnesses:
 #   reader    the streaming reader and the restore engine
@@ -68,6 +71,27 @@ build() { # NAME: build/fuzz/fuzz_NAME, when a source is newer than it
             $(pkg-config --libs $PKG) -lpthread
     fi
 }
+if [ "${1:-}" = coverage ]; then
+    # shellcheck disable=SC2086
+    for t in $TARGETS; do
+        bin=$B/cov_$t
+        echo "fuzz: $t: coverage build $bin"
+        # shellcheck disable=SC2046
+        "$CLANG" -g -O1 -std=c11 -fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping \
+            $(pkg-config --cflags $PKG) -Isrc/lib -DVMA_VERSION='"fuzz"' \
+            -o "$bin" $LIBSRC tests/fuzz/fuzz_$t.c tests/fuzz/common.c \
+            $(pkg-config --libs $PKG) -lpthread
+        mkdir -p "build/fuzz-corpus/$t"
+        rm -f "$B/cov_$t.profraw"
+        LLVM_PROFILE_FILE="$B/cov_$t.profraw" "$bin" -runs=0 -rss_limit_mb=4096 \
+            "build/fuzz-corpus/$t" tests/fuzz/seeds tests/fuzz/regressions >"$B/cov_$t.log" 2>&1
+        llvm-profdata merge -sparse "$B/cov_$t.profraw" -o "$B/cov_$t.profdata"
+        echo "fuzz: $t: lines of src/lib reached by $(ls "build/fuzz-corpus/$t" | wc -l) corpus inputs, the seeds and regressions:"
+        llvm-cov report "$bin" -instr-profile="$B/cov_$t.profdata" $LIBSRC
+    done
+    exit 0
+fi
+
 for t in $TARGETS; do build "$t"; done
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}

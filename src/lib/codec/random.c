@@ -24,10 +24,11 @@
  * memset.  Only a read that touches a compressed block needs the decoded
  * frame.  The first, full decode of a frame verifies its checksum (no map
  * is kept without that), a read served later from raw blocks does not (it
- * is the file's bytes, as with a plain .vma).  A run is 12 bytes; raw blocks of one size that follow each
- * other are one run, so a frame of incompressible data costs one or two
- * runs, and the maps of a 1 TiB archive about 10 MiB (every block of a
- * different kind from its neighbour: 8 million runs, 96 MiB).  The maps are
+ * is the file's bytes, as with a plain .vma).  A run is 12 bytes; raw
+ * blocks of one size that follow each other are one run, so a frame of
+ * incompressible data costs one or two runs, and the maps of a 1 TiB
+ * archive about 10 MiB (every block of a different kind from its
+ * neighbour: 8 million runs, 96 MiB).  The maps are
  * bounded (MAP_BUDGET): a frame decoded after that has none and is read
  * through the cache as before.
  *
@@ -933,7 +934,7 @@ static int check_all(vma_src *s, GError **err)
         if (all || fi >= s->n_frames)
             return 0;
         uint8_t none;
-        if (read_frame(s, fi, 0, &none, 0, err) < 0)
+        if (read_frame(s, fi++, 0, &none, 0, err) < 0)
             return -1;
     }
 }
