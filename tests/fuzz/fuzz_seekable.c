@@ -19,7 +19,10 @@
  * gets past them), honest or with one of the lies of fuzz_make_seekable:
  * sizes shifted between two frames, a size off by some bytes, skippable
  * padding inside a frame, a frame without checksum, compressed sizes
- * shifted.  Build and run: tests/fuzz/run.sh. */
+ * shifted.  And the input read as steps (kind, length, byte) that make a
+ * stream of zstd blocks of every kind (runs of one byte, noise, the input's
+ * bytes), in frames of 128 KiB to 2 MiB, so that the block maps get many
+ * runs.  Build and run: tests/fuzz/run.sh. */
 #define _GNU_SOURCE
 #include "common.h"
 #include "codec/codec.h"
@@ -175,6 +178,40 @@ static void one_file(const uint8_t *data, size_t size)
     }
 }
 
+/* bytes of zstd blocks of every kind, from the input read as steps of
+ * three bytes (kind, length, byte): a run of one byte (RLE blocks), the
+ * input's next bytes (text or noise), or noise (raw blocks); at most 4 MiB */
+static uint8_t *blocks_of(const uint8_t *data, size_t size, size_t *len)
+{
+    size_t cap = 4u << 20, n = 0, at = 0;
+    uint8_t *out = malloc(cap);
+    if (!out)
+        abort();
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i + 3 <= size && n < cap; i += 3) {
+        size_t k = MIN((size_t)(data[i + 1] + 1) * 1024, cap - n);
+        switch (data[i] % 3) {
+        case 0:
+            memset(out + n, data[i + 2], k);
+            break;
+        case 1:
+            for (size_t j = 0; j < k; j++)
+                out[n + j] = data[(at++) % size];
+            break;
+        default:
+            for (size_t j = 0; j < k; j++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                out[n + j] = (uint8_t)(x >> 24);
+            }
+        }
+        n += k;
+    }
+    *len = n;
+    return out;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     one_file(data, size);
@@ -193,5 +230,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *z = fuzz_make_seekable(data, size, frame, lie, which, delta, pad, &len);
     one_file(z, len);
     free(z);
+    /* the same made of blocks of every kind, in frames of 128 KiB to 2 MiB
+     * (several zstd blocks each: block maps of many runs) */
+    size_t blen = 0;
+    uint8_t *b = blocks_of(data, size, &blen);
+    z = fuzz_make_seekable(b, blen, (size_t)128 << (10 + t[0] % 5), lie, which, delta, pad, &len);
+    one_file(z, len);
+    free(z);
+    free(b);
     return 0;
 }
