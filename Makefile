@@ -2,7 +2,9 @@
 #   make            build build/vma, build/vma.so and build/libvma.a (and
 #                   build/cmod/vma/rbd.so, the Ceph RBD module, when librbd-dev is
 #                   installed; `make rbd` builds it or fails)
-#   make check      every test (C unit tests, Lua tests, command-line tests)
+#   make check      every test (C unit tests, the fuzzing seeds and regressions
+#                   through every harness, Lua tests, command-line tests)
+#   make fuzz       the libFuzzer harnesses of tests/fuzz, FUZZ_SECONDS each
 #   make demo       build, make a sample disk, back it up, list, verify, restore, compare
 #   make bench      throughput of create, extract and verify beside cat and cp
 #   make install    PREFIX=/usr/local DESTDIR=
