@@ -2,7 +2,9 @@
 #   make            build build/vma, build/vma.so and build/libvma.a (and
 #                   build/cmod/vma/rbd.so, the Ceph RBD module, when librbd-dev is
 #                   installed; `make rbd` builds it or fails)
-#   make check      every test (C unit tests, Lua tests, command-line tests)
+#   make check      every test (C unit tests, the fuzzing seeds and regressions
+#                   through every harness, Lua tests, command-line tests)
+#   make fuzz       the libFuzzer harnesses of tests/fuzz, FUZZ_SECONDS each
 #   make demo       build, make a sample disk, back it up, list, verify, restore, compare
 #   make bench      throughput of create, extract and verify beside cat and cp
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -102,11 +104,29 @@ TEST_SRC  := $(sort $(wildcard tests/c/*.c))
 $(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
 	$(CC) $(CFLAGS) -Isrc/lib -o $@ $(TEST_SRC) $(B)/libvma.a $(LDLIBS)
 
+# the fuzzing harnesses (tests/fuzz/fuzz_*.c) without libFuzzer: build/fuzz_replay
+# runs every seed and regression through each (tests/fuzz/replay.c); each
+# harness is compiled with its entry point renamed fuzz_one_NAME
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_DEPS  := tests/fuzz/replay.c tests/fuzz/common.c tests/fuzz/common.h
+$(B)/fuzz-replay/harnesses.h: Makefile $(FUZZ_SRC)
+	@mkdir -p $(@D)
+	printf '#define HARNESSES %s\n' '$(foreach n,$(FUZZ_NAMES),H($(n)))' >$@
+
+$(B)/fuzz-replay/%.o: tests/fuzz/fuzz_%.c tests/fuzz/common.h $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DLLVMFuzzerTestOneInput=fuzz_one_$* -c -o $@ $<
+
+$(B)/fuzz_replay: $(FUZZ_DEPS) $(FUZZ_NAMES:%=$(B)/fuzz-replay/%.o) $(B)/fuzz-replay/harnesses.h $(B)/libvma.a
+	$(CC) $(CFLAGS) -I$(B)/fuzz-replay -o $@ tests/fuzz/replay.c tests/fuzz/common.c \
+	  $(FUZZ_NAMES:%=$(B)/fuzz-replay/%.o) $(B)/libvma.a $(LDLIBS)
+
 # the same programs under AddressSanitizer + UndefinedBehaviorSanitizer
 ASAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined -Wall -Wextra -Werror $(PKG_CFLAGS) \
                -DVMA_VERSION='"$(VERSION)"' -Isrc/lib
-asan: $(B)/asan/vma $(B)/asan/test_core
+asan: $(B)/asan/vma $(B)/asan/test_core $(B)/asan/fuzz_replay
 
 $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 	@mkdir -p $(B)/asan
@@ -116,11 +136,19 @@ $(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
 	$(CC) $(ASAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
 
+$(B)/asan/fuzz-replay/%.o: tests/fuzz/fuzz_%.c tests/fuzz/common.h $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -DLLVMFuzzerTestOneInput=fuzz_one_$* -c -o $@ $<
+
+$(B)/asan/fuzz_replay: $(FUZZ_DEPS) $(FUZZ_NAMES:%=$(B)/asan/fuzz-replay/%.o) $(B)/fuzz-replay/harnesses.h $(LIB_SRC) $(LIB_HDRS)
+	$(CC) $(ASAN_CFLAGS) -I$(B)/fuzz-replay -o $@ tests/fuzz/replay.c tests/fuzz/common.c \
+	  $(FUZZ_NAMES:%=$(B)/asan/fuzz-replay/%.o) $(LIB_SRC) $(LDLIBS)
+
 deps:
 	@sh tools/deps.sh $(DEBS)
 
 check: deps
-	@$(MAKE) --no-print-directory all $(B)/test_core
+	@$(MAKE) --no-print-directory all $(B)/test_core $(B)/fuzz_replay
 	@sh tests/run.sh
 
 demo: deps

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every test and ends with the line "N passed, N failed, N skipped"
 # (a skipped test is never counted as passed).
-#   C unit tests (build/test_core), Lua and command-line tests (busted, tests/lua),
+#   C unit tests (build/test_core), the fuzzing seeds and regressions through
+#   every harness (build/fuzz_replay), Lua and command-line tests (busted, tests/lua),
 #   the same C and command-line tests under ASan+UBSan, and a valgrind leak check.
 # VMA_QUICK=1 skips the sanitizer and valgrind passes.
 cd "$(dirname "$0")/.." || exit 1
@@ -53,6 +54,8 @@ run_c() { # label, binary
 }
 
 run_c c-unit build/test_core
+# every fuzzing seed and regression through every harness (tests/fuzz/replay.c)
+run_c fuzz-replay build/fuzz_replay
 run_busted lua tests/lua LUA_CPATH="$ROOT/build/?.so;;" VMA_BIN="$ROOT/build/vma"
 
 if [ "${VMA_QUICK:-0}" != 1 ]; then
@@ -61,6 +64,9 @@ if [ "${VMA_QUICK:-0}" != 1 ]; then
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=99 \
             run_c c-unit-asan build/asan/test_core
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=99 \
+            run_c fuzz-replay-asan build/asan/fuzz_replay
         # the specs that run the executable (the others test pure Lua)
         run_busted cli-asan "$(ls tests/lua/*cli*_spec.lua tests/lua/safety_spec.lua \
                 tests/lua/hostile_spec.lua 2>/dev/null | tr '\n' ' ')" \
