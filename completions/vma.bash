@@ -9,6 +9,7 @@ _vma() {
     local -a reply
     if declare -F _init_completion >/dev/null; then
         # bash-completion: --opt=value and rbd:/dir: stay one word
+        # shellcheck disable=SC2034 # prev and split are set by _init_completion
         local prev split
         _init_completion -s -n : || return
         [[ $split == true ]] && cur=${words[cword]}
