@@ -42,6 +42,14 @@ run_busted() { # label, specs (a folder or files), then environment assignments
         fi
         nok=1
     fi
+    # busted ends its output with the plan "1..N": without it, or with fewer
+    # results than it says, busted stopped early (a crash, a killed run)
+    plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$LOG/$label.tap" | tail -1)
+    if [ -z "$plan" ] || [ "$((ok + nok + skip))" -lt "$plan" ]; then
+        echo "== $label: busted stopped early: $((ok + nok + skip)) results of ${plan:-an unknown number}"
+        tail -20 "$LOG/$label.tap"
+        nok=$((nok + 1))
+    fi
     if [ "$nok" -ne 0 ]; then
         grep -A12 '^not ok ' "$LOG/$label.tap" | head -150
         grep -E '^(Error|lua)' "$LOG/$label.tap" | head -20

@@ -222,6 +222,17 @@ describe("the documents and the commands", function()
     assert.same(want, listed)
   end)
 
+  it("vma help gives a command of one's own one line too, the first of its description", function()
+    local dir = H.tmpdir()
+    H.write(dir .. "/frob.lua", 'return { description = "frobnicate an archive\\nsecond line\\nthird",'
+      .. ' run = function() return 0 end }\n')
+    local rc, out = H.sh("VMA_COMMANDS_PATH=" .. H.q(dir) .. " " .. H.q(H.bin) .. " help")
+    H.rm(dir)
+    assert.equal(0, rc)
+    assert.matches("\n  frob +frobnicate an archive\n", out)
+    assert.is_nil(out:find("second line", 1, true))
+  end)
+
   it("documents every environment variable the code reads", function()
     local vars = {}
     local rc, out = H.sh("cd " .. H.q(ROOT) .. " && grep -rhoE "
