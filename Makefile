@@ -31,7 +31,7 @@ NBDKIT_PLUGINDIR ?= $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null |
 VERSION   := 0.1.0
 
 CC        ?= cc
-PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2
+PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash
 
 # The Debian packages each target needs, one set each (tools/deps.sh installs
 # the missing ones; README.md says what each set costs on a fresh Debian 12).
@@ -44,7 +44,7 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2
 #   make check-ceph / -guestfs:     + DEBS_CEPH / DEBS_GUESTFS
 #   make fuzz:                      DEBS_BUILD DEBS_FUZZ
 DEBS_BUILD   := gcc make pkg-config liblua5.4-dev libglib2.0-dev uuid-dev libssl-dev \
-                libzstd-dev zlib1g-dev liblzo2-dev nbdkit-plugin-dev libfuse3-dev
+                libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev nbdkit-plugin-dev libfuse3-dev
 DEBS_RUN     := lua-argparse lua-filesystem lua-dkjson zstd lzop
 DEBS_CHECK   := lua5.4 lua-busted lua-cjson gzip valgrind nbdkit libnbd-bin fuse3 qemu-utils \
                 e2fsprogs gdisk bash-completion
@@ -59,7 +59,7 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
 LDLIBS    += $(PKG_LIBS) -lpthread
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
-CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 2>/dev/null) -lpthread
+CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash 2>/dev/null) -lpthread
 NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)

@@ -29,7 +29,8 @@ end
 
 --- The description of an argparse parser: { options = { {names = {"-c",
 --- "--config"}, key = "config", value = true|false, choices = {...}|nil,
---- help = "..."} }, arguments = { {name = "archive", min = 1, max = 1} } }.
+--- help = "..."} }, arguments = { {name = "archive", min = 1, max = 1,
+--- choices = {...}|nil} } }.
 --- -h/--help is left out (every command has it).
 function M.from_parser(p)
   local t = { options = {}, arguments = {} }
@@ -43,7 +44,8 @@ function M.from_parser(p)
     end
   end
   for _, a in ipairs(p._arguments or {}) do
-    t.arguments[#t.arguments + 1] = { name = a._name, min = a._minargs, max = a._maxargs }
+    t.arguments[#t.arguments + 1] = { name = a._name, min = a._minargs, max = a._maxargs,
+      choices = a._choices and copy(a._choices) or nil }
   end
   return t
 end

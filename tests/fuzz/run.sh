@@ -34,7 +34,7 @@ fi
 mkdir -p "$B" "$CORPUS" "$ART"
 
 SRC="$(ls src/lib/*/*.c) tests/fuzz/fuzz_reader.c"
-PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2"
+PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash"
 # rebuild when a source is newer than the binary
 rebuild=0
 [ -x "$BIN" ] || rebuild=1

@@ -116,6 +116,16 @@ describe("completion", function()
       sorted(complete({ "vma", "extract", "--target", "dir:" .. dir .. "/tree/s" })))
   end)
 
+  it("offers the values an argument takes (vma cache's actions), as its help lists them", function()
+    local _, help = H.vma("help", "cache")
+    local list = help:match("{([%w,]+)}")
+    assert.is_string(list, "vma help cache lists no actions")
+    local want = {}
+    for v in list:gmatch("[^,]+") do want[#want + 1] = v end
+    assert.same(sorted(want), sorted(complete({ "vma", "cache", "" })))
+    assert.same({ "@files" }, complete({ "vma", "cache", "add", "" }))
+  end)
+
   it("offers the policies of the policy folders after prune --policy", function()
     local want = lua_files(ROOT .. "/lua/vma/policies")
     assert.same(want, sorted(complete({ "vma", "prune", "--policy", "" })))

@@ -11,14 +11,35 @@ local function parser()
     .. "and cp --sparse see the holes), the RAM state DIR/vmstate.bin, and each config file "
     .. "is beside them. Returns once the mount is ready and keeps serving it in the "
     .. "background; 'vma umount DIR' (or fusermount3 -u DIR) ends it.")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("dir", "an empty folder")
   p:flag("-f --foreground", "stay in the foreground until interrupted (then unmount)")
   p:option("-o --options", "mount options for FUSE (allow_other, ...)")
+  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
   return p
 end
 
+-- the absolute path of dir; a mount whose FUSE process is gone cannot be
+-- resolved itself ("Transport endpoint is not connected"): its folder is
+local function absolute(dir)
+  local p = vma.realpath(dir)
+  if p then return p end
+  local trimmed = dir:gsub("/+$", "")
+  local parent, base = trimmed:match("^(.*)/([^/]+)$")
+  if not parent then parent, base = ".", trimmed end
+  local ap = vma.realpath(parent == "" and "/" or parent)
+  return ap and ((ap == "/" and "" or ap) .. "/" .. base) or nil
+end
+
 local function check_dir(dir)
+  -- a mount there already
+  local abs = absolute(dir)
+  local typ = abs and access.mounted(abs)
+  if typ == "fuse.vma" then
+    return nil, dir .. " is a vma mount already ('vma umount " .. dir .. "' ends it)"
+  elseif typ then
+    return nil, dir .. " is a mount point already (" .. typ .. ")"
+  end
   local st = vma.stat(dir)
   if not st then return nil, dir .. " does not exist" end
   if st.type ~= "directory" then return nil, dir .. " is not a folder" end
@@ -38,11 +59,13 @@ local function run(args)
   if not ok then return ui.fail("mount", derr) end
   local prog = access.fuse_program()
   if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end
-  local r, err = access.open(a.archive)
+  local r, err = access.open(a.archive, { cache = not a.no_cache })
   if not r then return ui.fail("mount", err) end
+  local expect = r.header_md5
   r:close()
 
-  local argv = { prog, "--label", "vma mount" }
+  local argv = { prog, "--label", "vma mount", "--expect", expect }
+  if a.no_cache then argv[#argv + 1] = "--no-cache" end
   if a.foreground then argv[#argv + 1] = "-f" end
   if a.options then
     argv[#argv + 1] = "-o"
