@@ -16,8 +16,8 @@ local function parser()
   p:argument("dirs", "the folders (each has its own catalog, unless --db)"):args("+")
   p:option("--db", "the catalog file (default DIR/.vma-catalog.sqlite)"):argname("PATH")
   p:flag("--verify", "read every archive whole: check every rule (recorded as vma verify's "
-    .. "result) and record a digest of every 64 KiB cluster (for vma diff and the picture "
-    .. "of vma store --html)")
+    .. "result) and record a digest of every 64 KiB cluster (for vma diff and the HTML "
+    .. "picture of vma store)")
   p:flag("--files", "record the file list of every guest file system (path, type, size, "
     .. "mode, mtime, and a SHA-256 of files up to --hash-max)")
   p:option("--hash-max", "files up to this size get a content hash (default 1M; 0: none)")
