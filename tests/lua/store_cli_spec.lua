@@ -227,12 +227,20 @@ describe("the backup store", function()
       rc, obj = run_json("catalog", "--json", dir)
       assert.equal(1, obj.catalogs[1].read)
       -- the same size and mtime, another header: read again
-      local n13, n14 = "vzdump-qemu-101-2025_01_13-01_00_00.vma", "vzdump-qemu-101-2025_01_14-01_00_00.vma"
-      local a, b = H.read(dir .. "/" .. n13), H.read(dir .. "/" .. n14)
-      assert.equal(#a, #b)
-      local mtime = vma.stat(dir .. "/" .. n13).mtime
-      H.write(dir .. "/" .. n13, b)
-      assert(os.execute("touch -d @" .. mtime .. " " .. q(dir .. "/" .. n13)))
+      -- (the header's ctime changed and its MD5 made again: a valid archive)
+      local n13 = "vzdump-qemu-101-2025_01_13-01_00_00.vma"
+      local path = dir .. "/" .. n13
+      local data = H.read(path)
+      local mtime = vma.stat(path).mtime
+      local hsize = string.unpack(">I4", data, 57)
+      local header = data:sub(1, 24) .. string.pack(">i8", 12345) .. string.rep("\0", 16)
+        .. data:sub(49, hsize)
+      header = header:sub(1, 32) .. vma.md5(header) .. header:sub(49)
+      os.remove(path)
+      H.write(path, header .. data:sub(hsize + 1))
+      assert(os.execute("touch -d @" .. mtime .. " " .. q(path)))
+      assert.equal(#data, vma.stat(path).size)
+      assert.equal(0, (run("verify", "-q", "--no-catalog", path)))
       rc, obj = run_json("catalog", "--json", "-v", dir)
       assert.equal(1, obj.catalogs[1].read)
       -- removed
