@@ -354,6 +354,22 @@ describe("the backup store", function()
     assert.equal(1, rc)
     assert.truthy(err:find(damaged, 1, true), err)
     assert.truthy(err:find("damaged") or err:find("not a vma catalog"), err)
+    -- a planted view is refused, a planted trigger never runs
+    local view = root .. "/view.sqlite"
+    assert(os.execute("cp " .. q(db) .. " " .. q(view)))
+    sqlite(view, "ALTER TABLE archives RENAME TO a2; CREATE VIEW archives AS SELECT * FROM a2")
+    rc, _, err = run("store", "--db", view, dir)
+    assert.equal(1, rc)
+    assert.truthy(err:find(view, 1, true), err)
+    assert.equal(1, select(2, err:gsub("\n", "")))
+    local tdir = root .. "/trig"
+    copy_store(S, tdir)
+    assert.equal(0, (run("catalog", "-q", tdir)))
+    sqlite(tdir .. "/.vma-catalog.sqlite",
+      "CREATE TRIGGER t AFTER INSERT ON verifications BEGIN DELETE FROM archives; END")
+    assert.equal(0, (run("verify", "-q", tdir .. "/manual/export.vma")))
+    assert.equal("14", sqlite(tdir .. "/.vma-catalog.sqlite", "SELECT count(*) FROM archives"):match("%d+"))
+    assert.equal("1", sqlite(tdir .. "/.vma-catalog.sqlite", "SELECT count(*) FROM verifications"):match("%d+"))
     -- no catalog where --db says
     rc, _, err = run("store", "--db", root .. "/none.sqlite", dir)
     assert.equal(1, rc)
