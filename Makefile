@@ -21,7 +21,7 @@ NBDKIT_PLUGINDIR ?= $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null |
 VERSION   := 0.1.0
 
 CC        ?= cc
-PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2
+PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 tsk
 # Debian packages needed to build, test and run (installed by `make deps`)
 DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
              libzstd-dev zlib1g-dev liblzo2-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
@@ -35,7 +35,7 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
 LDLIBS    += $(PKG_LIBS) -lpthread
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
-CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 2>/dev/null) -lpthread
+CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 tsk 2>/dev/null) -lpthread
 NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
@@ -67,7 +67,7 @@ $(B)/lib/%.o: src/lib/%.c $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(B)/lua/%.o: src/lua/%.c src/lua/lvma.h src/lua/lvma_ext.h $(LIB_HDRS)
+$(B)/lua/%.o: src/lua/%.c $(wildcard src/lua/*.h) $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 

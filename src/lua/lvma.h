@@ -47,4 +47,8 @@ void lvma_open_disk(lua_State *L);
  * a closed disk); a view made from it takes its own vma_archive_ref */
 vma_archive *lvma_disk_archive(lua_State *L, int idx, uint8_t *dev_id);
 
+/* the guest's volumes and files (lvma_guest.c): added to the table on top,
+ * with d:volumes(), r:guest(), r:volumes() */
+void lvma_open_guest(lua_State *L);
+
 #endif
