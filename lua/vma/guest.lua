@@ -152,7 +152,8 @@ function M.volumes(r)
         v.pv_uuid = pv.pv_uuid
         if pv.metadata then
           local meta, perr = lvm.parse(pv.metadata)
-          local name, vg = meta and lvm.vg_of(meta)
+          local name, vg
+          if meta then name, vg = lvm.vg_of(meta) end
           if not meta then
             v.lvm_error = "its LVM metadata cannot be parsed: " .. perr
           elseif name then

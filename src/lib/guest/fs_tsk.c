@@ -239,6 +239,10 @@ static gboolean hidden(const vma_fs *fs, const tsk_priv *t, const TSK_FS_NAME *n
         return TRUE;
     if (strcmp(fs->type, "ntfs") == 0 && n->meta_addr < 16 && n->name && n->name[0] == '$')
         return TRUE;
+    /* the volume label of FAT, which TSK lists as a file */
+    if (n->name && g_str_has_suffix(n->name, " (Volume Label Entry)") &&
+        (strcmp(fs->type, "vfat") == 0 || strcmp(fs->type, "exfat") == 0))
+        return TRUE;
     if (n->name && strcmp(n->name, "$OrphanFiles") == 0 &&
         n->meta_addr == TSK_FS_ORPHANDIR_INUM(t->fs))
         return TRUE;
