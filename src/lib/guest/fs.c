@@ -3,7 +3,8 @@
  * paths resolved with symbolic links followed inside the file system,
  * files read and mapped through their extents, and depth-first walks that
  * neither loop nor go deeper than VMA_WALK_MAX_DEPTH.  The readers
- * (fs_tsk.c, fs_xfs.c) only give inodes, folders, links and extents. */
+ * (fs_ext.c, fs_xfs.c, fs_tsk.c) only give inodes, folders, links and
+ * extents. */
 #define _GNU_SOURCE
 #include "guest/guest.h"
 
@@ -25,7 +26,7 @@ static const struct {
     const char *type;
     const vma_fs_ops *ops;
 } readers[] = {
-    {"ext2", &vma_fs_tsk_ops},  {"ext3", &vma_fs_tsk_ops},    {"ext4", &vma_fs_tsk_ops},
+    {"ext2", &vma_fs_ext_ops},  {"ext3", &vma_fs_ext_ops},    {"ext4", &vma_fs_ext_ops},
     {"vfat", &vma_fs_tsk_ops},  {"exfat", &vma_fs_tsk_ops},   {"ntfs", &vma_fs_tsk_ops},
     {"hfsplus", &vma_fs_tsk_ops}, {"iso9660", &vma_fs_tsk_ops}, {"ufs", &vma_fs_tsk_ops},
     {"xfs", &vma_fs_xfs_ops},

@@ -1,10 +1,9 @@
-/* fs_tsk.c - the file systems of The Sleuth Kit (ext2/3/4, NTFS, FAT,
- * exFAT, HFS+, ISO 9660, UFS), in the process, over a volume through
- * tsk_img_open_external.  TSK gives the folders, inodes and links; the
- * content of ext2/3/4 files is mapped here (ext4.c) from the block
- * pointers TSK keeps, because TSK cuts sparse files whose hole runs past
- * the last block; the other file systems' content is read through TSK.
- * TSK is not thread-safe on one file system: every call holds the lock. */
+/* fs_tsk.c - the file systems of The Sleuth Kit (NTFS, FAT, exFAT, HFS+,
+ * ISO 9660, UFS), in the process, over a volume through
+ * tsk_img_open_external: TSK gives the folders, inodes, links and the
+ * files' content (NTFS compression and resident data included).  ext2/3/4
+ * are read by fs_ext.c.  TSK is not thread-safe on one file system: every
+ * call holds the lock. */
 #define _GNU_SOURCE
 #include "guest/guest.h"
 
@@ -22,7 +21,6 @@ typedef struct {
     TSK_FS_INFO *fs;
     GMutex lock;
     gboolean unix_modes;  /* the file system keeps Unix modes and owners */
-    gboolean ext;
 } tsk_priv;
 
 static ssize_t img_read(TSK_IMG_INFO *img, TSK_OFF_T off, char *buf, size_t len)
@@ -131,8 +129,7 @@ static int t_open(vma_fs *fs, GError **err)
         return -1;
     }
     g_mutex_init(&t->lock);
-    t->ext = g_str_has_prefix(fs->type, "ext");
-    t->unix_modes = t->ext || strcmp(fs->type, "ufs") == 0 || strcmp(fs->type, "hfsplus") == 0;
+    t->unix_modes = strcmp(fs->type, "ufs") == 0 || strcmp(fs->type, "hfsplus") == 0;
     fs->priv = t;
     fs->root = t->fs->root_inum;
     fs->case_insensitive = !t->unix_modes || strcmp(fs->type, "hfsplus") == 0;
@@ -310,42 +307,13 @@ static void tsk_read_close(void *ctx)
 
 static int t_content(vma_fs *fs, uint64_t ino, const vma_stat *st, vma_content *c, GError **err)
 {
+    (void)st;
     tsk_priv *t = fs->priv;
     g_mutex_lock(&t->lock);
     TSK_FS_FILE *f = open_meta(t, ino, err);
     if (!f) {
         g_mutex_unlock(&t->lock);
         return -1;
-    }
-    const TSK_FS_META *m = f->meta;
-    int rc = 0;
-    if (t->ext && m->content_type == TSK_FS_META_CONTENT_TYPE_EXT4_EXTENTS &&
-        m->content_len >= 60) {
-        uint8_t iblock[60];
-        const uint32_t *p = m->content_ptr;
-        for (int i = 0; i < 15; i++)
-            vma_put_le32(iblock + 4 * i, p[i]);
-        c->extents = g_array_new(FALSE, FALSE, sizeof(vma_extent_map));
-        rc = vma_ext4_extents(fs->v, iblock, t->fs->block_size, t->fs->block_count, st->size,
-                              c->extents, err);
-    } else if (t->ext && m->content_type == TSK_FS_META_CONTENT_TYPE_DEFAULT &&
-               m->content_len >= 15 * sizeof(TSK_DADDR_T) && st->type == VMA_FT_FILE) {
-        uint32_t ib[15];
-        const TSK_DADDR_T *p = m->content_ptr;
-        for (int i = 0; i < 15; i++)
-            ib[i] = (uint32_t)p[i];
-        c->extents = g_array_new(FALSE, FALSE, sizeof(vma_extent_map));
-        rc = vma_ext2_blockmap(fs->v, ib, t->fs->block_size, t->fs->block_count, st->size,
-                               c->extents, err);
-    }
-    if (c->extents) {
-        tsk_fs_file_close(f);
-        g_mutex_unlock(&t->lock);
-        if (rc < 0) {
-            g_array_free(c->extents, TRUE);
-            c->extents = NULL;
-        }
-        return rc;
     }
     tsk_reader *r = g_new0(tsk_reader, 1);
     r->t = t;

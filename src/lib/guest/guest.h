@@ -2,8 +2,8 @@
  * (volume.c), partition tables (parts.c), what a volume holds (probe.c),
  * LVM2 physical volumes (lvm.c), and the file systems inside: the common
  * part (fs.c: folders kept, paths, walks, files read through their
- * extents), The Sleuth Kit's file systems with ext4 extents read here
- * (fs_tsk.c, ext4.c), and XFS read here (fs_xfs.c).  Built on the access
+ * extents), ext2/3/4 and XFS read here (fs_ext.c, fs_xfs.c), the other
+ * file systems through The Sleuth Kit (fs_tsk.c).  Built on the access
  * layer.  Not part of the API (that is vma.h). */
 #ifndef VMA_GUEST_H
 #define VMA_GUEST_H
@@ -79,11 +79,12 @@ struct vma_fs {
 };
 
 extern const vma_fs_ops vma_fs_tsk_ops;
+extern const vma_fs_ops vma_fs_ext_ops;
 extern const vma_fs_ops vma_fs_xfs_ops;
 
 /* the extents of an ext4 inode's extent tree (i_block, 60 bytes): into out,
  * each checked to lie inside the volume (block_size, blocks: the file
- * system's).  0, or -1 with err.  (ext4.c) */
+ * system's).  0, or -1 with err.  (fs_ext.c) */
 int vma_ext4_extents(vma_volume *v, const uint8_t iblock[60], uint32_t block_size,
                      uint64_t blocks, uint64_t file_size, GArray *out, GError **err);
 /* the same for an ext2/3 block map (12 direct, 3 indirect pointers) */
