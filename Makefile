@@ -27,7 +27,8 @@ DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev li
              libzstd-dev zlib1g-dev liblzo2-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
              lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev \
              nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk \
-             librbd-dev librados-dev ceph-mon ceph-osd ceph-common
+             librbd-dev librados-dev ceph-mon ceph-osd ceph-common \
+             libtsk-dev sleuthkit fdisk xfsprogs dosfstools mtools ntfs-3g exfatprogs
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -35,7 +36,11 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
 LDLIBS    += $(PKG_LIBS) -lpthread
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
-CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 tsk 2>/dev/null) -lpthread
+CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 2>/dev/null) -lpthread
+# The Sleuth Kit (a C++ library with a C interface: its pkg-config file gives
+# -ltsk, which brings libstdc++), for what uses the guest layer (vma, vma.so,
+# vma-fuse-files, the tests)
+GUEST_LIBS := $(shell pkg-config --libs tsk 2>/dev/null)
 NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
@@ -61,7 +66,7 @@ CFLAGS    += -Isrc/lib
 
 .PHONY: all rbd asan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
 
-all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse $(RBD_SO)
+all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse $(B)/vma-fuse-files $(RBD_SO)
 
 $(B)/lib/%.o: src/lib/%.c $(LIB_HDRS)
 	@mkdir -p $(@D)
@@ -83,7 +88,7 @@ $(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
 
 # the module for the stock interpreter: lua5.4 resolves lua_* itself
 $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
-	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS)
+	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS) $(GUEST_LIBS)
 
 # require "vma.rbd" (lua5.4 and the vma host resolve lua_* themselves)
 rbd: $(B)/cmod/vma/rbd.so
@@ -97,6 +102,10 @@ $(B)/nbdkit-vma-plugin.so: src/nbdkit/vma-plugin.c $(B)/libvma.a $(LIB_HDRS)
 
 $(B)/vma-fuse: src/fuse/vma-fuse.c $(B)/libvma.a $(LIB_HDRS)
 	$(CC) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
+
+# `vma mount --files`: the guest's files (src/fuse/vma-fuse-files.c)
+$(B)/vma-fuse-files: src/fuse/vma-fuse-files.c $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS) $(GUEST_LIBS)
 
 TEST_SRC  := $(sort $(wildcard tests/c/*.c))
 $(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
@@ -150,14 +159,16 @@ install: all
 	install -d $(DESTDIR)$(NBDKIT_PLUGINDIR) $(DESTDIR)$(LIBEXECDIR)
 	install -m 755 $(B)/nbdkit-vma-plugin.so $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so
 	install -m 755 $(B)/vma-fuse $(DESTDIR)$(LIBEXECDIR)/vma-fuse
-	printf -- '-- written by make install: where the helper programs are\nreturn { nbdkit_plugin = "%s", fuse = "%s" }\n' \
-	  '$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so' '$(LIBEXECDIR)/vma-fuse' >$(DESTDIR)$(LUADIR)/vma/site.lua
+	install -m 755 $(B)/vma-fuse-files $(DESTDIR)$(LIBEXECDIR)/vma-fuse-files
+	printf -- '-- written by make install: where the helper programs are\nreturn { nbdkit_plugin = "%s", fuse = "%s", fuse_files = "%s" }\n' \
+	  '$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so' '$(LIBEXECDIR)/vma-fuse' '$(LIBEXECDIR)/vma-fuse-files' >$(DESTDIR)$(LUADIR)/vma/site.lua
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(LUA_CMOD)/vma.so $(DESTDIR)$(MANDIR)/man1/vma.1
 	rm -f $(DESTDIR)$(LUA_CMOD)/vma/rbd.so
 	-rmdir $(DESTDIR)$(LUA_CMOD)/vma 2>/dev/null
 	rm -f $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so $(DESTDIR)$(LIBEXECDIR)/vma-fuse
+	rm -f $(DESTDIR)$(LIBEXECDIR)/vma-fuse-files
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	rm -rf $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(DATADIR)
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/vma

@@ -542,6 +542,7 @@ typedef struct {
     uint32_t uid, gid;
     uint32_t nlink;
     uint64_t size;        /* bytes (a link: the length of its target) */
+    uint64_t blocks;      /* 512-byte units allocated (holes take none) */
     int64_t atime, mtime, ctime, btime;       /* seconds since 1970 (btime 0: unknown) */
     uint32_t atime_ns, mtime_ns, ctime_ns, btime_ns;
     uint32_t rdev_major, rdev_minor;

@@ -86,6 +86,7 @@ static void push_stat(lua_State *L, const vma_stat *st)
     set_int(L, "gid", st->gid);
     set_int(L, "nlink", st->nlink);
     set_int(L, "size", (lua_Integer)st->size);
+    set_int(L, "blocks", (lua_Integer)st->blocks);
     set_int(L, "mtime", st->mtime);
     set_int(L, "mtime_ns", st->mtime_ns);
     set_int(L, "atime", st->atime);

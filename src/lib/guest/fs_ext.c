@@ -392,6 +392,10 @@ static int e_stat(vma_fs *fs, uint64_t ino, vma_stat *st, GError **err)
     st->gid = g_le16(in + 0x18) | (uint32_t)g_le16(in + 0x7a) << 16;
     st->nlink = g_le16(in + 0x1a);
     st->size = ext_size(in);
+    uint64_t blocks = g_le32(in + 0x1c) | (uint64_t)g_le16(in + 0x74) << 32;
+    if ((x->ro_compat & 0x8) && (g_le32(in + 0x20) & 0x40000))
+        blocks = blocks <= UINT64_MAX / (x->bs / 512) ? blocks * (x->bs / 512) : 0;
+    st->blocks = blocks;
     ext_time(in, x->inode_size, 0x08, 0x8c, &st->atime, &st->atime_ns);
     ext_time(in, x->inode_size, 0x0c, 0x84, &st->ctime, &st->ctime_ns);
     ext_time(in, x->inode_size, 0x10, 0x88, &st->mtime, &st->mtime_ns);

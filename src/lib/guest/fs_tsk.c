@@ -187,6 +187,7 @@ static void fill_stat(tsk_priv *t, const TSK_FS_META *m, vma_stat *st)
     }
     st->nlink = m->nlink > 0 ? (uint32_t)m->nlink : 1;
     st->size = m->size > 0 ? (uint64_t)m->size : 0;
+    st->blocks = (st->size + 4095) / 4096 * 8; /* TSK does not tell: as if not sparse */
     st->mtime = m->mtime;
     st->mtime_ns = m->mtime_nano < 1000000000u ? m->mtime_nano : 0;
     st->atime = m->atime;

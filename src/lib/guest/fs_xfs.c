@@ -203,6 +203,8 @@ static int x_stat(vma_fs *fs, uint64_t ino, vma_stat *st, GError **err)
     st->nlink = in[4] == 1 ? be16(in + 6) : be32(in + 16);
     uint64_t size = be64(in + 56);
     st->size = size > (uint64_t)INT64_MAX ? 0 : size;
+    uint64_t nblocks = be64(in + 64);
+    st->blocks = nblocks <= x->dblocks ? nblocks * (x->bs / 512) : 0;
     set_time(in, in + 32, &st->atime, &st->atime_ns);
     set_time(in, in + 40, &st->mtime, &st->mtime_ns);
     set_time(in, in + 48, &st->ctime, &st->ctime_ns);
@@ -213,7 +215,6 @@ static int x_stat(vma_fs *fs, uint64_t ino, vma_stat *st, GError **err)
         st->rdev_major = dev >> 18;
         st->rdev_minor = dev & 0x3ffff;
     }
-    (void)x;
     return 0;
 }
 
