@@ -28,11 +28,15 @@ function G.tree(dir, spec)
   local names = {}
   for k in pairs(spec) do names[#names + 1] = k end
   table.sort(names)
+  local made = {}
   for _, name in ipairs(names) do
     local v = spec[name]
     local path = dir .. "/" .. name
     local parent = path:match("^(.*)/[^/]*$")
-    sh("mkdir -p " .. H.q(parent))
+    if not made[parent] then
+      sh("mkdir -p " .. H.q(parent))
+      made[parent] = true
+    end
     if type(v) == "string" then v = { data = v } end
     if v.dir then
       sh("mkdir -p " .. H.q(path))
