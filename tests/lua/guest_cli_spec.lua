@@ -35,7 +35,7 @@ describe("a GPT disk with an EFI vfat partition and an ext4 root", function()
       ["etc/secret"] = { data = "s3cret", mode = 0x180 },
       ["usr/bin/sudo"] = { data = "#!/bin/sh\n", mode = 0x9ed }, -- 04755
       ["home/bob/report.txt"] = { data = string.rep("line\n", 1000), mtime = 1600000000 },
-      ["home/bob/big.bin"] = H.bytes(3 * MiB + 123, 7),
+      ["home/bob/big.bin"] = { random = 3 * MiB + 123 },
       ["home/bob/link-abs"] = { link = "/etc/hostname" },
       ["home/bob/link-rel"] = { link = "../../etc/nginx" },
       -- the trap of TSK: a hole that runs past the last block of the file system
@@ -259,7 +259,7 @@ describe("an MBR disk with a logical partition and LVM (VG pve) over two disks",
         .. "/dev/pve/var /var xfs defaults 0 2\n"
         .. "/dev/pve/swap none swap sw 0 0\n",
       ["var"] = { dir = true },
-      ["opt/data.bin"] = H.bytes(9 * MiB + 77, 11), -- spans the two physical volumes
+      ["opt/data.bin"] = { random = 9 * MiB + 77 }, -- spans the two physical volumes
     })
     G.tree(varsrc, {
       ["log/syslog"] = "Nov 14 started\n",

@@ -150,7 +150,7 @@ describe("an interrupted get", function()
   local dir, A
   lazy_setup(function()
     dir = H.tmpdir()
-    local spec = { ["etc/os-release"] = "ID=x\n", ["big/blob"] = H.bytes(48 * MiB, 3) }
+    local spec = { ["etc/os-release"] = "ID=x\n", ["big/blob"] = { random = 48 * MiB } }
     for i = 1, 3000 do spec[string.format("many/%02d/f%d", i % 50, i)] = ("%d\n"):format(i) end
     G.tree(dir .. "/src", spec)
     G.ext4(dir .. "/r.img", 120, dir .. "/src")

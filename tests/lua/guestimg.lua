@@ -22,7 +22,8 @@ end
 
 --- Make files under dir from a spec: { ["a/b.txt"] = "content",
 --- ["l"] = { link = "target" }, ["d"] = { dir = true, mode = 0700 },
---- ["f"] = { data = "...", mode = 0600, mtime = 1700000000 } }.
+--- ["f"] = { data = "...", mode = 0x180, mtime = 1700000000 },
+--- ["r"] = { random = bytes }, ["s"] = { sparse = size, at = { [offset] = data } } }.
 function G.tree(dir, spec)
   sh("mkdir -p " .. H.q(dir))
   local names = {}
@@ -42,6 +43,8 @@ function G.tree(dir, spec)
       sh("mkdir -p " .. H.q(path))
     elseif v.link then
       sh("ln -s " .. H.q(v.link) .. " " .. H.q(path))
+    elseif v.random then
+      sh("head -c " .. v.random .. " /dev/urandom > " .. H.q(path))
     elseif v.sparse then
       -- size bytes, with data at the given offsets
       sh("truncate -s " .. v.sparse .. " " .. H.q(path))
