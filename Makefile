@@ -76,7 +76,9 @@ $(B)/lua/%.o: src/lua/%.c $(wildcard src/lua/*.h) $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# made anew each time: a member of a renamed source must not linger
 $(B)/libvma.a: $(LIB_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 
 $(B)/host/main.o: src/host/main.c
