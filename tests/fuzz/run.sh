@@ -8,6 +8,12 @@
 #                                     (their logs: build/fuzz/fuzz-N.log)
 #   FUZZ_FLAGS='-len_control=0' FUZZ_MAX_LEN=1200000 sh tests/fuzz/run.sh
 #                                     more libFuzzer flags; extents over 1 MiB
+#   FUZZ_TARGET=guest sh tests/fuzz/run.sh
+#                                     the guest readers instead (partition
+#                                     tables, LVM, file systems:
+#                                     tests/fuzz/fuzz_guest.c, seeds in
+#                                     tests/fuzz/seeds-guest/, made by
+#                                     tests/fuzz/gen_guest_seeds.sh)
 #
 # The seeds (tests/fuzz/seeds/) and every input that ever crashed
 # (tests/fuzz/regressions/) are committed; the working corpus grows in
@@ -21,10 +27,17 @@ set -e
 CLANG=${CLANG:-clang}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_JOBS=${FUZZ_JOBS:-1}
-FUZZ_MAX_LEN=${FUZZ_MAX_LEN:-300000}
 B=build/fuzz
-BIN=$B/fuzz_reader
-CORPUS=build/fuzz-corpus
+TARGET=${FUZZ_TARGET:-reader}
+case $TARGET in
+reader) SEEDS=tests/fuzz/seeds REGR=tests/fuzz/regressions CORPUS=build/fuzz-corpus
+        DICT="-dict=$ROOT/tests/fuzz/vma.dict" EXTRA_PKG= MAX_LEN=300000 ;;
+guest)  SEEDS=tests/fuzz/seeds-guest REGR=tests/fuzz/regressions-guest CORPUS=build/fuzz-corpus-guest
+        DICT= EXTRA_PKG=tsk MAX_LEN=600000 ;;
+*)      echo "fuzz: unknown FUZZ_TARGET $TARGET (reader, guest)" >&2; exit 2 ;;
+esac
+BIN=$B/fuzz_$TARGET
+FUZZ_MAX_LEN=${FUZZ_MAX_LEN:-$MAX_LEN}
 ART=build/fuzz-artifacts
 
 if ! command -v "$CLANG" >/dev/null 2>&1; then
@@ -33,8 +46,8 @@ if ! command -v "$CLANG" >/dev/null 2>&1; then
 fi
 mkdir -p "$B" "$CORPUS" "$ART"
 
-SRC="$(ls src/lib/*/*.c) tests/fuzz/fuzz_reader.c"
-PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2"
+SRC="$(ls src/lib/*/*.c) tests/fuzz/fuzz_$TARGET.c"
+PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2 $EXTRA_PKG"
 # rebuild when a source is newer than the binary
 rebuild=0
 [ -x "$BIN" ] || rebuild=1
@@ -55,7 +68,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 if [ "${1:-}" = replay ]; then
     set --
-    for f in tests/fuzz/seeds/* tests/fuzz/regressions/*; do
+    for f in $SEEDS/* $REGR/*; do
         [ -f "$f" ] && set -- "$@" "$f"
     done
     echo "fuzz: replaying $# files"
@@ -64,8 +77,8 @@ fi
 
 echo "fuzz: $FUZZ_JOBS job(s) for ${FUZZ_SECONDS}s, corpus $CORPUS, crashes in $ART/"
 set -- -max_len="$FUZZ_MAX_LEN" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 \
-    -timeout=60 -artifact_prefix="$ROOT/$ART/" -dict="$ROOT/tests/fuzz/vma.dict" \
-    -print_final_stats=1 ${FUZZ_FLAGS:-} "$ROOT/$CORPUS" "$ROOT/tests/fuzz/seeds" "$ROOT/tests/fuzz/regressions"
+    -timeout=60 -artifact_prefix="$ROOT/$ART/" $DICT \
+    -print_final_stats=1 ${FUZZ_FLAGS:-} "$ROOT/$CORPUS" "$ROOT/$SEEDS" "$ROOT/$REGR"
 if [ "$FUZZ_JOBS" -gt 1 ]; then
     # the jobs write their logs (fuzz-N.log) into the current folder
     cd "$B"

@@ -85,6 +85,23 @@ describe("root choice and Windows paths", function()
     assert.matches("not Windows", err)
   end)
 
+  it("the example last-backup-with.lua finds the backup that holds a file and copies it", function()
+    local folder = dir .. "/backups"
+    os.execute("mkdir " .. H.q(folder) .. " " .. H.q(dir .. "/restore"))
+    os.execute("cp " .. H.q(A) .. " " .. H.q(folder .. "/vzdump-qemu-100-a.vma"))
+    os.execute("cp " .. H.q(dir .. "/one.vma") .. " " .. H.q(folder .. "/vzdump-qemu-100-b.vma"))
+    local rc, out, err = H.sh(string.format("LUA_PATH=%s LUA_CPATH=%s lua5.4 %s %s /notes.txt %s",
+      H.q(H.root .. "/lua/?.lua;;"), H.q(H.root .. "/build/?.so;;"),
+      H.q(H.root .. "/examples/last-backup-with.lua"), H.q(folder), H.q(dir .. "/restore")))
+    assert.are.equal(0, rc, err)
+    assert.matches("vzdump%-qemu%-100%-b%.vma  10 bytes", out)
+    assert.are.equal("data disk\n", H.read(dir .. "/restore/notes.txt"))
+    rc = H.sh(string.format("LUA_PATH=%s LUA_CPATH=%s lua5.4 %s %s /nope",
+      H.q(H.root .. "/lua/?.lua;;"), H.q(H.root .. "/build/?.so;;"),
+      H.q(H.root .. "/examples/last-backup-with.lua"), H.q(folder)))
+    assert.are.equal(1, rc)
+  end)
+
   it("one file system without an operating system is '/'; two need a name", function()
     local rc, out, err = vma("ls", dir .. "/one.vma", "/")
     assert.are.equal(0, rc, err)

@@ -19,7 +19,9 @@ local function parser()
     .. "nothing existing is replaced without --force (a folder is then merged), and an "
     .. "interrupted copy leaves nothing behind.")
   p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
-  p:argument("items", "PATH... DEST"):args("2+")
+  p:argument("items", "the guest's files or folders (PATH...), then where they go (DEST)"):args("2+")
+  p:usage("Usage: vma get [-h] [-f] [--preserve-owner] [-q] [--root <root>] [--key <key>]\n"
+    .. "       [--keyfile <keyfile>] <archive> <path> [<path>] ... <dest>")
   p:flag("-f --force", "replace existing files (and merge into existing folders)")
   p:flag("--preserve-owner", "keep the owner and group (and setuid/setgid bits)")
   p:flag("-q --quiet", "no closing summary")

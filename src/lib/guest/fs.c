@@ -155,7 +155,8 @@ static vma_dir *read_dir(vma_fs *fs, uint64_t ino, GError **err)
         g_array_append_val(d->ents, *e);
     }
     g_array_free(raw, TRUE);
-    qsort(d->ents->data, d->ents->len, sizeof(vma_dirent), cmp_dirent);
+    if (d->ents->len > 1)
+        qsort(d->ents->data, d->ents->len, sizeof(vma_dirent), cmp_dirent);
     /* the same name twice (a damaged folder): the first is kept */
     guint w = 0;
     for (guint i = 0; i < d->ents->len; i++) {
@@ -239,7 +240,8 @@ static gboolean same_fold(const char *a, const char *b)
 static const vma_dirent *dir_find(const vma_fs *fs, const vma_dir *d, const char *name)
 {
     vma_dirent key = {name, 0, 0};
-    const vma_dirent *e = bsearch(&key, d->ents->data, d->ents->len, sizeof(vma_dirent), cmp_dirent);
+    const vma_dirent *e = d->ents->len ? bsearch(&key, d->ents->data, d->ents->len,
+                                                 sizeof(vma_dirent), cmp_dirent) : NULL;
     if (e || !fs->case_insensitive)
         return e;
     for (guint i = 0; i < d->ents->len; i++) {
@@ -409,7 +411,8 @@ static int cmp_extent(const void *a, const void *b)
 
 gboolean vma_extents_check(GArray *ext, uint64_t vol_size, GError **err)
 {
-    qsort(ext->data, ext->len, sizeof(vma_extent_map), cmp_extent);
+    if (ext->len > 1)
+        qsort(ext->data, ext->len, sizeof(vma_extent_map), cmp_extent);
     for (guint i = 0; i < ext->len; i++) {
         const vma_extent_map *e = &g_array_index(ext, vma_extent_map, i);
         if (e->loff + e->len < e->loff) {

@@ -72,6 +72,8 @@ static int x_open(vma_fs *fs, GError **err)
     const char *why = NULL;
     if (version != 4 && version != 5)
         why = "an unknown version";
+    else if (blocklog > 16 || inodelog > 11 || x->inopblog > 8)
+        why = "its sizes";
     else if (!pow2(x->bs) || x->bs < 512 || x->bs > 65536 || (1u << blocklog) != x->bs)
         why = "its block size";
     else if (!pow2(x->inodesize) || x->inodesize < 256 || x->inodesize > 2048 ||
