@@ -21,7 +21,7 @@ NBDKIT_PLUGINDIR ?= $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null |
 VERSION   := 0.1.0
 
 CC        ?= cc
-PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 tsk
+PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2
 # Debian packages needed to build, test and run (installed by `make deps`)
 DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
              libzstd-dev zlib1g-dev liblzo2-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
@@ -37,10 +37,13 @@ CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"
 LDLIBS    += $(PKG_LIBS) -lpthread
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
 CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 2>/dev/null) -lpthread
-# The Sleuth Kit (a C++ library with a C interface: its pkg-config file gives
-# -ltsk, which brings libstdc++), for what uses the guest layer (vma, vma.so,
-# vma-fuse-files, the tests)
-GUEST_LIBS := $(shell pkg-config --libs tsk 2>/dev/null)
+# The Sleuth Kit: its headers at build time (libtsk-dev); the library itself
+# is loaded by src/lib/guest/fs_tsk.c (dlopen) the first time an NTFS, FAT...
+# is opened (it brings 40 libraries: libstdc++, libewf, libcurl, GnuTLS...),
+# by this name
+TSK_SONAME := $(shell objdump -p "$$(pkg-config --variable=libdir tsk 2>/dev/null)/libtsk.so" 2>/dev/null | awk '/SONAME/ { print $$2 }')
+CFLAGS    += $(shell pkg-config --cflags tsk 2>/dev/null) $(if $(TSK_SONAME),-DVMA_TSK_SONAME='"$(TSK_SONAME)"')
+GUEST_LIBS := -ldl
 NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)

@@ -145,10 +145,25 @@ measure "manual: extract + offset + debugfs dump" "fresh" \
     "\"$VMA\" extract \"$A\" \"$OUT/x\" >/dev/null 2>&1 && off=\$(sfdisk -J \"$OUT/x/disk-drive-scsi0.raw\" | awk -F'[:,]' '/\"start\"/ { gsub(/ /, \"\", \$0); for (i = 1; i <= NF; i++) if (\$i ~ /\"start\"/) print \$(i + 1) }' | head -1) && debugfs -R 'dump /etc/app/target.conf $OUT/target.conf' \"$OUT/x/disk-drive-scsi0.raw?offset=\$((off * 512))\" >/dev/null 2>&1"
 measure "vma ls -R /" "" "\"$VMA\" ls -R \"$A\" / >\"$W/ls.txt\""
 measure "fls -r (raw image)" "" "fls -r -o 2048 \"$DISK\" >\"$W/fls.txt\""
-measure "vma get 1 GiB file (plain)" "fresh" "\"$VMA\" get -q \"$A\" /data/big.bin \"$OUT\""
+measure "vma get the big file (plain)" "fresh" "\"$VMA\" get -q \"$A\" /data/big.bin \"$OUT\""
 cmp -s "$OUT/big.bin" "$W/host-big.bin" || die "vma get: the big file differs"
-measure "vma get 1 GiB file (zst)" "fresh" "\"$VMA\" get -q \"$Z\" /data/big.bin \"$OUT\""
+measure "vma get the big file (zst)" "fresh" "\"$VMA\" get -q \"$Z\" /data/big.bin \"$OUT\""
 measure "cat of the file (host copy)" "fresh" "cat \"$W/host-big.bin\" >\"$OUT/big.bin\""
+# the issue's baseline: cat of the file from the extracted image, mounted
+# (root and a loop device needed; else the host copy stands in)
+LOOPED=0
+if [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ]; then
+    mkdir -p "$W/mnt"
+    if "$VMA" extract "$A" "$W/x" >/dev/null 2>&1 &&
+        mount -o ro,loop,noload,offset=$PSTART "$W/x/disk-drive-scsi0.raw" "$W/mnt" 2>/dev/null; then
+        LOOPED=1
+        cleanup() { umount "$W/mnt" 2>/dev/null || true; rm -rf "$W"; rmdir "$BASE" 2>/dev/null || true; }
+        measure "cat of the file (extracted image, loop mount)" "fresh" "cat \"$W/mnt/data/big.bin\" >\"$OUT/big.bin\""
+        cmp -s "$OUT/big.bin" "$W/host-big.bin" || die "the loop-mounted file differs"
+        umount "$W/mnt"
+    fi
+    rm -rf "$W/x"
+fi
 measure "icat (raw image)" "fresh" "icat -o 2048 \"$DISK\" $INO >\"$OUT/big.bin\""
 NLS=$(wc -l <"$W/ls.txt")
 NFLS=$(wc -l <"$W/fls.txt")
@@ -161,7 +176,9 @@ echo "entries listed: vma ls -R $NLS lines, fls -r $NFLS lines"
 printf '%-44s %9s  %10s\n' "operation" "median s" "peak RSS"
 for op in "vma get one file (plain)" "vma get one file (zst, index cached)" \
           "manual: extract + offset + debugfs dump" "vma ls -R /" "fls -r (raw image)" \
-          "vma get 1 GiB file (plain)" "vma get 1 GiB file (zst)" "cat of the file (host copy)" "icat (raw image)"; do
+          "vma get the big file (plain)" "vma get the big file (zst)" "cat of the file (extracted image, loop mount)" \
+          "cat of the file (host copy)" "icat (raw image)"; do
+    [ "$(median "$op")" != nan ] || continue
     printf '%-44s %9.3f  %10s\n' "$op" "$(median "$op")" "$(rss "$op")"
 done
 echo
@@ -174,6 +191,11 @@ r() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.4f", (b
 target "get one file, plain" "$(median 'vma get one file (plain)')" 1.0 " s"
 target "get one file, seekable .vma.zst (index cached)" "$(median 'vma get one file (zst, index cached)')" 2.0 " s"
 target "ls -R / time / fls -r time (>= 0.5x speed)" "$(r 'vma ls -R /' 'fls -r (raw image)')" 2.0 x
-target "get 1 GiB time / cat time (>= 0.8x speed)" "$(r 'vma get 1 GiB file (plain)' 'cat of the file (host copy)')" 1.25 x
+if [ "$LOOPED" = 1 ]; then
+    target "get big file / cat from the extracted image (>= 0.8x)" "$(r 'vma get the big file (plain)' 'cat of the file (extracted image, loop mount)')" 1.25 x
+    echo "  get big file / cat of a host copy of the file: $(r 'vma get the big file (plain)' 'cat of the file (host copy)')x the time"
+else
+    target "get big file / cat of a host copy (no loop mount here)" "$(r 'vma get the big file (plain)' 'cat of the file (host copy)')" 1.25 x
+fi
 echo "  manual path / vma get one file: $(r 'manual: extract + offset + debugfs dump' 'vma get one file (plain)')x the time"
-echo "  get 1 GiB / icat from the raw image: $(r 'vma get 1 GiB file (plain)' 'icat (raw image)')x the time"
+echo "  get big file / icat from the raw image: $(r 'vma get the big file (plain)' 'icat (raw image)')x the time"

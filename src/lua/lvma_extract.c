@@ -58,7 +58,7 @@ typedef struct {
     char *cur_path;       /* the parent folder open last */
     int cur_fd;
     uint64_t files, folders, links, bytes, holes;
-    uint8_t *buf;
+    uint8_t *buf, *buf2;  /* two, for reads that overlap the writes */
 } fwriter;
 
 static void set_errno(GError **err, int e, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
@@ -165,7 +165,8 @@ static void writer_cleanup(fwriter *w)
     w->dirs = w->tops = NULL;
     w->top_names = w->merged = NULL;
     g_free(w->buf);
-    w->buf = NULL;
+    g_free(w->buf2);
+    w->buf = w->buf2 = NULL;
     w->open = FALSE;
 }
 
@@ -216,6 +217,7 @@ int lvma_guest_writer_open(lua_State *L)
     w->top_names = g_hash_table_new(g_str_hash, g_str_equal);
     w->merged = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     w->buf = g_malloc(CHUNK);
+    w->buf2 = g_malloc(CHUNK);
     w->open = TRUE;
     return 1;
 }
@@ -460,14 +462,40 @@ static void report(progress_ctx *pc, uint64_t done, gboolean force)
     lua_call(pc->L, 1, 0);
 }
 
+/* one read of a file, done by a thread of its own while the chunk before
+ * is written: the archive's reads and the copy's writes overlap */
+typedef struct {
+    vma_file *f;
+    uint8_t *buf;
+    size_t n;
+    uint64_t off;
+    ssize_t got;
+    GError *err;
+} rjob;
+
+static gpointer rjob_run(gpointer p)
+{
+    rjob *j = p;
+    j->got = vma_file_pread(j->f, j->buf, j->n, j->off, &j->err);
+    return NULL;
+}
+
+typedef struct {
+    uint64_t off;
+    size_t n;
+} chunk;
+
 /* copy a guest file (C) into fd */
 static int copy_gfile(fwriter *w, vma_file *f, int fd, progress_ctx *pc, GError **err)
 {
     uint64_t size = vma_file_size(f);
     GArray *pieces = g_array_new(FALSE, FALSE, sizeof(vma_piece));
+    GArray *chunks = g_array_new(FALSE, FALSE, sizeof(chunk));
+    uint8_t *bufs[2] = {w->buf, w->buf2};
     int rc = 0;
     for (uint64_t win = 0; win < size && rc == 0; win += WINDOW) {
         g_array_set_size(pieces, 0);
+        g_array_set_size(chunks, 0);
         pieces_ud pu = {pieces};
         if (vma_file_map(f, win, MIN(WINDOW, size - win), collect, &pu, err) < 0) {
             rc = -1;
@@ -488,30 +516,57 @@ static int copy_gfile(fwriter *w, vma_file *f, int fd, progress_ctx *pc, GError 
                 break;
             }
             for (uint64_t at = p->offset; at < p->offset + p->length;) {
-                if (vma_interrupted()) {
-                    g_set_error_literal(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-                    rc = -1;
-                    break;
-                }
-                size_t n = (size_t)MIN((uint64_t)CHUNK, p->offset + p->length - at);
-                ssize_t got = vma_file_pread(f, w->buf, n, at, err);
-                if (got < 0 || (size_t)got != n) {
-                    if (got >= 0)
-                        g_set_error_literal(err, VMA_ERROR, VMA_ERR_FORMAT, "the file ends early");
-                    rc = -1;
-                    break;
-                }
-                if (write_sparse(w, fd, w->buf, n, at, err) < 0) {
-                    rc = -1;
-                    break;
-                }
-                at += n;
-                w->bytes += n;
-                report(pc, at, FALSE);
+                chunk c = {at, (size_t)MIN((uint64_t)CHUNK, p->offset + p->length - at)};
+                g_array_append_val(chunks, c);
+                at += c.n;
             }
+        }
+        rjob jobs[2];
+        GThread *t = NULL;
+        int cur = 0;
+        if (rc == 0 && chunks->len) {
+            const chunk *c = &g_array_index(chunks, chunk, 0);
+            jobs[0] = (rjob){f, bufs[0], c->n, c->off, 0, NULL};
+            t = g_thread_new("vma-get-read", rjob_run, &jobs[0]);
+        }
+        for (guint k = 0; k < chunks->len && rc == 0; k++) {
+            g_thread_join(t);
+            t = NULL;
+            rjob *j = &jobs[cur];
+            if (j->got < 0 || (size_t)j->got != j->n) {
+                if (j->got >= 0)
+                    g_set_error_literal(err, VMA_ERROR, VMA_ERR_FORMAT, "the file ends early");
+                else
+                    g_propagate_error(err, j->err);
+                rc = -1;
+                break;
+            }
+            if (k + 1 < chunks->len && !vma_interrupted()) {
+                const chunk *c = &g_array_index(chunks, chunk, k + 1);
+                jobs[1 - cur] = (rjob){f, bufs[1 - cur], c->n, c->off, 0, NULL};
+                t = g_thread_new("vma-get-read", rjob_run, &jobs[1 - cur]);
+            }
+            if (vma_interrupted()) {
+                g_set_error_literal(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+                rc = -1;
+                break;
+            }
+            if (write_sparse(w, fd, j->buf, j->n, j->off, err) < 0) {
+                rc = -1;
+                break;
+            }
+            w->bytes += j->n;
+            report(pc, j->off + j->n, FALSE);
+            cur = 1 - cur;
+        }
+        if (t) {
+            /* a read still under way when the copy stopped */
+            g_thread_join(t);
+            g_clear_error(&jobs[1 - cur].err);
         }
     }
     g_array_free(pieces, TRUE);
+    g_array_free(chunks, TRUE);
     return rc;
 }
 

@@ -33,7 +33,7 @@ case $TARGET in
 reader) SEEDS=tests/fuzz/seeds REGR=tests/fuzz/regressions CORPUS=build/fuzz-corpus
         DICT="-dict=$ROOT/tests/fuzz/vma.dict" EXTRA_PKG= MAX_LEN=300000 ;;
 guest)  SEEDS=tests/fuzz/seeds-guest REGR=tests/fuzz/regressions-guest CORPUS=build/fuzz-corpus-guest
-        DICT= EXTRA_PKG=tsk MAX_LEN=600000 ;;
+        DICT= EXTRA_PKG= MAX_LEN=600000 ;;
 *)      echo "fuzz: unknown FUZZ_TARGET $TARGET (reader, guest)" >&2; exit 2 ;;
 esac
 BIN=$B/fuzz_$TARGET
