@@ -6,7 +6,7 @@
 cd "$(dirname "$0")/.." || exit 1
 T=$(mktemp -d /tmp/vma-valgrind.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-VG="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
+VG="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --suppressions=tests/valgrind.supp"
 F=tests/fixtures/proxmox/a-two-drives
 set -e
 $VG build/vma create "$T/a.vma" -c $F/cfg/qemu-server.conf drive-scsi0=$F/disk0.raw drive-virtio1=$F/disk1.raw

@@ -42,6 +42,18 @@ static struct {
     ssize_t (*file_read)(TSK_FS_FILE *, TSK_OFF_T, char *, size_t, TSK_FS_FILE_READ_FLAG_ENUM);
 } T;
 static char *tsk_load_error;
+static void *tsk_handle;
+
+/* unloaded at exit, after every file system was closed (valgrind counts
+ * the loader's own allocations as lost otherwise) */
+__attribute__((destructor)) static void unload_tsk(void)
+{
+    if (tsk_handle)
+        dlclose(tsk_handle);
+    tsk_handle = NULL;
+    g_free(tsk_load_error);
+    tsk_load_error = NULL;
+}
 
 #define tsk_img_open_external T.img_open_external
 #define tsk_img_close T.img_close
@@ -85,11 +97,12 @@ static gpointer load_tsk(gpointer unused)
             tsk_load_error = g_strdup_printf("The Sleuth Kit (%s) has no %s: another version than "
                                              "the one vma was built with", VMA_TSK_SONAME, names[i]);
             memset(&T, 0, sizeof(T));
+            dlclose(h);
             return NULL;
         }
         *slots[i] = f;
     }
-    /* the library stays loaded for the life of the process */
+    tsk_handle = h;
     return &T;
 }
 
