@@ -21,10 +21,10 @@ NBDKIT_PLUGINDIR ?= $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null |
 VERSION   := 0.1.0
 
 CC        ?= cc
-PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2
+PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash
 # Debian packages needed to build, test and run (installed by `make deps`)
 DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
-             libzstd-dev zlib1g-dev liblzo2-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
+             libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
              lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev \
              nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk \
              librbd-dev librados-dev ceph-mon ceph-osd ceph-common \
@@ -36,7 +36,7 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
 LDLIBS    += $(PKG_LIBS) -lpthread
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
-CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 2>/dev/null) -lpthread
+CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash 2>/dev/null) -lpthread
 # The Sleuth Kit: its headers at build time (libtsk-dev); the library itself
 # is loaded by src/lib/guest/fs_tsk.c (dlopen) the first time an NTFS, FAT...
 # is opened (it brings 40 libraries: libstdc++, libewf, libcurl, GnuTLS...),

@@ -2,13 +2,16 @@
 -- second (the archive is read once first, so the page cache holds it).
 -- Prints: reads per second, wall seconds.
 --
---   lua5.4 bench/randread.lua ARCHIVE DISK [COUNT]
+--   lua5.4 bench/randread.lua ARCHIVE DISK [COUNT [cache]]
+-- With "cache", the archive's cache (index, decoded copy) is used as the
+-- commands use it; else none.
 local vma = require "vma"
 local path, name, count = arg[1], arg[2], tonumber(arg[3] or 200000)
+local use_cache = arg[4] == "cache"
 local f = assert(io.open(path, "rb"))
 while f:read(1 << 20) do end
 f:close()
-local r = assert(vma.open(path, { cache = "off" }))
+local r = assert(vma.open(path, { cache = use_cache and "auto" or "off" }))
 local d = assert(r:disk(name))
 local blocks = d.size // 4096
 math.randomseed(42)

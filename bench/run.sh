@@ -9,8 +9,9 @@
 #   BENCH_RUNS=3                  runs per measurement; the median is reported
 #   BENCH_QUICK=1                 small images for a smoke run
 #   BENCH_COLD=0                  do not drop the page cache (warm cache)
-#   BENCH_ONLY="half comp"        only these images (of: half thin check scale comp),
-#                                 and "files": the guest's files (bench/files.sh)
+#   BENCH_ONLY="half comp"        only these images (of: half thin check scale comp
+#                                 instant), and "files": the guest's files
+#                                 (bench/files.sh)
 #   PVE_VMA=/path/to/vma          also time Proxmox's vma on the same images
 #   BENCH_RBD=0                   skip the Ceph RBD section (it starts a test
 #                                 cluster, tests/ceph/cluster.sh, for the run)
@@ -24,7 +25,7 @@ RUNS=${BENCH_RUNS:-3}
 QUICK=${BENCH_QUICK:-0}
 BASE=${BENCH_DIR:-/var/tmp/vma-bench}
 PVE_VMA=${PVE_VMA:-}
-ONLY=${BENCH_ONLY:-half thin check scale comp files}
+ONLY=${BENCH_ONLY:-half thin check scale comp instant files}
 LUA=$(command -v lua5.4 || command -v lua || true)
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -40,18 +41,20 @@ fi
 # with THIN_DATA MiB of data in 8 places. check: every other 4 KiB block zero.
 # scale: a huge sparse image with SCALE_DATA MiB of data (create + verify only).
 # comp: a third text-like, a third random, a third zero 64 KiB clusters (the
-# compressed archives).
+# compressed archives). instant: the same mix, INSTANT MiB, as vzdump's
+# one-stream .vma.zst (random access through the decoded copy).
 if [ "$QUICK" = 1 ]; then
-    HALF=64 THIN=512 THIN_DATA=8 CHECK=32 SCALE=16384 SCALE_DATA=4 COMP=64 MODE="quick"
+    HALF=64 THIN=512 THIN_DATA=8 CHECK=32 SCALE=16384 SCALE_DATA=4 COMP=64 INSTANT=256 MODE="quick"
 else
-    HALF=1024 THIN=8192 THIN_DATA=64 CHECK=256 SCALE=1048576 SCALE_DATA=4 COMP=1024 MODE="full"
+    HALF=1024 THIN=8192 THIN_DATA=64 CHECK=256 SCALE=1048576 SCALE_DATA=4 COMP=1024 INSTANT=4096 MODE="full"
 fi
 # want IMAGE: the image is measured in this run
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 for img in $ONLY; do
-    case $img in half|thin|check|scale|comp|files) ;; *) die "BENCH_ONLY: unknown image '$img'" ;; esac
+    case $img in half|thin|check|scale|comp|instant|files) ;; *) die "BENCH_ONLY: unknown image '$img'" ;; esac
 done
 want comp || COMP=0
+want instant || INSTANT=0
 NCPU=$(nproc)
 
 # ---- /usr/bin/time for the peak memory ------------------------------------
@@ -83,7 +86,9 @@ BIG=$HALF
 PER=3
 [ -n "$PVE_VMA" ] && PER=5
 # comp: the image, its copy, the extracted disk, and 4 compressed files
-NEED=$((HALF + CHECK + THIN_DATA + SCALE_DATA + PER * BIG + SCALE / 7000 + 256 + 5 * COMP))
+# instant: the image, its plain archive, the one stream, a seekable copy and
+# the decoded copy (raw frames first: about the plain archive's size)
+NEED=$((HALF + CHECK + THIN_DATA + SCALE_DATA + PER * BIG + SCALE / 7000 + 256 + 5 * COMP + 4 * INSTANT))
 AVAIL=$(df -Pk "$W" | awk 'NR == 2 { print int($4 / 1024) }')
 if [ "$AVAIL" -lt "$NEED" ]; then
     die "not enough free space in $BASE: $AVAIL MiB free, $NEED MiB needed (set BENCH_DIR, or BENCH_QUICK=1)"
@@ -308,6 +313,53 @@ if [ "$COMP" -gt 0 ]; then
         echo "  round $round of $RUNS done" >&2
         round=$((round + 1))
     done
+fi
+
+# ---- instant access: vzdump's one-stream .vma.zst --------------------------
+# The instant image as vzdump writes it (vma | zstd -T2 --rsyncable): the
+# configs and the first 4 KiB of the first disk from an empty cache; the
+# background decoder filling the cache (vma cache add: its fill time, from
+# its JSON) beside zstd -dc >/dev/null; the copy's size once compacted beside
+# the archive's; random 4 KiB reads through the copy beside a seekable
+# .vma.zst of the same archive.
+if [ "$INSTANT" -gt 0 ]; then
+    command -v zstd >/dev/null 2>&1 || die "instant: zstd is needed"
+    II=$W/instant.img IP=$W/instant.vma IO=$W/instant.vma.zst IS=$W/instant-seekable.vma.zst
+    IC=$W/icache
+    echo "instant.img: $INSTANT MiB, 64 KiB clusters a third each text-like, random, zero" >&2
+    rnd instant $((INSTANT * MiB)) | "$LUA" "$ROOT/bench/mkimage.lua" "$II" $((INSTANT * MiB)) 65536 mixed
+    printf 'memory: 2048\nscsi0: local:100/vm-100-disk-0.raw,size=%dM\n' "$INSTANT" >"$W/instant.conf"
+    "$VMA" create -q "$IP" -c qemu-server.conf="$W/instant.conf" drive-scsi0="$II" || die "instant: create failed"
+    rm -f "$II"
+    zstd -q -T2 --rsyncable "$IP" -o "$IO" || die "instant: zstd failed"
+    "$VMA" recompress -q "$IP" "$IS" || die "instant: recompress failed"
+    echo "instant|archive|$(du -k --apparent-size "$IO" | cut -f1)|-|0|0|-" >>"$RES"
+    rm -f "$IP"
+    round=1
+    while [ "$round" -le "$RUNS" ]; do
+        once instant "zstd -dc >/dev/null" ":" "zstd -dc \"$IO\" >/dev/null"
+        once instant "config + first 4 KiB" "rm -rf \"$IC\"" \
+            "sh -c 'VMA_CACHE_DIR=\"\$3\" \"\$1\" config \"\$2\" >/dev/null && VMA_CACHE_DIR=\"\$3\" \"\$1\" cat -q \"\$2\" scsi0 --length 4K >/dev/null' sh \"$VMA\" \"$IO\" \"$IC\""
+        rm -rf "$IC"
+        drop_caches
+        VMA_CACHE_DIR=$IC "$VMA" cache add -q --json "$IO" >"$W/add.json" || die "instant: cache add failed"
+        fill=$("$LUA" -e 'local s = io.read("a"); print(s:match("\"fill_seconds\":([%d.e+-]+)"))' <"$W/add.json")
+        echo "instant|vma decoder fill|$fill|-|-" >>"$SAMPLES"
+        if [ "$round" = 1 ]; then
+            echo "instant|copy|$(du -k --apparent-size "$IC"/*.vma.zst | cut -f1)|-|0|0|-" >>"$RES"
+            VMA_CACHE_DIR=$IC "$VMA" cat -q "$IO" scsi0 >"$W/from-copy.raw" || die "instant: cat failed"
+            "$VMA" cat -q "$IS" scsi0 | cmp - "$W/from-copy.raw" || die "instant: the copy differs"
+            rm -f "$W/from-copy.raw"
+            echo "  cmp: the disk read through the copy equals the seekable archive's" >&2
+            cat "$IC"/*.vma.zst "$IS" >/dev/null
+            RR_COPY=$(VMA_CACHE_DIR=$IC LUA_CPATH="$ROOT/build/?.so;;" "$LUA" "$ROOT/bench/randread.lua" "$IO" drive-scsi0 50000 cache | cut -d' ' -f1)
+            RR_SEEK=$(VMA_CACHE_DIR=$IC LUA_CPATH="$ROOT/build/?.so;;" "$LUA" "$ROOT/bench/randread.lua" "$IS" drive-scsi0 50000 | cut -d' ' -f1)
+        fi
+        rm -rf "$IC"
+        echo "  round $round of $RUNS done" >&2
+        round=$((round + 1))
+    done
+    rm -f "$IO" "$IS"
 fi
 
 # ---- random access: serve, cat, mount, the Lua API, the index ------------------
@@ -621,7 +673,24 @@ if [ "$COMP" -gt 0 ]; then
 fi
 if [ -n "$TIMEBIN" ]; then
     maxrss=$(awk -F'|' '$1 != "ra" && $1 != "rbd" && $2 ~ /^vma / && $4 != "-" && $4 + 0 > m { m = $4 + 0 } END { printf "%.2f", m / 1024 }' "$RES")
-    target "peak RSS of vma create/verify/extract (largest)" "$maxrss" 64 " MiB"
+    [ "$maxrss" = "0.00" ] || target "peak RSS of vma create/verify/extract (largest)" "$maxrss" 64 " MiB"
+fi
+if [ "$INSTANT" -gt 0 ]; then
+    echo
+    arch=$(get instant archive) copy=$(get instant copy)
+    echo "instant access ($INSTANT MiB instant image, as vzdump writes it: $(awk -v k="$arch" 'BEGIN { printf "%.1f", k / 1024 }') MiB one-stream .vma.zst):"
+    for op in "zstd -dc >/dev/null" "vma decoder fill" "config + first 4 KiB"; do
+        awk -F'|' -v o="$op" '$1 == "instant" && $2 == o {
+            printf "  %-34s %9.3f s  (%.3f-%.3f)\n", o, $3, $5, $6 }' "$RES"
+    done
+    echo "  the decoded copy, compacted         $(awk -v k="$copy" 'BEGIN { printf "%.1f", k / 1024 }') MiB"
+    echo "  random 4 KiB reads (Lua, warm)     through the copy $RR_COPY/s, seekable .vma.zst $RR_SEEK/s"
+    echo
+    echo "instant-access targets:"
+    target "configs + first 4 KiB, one stream" "$(get instant 'config + first 4 KiB')" 1.0 " s"
+    ratio2 "decoder fill / zstd -dc (>= 0.85x speed)" instant 'vma decoder fill' 'zstd -dc >/dev/null' 1.176
+    target "copy / archive size" "$(awk -v a="$arch" -v c="$copy" 'BEGIN { printf "%.4f", c / a }')" 1.15 x
+    target "seekable reads/s / reads/s through the copy" "$(awk -v a="$RR_SEEK" -v b="$RR_COPY" 'BEGIN { printf "%.4f", a / (b > 0 ? b : 1e-9) }')" 1.1 x
 fi
 if [ "$ACCESS" = 1 ]; then
     echo

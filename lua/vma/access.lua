@@ -71,12 +71,6 @@ function M.fuse_program()
   return M.which("vma-fuse")
 end
 
---- A message for an archive that cannot be read at random: the core's
--- message already says how to make it seekable ('vma recompress').
-function M.explain(msg)
-  return msg
-end
-
 --- The disks of an archive (the vmstate is not one): a list of device
 -- tables ({id, name, size}) in dev_id order.
 function M.disks(r)
@@ -100,37 +94,48 @@ function M.pick_disk(r, name)
     return nil, "the archive has " .. #disks .. " disks: say which with --disk ("
       .. table.concat(names, ", ") .. ")", 2
   end
-  local d = require("vma.devices").match(disks, name)
+  local d, err = require("vma.devices").match(disks, name, true)
   if d then return d end
-  return nil, string.format("no disk named '%s' in the archive (the disks: %s)", name,
-    #names > 0 and table.concat(names, ", ") or "none"), 1
+  return nil, err, 1
 end
 
---- Open an archive for random access and check it whole (header and the
--- index of every extent): returns the reader, or nil, message.
-function M.open(path, devname)
-  local r, err, kind = vma.open(path)
+--- Open an archive for random access: returns the archive object, or nil,
+-- message.  o.cache (false: --no-cache), o.wait (ui.waiter).  A plain .vma
+-- or a seekable .vma.zst is checked whole here (the index of every extent,
+-- which a later nbdkit or vma-fuse finds in the cache); any other archive
+-- has its header checked here, and is decoded by whoever reads it (in this
+-- process with o.prepare, else in nbdkit's or vma-fuse's).
+function M.open(path, o)
+  o = o or {}
+  local r, err = vma.open(path, { cache = o.cache, wait = o.wait })
   if not r then return nil, err end
-  local name = devname
-  if not name then
-    local disks = M.disks(r)
-    name = disks[1] and disks[1].name
-    if not name then
-      local devs = r:devices()
-      name = devs[1] and devs[1].name
-    end
-  end
-  if name then
-    local dev = require("vma.devices").match(r:devices(), name)
-    local d
-    d, err, kind = r:disk(dev and dev.name or name)
-    if not d then
+  if r.seekable or o.prepare then
+    local ok, perr = r:prepare()
+    if not ok then
       r:close()
-      return nil, M.explain(err, kind)
+      return nil, perr
     end
-    d:close()
   end
   return r
+end
+
+-- the mount table's escapes (\040 for a space ...)
+local function unescape(s)
+  return (s:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end))
+end
+
+--- The type of what is mounted on the absolute path ("fuse.vma" for a vma
+-- mount), or nil.
+function M.mounted(path)
+  local f = io.open("/proc/self/mounts", "r")
+  if not f then return nil end
+  local found
+  for line in f:lines() do
+    local dev, at, typ = line:match("^(%S+) (%S+) (%S+)")
+    if dev and unescape(at) == path then found = typ end
+  end
+  f:close()
+  return found
 end
 
 --- A size: 4096, 64K, 1M, 2G, 1T (K/M/G/T with or without iB: powers of
@@ -199,7 +204,8 @@ end
 --- Start nbdkit with our plugin, read-only, in the foreground (a child of
 -- this process that ends with it), and wait until it listens.
 -- o: archive (path), disk (default export), socket (a Unix socket path) or
--- port and listen (address), dir (a private folder for the pid file).
+-- port and listen (address), dir (a private folder for the pid file),
+-- expect (the header's MD5 the caller read), cache (false: none).
 -- Returns { pid =, pidfile = } or nil, message.
 function M.start_nbdkit(o)
   if not M.which("nbdkit") then
@@ -219,6 +225,9 @@ function M.start_nbdkit(o)
   argv[#argv + 1] = M.nbdkit_plugin()
   argv[#argv + 1] = "archive=" .. (vma.realpath(o.archive) or o.archive)
   if o.disk then argv[#argv + 1] = "disk=" .. o.disk end
+  -- the archive this process opened, and no other under its name
+  if o.expect then argv[#argv + 1] = "expect=" .. o.expect end
+  if o.cache == false then argv[#argv + 1] = "cache=off" end
   if os.getenv("VMA_NBDKIT_VERBOSE") then table.insert(argv, 2, "-v") end
   local pid, err = vma.spawn(argv, { stdin = "/dev/null", stdout = o.stdout })
   if not pid then return nil, err end
@@ -248,11 +257,14 @@ local function pct(s, keep)
   end))
 end
 
---- An NBD URI for an export.
-function M.uri(export, socket, host, port)
+--- An NBD URI for an export. With legacy, a Unix socket's URI is in the
+-- form nbd:///EXPORT?socket=PATH, the only one libguestfs 1.48 takes
+-- (nbd+unix:// is the standard form, which qemu and libnbd take).
+function M.uri(export, socket, host, port, legacy)
   export = pct(export, "/:@!$'()*+,;=")
   if socket then
-    return "nbd+unix:///" .. export .. "?socket=" .. pct(socket, "/:@!$'()*+,;")
+    return (legacy and "nbd:///" or "nbd+unix:///") .. export .. "?socket="
+      .. pct(socket, "/:@!$'()*+,;")
   end
   if host:find(":", 1, true) then host = "[" .. host .. "]" end
   return string.format("nbd://%s:%d/%s", host, port, export)

@@ -212,18 +212,16 @@ function M.vmid_from_filename(path)
   return math.tointeger(tonumber(r.vmid))
 end
 
---- The device of DEVICES (a list of {name=...}) a user means by NAME: the
--- device name itself ("drive-scsi0") or its config key ("scsi0",
--- "tpmstate0"). Nil when none.
-function M.match(devices, name)
-  local full = M.devname_of(name)
-  for _, d in ipairs(devices) do
-    if d.name == name then return d end
-  end
-  for _, d in ipairs(devices) do
-    if d.name == full or M.key_of(d.name) == name then return d end
-  end
-  return nil
+--- The device of DEVICES (a list of {name=, vmstate=}) a user means by NAME,
+-- by the one rule of every front end (vma.find_device, in C): the exact
+-- device name first ("scsi0" when there is one), else its config key
+-- ("scsi0" for "drive-scsi0", "tpmstate0" for "drive-tpmstate0-backup").
+-- With disks_only the vmstate is left out. Nil and a message when no device
+-- or more than one matches.
+function M.match(devices, name, disks_only)
+  if type(name) ~= "string" then return nil, "no device name given" end
+  local d, err = require("vma").find_device(devices, name, disks_only)
+  return d, err
 end
 
 --- The qemu-server.conf a backup stores, as vzdump writes it: the current

@@ -9,21 +9,29 @@ local M = {}
 
 --- The options every command that reads guest files takes.
 function M.options(p)
+  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
   p:option("--root", "the volume holding the root file system (as 'vma inspect' names it), "
     .. "when the choice made is not the one wanted")
   p:option("--key", "the passphrase of encrypted volumes (for the engines that open them)")
   p:option("--keyfile", "a file holding the key of encrypted volumes")
 end
 
---- Open the archive and its guest: r, g, or nil, message.
-function M.open(archive, a)
-  local r, err = vma.open(archive)
-  if not r then return nil, err end
+--- Open the archive and its guest: r, g, and a function that ends the
+--- line telling about a wait for the decoder (an archive that can only be
+--- read in order is decoded as it is read), or nil, message.
+function M.open(cmd, archive, a)
+  local wait, unwait = ui.waiter(cmd, a.quiet)
+  local r, err = vma.open(archive, { cache = not a.no_cache, wait = wait })
+  if not r then
+    unwait()
+    return nil, err
+  end
   local key = a.key
   if a.keyfile then
     local f, ferr = io.open(a.keyfile, "rb")
     if not f then
       r:close()
+      unwait()
       return nil, "cannot read the key file: " .. tostring(ferr)
     end
     key = f:read("a")
@@ -32,9 +40,10 @@ function M.open(archive, a)
   local g, gerr = r:guest { root = a.root, key = key, keyfile = a.keyfile }
   if not g then
     r:close()
+    unwait()
     return nil, gerr
   end
-  return r, g
+  return r, g, unwait
 end
 
 local function valid_utf8(s) return utf8.len(s) ~= nil end

@@ -157,11 +157,23 @@ end
 -- failure: "unknown" (not found) or "load" (found but broken).
 function M.load(kind, spec)
   local path, err
+  local function folder()
+    local st = type(spec) == "string" and require("vma").stat(spec)
+    return st and st.type == "directory"
+  end
   if type(spec) == "string" and (spec:find("/", 1, true) or spec:match("%.lua$")) then
+    if folder() then
+      return nil, string.format("%s '%s' is a folder, not a Lua file (give its file: %s/NAME.lua)",
+        kind, spec, (spec:gsub("/+$", ""))), "unknown"
+    end
     if not is_file(spec) then return nil, kind .. " file '" .. spec .. "' not found", "unknown" end
     path = spec
   else
     path, err = M.find(kind, spec)
+    if not path and folder() then
+      err = string.format("%s '%s' is neither a %s name nor a Lua file: %s is a folder (give "
+        .. "its file: %s/NAME.lua)", kind, spec, kind, spec, spec)
+    end
     if not path then return nil, err, "unknown" end
   end
   local value, lerr = M.load_file(kind, path)

@@ -300,7 +300,7 @@ function M.target(spec, archive, opts)
 end
 
 local ENTRY_FIELDS = { path = true, write_zero = true, format = true, bps = true,
-                       group = true, cache = true, skip = true }
+                       group = true, cache = true, skip = true, nofollow = true }
 
 -- Validate one map value for DEVNAME; returns an entry or nil, err.
 local function make_entry(devname, v)
@@ -334,6 +334,12 @@ local function make_entry(devname, v)
       return nil, string.format("map entry for %s: write_zero must be true or false", devname)
     end
     e.write_zero = v.write_zero
+  end
+  if v.nofollow ~= nil then
+    if type(v.nofollow) ~= "boolean" then
+      return nil, string.format("map entry for %s: nofollow must be true or false", devname)
+    end
+    e.nofollow = v.nofollow or nil
   end
   if v.format ~= nil then
     if type(v.format) ~= "string" then
@@ -381,8 +387,12 @@ function M.to_entries(map, archive)
   local chosen, from = {}, {}
   for _, k in ipairs(keys) do
     if k ~= "vmstate" then
-      local d = devices.match(archive.devices, k)
-      if not d then return nil, string.format("map names unknown device '%s'", k) end
+      local d, merr = devices.match(archive.devices, k)
+      if not d and merr:match("^no device named") then
+        return nil, string.format("map names unknown device '%s'", k)
+      elseif not d then
+        return nil, "map key " .. merr
+      end
       if from[d.name] then
         return nil, string.format("map names device %s twice ('%s' and '%s')",
                                   d.name, from[d.name], k)
@@ -427,11 +437,16 @@ function M.read_file(path)
   local f, err = io.open(path, "r")
   if not f then return nil, "unable to open restore map: " .. tostring(err) end
   local lines = {}
-  for line in f:lines() do
-    lines[#lines + 1] = line
-    if line == "done" or line == "" then break end
-  end
+  local ok, rerr = pcall(function()
+    for line in f:lines() do
+      lines[#lines + 1] = line
+      if line == "done" or line == "" then break end
+    end
+  end)
   f:close()
+  if not ok then
+    return nil, "unable to read restore map " .. path .. ": " .. tostring(rerr):gsub("^.-:%d+: ", "")
+  end
   local entries, perr = M.parse(table.concat(lines, "\n") .. "\n")
   if not entries then return nil, perr end
   local ok, cerr = M.check_paths(entries)

@@ -366,7 +366,8 @@ function M.load_policy(spec)
   end
   local value, path, why = plugins.load("policy", spec)
   if value == nil then
-    if why == "unknown" and not spec:find("/", 1, true) and not spec:match("%.lua$") then
+    if why == "unknown" and not spec:find("/", 1, true) and not spec:match("%.lua$")
+       and not path:find(" is a folder", 1, true) then
       path = string.format("unknown policy '%s' (there are: %s; see docs/policies.md)", spec,
         table.concat(plugins.names("policy"), ", "))
     end

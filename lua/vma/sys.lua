@@ -32,7 +32,7 @@ function M.run(argv)
   if f then f:close() end
   os.remove(err)
   if ok then return true, out end
-  msg = msg:gsub("%s+$", ""):gsub("\n", "; ")
+  msg = msg:gsub("^%s+", ""):gsub("%s+$", ""):gsub("\n%s*", "; ")
   return nil, string.format("%s failed (%s %s)%s", argv[1], how, tostring(code),
     msg ~= "" and (": " .. msg) or "")
 end

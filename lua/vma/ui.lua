@@ -104,6 +104,42 @@ function M.progress(opts)
   return self
 end
 
+--- The wait function of vma.open for a command that reads an archive at
+-- random: while a read waits for the background decoder (an archive that
+-- can only be read from start to end, decoded into a copy), a line on a
+-- terminal says how far the decoder is, its speed and the time until it
+-- reaches what the read wants; with quiet or without a terminal, nothing.
+-- Returns the function, and a function that clears the line.
+function M.waiter(cmd, quiet)
+  if quiet or not vma.isatty(2) then return nil, function() end end
+  local drawn, last = false, -1
+  local function wait(w)
+    local now = vma.clock()
+    if now - last < 0.2 then return true end
+    last = now
+    local width = vma.terminal_width(2) - 1
+    local text
+    if w.other_process then
+      text = string.format("vma %s: waiting for another vma decoding the archive (%s so far)",
+        cmd, M.human(w.input_done))
+    else
+      local rate = w.seconds > 0 and w.input_done / w.seconds or 0
+      text = string.format("vma %s: decoding %d%% (%s/s)%s", cmd,
+        M.percent(w.input_done, w.input_total), M.human(rate),
+        w.device and string.format(", %s at %s%s", w.device, M.human(w.offset),
+          w.eta and (" in about " .. clock(w.eta)) or "") or "")
+    end
+    io.stderr:write("\r", text:sub(1, math.max(1, width)), "\27[K")
+    drawn = true
+    return true
+  end
+  local function clear()
+    if drawn then io.stderr:write("\r\27[K") end
+    drawn = false
+  end
+  return wait, clear
+end
+
 --- The one line a long command ends with (on stderr, unless quiet).
 function M.summary(cmd, text, quiet)
   if not quiet then io.stderr:write("vma ", cmd, ": ", text, "\n") end
@@ -189,12 +225,6 @@ function M.fail(cmd, msg, json)
   if json then io.stdout:write(M.json { ok = false, error = msg }, "\n") end
   io.stderr:write(string.format("vma %s: %s\n", cmd, msg))
   return 1
-end
-
---- The device for a drive given by the user ("scsi0" or "drive-scsi0");
--- vma.devices knows the names.
-function M.match_drive(devices, name)
-  return require("vma.devices").match(devices, name)
 end
 
 --- vma.open for a command: reading "-" from a terminal says what it waits

@@ -6,10 +6,11 @@ local sys = require "vma.sys"
 
 local M = {}
 
---- True when PATH exists (and opts.force allows writing over it); raises
--- the message of a refusal when it exists and force is not given.
+--- True when PATH exists (a symbolic link to nothing too), and opts.force
+-- allows writing over it; raises the message of a refusal when it exists and
+-- force is not given.
 function M.existing(path, opts)
-  if vma.stat(path) == nil then return false end
+  if vma.lstat(path) == nil then return false end
   if not (opts and opts.force) then
     error(path .. " already exists (not writing over it; --force writes over it, zeros "
       .. "included)", 0)
@@ -17,12 +18,30 @@ function M.existing(path, opts)
   return true
 end
 
---- Make the volumes of VOLS ({path=, create=argv, remove=argv}) that the
--- map ENTRIES use and that do not exist yet. In a dry run nothing is run.
--- Returns path -> the command line that makes it, and a function that
--- removes what was made; or nil and a message (what was made is removed).
+--- What a real run would fail on before it makes volume V: its program
+-- missing, or (V.check, a command that reads only) its volume group or pool
+-- missing. Returns true or nil, message.
+local function can_make(v, checked)
+  local prog = v.create[1]
+  if not require("vma.access").which(prog) then
+    return nil, string.format("%s is not installed: cannot make %s", prog, v.path)
+  end
+  if v.check and not checked[v.check.what] then
+    local ok, err = sys.run(v.check.argv)
+    if not ok then return nil, v.check.what .. " not found (" .. err .. ")" end
+    checked[v.check.what] = true
+  end
+  return true
+end
+
+--- Make the volumes of VOLS ({path=, create=argv, remove=argv, check=
+-- {what=, argv=}}) that the map ENTRIES use and that do not exist yet. In a
+-- dry run nothing is made: only what the real run would fail on is checked
+-- (the program, and with check.argv that check.what exists). Returns path ->
+-- the command line that makes it, and a function that removes what was
+-- made; or nil and a message (what was made is removed).
 function M.prepare(entries, vols, dry_run)
-  local by_path, made, undo = {}, {}, {}
+  local by_path, made, undo, checked = {}, {}, {}, {}
   for _, v in ipairs(vols) do by_path[v.path] = v end
   local function rollback()
     for i = #undo, 1, -1 do sys.run(undo[i]) end
@@ -32,7 +51,10 @@ function M.prepare(entries, vols, dry_run)
     local v = e.path and by_path[e.path]
     if v and not vma.stat(v.path) then
       made[v.path] = sys.command_line(v.create)
-      if not dry_run then
+      if dry_run then
+        local ok, err = can_make(v, checked)
+        if not ok then return nil, err end
+      else
         local ok, err = sys.run(v.create)
         if ok then undo[#undo + 1] = v.remove end
         if not ok or not sys.wait_for(v.path, 10) then

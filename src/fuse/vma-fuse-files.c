@@ -1,8 +1,8 @@
 /* vma-fuse-files.c - the guest's files in an archive, read-only, through
  * FUSE (libfuse3), read in the process: what `vma mount --files` runs.
  *
- *   vma-fuse-files [-f] [-d] [-s] [-o OPTS] [--label NAME]
- *                  --mount PATH TYPE SEGMENTS [--mount ...] ARCHIVE DIR
+ *   vma-fuse-files [-f] [-d] [-s] [-o OPTS] [--label NAME] [--expect MD5]
+ *                  [--no-cache] --mount PATH TYPE SEGMENTS [--mount ...] ARCHIVE DIR
  *
  * Each --mount puts the file system of TYPE (ext4, xfs, ntfs, vfat...) on
  * the guest path PATH ("/" first); SEGMENTS is the volume that holds it,
@@ -13,11 +13,17 @@
  *
  * Files show the guest's modes, owners and times; links are links (the
  * kernel follows them, as on any mount); files keep their holes
- * (SEEK_DATA/SEEK_HOLE).  Everything is opened and checked before the
- * mount is made; once ready the program goes to the background (-f keeps
- * it in the foreground), and `fusermount3 -u DIR` ends it.  Read errors
- * (a damaged file system, clusters the archive lacks) are EIO, named in
- * syslog. */
+ * (SEEK_DATA/SEEK_HOLE).  `vma mount --files` opened the archive and every
+ * file system of the plan before it runs this program; here the archive
+ * is opened (its header) before the mount, and the file systems once the
+ * mount is up, in the process that serves (after fuse_daemonize's fork:
+ * reading an archive may start threads, a background decoder or a spill
+ * writer, which a fork would leave behind; a failure then is EIO, and the
+ * reason in syslog).  --expect MD5: the archive's header must be the one
+ * the caller read.  Once ready the program goes to the background (-f
+ * keeps it in the foreground), and `fusermount3 -u DIR` ends it.  Read
+ * errors (a damaged file system, clusters the archive lacks) are EIO,
+ * named in syslog. */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
@@ -44,7 +50,7 @@ typedef struct {
 } gmount;
 
 static vma_archive *archive;
-static GPtrArray *mounts;   /* gmount, the longest path first */
+static GPtrArray *mounts;   /* gmount, the longest path first (NULL: not opened) */
 static const char *label = "vma-fuse-files";
 static gboolean background;
 
@@ -79,6 +85,8 @@ static char **split_path(const char *path, guint *n)
 static gmount *mount_of(const char *path, char **rel)
 {
     guint n;
+    if (!mounts)
+        return NULL;
     char **comps = split_path(path, &n);
     gmount *found = NULL;
     for (guint i = 0; i < mounts->len && !found; i++) {
@@ -108,6 +116,8 @@ static gmount *mount_of(const char *path, char **rel)
 static gboolean leads_to_mount(const char *path)
 {
     guint n;
+    if (!mounts)
+        return FALSE;
     char **comps = split_path(path, &n);
     gboolean yes = FALSE;
     for (guint i = 0; i < mounts->len && !yes; i++) {
@@ -165,6 +175,8 @@ static void to_stat(const vma_stat *s, struct stat *st)
 
 /* ---- the file system ---- */
 
+static int open_all(GError **err);
+
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     conn->max_write = 1u << 20;
@@ -174,6 +186,12 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     cfg->attr_timeout = 86400;
     cfg->negative_timeout = 86400;
     cfg->use_ino = 0; /* the file systems' inode numbers overlap */
+    /* the file systems, in the process that serves */
+    GError *e = NULL;
+    if (open_all(&e) < 0) {
+        say("%s", e->message);
+        g_error_free(e);
+    }
     return NULL;
 }
 
@@ -182,7 +200,7 @@ static int lookup(const char *path, gboolean follow, gmount **mo, vma_stat *vs)
     char *rel = NULL;
     gmount *m = mount_of(path, &rel);
     if (!m)
-        return -ENOENT;
+        return mounts ? -ENOENT : -EIO; /* nothing opened: see syslog */
     GError *e = NULL;
     int rc = vma_fs_lookup(m->fs, rel, follow, vs, &e);
     g_free(rel);
@@ -265,6 +283,10 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
         vma_dir_free(d);
     }
     /* mount points right under this folder that it does not hold */
+    if (!mounts) {
+        g_hash_table_destroy(names);
+        return 0;
+    }
     guint n;
     char **comps = split_path(path, &n);
     for (guint i = 0; i < mounts->len; i++) {
@@ -399,7 +421,7 @@ static const struct fuse_operations ops = {
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: vma-fuse-files [-f] [-d] [-s] [-o OPTIONS] [--label NAME] "
+    fprintf(stderr, "usage: vma-fuse-files [-f] [-d] [-s] [-o OPTIONS] [--label NAME] [--expect MD5] [--no-cache] "
                     "--mount PATH TYPE DEV:OFFSET:LENGTH[,...] [--mount ...] ARCHIVE DIR\n");
     return 2;
 }
@@ -436,11 +458,12 @@ typedef struct {
 } mount_arg;
 
 typedef struct {
-    gboolean foreground, debug, single, allow_other;
+    gboolean foreground, debug, single, allow_other, no_cache;
     GPtrArray *mount_opts;
     GArray *margs;
-    const char *path, *dir;
+    const char *path, *dir, *expect;
 } options;
+static const options *opts_g; /* for fs_init */
 
 static int parse_options(int argc, char **argv, options *o, gboolean *done)
 {
@@ -459,6 +482,10 @@ static int parse_options(int argc, char **argv, options *o, gboolean *done)
             g_ptr_array_add(o->mount_opts, g_strdup(argv[++i]));
         else if (strcmp(a, "--label") == 0 && i + 1 < argc)
             label = argv[++i];
+        else if (strcmp(a, "--expect") == 0 && i + 1 < argc)
+            o->expect = argv[++i];
+        else if (strcmp(a, "--no-cache") == 0)
+            o->no_cache = TRUE;
         else if (strcmp(a, "--mount") == 0 && i + 3 < argc) {
             mount_arg m = {argv[i + 1], argv[i + 2], argv[i + 3]};
             g_array_append_val(o->margs, m);
@@ -530,9 +557,8 @@ static void free_mount(gpointer p)
     g_free(m);
 }
 
-static int open_mounts(const options *o, GError **err)
+static int open_mounts(const options *o, GPtrArray *out, GError **err)
 {
-    mounts = g_ptr_array_new_with_free_func(free_mount);
     gboolean root = FALSE;
     for (guint i = 0; i < o->margs->len; i++) {
         const mount_arg *ma = &g_array_index(o->margs, mount_arg, i);
@@ -559,13 +585,48 @@ static int open_mounts(const options *o, GError **err)
         m->fs = fs;
         if (m->n == 0)
             root = TRUE;
-        g_ptr_array_add(mounts, m);
+        g_ptr_array_add(out, m);
     }
     if (!root) {
         g_set_error_literal(err, VMA_ERROR, VMA_ERR_ARG, "no file system mounted on /");
         return -1;
     }
-    g_ptr_array_sort(mounts, by_depth);
+    g_ptr_array_sort(out, by_depth);
+    return 0;
+}
+
+/* the archive, opened before the mount (its header only: no thread starts
+ * until it is read, which the file systems do after the fork) */
+static int open_archive(const options *o, GError **err)
+{
+    vma_archive_opts ao = {.cache = o->no_cache ? VMA_CACHE_OFF : VMA_CACHE_AUTO};
+    archive = vma_archive_open(o->path, &ao, err);
+    if (!archive)
+        return -1;
+    if (o->expect) {
+        uint8_t m[16];
+        char hex[33];
+        vma_archive_header_md5(archive, m);
+        for (int i = 0; i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", m[i]);
+        if (g_ascii_strcasecmp(hex, o->expect) != 0) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
+                        "%s changed since it was opened (its header is not the one expected)",
+                        o->path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int open_all(GError **err)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func(free_mount);
+    if (open_mounts(opts_g, out, err) < 0) {
+        g_ptr_array_free(out, TRUE);
+        return -1;
+    }
+    mounts = out;
     return 0;
 }
 
@@ -645,8 +706,18 @@ int main(int argc, char **argv)
     if (!check_dir(o.dir))
         goto out;
     abs_dir = realpath(o.dir, NULL);
-    archive = vma_archive_open(o.path, NULL, &e);
-    if (!archive || open_mounts(&o, &e) < 0) {
+    /* the plan is checked here; its file systems are opened in fs_init */
+    for (guint i = 0; i < o.margs->len; i++) {
+        GArray *segs = parse_segments(g_array_index(o.margs, mount_arg, i).segs, &e);
+        if (!segs) {
+            say("%s", e->message);
+            g_error_free(e);
+            goto out;
+        }
+        g_array_free(segs, TRUE);
+    }
+    opts_g = &o;
+    if (open_archive(&o, &e) < 0) {
         say("%s", e->message);
         g_error_free(e);
         goto out;

@@ -1,21 +1,29 @@
 /* vma-fuse.c - mount the disks of a VMA archive as files, read-only
  * (libfuse3), without restoring it:
  *
- *   vma-fuse [-f] [-d] [-s] [-o OPTS] [--label NAME] ARCHIVE DIR
+ *   vma-fuse [-f] [-d] [-s] [-o OPTS] [--label NAME] [--expect MD5] [--no-cache]
+ *            ARCHIVE DIR
  *
  *   DIR/drive-scsi0.raw     each disk, sparse: SEEK_DATA/SEEK_HOLE find the
  *                           data, st_blocks counts it (du, cp --sparse)
  *   DIR/vmstate.bin         the RAM state, when the archive has one
  *   DIR/qemu-server.conf    each config file
  *
- * The archive is opened, indexed and every file laid out before anything is
- * mounted: a hostile or non-seekable archive, or a DIR that is missing, not
- * a folder or not empty, ends with a message and exit status 1, and nothing
- * is left mounted.  Once the mount is ready the program goes to the
+ * A plain .vma or a seekable .vma.zst is opened, indexed and every file
+ * laid out before anything is mounted: a hostile archive, or a DIR that is
+ * missing, not a folder or not empty, ends with a message and exit status
+ * 1, and nothing is left mounted.  Any other archive (one zstd stream,
+ * gzip, lzop) has its header checked first and its background decoder
+ * started once the mount is up (a read ahead of it waits; st_blocks counts
+ * the whole disk until it is done).  --expect MD5: the header must be the
+ * one the caller read (vma mount passes it).  Once the mount is ready the program goes to the
  * background (as sshfs does) and its first process exits 0; -f keeps it in
  * the foreground.  fusermount3 -u DIR (or SIGINT/SIGTERM in the foreground)
  * ends it.  Reads of clusters that an incomplete archive lacks fail with
- * EIO.  Requests are served by several threads. */
+ * EIO.  Requests are served by several threads.  Every file and the folder
+ * take the archive's owner and its read permissions (the folder gains x
+ * where it has r), checked by the kernel (default_permissions): with
+ * allow_other, who cannot read the archive cannot read its disks either. */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
@@ -45,6 +53,9 @@ typedef struct {
 static vma_archive *archive;
 static GPtrArray *files;
 static struct timespec archive_time;
+static uid_t owner_uid;
+static gid_t owner_gid;
+static mode_t file_mode = 0444, dir_mode = 0555;
 static const char *label = "vma-fuse";
 static gboolean background;
 
@@ -62,16 +73,22 @@ static void say(const char *fmt, ...)
     g_free(msg);
 }
 
+static vfile *find_name(const char *name)
+{
+    for (guint i = 0; i < files->len; i++) {
+        vfile *f = g_ptr_array_index(files, i);
+        if (strcmp(f->name, name) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+/* a path of the mount: "/NAME" */
 static vfile *find_file(const char *path)
 {
     if (path[0] != '/' || strchr(path + 1, '/'))
         return NULL;
-    for (guint i = 0; i < files->len; i++) {
-        vfile *f = g_ptr_array_index(files, i);
-        if (strcmp(f->name, path + 1) == 0)
-            return f;
-    }
-    return NULL;
+    return find_name(path + 1);
 }
 
 /* ---- laying out the files ---- */
@@ -85,7 +102,7 @@ static int count_data(const vma_piece *p, void *ud)
 
 static gboolean add_file(vfile *f)
 {
-    if (find_file(f->name) || strcmp(f->name, ".") == 0 || strcmp(f->name, "..") == 0) {
+    if (find_name(f->name) || strcmp(f->name, ".") == 0 || strcmp(f->name, "..") == 0) {
         say("%s appears twice in the archive: only the first is shown", f->name);
         g_free(f->name);
         g_free(f);
@@ -108,8 +125,9 @@ static int lay_out(GError **err)
         f->is_device = TRUE;
         f->dev_id = d->id;
         f->size = vma_archive_device_length(archive, d->id);
-        uint64_t data = 0;
-        if (vma_archive_map(archive, d->id, 0, f->size, count_data, &data, err) < 0) {
+        uint64_t data = f->size;
+        if (vma_archive_seekable(archive) &&
+            (data = 0, vma_archive_map(archive, d->id, 0, f->size, count_data, &data, err) < 0)) {
             g_free(f->name);
             g_free(f);
             return -1;
@@ -157,6 +175,13 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     cfg->attr_timeout = 86400;
     cfg->negative_timeout = 86400;
     cfg->use_ino = 0;
+    /* an archive read through a decoded copy: its decoder starts now, in
+     * the process that serves (after fuse_daemonize's fork) */
+    GError *e = NULL;
+    if (!vma_archive_seekable(archive) && vma_archive_prepare(archive, &e) < 0) {
+        say("%s", e->message);
+        g_error_free(e);
+    }
     return NULL;
 }
 
@@ -164,18 +189,18 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 {
     (void)fi;
     memset(st, 0, sizeof(*st));
-    st->st_uid = getuid();
-    st->st_gid = getgid();
+    st->st_uid = owner_uid;
+    st->st_gid = owner_gid;
     st->st_atim = st->st_mtim = st->st_ctim = archive_time;
     if (strcmp(path, "/") == 0) {
-        st->st_mode = S_IFDIR | 0555;
+        st->st_mode = S_IFDIR | dir_mode;
         st->st_nlink = 2;
         return 0;
     }
     vfile *f = find_file(path);
     if (!f)
         return -ENOENT;
-    st->st_mode = S_IFREG | 0444;
+    st->st_mode = S_IFREG | file_mode;
     st->st_nlink = 1;
     st->st_size = (off_t)f->size;
     st->st_blocks = (blkcnt_t)f->blocks;
@@ -355,6 +380,8 @@ typedef struct {
     gboolean foreground, debug, single;
     GPtrArray *mount_opts;
     const char *path, *dir;
+    const char *expect;   /* --expect: the header's MD5 the caller read */
+    gboolean no_cache;    /* --no-cache */
 } options;
 
 /* the command line: 0 with o filled, or the exit status (help, usage) */
@@ -377,6 +404,10 @@ static int parse_options(int argc, char **argv, options *o, gboolean *done)
             g_ptr_array_add(o->mount_opts, g_strdup(a + 2));
         else if (strcmp(a, "--label") == 0 && i + 1 < argc)
             label = argv[++i];
+        else if (strcmp(a, "--expect") == 0 && i + 1 < argc)
+            o->expect = argv[++i];
+        else if (strcmp(a, "--no-cache") == 0)
+            o->no_cache = TRUE;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage();
             return 0;
@@ -455,8 +486,35 @@ int main(int argc, char **argv)
     if (!check_dir(o.dir))
         goto out;
     abs_dir = realpath(o.dir, NULL);
-    archive = vma_archive_open(o.path, NULL, &e);
-    if (!archive || lay_out(&e) < 0) {
+    if (!abs_dir) {
+        say("%s: %s", o.dir, g_strerror(errno));
+        goto out;
+    }
+    /* the archive's owner and read permissions */
+    struct stat ast;
+    if (stat(o.path, &ast) < 0) {
+        say("%s: %s", o.path, g_strerror(errno));
+        goto out;
+    }
+    owner_uid = ast.st_uid;
+    owner_gid = ast.st_gid;
+    file_mode = ast.st_mode & 0444;
+    dir_mode = file_mode | (file_mode >> 2);
+    vma_archive_opts ao = {.cache = o.no_cache ? VMA_CACHE_OFF : VMA_CACHE_AUTO};
+    archive = vma_archive_open(o.path, &ao, &e);
+    if (archive && o.expect) {
+        uint8_t m[16];
+        char hex[33];
+        vma_archive_header_md5(archive, m);
+        for (int i = 0; i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", m[i]);
+        if (g_ascii_strcasecmp(hex, o.expect) != 0)
+            g_set_error(&e, VMA_ERROR, VMA_ERR_FORMAT,
+                        "%s changed since it was opened (its header is not the one expected)",
+                        o.path);
+    }
+    if (!archive || e || (vma_archive_seekable(archive) && vma_archive_prepare(archive, &e) < 0) ||
+        lay_out(&e) < 0) {
         say("%s", e->message);
         g_error_free(e);
         goto out;

@@ -80,6 +80,16 @@ typedef struct {
  * "." or "..", no control characters, valid UTF-8, at most 255 bytes */
 gboolean vma_name_is_safe(const char *name, GError **err);
 
+/* The device a user means by name, the one rule of every front end (the
+ * command line, the nbdkit plugin, vma-fuse, the Lua module): the exact
+ * device name first; else the device "drive-NAME" (the config key: "scsi0"
+ * for "drive-scsi0"), or for "tpmstateN" also "drive-tpmstateN-backup", as
+ * vzdump names it.  Two devices that the short name may mean are an error
+ * that names both; no match an error that lists the names.  disks_only
+ * leaves the vmstate out.  NULL with VMA_ERR_ARG on failure. */
+const vma_device *vma_header_find_device(const vma_header *h, const char *name,
+                                         gboolean disks_only, GError **err);
+
 /* the number of 64 KiB clusters needed to hold size bytes */
 static inline uint64_t vma_clusters(uint64_t size)
 {
@@ -232,6 +242,11 @@ typedef struct {
     const char *label;    /* the target in messages (a path), or NULL */
     gboolean write_zero;  /* write zeros for zero blocks (old data in target) */
     gboolean fresh;       /* new and all zero: holes for zeros (a file is sized) */
+    gboolean clear_data;  /* a regular file that may hold data where the archive
+                             has zero blocks: there, and only where the file
+                             holds data (SEEK_DATA), a hole is punched
+                             (KEEP_SIZE), or zeros written where the file
+                             system cannot punch */
     uint64_t bps;         /* throttle in bytes per second, 0 = unlimited */
 } vma_target;
 
@@ -354,15 +369,17 @@ int vma_writer_close(vma_writer *w, GError **err);
 /* Free; if not successfully closed, the temporary file is removed. */
 void vma_writer_free(vma_writer *w);
 
-/* ---- random access (index.c, access.c) -------------------------------- */
+/* ---- the archive: one handle, every view (access/) ---------------------- */
 
-/* A plain .vma, or a .vma.zst in zstd's seekable format (what vma create
- * writes), opened for reads at any offset of any device.  The index of the
- * archive is built in one pass over its extent headers (the data is
- * skipped), with every rule of the reader checked, or read from the cache
- * ($XDG_CACHE_HOME/vma/UUID.idx), where it is kept for archives that were
- * slow to index.  Gzip, lzop and single-stream zstd archives are refused
- * with VMA_ERR_NOT_SEEKABLE.  Reads are safe from several threads. */
+/* One open archive: its file (never opened again by path), its identity
+ * and its header.  Opening reads the header only.  From it come a stream
+ * for one pass (verify, extract, copy) and reads at any offset of any
+ * device: a plain .vma or a seekable .vma.zst through the index of its
+ * extents (one pass over their headers, or the cache); any other archive
+ * (vzdump's one-stream .vma.zst, .vma.gz, .vma.lzo, standard input)
+ * through a copy that a background decoder makes, at once: a read of what
+ * it has decoded is answered, a read ahead of it waits for it.  Reads are
+ * safe from several threads. */
 typedef struct vma_archive vma_archive;
 
 typedef enum {
@@ -382,39 +399,109 @@ typedef int (*vma_piece_fn)(const vma_piece *p, void *ud);
 /* bytes of the archive indexed so far; non-zero stops */
 typedef int (*vma_index_progress_fn)(uint64_t done, uint64_t total, void *ud);
 
+/* what a read that waits for the background decoder waits for (the
+ * function returns non-zero to stop waiting: the read fails as interrupted) */
+typedef struct {
+    uint64_t input_done;  /* bytes of the archive file decoded so far */
+    uint64_t input_total; /* its size */
+    uint64_t stream_done; /* decompressed bytes so far */
+    double seconds;       /* since the decoder started */
+    const char *device;   /* what the read wants (NULL: the whole copy) */
+    uint64_t offset;
+    double eta;           /* seconds until the decoder gets there (a guess; < 0: unknown) */
+    gboolean other_process; /* another vma makes the copy: this one waits for it */
+} vma_wait_info;
+/* called about every 0.2 s, from the thread whose read waits */
+typedef int (*vma_wait_fn)(const vma_wait_info *w, void *ud);
+
 typedef enum {
-    VMA_CACHE_AUTO = 0,   /* use a cached index; keep one when it was slow to make */
-    VMA_CACHE_ON,         /* always keep it */
-    VMA_CACHE_OFF,        /* neither read nor write the cache */
+    VMA_CACHE_AUTO = 0,   /* use the cache; keep an index when it was slow to make */
+    VMA_CACHE_ON,         /* always keep the index */
+    VMA_CACHE_OFF,        /* no cache: neither read nor written (a decoded copy is an
+                             unlinked file that goes with the process) */
 } vma_cache_mode;
 
 typedef struct {
     vma_cache_mode cache;
-    const char *cache_dir;           /* NULL: $XDG_CACHE_HOME/vma, ~/.cache/vma */
+    const char *cache_dir;           /* NULL: vma_cache_dir() */
     uint64_t frame_cache;            /* seekable zstd: bytes of decompressed frames
                                         kept (0: 64 MiB) */
     int64_t spill;                   /* seekable zstd: bytes of frames, read out of
                                         order, kept decoded in an unlinked file
                                         (0: 4 GiB, at most half the space free
                                         there; < 0: none) */
-    const char *spill_dir;           /* NULL: $TMPDIR, else /var/tmp */
+    const char *spill_dir;           /* NULL: $TMPDIR, else /var/tmp (also where a
+                                        copy goes without a cache) */
     vma_index_progress_fn progress;  /* while indexing, may be NULL */
     void *ud;
+    vma_wait_fn wait;                /* while a read waits for the decoder, may be NULL */
+    void *wait_ud;
+    GDestroyNotify wait_ud_free;     /* frees wait_ud with the archive (or at once
+                                        when the open fails), may be NULL */
 } vma_archive_opts;
 
-/* opts may be NULL (the defaults) */
+/* path "-": standard input.  opts may be NULL (the defaults); its strings
+ * are copied. */
 vma_archive *vma_archive_open(const char *path, const vma_archive_opts *opts, GError **err);
-/* another reference: every view derived from an archive (a guest file
- * system, a volume) holds one; vma_archive_free drops one, and the last
- * frees it */
+/* the same on a descriptor, which the archive owns from then on; label
+ * names it in messages */
+vma_archive *vma_archive_open_fd(int fd, const char *label, const vma_archive_opts *opts,
+                                 GError **err);
+/* another reference: every view derived from an archive (a disk in Lua, a
+ * guest file system, a volume) holds one; vma_archive_free drops one, and
+ * the last frees it */
 vma_archive *vma_archive_ref(vma_archive *a);
 void vma_archive_free(vma_archive *a);
+
 const vma_header *vma_archive_header(const vma_archive *a);
+const vma_device *vma_archive_device(const vma_archive *a, uint8_t dev_id, GError **err);
 vma_compress vma_archive_compression(const vma_archive *a);
+const char *vma_archive_label(const vma_archive *a);
+/* the header as read, and its MD5 (the field in the header) */
+const uint8_t *vma_archive_raw_header(const vma_archive *a, size_t *len);
+void vma_archive_header_md5(const vma_archive *a, uint8_t out[16]);
+/* standard input or a pipe: one pass only, no cache */
+gboolean vma_archive_is_stream(const vma_archive *a);
+/* a plain .vma or a seekable .vma.zst (read at random without a copy) */
+gboolean vma_archive_seekable(const vma_archive *a);
+
+/* A reader for one pass over the whole archive (verify, extract, copy),
+ * freed by the caller with vma_reader_free.  A stream can be had once;
+ * a file as often as asked, each time the same file with the same header
+ * (else VMA_ERR_FORMAT: it changed). */
+vma_reader *vma_archive_stream(vma_archive *a, GError **err);
+
+/* Make random access ready (the reads below do it themselves): the index
+ * built or loaded, or the background decoder started. */
+int vma_archive_prepare(vma_archive *a, GError **err);
+/* the same, with the progress of the index pass when this call makes it */
+int vma_archive_prepare_with(vma_archive *a, vma_index_progress_fn progress, void *ud,
+                             GError **err);
+/* wait until the decoded copy is complete (nothing to wait for with a
+ * plain or seekable archive) */
+int vma_archive_wait_complete(vma_archive *a, GError **err);
+/* a copy made here with frames stored raw (the decoder outran the
+ * compression) is compressed again once complete, by the decoder's thread,
+ * while the process lives: wait for that too */
+int vma_archive_wait_compacted(vma_archive *a, GError **err);
+
+typedef struct {
+    gboolean seekable;    /* read at random without a copy */
+    gboolean ready;       /* random access is prepared */
+    gboolean from_cache;  /* its index (and copy) came from the cache folder */
+    gboolean decoding;    /* the background decoder runs */
+    gboolean complete;    /* every cluster's place is known */
+    uint64_t input_done, input_total, stream_done;
+    double seconds;
+    uint64_t index_memory;
+} vma_access_status;
+void vma_archive_status(vma_archive *a, vma_access_status *st);
 gboolean vma_archive_from_cache(const vma_archive *a);
-uint64_t vma_archive_index_memory(const vma_archive *a);
-/* the bytes a device holds: its size, or for vmstate the stream's length */
-uint64_t vma_archive_device_length(const vma_archive *a, uint8_t dev_id);
+uint64_t vma_archive_index_memory(vma_archive *a);
+
+/* the bytes a device holds: its size, or for vmstate the stream's length
+ * (once known) */
+uint64_t vma_archive_device_length(vma_archive *a, uint8_t dev_id);
 /* read n bytes at off of a device: zeros for zero blocks, VMA_ERR_MISSING
  * for clusters the archive lacks; the count read (less only at the end) */
 ssize_t vma_archive_pread(vma_archive *a, uint8_t dev_id, void *buf, size_t n, uint64_t off,
@@ -423,9 +510,35 @@ ssize_t vma_archive_pread(vma_archive *a, uint8_t dev_id, void *buf, size_t n, u
  * 0 when all were given, 1 when fn stopped, -1 with err */
 int vma_archive_map(vma_archive *a, uint8_t dev_id, uint64_t off, uint64_t len,
                     vma_piece_fn fn, void *ud, GError **err);
-/* the folder of index caches: $XDG_CACHE_HOME/vma or ~/.cache/vma (NULL
- * when neither is set); free with g_free */
+
+/* ---- the cache folder (access/cache.c) ---- */
+
+/* $VMA_CACHE_DIR, else $XDG_CACHE_HOME/vma, else ~/.cache/vma (NULL when
+ * none is set); free with g_free */
 char *vma_cache_dir(void);
+/* the most the folder may hold: $VMA_CACHE_MB, else a quarter of its file
+ * system */
+uint64_t vma_cache_limit(const char *dir);
+typedef struct {
+    char key[33];         /* the archive's identity, hashed */
+    char *archive;        /* the archive's path when the copy was made (or NULL) */
+    char *codec;          /* its compression (or NULL) */
+    uint64_t archive_size;
+    uint64_t bytes;       /* on disk, every file of the key */
+    int64_t last_used;    /* seconds since the epoch */
+    uint64_t raw_frames;  /* frames of the copy stored uncompressed */
+    gboolean has_index, has_data;
+    gboolean partial;     /* a copy being made (or left by a killed decoder) */
+    gboolean busy;        /* a process holds its lock */
+} vma_cache_entry;
+/* every key in the folder (an array of vma_cache_entry *, freed with
+ * g_ptr_array_free); NULL with err when the folder cannot be read */
+GPtrArray *vma_cache_list(const char *dir, GError **err);
+/* remove every file of a key; a key whose copy is being made is refused
+ * unless force */
+int vma_cache_remove_key(const char *dir, const char *key, gboolean force, GError **err);
+/* the key of an archive (its identity, hashed) */
+const char *vma_archive_key(const vma_archive *a);
 
 /* ---- guest volumes and file systems (guest/) -------------------------- */
 

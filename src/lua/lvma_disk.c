@@ -1,6 +1,8 @@
 /* lvma_disk.c - random access from Lua: r:disk(name) returns a disk whose
  * bytes can be read at any offset, and whose map (data, zero, missing) can
- * be walked, without restoring anything. */
+ * be walked, without restoring anything.  A disk is a view of its archive
+ * object: it holds a reference to the C archive (which lives while any view
+ * does) and to the Lua object (user value 1). */
 #define _GNU_SOURCE
 #include "lvma.h"
 
@@ -9,134 +11,103 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DISK_MT "vma.disk"
 #define COPY_BUF (4u << 20)
 
 typedef struct {
-    larchive *arc;
+    vma_archive *a;       /* a reference; NULL once closed */
     uint8_t id;
     uint64_t size;
     char *name;
 } ldisk;
 
-void lvma_archive_unref(larchive *la)
-{
-    if (la && --la->refs == 0) {
-        vma_archive_free(la->a);
-        g_free(la);
-    }
-}
-
-typedef struct {
-    lua_State *L;
-    int fn;
-} index_progress;
-
-static int on_index_progress(uint64_t done, uint64_t total, void *ud)
-{
-    index_progress *ip = ud;
-    lua_State *L = ip->L;
-    lua_pushvalue(L, ip->fn);
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, (lua_Integer)done);
-    lua_setfield(L, -2, "done");
-    lua_pushinteger(L, (lua_Integer)total);
-    lua_setfield(L, -2, "total");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        lua_pop(L, 1);
-        return 1;
-    }
-    int stop = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return stop;
-}
-
-/* the archive of the reader, opened (and indexed) the first time; 0, or the
- * count of error values pushed */
-static int reader_archive(lua_State *L, lreader *lr)
-{
-    if (lr->arc)
-        return 0;
-    vma_archive_opts o = {0};
-    index_progress ip = {L, 0};
-    lua_getiuservalue(L, 1, 1);
-    int opts = lua_gettop(L);
-    if (lua_istable(L, opts)) {
-        lua_getfield(L, opts, "cache");
-        const char *c = lua_tostring(L, -1);
-        if (c && strcmp(c, "on") == 0)
-            o.cache = VMA_CACHE_ON;
-        else if (c && strcmp(c, "off") == 0)
-            o.cache = VMA_CACHE_OFF;
-        else if (c && strcmp(c, "auto") != 0)
-            return lvma_push_argerror(L, "cache must be \"auto\", \"on\" or \"off\", not '%s'", c);
-        lua_getfield(L, opts, "cache_dir");
-        o.cache_dir = lua_tostring(L, -1);
-        lua_getfield(L, opts, "frame_cache_mb");
-        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0)
-            o.frame_cache = (uint64_t)lua_tointeger(L, -1) << 20;
-        lua_getfield(L, opts, "spill_mb");
-        if (lua_isinteger(L, -1))
-            o.spill = lua_tointeger(L, -1) > 0 ? (int64_t)lua_tointeger(L, -1) << 20 : -1;
-        else if (!lua_isnil(L, -1))
-            return lvma_push_argerror(L, "spill_mb must be an integer (0: no spill file)");
-        lua_getfield(L, opts, "spill_dir");
-        o.spill_dir = lua_tostring(L, -1);
-        lua_getfield(L, opts, "progress");
-        if (lua_isfunction(L, -1)) {
-            ip.fn = lua_gettop(L);
-            o.progress = on_index_progress;
-            o.ud = &ip;
-        }
-    }
-    GError *e = NULL;
-    vma_archive *a = vma_archive_open(lr->path, &o, &e);
-    lua_settop(L, opts - 1);
-    if (!a)
-        return lvma_push_error(L, e);
-    lr->arc = g_new0(larchive, 1);
-    lr->arc->a = a;
-    lr->arc->refs = 1;
-    return 0;
-}
-
-/* r:disk(name) -> disk | nil, message, kind (name: a device name) */
-int lvma_reader_disk(lua_State *L)
-{
-    lreader *lr = lvma_check_reader(L);
-    const char *name = luaL_checkstring(L, 2);
-    const vma_device *d = vma_reader_find_device(lr->r, name);
-    if (!d)
-        return lvma_push_argerror(L, "no device named '%s' in the archive", name);
-    int n = reader_archive(L, lr);
-    if (n)
-        return n;
-    ldisk *dk = lua_newuserdatauv(L, sizeof(ldisk), 0);
-    memset(dk, 0, sizeof(*dk));
-    luaL_setmetatable(L, DISK_MT);
-    dk->arc = lr->arc;
-    dk->arc->refs++;
-    dk->id = d->id;
-    dk->size = vma_archive_device_length(lr->arc->a, d->id);
-    dk->name = g_strdup(d->name);
-    return 1;
-}
+static gboolean disk_open_p(void *self) { return ((ldisk *)self)->a != NULL; }
 
 static ldisk *check_disk(lua_State *L)
 {
     ldisk *dk = luaL_checkudata(L, 1, DISK_MT);
-    if (!dk->arc)
-        luaL_error(L, "attempt to use a closed vma disk");
+    if (!dk->a)
+        luaL_error(L, "attempt to use a closed %s", DISK_MT);
     return dk;
 }
 
 vma_archive *lvma_disk_archive(lua_State *L, int idx, uint8_t *dev_id)
 {
     ldisk *dk = luaL_checkudata(L, idx, DISK_MT);
-    if (!dk->arc)
-        luaL_error(L, "attempt to use a closed vma disk");
+    if (!dk->a)
+        luaL_error(L, "attempt to use a closed %s", DISK_MT);
     *dev_id = dk->id;
-    return dk->arc->a;
+    return dk->a;
+}
+
+/* the Lua archive object of a disk (for the wait function's errors) */
+static larchive *disk_owner(lua_State *L, int idx)
+{
+    lua_getiuservalue(L, idx, 1);
+    larchive *la = luaL_testudata(L, -1, ARCHIVE_MT);
+    lua_pop(L, 1);
+    return la;
+}
+
+/* a failed read: the wait function's own error, or e */
+static int read_failure(lua_State *L, GError *e)
+{
+    return lvma_wait_failure(L, disk_owner(L, 1), e);
+}
+
+static int on_index_progress(uint64_t done, uint64_t total, void *ud)
+{
+    lvma_progress *pc = ud;
+    lua_State *L = pc->L;
+    lvma_progress_push(pc);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)done);
+    lua_setfield(L, -2, "done");
+    lua_pushinteger(L, (lua_Integer)total);
+    lua_setfield(L, -2, "total");
+    return lvma_progress_call(pc);
+}
+
+/* r:disk(name [, {progress = fn}]) -> disk | nil, message, kind.  The first
+ * disk makes random access ready: the index (progress: {done =, total =},
+ * the options' of vma.open unless given here), or the background decoder
+ * started. */
+int lvma_archive_disk(lua_State *L)
+{
+    larchive *la = lvma_check_archive(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    const vma_header *h = vma_archive_header(la->a);
+    const vma_device *d = NULL;
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID && !d; id++)
+        if (h->devices[id] && strcmp(h->devices[id]->name, name) == 0)
+            d = h->devices[id];
+    if (!d)
+        return lvma_push_argerror(L, "no device named '%s' in the archive", name);
+    int opts = lua_istable(L, 3) ? 3 : 0;
+    if (!opts) {
+        lua_getiuservalue(L, 1, 1); /* vma.open's options */
+        opts = lua_gettop(L);
+    }
+    lvma_progress pc = lvma_progress_from(L, opts);
+    /* a reference of our own: the callback may close r */
+    vma_archive *a = vma_archive_ref(la->a);
+    GError *e = NULL;
+    int rc = vma_archive_prepare_with(a, pc.fn ? on_index_progress : NULL, &pc, &e);
+    if (rc < 0) {
+        vma_archive_free(a);
+        if (pc.failed)
+            return lvma_progress_failure(&pc, e);
+        return lvma_wait_failure(L, la, e);
+    }
+    ldisk *dk = lua_newuserdatauv(L, sizeof(ldisk), 1);
+    memset(dk, 0, sizeof(*dk));
+    luaL_setmetatable(L, DISK_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    dk->a = a;
+    dk->id = d->id;
+    dk->size = vma_archive_device_length(a, d->id);
+    dk->name = g_strdup(d->name);
+    return 1;
 }
 
 /* an offset and a length within the disk from arguments i, i+1 */
@@ -161,9 +132,9 @@ static int disk_read(lua_State *L)
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, (size_t)n);
     GError *e = NULL;
-    ssize_t got = vma_archive_pread(dk->arc->a, dk->id, p, (size_t)n, (uint64_t)o, &e);
+    ssize_t got = vma_archive_pread(dk->a, dk->id, p, (size_t)n, (uint64_t)o, &e);
     if (got < 0)
-        return lvma_push_error(L, e);
+        return read_failure(L, e);
     luaL_pushresultsize(&b, (size_t)got);
     return 1;
 }
@@ -179,18 +150,21 @@ static int first_piece(const vma_piece *p, void *ud)
     return 1; /* the first (merged) piece is all we want */
 }
 
-/* the iterator of disk:extents(): upvalues disk, next offset, end */
+/* the iterator of disk:extents(): upvalues disk, next offset, end; an
+ * error (the decoder failed) is raised, as io.lines does */
 static int extents_next(lua_State *L)
 {
     ldisk *dk = luaL_checkudata(L, lua_upvalueindex(1), DISK_MT);
     uint64_t off = (uint64_t)lua_tointeger(L, lua_upvalueindex(2));
     uint64_t end = (uint64_t)lua_tointeger(L, lua_upvalueindex(3));
-    if (!dk->arc || off >= end)
+    if (!dk->a)
+        return luaL_error(L, "attempt to use a closed %s", DISK_MT);
+    if (off >= end)
         return 0;
     vma_piece p = {0};
     GError *e = NULL;
-    if (vma_archive_map(dk->arc->a, dk->id, off, end - off, first_piece, &p, &e) < 0)
-        return luaL_error(L, "%s", e->message);
+    if (vma_archive_map(dk->a, dk->id, off, end - off, first_piece, &p, &e) < 0)
+        return lvma_raise(L, e);
     if (p.length == 0)
         return 0;
     lua_pushinteger(L, (lua_Integer)(p.offset + p.length));
@@ -235,7 +209,7 @@ static int disk_copy_to(lua_State *L)
             break;
         }
         size_t n = (size_t)MIN((uint64_t)COPY_BUF, end - pos);
-        ssize_t got = vma_archive_pread(dk->arc->a, dk->id, buf, n, pos, &e);
+        ssize_t got = vma_archive_pread(dk->a, dk->id, buf, n, pos, &e);
         if (got <= 0 && !e)
             g_set_error(&e, VMA_ERROR, VMA_ERR_INCOMPLETE, "the disk ends early");
         if (got <= 0 || vma_write_all(fd, buf, (size_t)got, &e) < 0)
@@ -244,7 +218,7 @@ static int disk_copy_to(lua_State *L)
     }
     g_free(buf);
     if (e)
-        return lvma_push_error(L, e);
+        return read_failure(L, e);
     lua_pushinteger(L, (lua_Integer)(pos - off));
     return 1;
 }
@@ -252,8 +226,9 @@ static int disk_copy_to(lua_State *L)
 static int disk_close(lua_State *L)
 {
     ldisk *dk = luaL_checkudata(L, 1, DISK_MT);
-    lvma_archive_unref(dk->arc);
-    dk->arc = NULL;
+    vma_archive *a = dk->a;
+    dk->a = NULL;
+    vma_archive_free(a);
     g_free(dk->name);
     dk->name = NULL;
     return 0;
@@ -262,36 +237,26 @@ static int disk_close(lua_State *L)
 static int disk_tostring(lua_State *L)
 {
     ldisk *dk = luaL_checkudata(L, 1, DISK_MT);
-    if (dk->arc)
-        lua_pushfstring(L, "vma.disk (%s)", dk->name);
+    if (dk->a)
+        lua_pushfstring(L, "%s (%s)", DISK_MT, dk->name);
     else
-        lua_pushliteral(L, "vma.disk (closed)");
+        lua_pushfstring(L, "%s (closed)", DISK_MT);
     return 1;
 }
 
-static int disk_index(lua_State *L)
+static void get_size(lua_State *L, void *self)
 {
-    ldisk *dk = luaL_checkudata(L, 1, DISK_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (dk->arc) {
-        if (strcmp(k, "size") == 0) {
-            lua_pushinteger(L, (lua_Integer)dk->size);
-            return 1;
-        }
-        if (strcmp(k, "name") == 0) {
-            lua_pushstring(L, dk->name);
-            return 1;
-        }
-        if (strcmp(k, "id") == 0) {
-            lua_pushinteger(L, dk->id);
-            return 1;
-        }
-    }
-    luaL_getmetatable(L, DISK_MT);
-    lua_getfield(L, -1, "methods");
-    lua_getfield(L, -1, k);
-    return 1;
+    lua_pushinteger(L, (lua_Integer)((ldisk *)self)->size);
 }
+static void get_name(lua_State *L, void *self) { lua_pushstring(L, ((ldisk *)self)->name); }
+static void get_id(lua_State *L, void *self) { lua_pushinteger(L, ((ldisk *)self)->id); }
+
+static const lvma_getter disk_getters[] = {
+    {"size", get_size},
+    {"name", get_name},
+    {"id", get_id},
+    {NULL, NULL},
+};
 
 static const luaL_Reg disk_methods[] = {
     {"read", disk_read},
@@ -302,7 +267,6 @@ static const luaL_Reg disk_methods[] = {
 };
 
 static const luaL_Reg disk_meta[] = {
-    {"__index", disk_index},
     {"__gc", disk_close},
     {"__close", disk_close},
     {"__tostring", disk_tostring},
@@ -311,10 +275,5 @@ static const luaL_Reg disk_meta[] = {
 
 void lvma_open_disk(lua_State *L)
 {
-    luaL_newmetatable(L, DISK_MT);
-    luaL_setfuncs(L, disk_meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, disk_methods, 0);
-    lua_setfield(L, -2, "methods");
-    lua_pop(L, 1);
+    lvma_new_class(L, DISK_MT, disk_meta, disk_methods, disk_getters, disk_open_p);
 }

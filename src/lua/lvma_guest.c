@@ -23,7 +23,6 @@
 #define FS_MT      "vma.fs"
 #define GFILE_MT   "vma.guestfile"
 #define WALK_MT    "vma.walk"
-#define DISK_MT    "vma.disk"      /* lvma_disk.c's */
 
 #define READ_CHUNK (1u << 20)
 #define MAX_READ   (1u << 30)
@@ -1127,21 +1126,6 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *meta, cons
     lua_pop(L, 1);
 }
 
-/* add a method to a class made elsewhere (its metatable's methods table) */
-static void add_method(lua_State *L, const char *mt, const char *name, lua_CFunction fn)
-{
-    luaL_getmetatable(L, mt);
-    if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, "methods");
-        if (lua_istable(L, -1)) {
-            lua_pushcfunction(L, fn);
-            lua_setfield(L, -2, name);
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-}
-
 vma_file *lvma_test_guestfile(lua_State *L, int idx)
 {
     lgfile *g = luaL_testudata(L, idx, GFILE_MT);
@@ -1162,9 +1146,11 @@ void lvma_open_guest(lua_State *L)
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lvma_open_writer_class(L);
-    add_method(L, DISK_MT, "volumes", disk_volumes);
-    add_method(L, READER_MT, "guest", reader_guest);
-    add_method(L, READER_MT, "volumes", reader_volumes);
+    static const luaL_Reg disk_extra[] = {{"volumes", disk_volumes}, {NULL, NULL}};
+    static const luaL_Reg archive_extra[] = {
+        {"guest", reader_guest}, {"volumes", reader_volumes}, {NULL, NULL}};
+    lvma_add_methods(L, DISK_MT, disk_extra);
+    lvma_add_methods(L, ARCHIVE_MT, archive_extra);
     /* the module table is on top */
     lua_pushcfunction(L, l_volume);
     lua_setfield(L, -2, "volume");

@@ -7,6 +7,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -17,16 +21,18 @@
 static const char *type_name(mode_t m)
 {
     return S_ISREG(m) ? "file" : S_ISBLK(m) ? "block" : S_ISDIR(m) ? "directory"
-         : S_ISFIFO(m) ? "fifo" : S_ISCHR(m) ? "char" : S_ISLNK(m) ? "link" : "other";
+         : S_ISFIFO(m) ? "fifo" : S_ISCHR(m) ? "char" : S_ISLNK(m) ? "link"
+         : S_ISSOCK(m) ? "socket" : "other";
 }
 
-/* vma.stat(path) -> {type=, size=, mtime=, mode=} | nil, msg; block devices
- * report their size */
-static int l_stat(lua_State *L)
+/* vma.stat(path) -> {type=, size=, mtime=, mode=, uid=, gid=} | nil, msg;
+ * block devices report their size.  vma.lstat: the same of a symbolic link
+ * itself (type "link") */
+static int do_stat(lua_State *L, gboolean follow)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
-    if (stat(path, &st) < 0)
+    if ((follow ? stat(path, &st) : lstat(path, &st)) < 0)
         return lvma_push_errno(L, errno, "cannot stat %s", path);
     lua_Integer size = st.st_size;
     if (S_ISBLK(st.st_mode)) {
@@ -46,6 +52,45 @@ static int l_stat(lua_State *L)
     lua_setfield(L, -2, "mtime");
     lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
     lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, (lua_Integer)st.st_uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)st.st_gid);
+    lua_setfield(L, -2, "gid");
+    return 1;
+}
+
+static int l_stat(lua_State *L) { return do_stat(L, TRUE); }
+static int l_lstat(lua_State *L) { return do_stat(L, FALSE); }
+
+/* vma.addresses() -> { {name=, family="inet"|"inet6", address=}... }: the
+ * addresses of this host's interfaces that are up, loopback left out */
+static int l_addresses(lua_State *L)
+{
+    struct ifaddrs *list;
+    if (getifaddrs(&list) < 0)
+        return lvma_push_errno(L, errno, "cannot list the network interfaces");
+    lua_newtable(L);
+    int n = 0;
+    for (struct ifaddrs *i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
+            continue;
+        int fam = i->ifa_addr->sa_family;
+        if (fam != AF_INET && fam != AF_INET6)
+            continue;
+        char host[NI_MAXHOST];
+        socklen_t len = fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+        if (getnameinfo(i->ifa_addr, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+            continue;
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, i->ifa_name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, fam == AF_INET ? "inet" : "inet6");
+        lua_setfield(L, -2, "family");
+        lua_pushstring(L, host);
+        lua_setfield(L, -2, "address");
+        lua_rawseti(L, -2, ++n);
+    }
+    freeifaddrs(list);
     return 1;
 }
 
@@ -63,6 +108,29 @@ static int l_is_all_holes(lua_State *L)
     if (rc < 0)
         return lvma_push_error(L, e);
     lua_pushboolean(L, rc);
+    return 1;
+}
+
+/* vma.access(path, how) -> true | nil, msg: how is a string of "r", "w",
+ * "x" (what this process may do with path; "" : it exists) */
+static int l_access(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *how = luaL_optstring(L, 2, "");
+    int mode = F_OK;
+    for (const char *p = how; *p; p++) {
+        if (*p == 'r')
+            mode |= R_OK;
+        else if (*p == 'w')
+            mode |= W_OK;
+        else if (*p == 'x')
+            mode |= X_OK;
+        else
+            return luaL_argerror(L, 2, "r, w or x");
+    }
+    if (access(path, mode) < 0)
+        return lvma_push_errno(L, errno, "%s", path);
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -185,6 +253,9 @@ static int l_interrupted(lua_State *L)
 
 static const luaL_Reg os_funcs[] = {
     {"stat", l_stat},
+    {"lstat", l_lstat},
+    {"access", l_access},
+    {"addresses", l_addresses},
     {"is_all_holes", l_is_all_holes},
     {"mkdir", l_mkdir},
     {"rmdir", l_rmdir},

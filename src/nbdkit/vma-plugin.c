@@ -1,7 +1,7 @@
 /* vma-plugin.c - an nbdkit plugin that serves the disks of a VMA archive,
  * read-only, without restoring it:
  *
- *   nbdkit vma ARCHIVE [disk=NAME] [cache=auto|on|off]
+ *   nbdkit vma ARCHIVE [disk=NAME] [cache=auto|on|off] [expect=HEADER_MD5]
  *   nbdkit vma archive=ARCHIVE ...
  *
  * One export per disk (the vmstate is not a disk), named by its device name
@@ -12,9 +12,17 @@
  * fails with EIO: a copy of a damaged disk fails loudly instead of quietly
  * holding zeros where the data was.
  *
- * The archive is opened and indexed in .get_ready, before nbdkit binds its
- * socket: an archive that is hostile, or compressed without a seek table,
- * stops nbdkit there with a message and exit status 1. */
+ * A plain .vma or a seekable .vma.zst is opened and indexed in .get_ready,
+ * before nbdkit binds its socket: a hostile one stops nbdkit there with a
+ * message and exit status 1.  Any other archive (vzdump's one-stream
+ * .vma.zst, .vma.gz, .vma.lzo) has its header checked there and its
+ * background decoder started in .after_fork (a thread does not survive
+ * nbdkit's fork into the background): a read ahead of the decoder waits
+ * for it, and a damaged archive fails the reads past the damage with EIO.
+ *
+ * expect=HEADER_MD5 (32 hex digits, what `vma` read when it started us):
+ * the archive must still be that one, else nbdkit stops (vma serve passes
+ * it, so that a file replaced in between is never served under its name). */
 #define _GNU_SOURCE
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -31,6 +39,7 @@
 
 static char *archive_path;
 static char *default_disk;      /* disk=, as given */
+static char *expect_md5;        /* expect=, as given */
 static vma_cache_mode cache_mode = VMA_CACHE_AUTO;
 static vma_archive *archive;
 static const vma_device *default_dev;
@@ -46,6 +55,7 @@ static void plugin_unload(void)
     archive = NULL;
     free(archive_path);
     free(default_disk);
+    free(expect_md5);
 }
 
 static int plugin_config(const char *key, const char *value)
@@ -62,6 +72,11 @@ static int plugin_config(const char *key, const char *value)
         free(default_disk);
         default_disk = strdup(value);
         return default_disk ? 0 : -1;
+    }
+    if (strcmp(key, "expect") == 0) {
+        free(expect_md5);
+        expect_md5 = strdup(value);
+        return expect_md5 ? 0 : -1;
     }
     if (strcmp(key, "cache") == 0) {
         if (strcmp(value, "auto") == 0)
@@ -89,31 +104,11 @@ static int plugin_config_complete(void)
     return 0;
 }
 
-/* a disk by its device name, or with "drive-" left out; NULL for vmstate */
-static const vma_device *find_disk(const char *name)
+/* a disk by the rule of every front end (vma_header_find_device): the
+ * exact device name first, then "drive-NAME"; NULL with err (never vmstate) */
+static const vma_device *find_disk(const char *name, GError **err)
 {
-    const vma_header *h = vma_archive_header(archive);
-    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
-        const vma_device *d = h->devices[id];
-        if (!d || d->is_vmstate)
-            continue;
-        if (strcmp(d->name, name) == 0 ||
-            (strncmp(d->name, "drive-", 6) == 0 && strcmp(d->name + 6, name) == 0))
-            return d;
-    }
-    return NULL;
-}
-
-static char *disk_names(void)
-{
-    const vma_header *h = vma_archive_header(archive);
-    GString *s = g_string_new(NULL);
-    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
-        const vma_device *d = h->devices[id];
-        if (d && !d->is_vmstate)
-            g_string_append_printf(s, "%s%s", s->len ? ", " : "", d->name);
-    }
-    return g_string_free(s, FALSE);
+    return vma_header_find_device(vma_archive_header(archive), name, TRUE, err);
 }
 
 static int plugin_get_ready(void)
@@ -122,6 +117,23 @@ static int plugin_get_ready(void)
     vma_archive_opts o = {.cache = cache_mode};
     archive = vma_archive_open(archive_path, &o, &e);
     if (!archive) {
+        nbdkit_error("%s", e->message);
+        g_error_free(e);
+        return -1;
+    }
+    if (expect_md5) {
+        uint8_t m[16];
+        char hex[33];
+        vma_archive_header_md5(archive, m);
+        for (int i = 0; i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", m[i]);
+        if (g_ascii_strcasecmp(hex, expect_md5) != 0) {
+            nbdkit_error("%s changed since it was opened (its header is not the one expected)",
+                         archive_path);
+            return -1;
+        }
+    }
+    if (vma_archive_seekable(archive) && vma_archive_prepare(archive, &e) < 0) {
         nbdkit_error("%s", e->message);
         g_error_free(e);
         return -1;
@@ -135,14 +147,25 @@ static int plugin_get_ready(void)
         return -1;
     }
     if (default_disk) {
-        default_dev = find_disk(default_disk);
+        default_dev = find_disk(default_disk, &e);
         if (!default_dev) {
-            char *names = disk_names();
-            nbdkit_error("%s: no disk named '%s' (the disks: %s)", archive_path, default_disk,
-                         names);
-            g_free(names);
+            nbdkit_error("%s: %s", archive_path, e->message);
+            g_error_free(e);
             return -1;
         }
+    }
+    return 0;
+}
+
+/* the background decoder of an archive that is not seekable: started after
+ * nbdkit went to the background (a thread started before would be lost) */
+static int plugin_after_fork(void)
+{
+    GError *e = NULL;
+    if (!vma_archive_seekable(archive) && vma_archive_prepare(archive, &e) < 0) {
+        nbdkit_error("%s", e->message);
+        g_error_free(e);
+        return -1;
     }
     return 0;
 }
@@ -176,11 +199,11 @@ static void *plugin_open(int readonly)
 {
     (void)readonly;
     const char *name = nbdkit_export_name();
-    const vma_device *d = !name || !*name ? default_dev : find_disk(name);
+    GError *e = NULL;
+    const vma_device *d = !name || !*name ? default_dev : find_disk(name, &e);
     if (!d) {
-        char *names = disk_names();
-        nbdkit_error("no disk named '%s' in %s (the disks: %s)", name, archive_path, names);
-        g_free(names);
+        nbdkit_error("%s: %s", archive_path, e->message);
+        g_error_free(e);
         errno = ENOENT;
         return NULL;
     }
@@ -279,9 +302,12 @@ static void plugin_dump_plugin(void)
 }
 
 #define plugin_config_help \
-    "[archive=]ARCHIVE   The VMA archive (plain .vma, or a seekable .vma.zst).\n" \
+    "[archive=]ARCHIVE   The VMA archive (.vma, .vma.zst, .vma.gz, .vma.lzo).\n" \
     "disk=NAME           The default export (default: the first disk).\n" \
-    "cache=auto|on|off   Keep the archive's index in $XDG_CACHE_HOME/vma."
+    "cache=auto|on|off   The index and decoded copies in the cache folder\n" \
+    "                    ($VMA_CACHE_DIR, $XDG_CACHE_HOME/vma, ~/.cache/vma);\n" \
+    "                    off: none (a copy is an unlinked file).\n" \
+    "expect=HEADER_MD5   Refuse an archive whose header is not this one."
 
 static struct nbdkit_plugin plugin = {
     .name = "vma",
@@ -293,6 +319,7 @@ static struct nbdkit_plugin plugin = {
     .config_complete = plugin_config_complete,
     .config_help = plugin_config_help,
     .get_ready = plugin_get_ready,
+    .after_fork = plugin_after_fork,
     .unload = plugin_unload,
     .dump_plugin = plugin_dump_plugin,
     .list_exports = plugin_list_exports,

@@ -193,7 +193,13 @@ static void check_refused(const char *path, int code, const char *what)
     GError *e = NULL;
     vma_archive_opts o = {.cache = VMA_CACHE_OFF};
     vma_archive *a = vma_archive_open(path, &o, &e);
-    CHECK(a == NULL && e && e->code == code, "%s: refused (%s)", what, e ? e->message : "opened");
+    /* the header opens; random access is refused when it is made */
+    if (a && vma_archive_prepare(a, &e) == 0) {
+        vma_archive_free(a);
+        a = NULL;
+        g_set_error(&e, VMA_ERROR, 0, "prepared");
+    }
+    CHECK(e && e->code == code, "%s: refused (%s)", what, e ? e->message : "opened");
     g_clear_error(&e);
     vma_archive_free(a);
 }
@@ -204,18 +210,22 @@ static void test_cache(const char *path, const uint8_t *d0)
     vma_archive_opts o = {.cache = VMA_CACHE_ON, .cache_dir = dir};
     GError *e = NULL;
     vma_archive *a = vma_archive_open(path, &o, &e);
-    CHECK(a && !vma_archive_from_cache(a), "first open builds the index");
+    CHECK(a && vma_archive_prepare(a, &e) == 0 && !vma_archive_from_cache(a),
+          "first open builds the index");
     vma_archive_free(a);
     a = vma_archive_open(path, &o, &e);
-    CHECK(a && vma_archive_from_cache(a), "second open reads the cache");
+    CHECK(a && vma_archive_prepare(a, &e) == 0 && vma_archive_from_cache(a),
+          "second open reads the cache");
     uint8_t buf[8192];
     CHECK(a && vma_archive_pread(a, 1, buf, sizeof(buf), 70000, &e) == (ssize_t)sizeof(buf) &&
           memcmp(buf, d0 + 70000, sizeof(buf)) == 0, "reads through the cached index");
     vma_archive_free(a);
     /* a damaged cache is not used */
     GDir *gd = g_dir_open(dir, 0, NULL);
-    const char *n = gd ? g_dir_read_name(gd) : NULL;
-    char *idx = n ? g_build_filename(dir, n, NULL) : NULL;
+    const char *n = NULL;
+    while (gd && (n = g_dir_read_name(gd)) && !g_str_has_suffix(n, ".idx"))
+        ;
+    char *idx = gd && n ? g_build_filename(dir, n, NULL) : NULL;
     if (gd)
         g_dir_close(gd);
     int fd = idx ? open(idx, O_WRONLY) : -1;
@@ -225,7 +235,8 @@ static void test_cache(const char *path, const uint8_t *d0)
         close(fd);
     }
     a = vma_archive_open(path, &o, &e);
-    CHECK(a && !vma_archive_from_cache(a), "a damaged cache is built again");
+    CHECK(a && vma_archive_prepare(a, &e) == 0 && !vma_archive_from_cache(a),
+          "a damaged cache is built again");
     vma_archive_free(a);
     g_clear_error(&e);
     g_free(idx);
@@ -854,15 +865,20 @@ void test_access(void)
     check_archive(zst2, d0, d1, "seekable zstd, odd frames");
     test_cache(plain, d0);
 
-    /* one zstd stream (Proxmox's .vma.zst) and gzip are refused with a reason */
+    /* one zstd stream (Proxmox's .vma.zst), gzip and lzop read through a
+     * copy the background decoder makes, while it makes it (cache off: an
+     * unlinked file) */
     char *one = g_strdup_printf("%s/one.vma.zst", tmpdir);
-    char *cmd = g_strdup_printf("zstd -q -c %s > %s && gzip -c %s > %s/one.vma.gz", plain, one,
-                                plain, tmpdir);
-    CHECK(system(cmd) == 0, "zstd and gzip");
-    check_refused(one, VMA_ERR_NOT_SEEKABLE, "one zstd stream");
+    char *cmd = g_strdup_printf("zstd -q -c %s > %s && gzip -c %s > %s/one.vma.gz && "
+                                "lzop -c %s > %s/one.vma.lzo", plain, one, plain, tmpdir, plain,
+                                tmpdir);
+    CHECK(system(cmd) == 0, "zstd, gzip and lzop");
+    check_archive(one, d0, d1, "one zstd stream");
     char *gz = g_strdup_printf("%s/one.vma.gz", tmpdir);
-    check_refused(gz, VMA_ERR_NOT_SEEKABLE, "gzip");
-    check_refused("-", VMA_ERR_NOT_SEEKABLE, "standard input");
+    check_archive(gz, d0, d1, "gzip");
+    char *lzo = g_strdup_printf("%s/one.vma.lzo", tmpdir);
+    check_archive(lzo, d0, d1, "lzop");
+    g_free(lzo);
 
     test_missing(plain, d1);
     test_block_maps();

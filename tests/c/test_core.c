@@ -60,6 +60,64 @@ static void test_names(void)
     CHECK(!vma_name_is_safe(longname, NULL), "299-byte name should be unsafe");
 }
 
+/* vma_header_find_device: the exact name first, then the drive- alias; a
+ * short name two devices answer to is an error naming both */
+static void test_find_device(void)
+{
+    vma_header *h = g_new0(vma_header, 1);
+    vma_device devs[] = {{1, "drive-scsi0", 65536, FALSE}, {2, "scsi0", 65536, FALSE},
+                         {3, "drive-tpmstate0", 65536, FALSE},
+                         {4, "drive-tpmstate0-backup", 65536, FALSE},
+                         {5, "vmstate", 65536, TRUE}, {6, "drive-virtio1", 65536, FALSE}};
+    for (unsigned i = 0; i < G_N_ELEMENTS(devs); i++) {
+        h->devices[devs[i].id] = &devs[i];
+        h->n_devices++;
+    }
+    struct {
+        const char *name;
+        gboolean disks_only;
+        int id; /* 0: an error */
+        const char *msg;
+    } cases[] = {
+        {"scsi0", FALSE, 2, NULL},
+        {"drive-scsi0", FALSE, 1, NULL},
+        {"virtio1", FALSE, 6, NULL},
+        {"drive-virtio1", TRUE, 6, NULL},
+        {"tpmstate0", FALSE, 0, "'tpmstate0' is ambiguous: the archive has drive-tpmstate0 or "
+                                "drive-tpmstate0-backup (give the full name)"},
+        {"drive-tpmstate0", FALSE, 3, NULL},
+        {"vmstate", FALSE, 5, NULL},
+        {"vmstate", TRUE, 0, "no disk named 'vmstate' in the archive (the disks: drive-scsi0, "
+                             "scsi0, drive-tpmstate0, drive-tpmstate0-backup, drive-virtio1)"},
+        {"drive-virtio", FALSE, 0, NULL},
+        {"", FALSE, 0, NULL},
+        {"drive-", FALSE, 0, NULL},
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        GError *e = NULL;
+        const vma_device *d = vma_header_find_device(h, cases[i].name, cases[i].disks_only, &e);
+        if (cases[i].id) {
+            CHECK(d && d->id == cases[i].id && !e, "find_device '%s': id %d", cases[i].name,
+                  d ? d->id : -1);
+        } else {
+            CHECK(!d && e && e->code == VMA_ERR_ARG, "find_device '%s' should fail", cases[i].name);
+            if (e && cases[i].msg)
+                CHECK(strcmp(e->message, cases[i].msg) == 0, "find_device '%s': %s", cases[i].name,
+                      e->message);
+        }
+        g_clear_error(&e);
+    }
+    /* no device at all */
+    vma_header *empty = g_new0(vma_header, 1);
+    GError *e = NULL;
+    CHECK(!vma_header_find_device(empty, "scsi0", TRUE, &e) && e &&
+          strcmp(e->message, "no disk named 'scsi0' in the archive (the disks: none)") == 0,
+          "empty header: %s", e ? e->message : "(no error)");
+    g_clear_error(&e);
+    g_free(empty);
+    g_free(h);
+}
+
 static void test_zero(void)
 {
     uint8_t buf[VMA_BLOCK_SIZE] = {0};
@@ -606,6 +664,7 @@ int main(int argc, char **argv)
         return 1;
     }
     test_names();
+    test_find_device();
     test_zero();
     test_md5();
     test_round_trip(VMA_COMPRESS_NONE, "rt.vma");

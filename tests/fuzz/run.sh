@@ -47,7 +47,7 @@ fi
 mkdir -p "$B" "$CORPUS" "$ART"
 
 SRC="$(ls src/lib/*/*.c) tests/fuzz/fuzz_$TARGET.c"
-PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2 $EXTRA_PKG"
+PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash $EXTRA_PKG"
 # rebuild when a source is newer than the binary
 rebuild=0
 [ -x "$BIN" ] || rebuild=1

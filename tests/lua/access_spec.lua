@@ -28,6 +28,7 @@ describe_("the disk API", function()
 
   local function archives()
     local t = { fx.plain }
+    if not fx.zst then pending("needs zstd for the seekable .vma.zst (not installed)") end
     if fx.zst then t[2] = fx.zst end
     return t
   end
@@ -142,11 +143,10 @@ describe_("the disk API", function()
       assert.are.equal(0, spill_files(sdir))
       assert.are.same({}, H.ls(sdir))
     end
-    local r = assert(vma.open(z, { spill_mb = "many" }))
-    local d, derr = r:disk("drive-scsi0")
-    assert.is_nil(d)
-    assert.matches("spill_mb must be an integer", derr)
-    r:close()
+    local r, rerr, kind = vma.open(z, { spill_mb = "many" })
+    assert.is_nil(r)
+    assert.matches("spill_mb must be an integer", rerr)
+    assert.are.equal("argument", kind)
   end)
 end)
 

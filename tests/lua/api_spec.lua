@@ -24,12 +24,20 @@ describe("the vma module", function()
     assert.matches("bad uuid", msg)
   end)
 
-  it("a reader is read once and closes twice safely", function()
+  it("an archive file is read as often as asked, a stream once; it closes twice safely", function()
     local r = assert(vma.open(A))
+    local first = assert(r:verify())
+    assert.are.same(first.clusters_done, assert(r:verify()).clusters_done)
+    assert.are.equal("vma.disk (drive-scsi0)", tostring(assert(r:disk("drive-scsi0"))))
     assert.is_table(r:verify())
-    local st, msg, kind = r:verify()
-    assert.is_nil(st)
-    assert.are.equal("argument", kind)
+    -- standard input from a pipe: one pass
+    local out = H.tmpdir() .. "/once.txt"
+    local script = "local vma = require 'vma'; local r = assert(vma.open('-')); "
+      .. "assert(r:verify()); print(select(3, r:verify()))"
+    local rc = os.execute(string.format("cat %s | LUA_CPATH=%s lua5.4 -e %s > %s", H.q(A),
+      H.q(package.cpath), H.q(script), H.q(out)))
+    assert.is_true(rc)
+    assert.are.equal("not-seekable\n", H.read(out))
     r:close()
     r:close()
     assert.matches("closed", tostring(r))

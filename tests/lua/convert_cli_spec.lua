@@ -22,7 +22,7 @@ describe("vma convert", function()
   local function leftovers(folder)
     local t = {}
     for _, f in ipairs(H.ls(folder) or {}) do
-      if f:match("%.part%-") then t[#t + 1] = f end
+      if f:match("^%.tmp%-vma%-") then t[#t + 1] = f end
     end
     return t
   end
@@ -32,6 +32,7 @@ describe("vma convert", function()
     local out = dir .. "/conv"
     os.execute("mkdir -p " .. H.q(out))
     local list = { { fx.plain, fx.disks } }
+    if not fx.zst then pending("needs zstd for the seekable .vma.zst (not installed)") end
     if fx.zst then list[2] = { fx.zst, fx.disks } end
     list[#list + 1] = { pve["a-two-drives"].archive, pve["a-two-drives"].disks }
     list[#list + 1] = { pve["e-vmstate"].archive, pve["e-vmstate"].disks }
@@ -157,6 +158,7 @@ describe("vma cat", function()
 
   it("each disk equals the image, into a file and into a pipe", function()
     local list = { { fx.plain, fx.disks } }
+    if not fx.zst then pending("needs zstd for the seekable .vma.zst (not installed)") end
     if fx.zst then list[2] = { fx.zst, fx.disks } end
     for _, c in pairs(pve) do list[#list + 1] = { c.archive, c.disks } end
     local o = dir .. "/cat.out"

@@ -295,7 +295,21 @@ describe("match", function()
     assert.equal(devs[1], devices.match(devs, "scsi0"))
     assert.equal(devs[2], devices.match(devs, "tpmstate0"))
     assert.equal(devs[3], devices.match(devs, "disk0"))
-    assert.is_nil(devices.match(devs, "scsi1"))
+    assert.are.same({ nil, "no device named 'scsi1' in the archive (the devices: drive-scsi0, "
+      .. "drive-tpmstate0-backup, disk0)" }, { devices.match(devs, "scsi1") })
+  end)
+
+  it("takes the exact name before a config key, and refuses a key two devices answer to", function()
+    local two = { { name = "drive-scsi0" }, { name = "scsi0" }, { name = "drive-tpmstate0" },
+                  { name = "drive-tpmstate0-backup" }, { name = "vmstate", vmstate = true } }
+    assert.equal(two[2], devices.match(two, "scsi0"))
+    assert.equal(two[1], devices.match(two, "drive-scsi0"))
+    assert.equal(two[3], devices.match(two, "drive-tpmstate0"))
+    assert.are.same({ nil, "'tpmstate0' is ambiguous: the archive has drive-tpmstate0 or "
+      .. "drive-tpmstate0-backup (give the full name)" }, { devices.match(two, "tpmstate0") })
+    assert.equal(two[5], devices.match(two, "vmstate"))
+    assert.are.same({ nil, "no disk named 'vmstate' in the archive (the disks: drive-scsi0, scsi0, "
+      .. "drive-tpmstate0, drive-tpmstate0-backup)" }, { devices.match(two, "vmstate", true) })
   end)
 end)
 

@@ -152,6 +152,17 @@ describe("a GPT disk with an EFI vfat partition and an ext4 root", function()
     assert.are.equal("BOOT\ndebian\n", out)
   end)
 
+  it("any archive: a .vma.gz is read through the copy its decoder makes", function()
+    local gz = dir .. "/a.vma.gz"
+    G.backup(gz, { { "drive-scsi0", dir .. "/disk.raw" } }, { compress = "gzip" })
+    local rc, out, err = vma("get", "--no-cache", gz, "/home/bob/report.txt", "-")
+    assert.are.equal(0, rc, err)
+    assert.are.equal(string.rep("line\n", 1000), out)
+    rc, out, err = vma("ls", "--no-cache", gz, "/boot/efi/EFI")
+    assert.are.equal(0, rc, err)
+    assert.are.equal("BOOT\ndebian\n", out)
+  end)
+
   it("a missing path is a clear error", function()
     local rc, out, err = vma("ls", A, "/etc/nope")
     assert.are.equal(1, rc)

@@ -2,8 +2,9 @@
 -- cluster started here (tests/ceph/cluster.sh, bluestore) once for the whole
 -- spec: rbd: map lines, --target rbd:POOL, vma create from rbd:POOL/IMAGE@SNAP,
 -- the messages of every mistake, a killed OSD, a full OSD, Ctrl-C.
--- When the cluster cannot start (packages missing), every test is pending
--- with the reason: never passed.
+-- When the cluster cannot run here (its packages or vma.rbd missing), every
+-- test is pending with the reason: never passed. A cluster that is installed
+-- but does not start fails every test.
 --
 -- Under ASan (tests/run.sh's cli-asan pass: VMA_ONLY_CLI) only the round
 -- trips run: the fault tests wait for client timeouts and take a minute.
@@ -22,7 +23,7 @@ local function now()
 end
 
 describe("vma and Ceph RBD", function()
-  local dir, cdir, conf, why
+  local dir, cdir, conf, why, broken
 
   setup(function()
     dir = H.tmpdir()
@@ -44,7 +45,7 @@ describe("vma and Ceph RBD", function()
     p:close()
     local rc, _, err = H.sh(H.q(CLUSTER) .. " start " .. H.q(cdir))
     if rc ~= 0 then
-      why = "the test cluster did not start: " .. (err:match("([^\n]+)\n?$") or err)
+      broken = "the test cluster did not start: " .. (err:match("([^\n]+)\n?$") or err)
       H.sh(H.q(CLUSTER) .. " stop " .. H.q(cdir) .. " --rm")
       cdir = nil
       return
@@ -58,6 +59,7 @@ describe("vma and Ceph RBD", function()
   end)
 
   local function ready()
+    assert(not broken, broken)
     if why then pending(why) end
     return why == nil
   end

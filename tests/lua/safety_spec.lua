@@ -108,7 +108,14 @@ describe("kills and interrupts", function()
     H.write(dir .. "/map", "throttling.bps=1000000:0:drive-scsi0=" .. dir .. "/target.raw\ndone\n")
     local pid = spawn("sh -c " .. H.q(H.q(H.bin) .. " extract -r " .. H.q(dir .. "/map") .. " "
       .. H.q(dir .. "/a.vma") .. " " .. H.q(dir .. "/x") .. "; echo rc=$?"), dir .. "/log")
-    assert.is_true(wait_for(function() return H.exists(dir .. "/target.raw") end))
+    -- the new target is written under a temporary name beside it
+    assert.is_true(wait_for(function()
+      for _, f in ipairs(H.ls(dir) or {}) do
+        if f:match("^%.tmp%-vma%-") then return true end
+      end
+      return false
+    end))
+    assert.is_false(H.exists(dir .. "/target.raw"))
     os.execute("sleep 0.5")
     os.execute("pkill -INT -f 'extract -r " .. dir .. "'")
     wait_pid(pid)
@@ -116,7 +123,8 @@ describe("kills and interrupts", function()
     assert.matches("vma extract: .*interrupted", log)
     assert.matches("rc=1", log)
     assert.is_false(H.exists(dir .. "/x"))
-    assert.is_false(H.exists(dir .. "/target.raw")) -- it created it: it removes it
+    assert.is_false(H.exists(dir .. "/target.raw"))
+    assert.are.equal(0, tmp_files(dir)) -- it created it: it removes it
   end)
 
   it("an extract from a stalled pipe stops at SIGINT", function()

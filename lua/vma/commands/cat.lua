@@ -9,11 +9,12 @@ local function parser()
   local p = argparse("vma cat", "Write a disk of an archive, or the range --offset/--length "
     .. "of it, to standard output, zeros included (for a pipe: | ssh host dd of=/dev/...). "
     .. "Sizes may end in K, M, G or T (powers of 1024).")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("disk", "the device: scsi0 or drive-scsi0 (vmstate: the RAM state)")
   p:option("--offset", "start at this byte of the disk", "0")
   p:option("--length", "write at most this many bytes (default: to the end)")
-  p:flag("-q --quiet", "no closing summary")
+  p:flag("-q --quiet", "no closing summary and no progress")
+  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
   return p
 end
 
@@ -34,14 +35,19 @@ local function run(args)
   if vma.isatty(1) then
     return ui.fail("cat", "standard output is a terminal: redirect it to a file or a pipe")
   end
-  local r, err, kind = vma.open(a.archive)
+  local wait, unwait = ui.waiter("cat", a.quiet)
+  local r, err = vma.open(a.archive, { cache = not a.no_cache, wait = wait })
   if not r then return ui.fail("cat", err) end
-  local d
-  local dev = require("vma.devices").match(r:devices(), a.disk)
-  d, err, kind = r:disk(dev and dev.name or a.disk)
+  local dev, d
+  dev, err = r:find_device(a.disk)
+  if not dev then
+    r:close()
+    return ui.fail("cat", err)
+  end
+  d, err = r:disk(dev.name)
   if not d then
     r:close()
-    return ui.fail("cat", access.explain(err, kind))
+    return ui.fail("cat", err)
   end
   if off > d.size then
     local size = d.size
@@ -54,6 +60,7 @@ local function run(args)
   vma.catch_signals()
   local name, start = d.name, vma.clock()
   local n, cerr = d:copy_to(io.stdout, off, len)
+  unwait()
   d:close()
   r:close()
   if not n then return ui.fail("cat", cerr) end

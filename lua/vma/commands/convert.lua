@@ -16,12 +16,13 @@ local function parser()
     .. "socket and qemu-img reads it over NBD, skipping the holes. OUT is written under a "
     .. "temporary name in its folder and renamed at the end; an existing OUT is never "
     .. "replaced unless --force.")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("out", "the image to write")
   p:option("--disk", "the disk (scsi0 or drive-scsi0); needed when there are several")
   p:option("-O --format", "qcow2, vmdk, vhdx or raw (default: from OUT's extension, else qcow2)")
   p:flag("--force", "replace OUT if it exists")
   p:flag("-q --quiet", "no progress, even on a terminal")
+  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
   return p
 end
 
@@ -43,9 +44,10 @@ local function run(args)
     return ui.fail("convert", a.out .. " is not a regular file (for a device: vma cat ARCHIVE "
       .. "DISK > DEVICE)")
   end
-  local r, err = access.open(a.archive)
+  local r, err = access.open(a.archive, { cache = not a.no_cache })
   if not r then return ui.fail("convert", err) end
   local d, derr, dst = access.pick_disk(r, a.disk)
+  local expect = r.header_md5
   r:close()
   if not d then
     if dst == 2 then
@@ -68,16 +70,25 @@ local function run(args)
   local tmp, terr = access.tmpdir("convert")
   if not tmp then return ui.fail("convert", terr) end
   local socket = tmp .. "/nbd.sock"
-  -- the temporary output: a name that nobody else uses, in OUT's folder
-  local part
+  -- the temporary output: a new file (mode 0600, as extract writes, whatever
+  -- the umask: qemu-img keeps the mode of the file it writes into), named so
+  -- that nobody else uses it, in OUT's folder; short, whatever OUT's length
+  local part, perr
   for _ = 1, 100 do
-    part = string.format("%s/.%s.part-%d-%06d", dir, base, vma.getpid(), math.random(0, 999999))
-    if not vma.stat(part) then break end
+    part = string.format("%s/.tmp-vma-%d-%06d", dir, vma.getpid(), math.random(0, 999999))
+    local ok
+    ok, perr = vma.write_file(part, "", 0x180)
+    if ok then break end
+    part = nil
+  end
+  if not part then
+    access.rmtmp(tmp)
+    return ui.fail("convert", perr)
   end
 
   vma.catch_signals()
   local nb, nerr = access.start_nbdkit { archive = a.archive, disk = d.name, socket = socket,
-    dir = tmp }
+    dir = tmp, expect = expect, cache = not a.no_cache }
   local qpid
   local function cleanup(keep_part)
     if qpid then access.stop(qpid) end

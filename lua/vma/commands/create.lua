@@ -143,6 +143,10 @@ local function collect_configs(a, devs)
   for _, spec in ipairs(a.config) do
     local name, path = spec:match("^([^=/]+)=(.+)$")
     if not name then name, path = require("vma.sys").basename(spec), spec end
+    local st = vma.stat(path)
+    if st and st.type == "directory" then
+      return nil, "config " .. path .. " is a folder, not a file (-c takes one file: -c DIR/qemu-server.conf)"
+    end
     local f, err = io.open(path, "rb")
     if not f then return nil, err end
     local data = f:read("a")

@@ -1,11 +1,15 @@
 -- vma extract [-v] [-r MAP | --map-script FILE | --target SPEC] [-d DRIVES] ARCHIVE DIR
 --
--- Restores an archive the way Proxmox's vma does, in its order: DIR is
--- created and every config file written into it (under a temporary name,
--- then renamed) before the CTIME: line that qmrestore waits for; then the
--- disks go to DIR/disk-<devname>.raw (under tmp-disk-<devname>.raw until
--- the whole archive has been read and checked) or where a restore map says.
--- On failure everything it created is removed again.
+-- Restores an archive the way Proxmox's vma does: DIR is created, the
+-- configs are written into it and the disks go to DIR/disk-<devname>.raw or
+-- where a restore map says. Every file it makes is made under a temporary
+-- name (tmp-disk-<devname>.raw, tmp-cfg-<name>, .tmp-vma-<pid>-<id> beside a
+-- mapped file that did not exist) and renamed to its final name only once the
+-- whole archive has been read and checked; the one exception is -r FIFO, the
+-- protocol of qmrestore, which reads DIR/qemu-server.conf at the CTIME: line:
+-- then the configs are renamed before that line. Existing targets (a block
+-- device, a volume, a file a map line names) are written in place. On
+-- failure everything it created, and nothing else, is removed again.
 local vma = require "vma"
 local ui = require "vma.ui"
 local devices = require "vma.devices"
@@ -39,8 +43,24 @@ local function parser()
 end
 
 -- ---- the plan: one entry per device ----------------------------------------
--- { dev=, skip=, final=, tmp=, fresh=, write_zero=, bps=, mapped=, created=,
---   rbd= (an rbd: target, parsed), rbd_create= (it is made before the restore) }
+-- { dev=, skip=, final=, tmp=, fresh=, write_zero=, clear_data=, bps=, mapped=,
+--   nofollow=, rbd= (an rbd: target, parsed), rbd_create= (it is made before
+--   the restore) }
+
+local NAME_MAX = 255
+
+--- A temporary name in folder DIR: WANT when it fits in a file name, else
+-- SHORT (names of 243+ bytes would not fit with a prefix)
+local function tmp_name(dir, want, short)
+  return dir .. "/" .. (#want <= NAME_MAX and want or short)
+end
+
+local function folder_of(path)
+  if path:match("[^/]") then path = path:gsub("/+$", "") end
+  local dir = path:match("^(.*)/[^/]*$")
+  if not dir then return "." end
+  return dir == "" and "/" or dir
+end
 
 local function selection(a, devs)
   if not a.drives then return nil end
@@ -48,8 +68,8 @@ local function selection(a, devs)
   if not names then return nil, err, 2 end
   local only = {}
   for _, name in ipairs(names) do
-    local d = devices.match(devs, name)
-    if not d then return nil, "no drive named '" .. name .. "' in the archive" end
+    local d, merr = devices.match(devs, name)
+    if not d then return nil, merr end
     only[d.name] = true
   end
   return only
@@ -70,14 +90,16 @@ local function check_existing(a, p, e, st)
       .. "by more than 4 MiB", e.path, st.size, d.name, d.size)
   end
   -- "0:" says the target reads as zeros: true of a file that is all holes
-  -- (qmrestore allocates one), not of a file that holds data
+  -- (qmrestore allocates one), not of one that holds data (a preallocated
+  -- file of written zeros, old data): there the archive's zero blocks are
+  -- punched out where the file holds data, so that the result is exact
   if st.type == "file" and not p.write_zero and not vma.is_all_holes(e.path) then
-    if not a.force then
-      return nil, string.format("target %s already holds data, but the map says it reads as "
-        .. "zeros (0:); use --force to write the zeros too", e.path)
-    end
-    p.write_zero = true
+    p.clear_data = true
   end
+  if not a.dry_run then return true end
+  -- what the real run would fail on
+  local ok, aerr = vma.access(e.path, "w")
+  if not ok then return nil, "target " .. aerr end
   return true
 end
 
@@ -127,15 +149,34 @@ local function plan_mapped(a, p, e, created)
   if e.format and e.format ~= "raw" then
     return nil, "unsupported format '" .. e.format .. "' for " .. p.dev.name .. " (only raw)"
   end
-  p.final, p.write_zero, p.bps, p.mapped = e.path, e.write_zero, e.bps, true
+  p.final, p.write_zero, p.bps, p.mapped, p.nofollow = e.path, e.write_zero, e.bps, true,
+    e.nofollow
   if ceph.is_spec(e.path) then return plan_rbd(p, e, created[e.path]) end
   if created[e.path] then return true end -- a volume the target makes
+  local lst = vma.lstat(e.path)
+  if lst and lst.type == "link" and e.nofollow then
+    return nil, "target " .. e.path .. " is a symbolic link: not writing through it"
+  end
   local st = vma.stat(e.path)
-  if not st and e.path:match("^/dev/") then
+  if not st and lst then
+    return nil, "target " .. e.path .. " is a symbolic link to nothing"
+  elseif not st and e.path:match("^/dev/") then
     -- a missing volume is not made up as a plain file under /dev
     return nil, "target " .. e.path .. " does not exist (create the volume first)"
   elseif not st then
-    p.fresh, p.created = true, true -- a new file, created with the device's size
+    -- a new file of the device's size, made under a temporary name beside it
+    -- and renamed when the restore is complete
+    local dir = folder_of(e.path)
+    local dst = vma.stat(dir)
+    if not dst or dst.type ~= "directory" then
+      return nil, "no folder " .. dir .. " for the target " .. e.path
+    end
+    if a.dry_run then
+      local ok, aerr = vma.access(dir, "w")
+      if not ok then return nil, "cannot create " .. e.path .. ": " .. aerr end
+    end
+    p.fresh = true
+    p.tmp = string.format("%s/.tmp-vma-%d-%d", dir, vma.getpid(), p.dev.id)
     return true
   end
   return check_existing(a, p, e, st)
@@ -149,19 +190,27 @@ local function plan_targets(a, r, entries, created)
   for _, e in ipairs(entries or {}) do
     -- a line for a device the archive lacks is a map made for another archive
     -- (or a typo): nothing would go where it says
-    if not devices.match(devs, e.devname) then
+    local d, merr = devices.match(devs, e.devname)
+    if not d and merr:match("^no device named") then
       return nil, "the map names device '" .. e.devname .. "', which is not in the archive"
+    elseif not d then
+      return nil, "the map's " .. merr
     end
-    by_dev[e.devname] = e
+    if by_dev[d.name] then
+      return nil, string.format("the map names device %s twice ('%s' and '%s')", d.name,
+        by_dev[d.name].devname, e.devname)
+    end
+    by_dev[d.name] = e
   end
   local plan = {}
   for _, d in ipairs(devs) do
     local p = { dev = d }
-    local e = by_dev[d.name] or by_dev[devices.key_of(d.name) or ""]
+    local e = by_dev[d.name]
     if only and not only[d.name] then
       p.skip = true
     elseif d.vmstate then
       p.final, p.tmp, p.fresh = a.dir .. "/vmstate.bin", a.dir .. "/tmp-vmstate.bin", true
+      p.nofollow = true
     elseif entries and not e then
       return nil, "no device name mapping for " .. d.name
     elseif e and e.skip then
@@ -171,8 +220,8 @@ local function plan_targets(a, r, entries, created)
       if not ok then return nil, perr end
     else
       p.final = a.dir .. "/disk-" .. d.name .. ".raw"
-      p.tmp = a.dir .. "/tmp-disk-" .. d.name .. ".raw"
-      p.fresh = true
+      p.tmp = tmp_name(a.dir, "tmp-disk-" .. d.name .. ".raw", "tmp-long-disk-" .. d.id .. ".raw")
+      p.fresh, p.nofollow = true, true
     end
     plan[#plan + 1] = p
   end
@@ -187,7 +236,7 @@ local function config_files(a, r)
       return nil, "config name '" .. name .. "' collides with a file of the extraction"
     end
     out[#out + 1] = { name = name, data = c.data, final = a.dir .. "/" .. name,
-                      tmp = a.dir .. "/tmp-cfg-" .. name }
+                      tmp = tmp_name(a.dir, "tmp-cfg-" .. name, "tmp-long-cfg-" .. #out) }
   end
   return out
 end
@@ -243,8 +292,9 @@ function Job:cleanup()
   if self.dir_made then vma.rmdir(self.a.dir) end
 end
 
---- DIR and the config files, complete and under their final names
-function Job:write_configs(configs)
+--- DIR and the config files, complete, under their temporary names, or with
+-- final set (qmrestore's FIFO protocol) under their final names
+function Job:write_configs(configs, final)
   local a = self.a
   local mode = tonumber(a.mode, 8)
   local ok, err = vma.mkdir(a.dir) -- 0755 less the umask
@@ -254,9 +304,12 @@ function Job:write_configs(configs)
     ok, err = vma.write_file(c.tmp, c.data, mode)
     if not ok then return nil, err end
     self:remember(c.tmp)
-    ok, err = vma.rename(c.tmp, c.final)
-    if not ok then return nil, err end
-    self:renamed(c.tmp, c.final)
+    if final then
+      ok, err = vma.rename(c.tmp, c.final)
+      if not ok then return nil, err end
+      self:renamed(c.tmp, c.final)
+      c.tmp = nil
+    end
   end
   return vma.fsync_dir(a.dir)
 end
@@ -299,9 +352,18 @@ function Job:restore(r, plan, out)
       if not p.mapped and not p.dev.vmstate and not a.json then
         ui.out(string.format("DEVINFO %s %d\n", path, p.dev.size))
       end
-      targets[p.dev.name] = { path = path, fresh = p.fresh, write_zero = p.write_zero,
-                              bps = p.bps, mode = mode }
-      if p.fresh and (p.tmp or p.created) then self:remember(path) end
+      local created = false
+      if p.tmp then
+        -- made here, empty, never over an existing file: only what this run
+        -- made is ever removed
+        local ok, err = vma.write_file(p.tmp, "", mode)
+        if not ok then return nil, err end
+        self:remember(p.tmp)
+        created = true
+      end
+      targets[p.dev.name] = { path = path, fresh = p.fresh, created = created,
+                              write_zero = p.write_zero, clear_data = p.clear_data,
+                              bps = p.bps, mode = mode, nofollow = p.nofollow or created }
     end
   end
   local prog, cb = ui.read_progress(a.verbose, a.quiet or (a.json and not a.verbose), nil, out)
@@ -313,16 +375,38 @@ function Job:restore(r, plan, out)
   return stats, err
 end
 
---- the disks under their final names (never over an existing file)
-function Job:keep(plan)
+--- the disks, then the configs, under their final names (never over an
+-- existing file), each folder synced
+function Job:keep(plan, configs)
+  local folders, order = {}, {}
+  local function move(from, to)
+    local ok, err = vma.rename(from, to)
+    if not ok then return nil, err end
+    self:renamed(from, to)
+    local f = folder_of(to)
+    if not folders[f] then
+      folders[f] = true
+      order[#order + 1] = f
+    end
+    return true
+  end
   for _, p in ipairs(plan) do
     if p.tmp and not p.skip then
-      local ok, err = vma.rename(p.tmp, p.final)
+      local ok, err = move(p.tmp, p.final)
       if not ok then return nil, err end
-      self:renamed(p.tmp, p.final)
     end
   end
-  return vma.fsync_dir(self.a.dir)
+  for _, c in ipairs(configs) do
+    if c.tmp then
+      local ok, err = move(c.tmp, c.final)
+      if not ok then return nil, err end
+    end
+  end
+  for _, f in ipairs(order) do
+    local ok, err = vma.fsync_dir(f)
+    if not ok then return nil, err end
+  end
+  return true
 end
 
 -- ---- output -------------------------------------------------------------------
@@ -341,11 +425,13 @@ local function dry_run_report(a, entries, configs, plan, made)
       lines[#lines + 1] = string.format("device %s: skipped\n", p.dev.name)
     else
       lines[#lines + 1] = string.format("device %s (%d bytes) -> %s%s%s\n", p.dev.name, p.dev.size,
-        p.final, p.write_zero and " (writing zeros)" or "", new and (" (new: " .. new .. ")") or "")
+        p.final, p.write_zero and " (writing zeros)"
+          or p.clear_data and " (holds data: punched out where the archive has zeros)" or "",
+        new and (" (new: " .. new .. ")") or "")
     end
     files[#files + 1] = { kind = p.dev.vmstate and "vmstate" or "disk", name = p.dev.name,
       size = p.dev.size, path = p.final or ui.null, skipped = p.skip or false,
-      write_zero = p.write_zero or false }
+      write_zero = p.write_zero or false, clear_data = p.clear_data or false }
   end
   if a.json then
     ui.out(ui.json { ok = true, dry_run = true, dir = a.dir, files = files }, "\n")
@@ -442,7 +528,28 @@ local function run(args)
   -- with --json, stdout carries one JSON document and nothing else
   local out = a.json and io.stderr or nil
   local function fail(msg) return ui.fail("extract", msg, a.json) end
-  if vma.stat(a.dir) then return fail(a.dir .. " already exists") end
+  local ast, dst = vma.stat(a.archive), vma.lstat(a.dir)
+  if ast and ast.type == "directory" and dst and dst.type ~= "directory" then
+    return fail(a.archive .. " is a folder and " .. a.dir .. " is not: the archive comes first "
+      .. "(vma extract ARCHIVE DIR)")
+  end
+  if dst then return fail(a.dir .. " already exists") end
+  local parent = folder_of(a.dir)
+  local pst = vma.stat(parent)
+  if not pst or pst.type ~= "directory" then
+    return fail("cannot create " .. a.dir .. ": no folder " .. parent)
+  end
+  if a.dry_run then
+    local ok, aerr = vma.access(parent, "w")
+    if not ok then return fail("cannot create " .. a.dir .. ": " .. aerr) end
+  end
+  -- a map from a FIFO is qmrestore's protocol: it reads DIR/qemu-server.conf
+  -- at the CTIME: line, then writes the map
+  local mst = a.map and vma.stat(a.map)
+  if mst and mst.type == "directory" then
+    return fail("restore map " .. a.map .. " is a folder, not a file")
+  end
+  local map_fifo = mst and mst.type == "fifo" or false
 
   vma.catch_signals()
   local r, err = vma.open(a.archive)
@@ -468,14 +575,16 @@ local function run(args)
   if not made then return abort(merr) end
 
   if a.map then
-    -- qmrestore reads DIR/qemu-server.conf when it sees CTIME:, then writes the map
-    if not a.dry_run then
-      local ok, werr = job:write_configs(configs)
+    -- qmrestore reads DIR/qemu-server.conf when it sees CTIME:, then writes
+    -- the map into the FIFO: the configs are under their final names by then
+    if map_fifo and not a.dry_run then
+      local ok, werr = job:write_configs(configs, true)
       if not ok then return abort(werr) end
     end
     local pok, perr = pcall(ui.print_content, r, out)
     if not pok then return abort(perr) end
-    entries, err = restoremap.read_file(a.map)
+    pok, entries, err = pcall(restoremap.read_file, a.map)
+    if not pok then return abort(entries) end
     if not entries then return abort(err) end
   end
 
@@ -489,8 +598,8 @@ local function run(args)
     dry_run_report(a, entries, configs, plan, made)
     return 0
   end
-  if not a.map then
-    local ok, werr = job:write_configs(configs)
+  if not (a.map and map_fifo) then
+    local ok, werr = job:write_configs(configs, false)
     if not ok then return abort(werr) end
   end
   if vma.interrupted() then return abort("interrupted") end
@@ -499,7 +608,7 @@ local function run(args)
   if not ok then return abort(stats) end
   if not stats then return abort(xerr) end
   if vma.interrupted() then return abort("interrupted") end
-  local kept, kerr = job:keep(plan)
+  local kept, kerr = job:keep(plan, configs)
   if not kept then return abort(kerr) end
   local fok, code = pcall(finish_report, a, stats, configs, plan, out)
   if not fok then

@@ -47,7 +47,7 @@ local function run(args)
     return true
   end
 
-  local r, g = files.open(a.archive, a)
+  local r, g, unwait = files.open("find", a.archive, a)
   if not r then return ui.fail("find", g, a.json) end
   local spec = a.path or "/"
   local obj, path = g:locate(spec)
@@ -88,6 +88,7 @@ local function run(args)
   end)
   if not ok then
     g:close()
+    unwait()
     r:close()
     return ui.fail("find", err, a.json)
   end
@@ -97,6 +98,7 @@ local function run(args)
     ui.out(table.concat(out))
   end
   g:close()
+  unwait()
   r:close()
   return failed and 1 or 0
 end

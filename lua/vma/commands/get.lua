@@ -49,10 +49,11 @@ local function run(args)
   end
   if dest == "-" and #items ~= 1 then return usage("'-' (standard output) takes one file") end
 
-  local r, g = files.open(a.archive, a)
+  local r, g, unwait = files.open("get", a.archive, a)
   if not r then return ui.fail("get", g) end
   local function finish(code)
     g:close()
+    unwait()
     r:close()
     return code
   end

@@ -37,7 +37,7 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "inspect")
   if not a then return st end
-  local r, g = files.open(a.archive, a)
+  local r, g, unwait = files.open("inspect", a.archive, a)
   if not r then return ui.fail("inspect", g, a.json) end
   local info = g.info
   local report = { ok = true, disks = ui.array(), lvm = ui.array(), mounts = ui.array() }
@@ -138,6 +138,7 @@ local function run(args)
     ui.out(table.concat(out, "\n"), "\n")
   end
   g:close()
+  unwait()
   r:close()
   return 0
 end

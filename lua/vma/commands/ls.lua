@@ -38,7 +38,7 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "ls")
   if not a then return st end
-  local r, g = files.open(a.archive, a)
+  local r, g, unwait = files.open("ls", a.archive, a)
   if not r then return ui.fail("ls", g, a.json) end
   local paths = #a.path > 0 and a.path or { "/" }
   local users, groups = {}, {}
@@ -146,6 +146,7 @@ local function run(args)
   end
   ui.out(table.concat(out))
   g:close()
+  unwait()
   r:close()
   return failed and 1 or 0
 end

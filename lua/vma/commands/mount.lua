@@ -16,21 +16,22 @@ local function parser()
     .. "shows the guest's files instead, as the guest sees them (the root file system, "
     .. "each file system of /etc/fstab on its path), read in the process: modes, owners "
     .. "and times of the guest, links as links, sparse files sparse.")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("dir", "an empty folder")
   p:flag("--files", "the guest's files, not its disks")
   p:flag("-f --foreground", "stay in the foreground until interrupted (then unmount)")
   p:option("-o --options", "mount options for FUSE (allow_other, ...)")
-  files.options(p)
+  files.options(p) -- --no-cache among them
   return p
 end
 
---- The arguments of vma-fuse-files for the guest of an archive: a list, or
--- nil, message.  Mounts that cannot be served in-process are left out with
--- a warning.
+--- The arguments of vma-fuse-files for the guest of an archive: a list,
+-- and the archive's header MD5, or nil, message.  Mounts that cannot be
+-- served in-process are left out with a warning.
 local function files_plan(archive, a)
-  local r, g = files.open(archive, a)
+  local r, g, unwait = files.open("mount", archive, a)
   if not r then return nil, g end
+  unwait()
   local plan = {}
   local ok, err = g:_need_root()
   if not ok then
@@ -53,9 +54,10 @@ local function files_plan(archive, a)
       plan[#plan + 1] = table.concat(segs, ",")
     end
   end
+  local md5 = r.header_md5
   g:close()
   r:close()
-  return plan
+  return plan, md5
 end
 
 --- vma-fuse-files: $VMA_FUSE_FILES, or beside vma-fuse.
@@ -72,7 +74,27 @@ local function files_program()
   return access.which("vma-fuse-files")
 end
 
+-- the absolute path of dir; a mount whose FUSE process is gone cannot be
+-- resolved itself ("Transport endpoint is not connected"): its folder is
+local function absolute(dir)
+  local p = vma.realpath(dir)
+  if p then return p end
+  local trimmed = dir:gsub("/+$", "")
+  local parent, base = trimmed:match("^(.*)/([^/]+)$")
+  if not parent then parent, base = ".", trimmed end
+  local ap = vma.realpath(parent == "" and "/" or parent)
+  return ap and ((ap == "/" and "" or ap) .. "/" .. base) or nil
+end
+
 local function check_dir(dir)
+  -- a mount there already
+  local abs = absolute(dir)
+  local typ = abs and access.mounted(abs)
+  if typ == "fuse.vma" then
+    return nil, dir .. " is a vma mount already ('vma umount " .. dir .. "' ends it)"
+  elseif typ then
+    return nil, dir .. " is a mount point already (" .. typ .. ")"
+  end
   local st = vma.stat(dir)
   if not st then return nil, dir .. " does not exist" end
   if st.type ~= "directory" then return nil, dir .. " is not a folder" end
@@ -90,23 +112,24 @@ local function run(args)
   if not a then return st end
   local ok, derr = check_dir(a.dir)
   if not ok then return ui.fail("mount", derr) end
-  local prog, plan
+  local prog, plan, expect
   if a.files then
     prog = files_program()
     if not prog then return ui.fail("mount", "vma-fuse-files is not installed (make install)") end
-    local perr
-    plan, perr = files_plan(a.archive, a)
-    if not plan then return ui.fail("mount", perr) end
+    plan, expect = files_plan(a.archive, a)
+    if not plan then return ui.fail("mount", expect) end
   else
     prog = access.fuse_program()
     if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end
-    local r, err = access.open(a.archive)
+    local r, err = access.open(a.archive, { cache = not a.no_cache })
     if not r then return ui.fail("mount", err) end
+    expect = r.header_md5
     r:close()
   end
 
-  local argv = { prog, "--label", "vma mount" }
+  local argv = { prog, "--label", "vma mount", "--expect", expect }
   for _, w in ipairs(plan or {}) do argv[#argv + 1] = w end
+  if a.no_cache then argv[#argv + 1] = "--no-cache" end
   if a.foreground then argv[#argv + 1] = "-f" end
   if a.options then
     argv[#argv + 1] = "-o"

@@ -341,9 +341,9 @@ function M.run(args)
   end
 
   local status, deleted, freed, errors = 0, 0, 0, {}
+  local emptied = opts.allow_remove_all and {} or vzdump.emptied_groups(groups)
   if not opts.dry_run then
-    local emptied = vzdump.emptied_groups(groups)
-    if #emptied > 0 and not opts.allow_remove_all then
+    if #emptied > 0 then
       for _, g in ipairs(emptied) do
         fail(1, string.format("refusing to remove all %d backups of %s (use --allow-remove-all)",
           #g.backups, g.key))
@@ -361,6 +361,14 @@ function M.run(args)
     io.stdout:write(json_records(groups, opts.dry_run))
   else
     io.stdout:write(text_report(groups, totals, opts, deleted, freed, #errors))
+  end
+  -- what the real run would fail on: the dry run fails on it too
+  if opts.dry_run and #emptied > 0 then
+    for _, g in ipairs(emptied) do
+      fail(1, string.format("the real run would refuse to remove all %d backups of %s (use "
+        .. "--allow-remove-all)", #g.backups, g.key))
+    end
+    status = 1
   end
   return status
 end

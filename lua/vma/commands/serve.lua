@@ -13,13 +13,76 @@ local function parser()
     .. "nbdcopy and qemu-img skip the holes. Listens on a Unix socket in a private temporary "
     .. "folder unless told otherwise, prints the NBD URIs once it is ready and runs until "
     .. "interrupted (Ctrl-C, SIGTERM).")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:option("--socket", "listen on this Unix socket (a new path)")
   p:option("--port", "listen on this TCP port (on 127.0.0.1 unless --listen says otherwise)")
   p:option("--listen", "the address to listen on with --port (0.0.0.0: every interface)")
   p:option("--disk", "the default export, and the only URI printed (scsi0 or drive-scsi0)")
   p:flag("--json", "print the URIs as a JSON object")
+  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
   return p
+end
+
+-- the address clients use for a server that listens on every interface:
+-- this host's first IPv4 address, else its first global IPv6 one, else its
+-- name
+local function reachable_host(listen)
+  local list = vma.addresses() or {}
+  for _, fam in ipairs { "inet", "inet6" } do
+    if fam == "inet" or listen ~= "0.0.0.0" then
+      for _, a in ipairs(list) do
+        if a.family == fam and not a.address:match("^fe80:") and not a.address:find("%", 1, true) then
+          return a.address
+        end
+      end
+    end
+  end
+  local f = io.open("/proc/sys/kernel/hostname", "r")
+  local name = f and f:read("l")
+  if f then f:close() end
+  return name and name ~= "" and name or "127.0.0.1"
+end
+
+local function every_interface(listen)
+  return listen == "0.0.0.0" or listen == "::" or listen == "[::]" or listen == ""
+end
+
+-- the URIs are printed; runs until nbdkit ends or a signal comes: the exit
+-- status, or raises an error (the caller cleans up)
+local function serve(a, nb, shown, socket, port, listen)
+  local host = port and (every_interface(listen) and reachable_host(listen) or listen)
+  local exports, uris, legacy = ui.array(), ui.array(), ui.array()
+  for _, d in ipairs(shown) do
+    local uri = access.uri(d.name, socket, host, port)
+    local old = access.uri(d.name, socket, host, port, true)
+    exports[#exports + 1] = { name = d.name, size = d.size, uri = uri, legacy_uri = old }
+    uris[#uris + 1] = uri
+    legacy[#legacy + 1] = old
+  end
+  if a.json then
+    ui.out(ui.json({ archive = a.archive, socket = socket or ui.null, port = port or ui.null,
+      address = port and listen or ui.null, host = host or ui.null, pid = nb.pid,
+      exports = exports, uris = uris, legacy_uris = legacy },
+      { "archive", "uris", "legacy_uris", "exports" }), "\n")
+  else
+    local w = 0
+    for _, e in ipairs(exports) do w = math.max(w, #e.name) end
+    for _, e in ipairs(exports) do
+      -- padded by hand: string.format takes no width above 99
+      local line = e.name .. string.rep(" ", w - #e.name) .. "  " .. e.uri
+      if e.legacy_uri ~= e.uri then line = line .. "  " .. e.legacy_uri end
+      ui.out(line, "\n")
+    end
+  end
+  if vma.isatty(2) then
+    io.stderr:write("vma serve: serving " .. a.archive .. " read-only; Ctrl-C stops\n")
+  end
+  local how, code = access.wait(nb.pid, true)
+  if how ~= "interrupted" then
+    nb.ended = true
+    error("nbdkit ended (" .. access.status_text(how, code) .. ")", 0)
+  end
+  return 0
 end
 
 local function run(args)
@@ -37,8 +100,9 @@ local function run(args)
   end
   local listen = a.listen or "127.0.0.1"
 
-  local r, err = access.open(a.archive)
+  local r, err = access.open(a.archive, { cache = not a.no_cache })
   if not r then return ui.fail("serve", err) end
+  local expect = r.header_md5
   local disks = access.disks(r)
   if #disks == 0 then
     r:close()
@@ -57,61 +121,44 @@ local function run(args)
 
   local socket = a.socket
   if socket then
-    if vma.stat(socket) then return ui.fail("serve", socket .. " already exists") end
+    if vma.lstat(socket) then return ui.fail("serve", socket .. " already exists") end
     local dir, base = socket:match("^(.*)/([^/]+)$")
     if not dir then dir, base = ".", socket end
     local abs = vma.realpath(dir == "" and "/" or dir)
     if not abs then return ui.fail("serve", "no folder " .. dir .. " for the socket") end
     socket = (abs == "/" and "" or abs) .. "/" .. base
   end
+  if port and every_interface(listen) then
+    io.stderr:write(string.format("vma serve: warning: listening on every interface (%s): NBD "
+      .. "has no password and no encryption, so anyone who can reach port %d of this host "
+      .. "can read these disks\n", listen, port))
+  end
   local tmp, terr = access.tmpdir("serve")
   if not tmp then return ui.fail("serve", terr) end
   if not socket and not port then socket = tmp .. "/nbd.sock" end
-  local own_socket = socket and not a.socket
 
   vma.catch_signals()
   local nb, nerr = access.start_nbdkit { archive = a.archive, disk = a.disk and shown[1].name,
-    socket = socket, port = port, listen = listen, dir = tmp }
+    socket = socket, port = port, listen = listen, dir = tmp, expect = expect,
+    cache = not a.no_cache }
+  -- everything made is removed whatever happens: nbdkit, the socket it made
+  -- (it leaves it behind), the private folder
   local function cleanup()
-    if nb then access.stop(nb.pid) end
-    if own_socket then os.remove(socket) end
+    if nb and not nb.ended then access.stop(nb.pid) end
+    if nb and socket then
+      local sst = vma.lstat(socket)
+      if sst and sst.type == "socket" then os.remove(socket) end
+    end
     access.rmtmp(tmp, { "nbdkit.pid" })
   end
   if not nb then
     cleanup()
     return ui.fail("serve", nerr)
   end
-
-  local exports, uris = ui.array(), ui.array()
-  for _, d in ipairs(shown) do
-    local uri = access.uri(d.name, socket, listen, port)
-    exports[#exports + 1] = { name = d.name, size = d.size, uri = uri }
-    uris[#uris + 1] = uri
-  end
-  if a.json then
-    io.write(ui.json({ archive = a.archive, socket = socket or ui.null, port = port or ui.null,
-      address = port and listen or ui.null, pid = nb.pid, exports = exports, uris = uris },
-      { "archive", "uris", "exports" }), "\n")
-  else
-    local w = 0
-    for _, e in ipairs(exports) do w = math.max(w, #e.name) end
-    for _, e in ipairs(exports) do
-      io.write(string.format("%-" .. w .. "s  %s\n", e.name, e.uri))
-    end
-  end
-  io.stdout:flush()
-  if vma.isatty(2) then
-    io.stderr:write("vma serve: serving " .. a.archive .. " read-only; Ctrl-C stops\n")
-  end
-
-  local how, code = access.wait(nb.pid, true)
-  if how ~= "interrupted" then
-    nb = nil
-    cleanup()
-    return ui.fail("serve", "nbdkit ended (" .. access.status_text(how, code) .. ")")
-  end
+  local ok, res = pcall(serve, a, nb, shown, socket, port, listen)
   cleanup()
-  return 0
+  if not ok then return ui.fail("serve", res) end
+  return res
 end
 
 return {

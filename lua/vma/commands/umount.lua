@@ -11,30 +11,12 @@ local function parser()
   return p
 end
 
--- the mount table's escapes (\040 for a space ...)
-local function unescape(s)
-  return (s:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end))
-end
-
---- The type of what is mounted on path ("fuse.vma" for ours), or nil.
-local function mounted(path)
-  local f = io.open("/proc/self/mounts", "r")
-  if not f then return nil end
-  local found
-  for line in f:lines() do
-    local dev, at, typ = line:match("^(%S+) (%S+) (%S+)")
-    if dev and unescape(at) == path then found = typ end
-  end
-  f:close()
-  return found
-end
-
 local function run(args)
   local a, st = ui.parse(parser(), args, "umount")
   if not a then return st end
   local path = vma.realpath(a.dir)
   if not path then return ui.fail("umount", a.dir .. " does not exist") end
-  local typ = mounted(path)
+  local typ = access.mounted(path)
   if not typ then return ui.fail("umount", a.dir .. " is not mounted") end
   if typ ~= "fuse.vma" then
     return ui.fail("umount", a.dir .. " is not mounted by vma mount (it is " .. typ .. ")")

@@ -5,8 +5,10 @@
 -- (0 when unknown). The files are new, so zero blocks are left as holes
 -- (write_zero = false); a file that exists already is refused, or with
 -- --force written over, zeros included (write_zero = true), so no old data
--- survives. The vmstate device is never part of a map: extract writes it as
--- vmstate.bin in its own folder (the DIR of vma extract).
+-- survives. A symbolic link in PATH is never followed, --force or not
+-- (nofollow): nothing outside PATH is written. The vmstate device is never
+-- part of a map: extract writes it as vmstate.bin in its own folder (the DIR
+-- of vma extract).
 local devices = require "vma.devices"
 local volume = require "vma.volume"
 
@@ -22,7 +24,8 @@ return {
     local map = {}
     for i, dev in ipairs(archive.devices) do
       local path = prefix .. names[i] .. ".raw"
-      map[dev.name] = { path = path, write_zero = volume.existing(path, opts), format = "raw" }
+      map[dev.name] = { path = path, write_zero = volume.existing(path, opts), format = "raw",
+                        nofollow = true }
     end
     return map
   end,

@@ -36,6 +36,10 @@ local function volumes(archive, arg)
       create = pool and { "lvcreate", "-y", "-n", names[i], "-V", size, "-T", vg .. "/" .. pool }
                     or { "lvcreate", "-y", "-n", names[i], "-L", size, vg },
       remove = { "lvremove", "-f", vg .. "/" .. names[i] },
+      check = pool and { what = "thin pool " .. vg .. "/" .. pool,
+                         argv = { "lvs", "--noheadings", "-o", "lv_name", vg .. "/" .. pool } }
+                    or { what = "volume group " .. vg,
+                         argv = { "vgs", "--noheadings", "-o", "vg_name", vg } },
     }
   end
   return out

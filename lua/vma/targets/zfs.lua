@@ -30,7 +30,9 @@ local function volumes(archive, arg)
     local size = (dev.size + 8191) // 8192 * 8192
     out[i] = { dev = dev, path = "/dev/zvol/" .. dataset,
                create = { "zfs", "create", "-s", "-V", tostring(size), dataset },
-               remove = { "zfs", "destroy", dataset } }
+               remove = { "zfs", "destroy", dataset },
+               check = { what = "pool or dataset " .. pool,
+                         argv = { "zfs", "list", "-H", "-o", "name", pool } } }
   end
   return out
 end

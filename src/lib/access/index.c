@@ -36,6 +36,7 @@ typedef struct {
 } ix_run;
 
 struct vma_index {
+    gint refs;               /* vma_index_ref / vma_index_free */
     uint8_t uuid[16];
     uint64_t archive_size;   /* bytes of the (decompressed) archive */
     GArray *runs[VMA_MAX_DEV_ID + 1];
@@ -49,15 +50,22 @@ struct vma_index {
 
 static void index_init(vma_index *ix)
 {
+    ix->refs = 1;
     ix->masks = g_array_new(FALSE, FALSE, sizeof(uint16_t));
     ix->pool_owner = -1;
     for (unsigned i = 0; i <= VMA_MAX_DEV_ID; i++)
         ix->open[i] = -1;
 }
 
+vma_index *vma_index_ref(vma_index *ix)
+{
+    g_atomic_int_inc(&ix->refs);
+    return ix;
+}
+
 void vma_index_free(vma_index *ix)
 {
-    if (!ix)
+    if (!ix || !g_atomic_int_dec_and_test(&ix->refs))
         return;
     for (unsigned i = 0; i <= VMA_MAX_DEV_ID; i++)
         if (ix->runs[i])
@@ -175,13 +183,49 @@ static void finish_runs(vma_index *ix)
     }
 }
 
+vma_index *vma_index_new(const vma_header *h)
+{
+    vma_index *ix = g_new0(vma_index, 1);
+    index_init(ix);
+    memcpy(ix->uuid, h->uuid, 16);
+    return ix;
+}
+
+int vma_index_add(vma_index *ix, const vma_extent *ext, GError **err)
+{
+    for (unsigned i = 0; i < ext->n_slots; i++)
+        if (add_slot(ix, &ext->slots[i], err) < 0)
+            return -1;
+    return 0;
+}
+
+void vma_index_finish(vma_index *ix, uint64_t archive_size)
+{
+    ix->archive_size = archive_size;
+    finish_runs(ix);
+}
+
+vma_index *vma_index_snapshot(const vma_index *ix, uint64_t archive_size)
+{
+    vma_index *c = g_new0(vma_index, 1);
+    index_init(c);
+    memcpy(c->uuid, ix->uuid, 16);
+    g_array_append_vals(c->masks, ix->masks->data, ix->masks->len);
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++)
+        if (ix->runs[id]) {
+            c->runs[id] = g_array_sized_new(FALSE, FALSE, sizeof(ix_run), ix->runs[id]->len);
+            g_array_append_vals(c->runs[id], ix->runs[id]->data, ix->runs[id]->len);
+        }
+    c->n_runs = ix->n_runs;
+    vma_index_finish(c, archive_size);
+    return c;
+}
+
 vma_index *vma_index_build(vma_reader *r, uint64_t total, vma_index_progress_fn progress,
                            void *ud, GError **err)
 {
     const vma_header *h = vma_reader_header(r);
-    vma_index *ix = g_new0(vma_index, 1);
-    index_init(ix);
-    memcpy(ix->uuid, h->uuid, 16);
+    vma_index *ix = vma_index_new(h);
     vma_reader_skip_data(r, TRUE);
     for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++)
         if (h->devices[id])
@@ -190,11 +234,10 @@ vma_index *vma_index_build(vma_reader *r, uint64_t total, vma_index_progress_fn 
     double last = 0;
     int rc;
     while ((rc = vma_reader_next(r, ext, err)) > 0) {
-        for (unsigned i = 0; i < ext->n_slots && rc > 0; i++)
-            if (add_slot(ix, &ext->slots[i], err) < 0)
-                rc = -1;
-        if (rc < 0)
+        if (vma_index_add(ix, ext, err) < 0) {
+            rc = -1;
             break;
+        }
         double now = vma_now();
         if (progress && now - last >= 0.2) {
             last = now;
@@ -210,10 +253,9 @@ vma_index *vma_index_build(vma_reader *r, uint64_t total, vma_index_progress_fn 
         vma_index_free(ix);
         return NULL;
     }
-    ix->archive_size = vma_reader_offset(r);
     if (progress)
-        progress(ix->archive_size, total, ud);
-    finish_runs(ix);
+        progress(vma_reader_offset(r), total, ud);
+    vma_index_finish(ix, vma_reader_offset(r));
     return ix;
 }
 
@@ -364,16 +406,18 @@ int vma_index_walk(const vma_index *ix, uint8_t dev, uint64_t dev_size, uint64_t
 
 /* ---- the cache file ----
  *
- *   "VMAIDX01"  uuid[16]  stamp[32]  archive_size u64  n_masks u32  n_devs u32
+ *   "VMAIDX02"  uuid[16]  stamp[64]  archive_size u64  n_masks u32  n_devs u32
  *   n_devs x { dev_id u32, n_runs u32 }, the runs, the masks, MD5 of all before
  *
  * in the host's byte order (a cache, not an exchange format).  The stamp is
- * the caller's (size and mtime of the archive file); a cache that does not
- * match the archive in every field is ignored. */
+ * the caller's: the archive's identity (cache.c: the header's MD5, the
+ * file's device, inode, size, mtime and ctime) and the size of the stream;
+ * a cache that does not match the archive in every field is ignored. */
 
-#define IDX_MAGIC "VMAIDX01"
+#define IDX_MAGIC "VMAIDX02"
 
-int vma_index_save(const vma_index *ix, const char *path, const uint8_t stamp[32], GError **err)
+int vma_index_save(const vma_index *ix, const char *path, const uint8_t stamp[VMA_STAMP_SIZE],
+                   GError **err)
 {
     GByteArray *b = g_byte_array_new();
     uint32_t n_devs = 0, n_masks = ix->masks->len;
@@ -381,7 +425,7 @@ int vma_index_save(const vma_index *ix, const char *path, const uint8_t stamp[32
         n_devs += ix->runs[id] != NULL;
     g_byte_array_append(b, (const guint8 *)IDX_MAGIC, 8);
     g_byte_array_append(b, ix->uuid, 16);
-    g_byte_array_append(b, stamp, 32);
+    g_byte_array_append(b, stamp, VMA_STAMP_SIZE);
     g_byte_array_append(b, (const guint8 *)&ix->archive_size, 8);
     g_byte_array_append(b, (const guint8 *)&n_masks, 4);
     g_byte_array_append(b, (const guint8 *)&n_devs, 4);
@@ -458,8 +502,8 @@ static gboolean runs_sane(const vma_index *ix, const vma_header *h)
     return TRUE;
 }
 
-vma_index *vma_index_load(const char *path, const vma_header *h, const uint8_t stamp[32],
-                          GError **err)
+vma_index *vma_index_load(const char *path, const vma_header *h,
+                          const uint8_t stamp[VMA_STAMP_SIZE], GError **err)
 {
     gchar *data;
     gsize len;
@@ -472,9 +516,9 @@ vma_index *vma_index_load(const char *path, const vma_header *h, const uint8_t s
     const uint8_t *p = (const uint8_t *)data;
     vma_index *ix = NULL;
     uint8_t md5[16];
-    const size_t head = 8 + 16 + 32 + 8 + 4 + 4;
+    const size_t at_size = 8 + 16 + VMA_STAMP_SIZE, head = at_size + 8 + 4 + 4;
     if (len < head + 16 || memcmp(p, IDX_MAGIC, 8) != 0 || memcmp(p + 8, h->uuid, 16) != 0 ||
-        memcmp(p + 24, stamp, 32) != 0)
+        memcmp(p + 24, stamp, VMA_STAMP_SIZE) != 0)
         goto bad;
     if (!vma_md5(p, len - 16, md5) || memcmp(md5, p + len - 16, 16) != 0)
         goto bad;
@@ -482,9 +526,9 @@ vma_index *vma_index_load(const char *path, const vma_header *h, const uint8_t s
     index_init(ix);
     memcpy(ix->uuid, h->uuid, 16);
     uint32_t n_masks, n_devs;
-    memcpy(&ix->archive_size, p + 56, 8);
-    memcpy(&n_masks, p + 64, 4);
-    memcpy(&n_devs, p + 68, 4);
+    memcpy(&ix->archive_size, p + at_size, 8);
+    memcpy(&n_masks, p + at_size + 8, 4);
+    memcpy(&n_devs, p + at_size + 12, 4);
     size_t pos = head;
     uint32_t devs[VMA_MAX_DEV_ID + 1] = {0};
     uint64_t body = len - 16;

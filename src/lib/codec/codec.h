@@ -10,6 +10,9 @@
 /* ---- buffered input with transparent decompression ---- */
 typedef struct vma_in vma_in;
 vma_in *vma_in_new(int fd, GError **err); /* owns fd */
+/* from now on a thread decodes ahead of the reads (compressed input, a
+ * pipe); before, reads decode in the caller's thread */
+void vma_in_start(vma_in *in);
 /* read exactly n bytes unless the stream ends: returns bytes read (< n only
  * at the end), or -1 on error */
 ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err);
@@ -17,6 +20,8 @@ ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err);
  * end), or -1 on error */
 ssize_t vma_in_skip(vma_in *in, size_t n, GError **err);
 vma_compress vma_in_compression(const vma_in *in);
+/* bytes of the input (compressed) read so far, by any thread: progress */
+uint64_t vma_in_raw_offset(vma_in *in);
 void vma_in_free(vma_in *in);
 
 /* random access to the decompressed bytes of an archive (seekable.c): a
@@ -62,7 +67,9 @@ vma_in *vma_in_new_src(vma_src *src);
 #define VMA_FRAME_BYTES (4u << 20)
 #endif
 typedef struct vma_out vma_out;
-/* level 0: the codec's default; threads: compression workers for zstd and
+/* level 0: the codec's default (zstd also takes its fast levels, < 0, for
+ * the library's own caches, and then threads -1: no worker, every frame
+ * stored raw); threads: compression workers for zstd and
  * gzip, 0 = one per core.  A level out of the codec's range is VMA_ERR_ARG. */
 vma_out *vma_out_new(int fd, vma_compress c, int level, int threads,
                      GError **err); /* fd not owned */
@@ -75,6 +82,19 @@ int vma_out_writev(vma_out *out, struct iovec *iov, int n, GError **err);
 /* flush the compressor, end the stream (zstd: the seek table), fsync a
  * regular file */
 int vma_out_finish(vma_out *out, GError **err);
+/* zstd: called by the writing thread after each frame is written, with its
+ * compressed and decompressed sizes (what the seek table will say) */
+typedef void (*vma_out_frame_fn)(void *ud, uint64_t csize, uint64_t dsize);
+void vma_out_set_frame_fn(vma_out *out, vma_out_frame_fn fn, void *ud);
+/* zstd: when every worker is busy and a frame waits for one, the next frame
+ * is written raw (stored, with its checksum) by the writing thread instead
+ * of waiting: the writer runs at the speed of its input, not of the
+ * compression (the index caches of one-stream archives) */
+void vma_out_set_adaptive(vma_out *out, gboolean on);
+uint64_t vma_out_raw_frames(const vma_out *out);
+/* a file that need not survive a crash (a cache): no writeback as it goes,
+ * no fsync at the end */
+void vma_out_set_no_sync(vma_out *out);
 void vma_out_free(vma_out *out);
 
 /* ---- the lzop format, decoded with liblzo2 (lzop.c) ---- */

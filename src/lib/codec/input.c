@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "codec/codec.h"
 
+#include <stdatomic.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -38,6 +40,7 @@ typedef struct {
 } ahead_chunk;
 
 struct vma_in {
+    _Atomic uint64_t raw_read; /* bytes read from fd so far (any thread) */
     vma_src *src;         /* random access: reads and skips move pos */
     GThread *ahead;       /* the decoder thread, or NULL */
     GAsyncQueue *full, *empty;
@@ -45,6 +48,7 @@ struct vma_in {
     ahead_chunk *cur;     /* being consumed */
     size_t cur_pos;
     gboolean ahead_done;  /* the last chunk was consumed */
+    gboolean want_ahead;  /* a decoder thread once reads start in earnest */
     gint ahead_stop;
     uint64_t pos;
     int fd;
@@ -103,6 +107,8 @@ static ssize_t read_some(vma_in *in, uint8_t *buf, size_t n, GError **err)
     do {
         r = read(in->fd, buf, n);
     } while (r < 0 && errno == EINTR && !vma_interrupted());
+    if (r > 0)
+        atomic_fetch_add_explicit(&in->raw_read, (uint64_t)r, memory_order_relaxed);
     if (r < 0) {
         vma_set_errno(err, errno, "read failed");
         return -1;
@@ -163,6 +169,8 @@ vma_in *vma_in_new(int fd, GError **err)
     }
 
     ssize_t r = read_fd(fd, in->peek, 4, err);
+    if (r > 0)
+        atomic_store(&in->raw_read, (uint64_t)r);
     if (r < 0)
         goto fail;
     in->peek_len = (size_t)r;
@@ -195,8 +203,10 @@ vma_in *vma_in_new(int fd, GError **err)
      * a compressed one */
     if (in->comp == VMA_COMPRESS_NONE && pipe)
         fcntl(fd, F_SETPIPE_SZ, (int)RAW_BUF_SIZE);
-    if (in->comp != VMA_COMPRESS_NONE || pipe)
-        ahead_start(in);
+    /* the decoder thread starts with the first extent (vma_in_start):
+     * the header is read here, without a thread, so that a process may
+     * open an archive and then fork (vma-fuse, nbdkit) */
+    in->want_ahead = in->comp != VMA_COMPRESS_NONE || pipe;
     return in;
 fail:
     vma_in_free(in);
@@ -221,6 +231,10 @@ static ssize_t read_src(vma_in *in, void *buf, size_t n, GError **err)
 }
 
 vma_compress vma_in_compression(const vma_in *in) { return in->comp; }
+uint64_t vma_in_raw_offset(vma_in *in)
+{
+    return in->src ? in->pos : atomic_load_explicit(&in->raw_read, memory_order_relaxed);
+}
 
 static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
@@ -240,6 +254,8 @@ static ssize_t read_plain(vma_in *in, uint8_t *buf, size_t n, GError **err)
              * caller's buffer, without a copy through ours */
             size_t want = n - got;
             ssize_t r = read_fd(in->fd, buf + got, want, err);
+            if (r > 0)
+                atomic_fetch_add_explicit(&in->raw_read, (uint64_t)r, memory_order_relaxed);
             if (r < 0)
                 return -1;
             got += (size_t)r;
@@ -451,13 +467,33 @@ static ssize_t read_ahead(vma_in *in, uint8_t *buf, size_t n, GError **err)
     return (ssize_t)got;
 }
 
+void vma_in_start(vma_in *in)
+{
+    if (in->want_ahead && !in->ahead && !in->ahead_done) {
+        in->want_ahead = FALSE;
+        ahead_start(in);
+    }
+}
+
 ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
 {
     if (in->src)
         return read_src(in, buf, n, err);
     if (in->ahead)
         return read_ahead(in, buf, n, err);
-    return read_plain(in, buf, n, err); /* the compressed ones have the decoder thread */
+    if (in->want_ahead && in->comp != VMA_COMPRESS_NONE) {
+        /* before vma_in_start: in this thread; a break is an error, as the
+         * decoder thread's last chunk is */
+        GError *e = NULL;
+        ssize_t r = decode(in, buf, n, &e);
+        if (e) {
+            g_propagate_error(err, e);
+            in->ahead_done = TRUE;
+            return -1;
+        }
+        return r;
+    }
+    return read_plain(in, buf, n, err);
 }
 
 ssize_t vma_in_skip(vma_in *in, size_t n, GError **err)

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <xxhash.h>
 /* for ZSTD_c_stableInBuffer / ZSTD_c_stableOutBuffer, parameters of the
  * stable ZSTD_CCtx_setParameter (no experimental function is called) */
 #define ZSTD_STATIC_LINKING_ONLY
@@ -52,6 +53,7 @@ typedef struct {
     uint8_t *out;
     size_t out_len;
     gboolean done;        /* set by the worker, under the lock */
+    gboolean raw;         /* stored as it is (make_raw_frame): in is written */
     char *error;          /* what failed, or NULL */
 } job;
 
@@ -94,6 +96,12 @@ struct vma_out {
 
     gboolean kick;        /* a regular file: start its writeback as we go */
     uint64_t kick_from, kick_pending;
+
+    vma_out_frame_fn on_frame; /* after each frame is written (vma_out_set_frame_fn) */
+    void *frame_ud;
+    gboolean adaptive;    /* raw frames when the workers fall behind */
+    gboolean no_sync;     /* neither writeback kicks nor the final fsync (a cache) */
+    uint64_t raw_frames;
 };
 
 /* a free buffer of a pool.  At most n_workers frames are in flight, each
@@ -233,6 +241,8 @@ static void written(vma_out *o, size_t n)
     o->kick_pending = 0;
 }
 
+static int write_raw(vma_out *o, job *j, GError **err);
+
 /* wait for the oldest frame in flight and write it; with block FALSE only
  * if it is done already.  1: written, 0: nothing written, -1: error */
 static int write_oldest(vma_out *o, gboolean block, GError **err)
@@ -260,7 +270,8 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
         g_set_error(err, VMA_ERROR, strcmp(j->error, "interrupted") ? VMA_ERR_IO : VMA_ERR_INTERRUPTED,
                     "%s", j->error);
         rc = -1;
-    } else if (vma_write_all(o->fd, j->out, j->out_len, err) < 0) {
+    } else if (j->raw ? write_raw(o, j, err) < 0
+                      : vma_write_all(o->fd, j->out, j->out_len, err) < 0) {
         rc = -1;
     } else {
         written(o, j->out_len);
@@ -272,7 +283,12 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
         g_byte_array_append(o->seek, e, 8);
         o->n_frames++;
     }
-    buf_put(o, o->free_out, j->out);
+    if (rc > 0 && o->on_frame)
+        o->on_frame(o->frame_ud, j->out_len, j->in_len);
+    if (j->raw)
+        buf_put(o, o->free_in, j->in);
+    else
+        buf_put(o, o->free_out, j->out);
     job_free(j);
     if (rc < 0)
         o->failed = TRUE;
@@ -289,6 +305,61 @@ static void failed_before(vma_out *o, GError **err)
         g_set_error(err, VMA_ERROR, VMA_ERR_IO, "the archive output failed before");
 }
 
+/* The frame j->in as zstd stores data it does not compress: a frame
+ * header with the content size and the checksum flag, raw blocks of at
+ * most 128 KiB, the low 32 bits of XXH64 of the content.  Made by the
+ * writing thread when every worker is busy (vma_out_set_adaptive), and
+ * written from the frame's own buffer (write_raw): no copy; the frame is
+ * as valid and as checked as a compressed one. */
+static void make_raw_frame(vma_out *o, job *j)
+{
+    j->raw = TRUE;
+    j->done = TRUE;
+    size_t blocks = (j->in_len + ZSTD_BLOCKSIZE_MAX - 1) / ZSTD_BLOCKSIZE_MAX;
+    j->out_len = 13 + j->in_len + 3 * blocks + 4;
+    o->raw_frames++;
+}
+
+/* write the raw frame of job j: header, block headers and the bytes in
+ * place, checksum */
+static int write_raw(vma_out *o, job *j, GError **err)
+{
+    uint8_t head[13], sum[4];
+    vma_put_le32(head, 0xFD2FB528u);
+    head[4] = 0xE4;  /* content size on 8 bytes, single segment, checksum */
+    uint64_t n = j->in_len;
+    for (int i = 0; i < 8; i++)
+        head[5 + i] = (uint8_t)(n >> (8 * i));
+    vma_put_le32(sum, (uint32_t)XXH64(j->in, j->in_len, 0));
+    /* up to 64 blocks at a time: 2 pieces each, and the header or checksum */
+    enum { BATCH = 64 };
+    struct iovec iov[2 * BATCH + 2];
+    uint8_t bh[BATCH][3];
+    size_t done = 0;
+    int niov = 0;
+    iov[niov++] = (struct iovec){head, sizeof(head)};
+    while (done < j->in_len) {
+        int b = 0;
+        while (b < BATCH && done < j->in_len) {
+            size_t k = MIN(j->in_len - done, (size_t)ZSTD_BLOCKSIZE_MAX);
+            uint32_t h = (uint32_t)k << 3 | (done + k == j->in_len ? 1u : 0u); /* raw block */
+            bh[b][0] = (uint8_t)h;
+            bh[b][1] = (uint8_t)(h >> 8);
+            bh[b][2] = (uint8_t)(h >> 16);
+            iov[niov++] = (struct iovec){bh[b], 3};
+            iov[niov++] = (struct iovec){j->in + done, k};
+            done += k;
+            b++;
+        }
+        if (done == j->in_len)
+            iov[niov++] = (struct iovec){sum, sizeof(sum)};
+        if (vma_writev_all(o->fd, iov, niov, -1, err) < 0)
+            return -1;
+        niov = 0;
+    }
+    return 0;
+}
+
 /* hand the frame being filled, its first len bytes, to the workers */
 static int submit(vma_out *o, size_t len, GError **err)
 {
@@ -299,10 +370,26 @@ static int submit(vma_out *o, size_t len, GError **err)
         o->fill = NULL;
         return 0;
     }
-    /* at most n_workers frames in flight */
-    while (g_queue_get_length(&o->inflight) >= o->n_workers)
+    /* at most n_workers frames in flight (adaptive: frames given to the
+     * workers; raw ones wait only to be written in order) */
+    gboolean raw = o->n_workers == 0; /* adaptive without workers: all raw */
+    while (!raw && g_queue_get_length(&o->inflight) >= o->n_workers) {
+        if (o->adaptive && o->comp == VMA_COMPRESS_ZSTD &&
+            g_queue_get_length(&o->inflight) < 2 * (guint)o->n_workers + 2) {
+            int w = write_oldest(o, FALSE, err);
+            if (w < 0)
+                return -1;
+            if (w == 0 && g_async_queue_length(o->todo) > 0) {
+                raw = TRUE; /* a frame still waits for a worker: do not add one */
+                break;
+            }
+            if (w == 0)
+                break; /* every worker busy with a frame, none queued: take it */
+            continue;
+        }
         if (write_oldest(o, TRUE, err) < 0)
             return -1;
+    }
     job *j = g_new0(job, 1);
     j->in = o->fill;
     j->in_len = len;
@@ -310,7 +397,10 @@ static int submit(vma_out *o, size_t len, GError **err)
     o->fill_len = 0;
     o->ext_start = 0;
     g_queue_push_tail(&o->inflight, j);
-    g_async_queue_push(o->todo, j);
+    if (raw)
+        make_raw_frame(o, j);
+    else
+        g_async_queue_push(o->todo, j);
     /* write what is ready, without waiting */
     int rc;
     while ((rc = write_oldest(o, FALSE, err)) > 0)
@@ -391,8 +481,12 @@ void vma_out_mark(vma_out *o)
 
 vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **err)
 {
-    if (!vma_compress_check(c, level, threads, err))
+    /* zstd's fast levels (negative) are for the library's own caches */
+    gboolean fast = c == VMA_COMPRESS_ZSTD && level < 0 && level >= ZSTD_minCLevel();
+    if (!fast && !vma_compress_check(c, level, threads, err))
         return NULL;
+    if (fast)
+        level = MAX(level, ZSTD_minCLevel());
     vma_out *o = g_new0(vma_out, 1);
     o->fd = fd;
     o->comp = c;
@@ -413,7 +507,12 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
     g_queue_init(&o->inflight);
     if (c == VMA_COMPRESS_ZSTD || c == VMA_COMPRESS_GZIP) {
         o->framed = TRUE;
-        o->n_workers = threads ? (unsigned)threads : (unsigned)MAX(1, MIN(g_get_num_processors(), VMA_MAX_THREADS));
+        /* threads < 0 (zstd, for vma_out_set_adaptive): no worker, every
+         * frame stored raw */
+        o->n_workers = threads < 0 && fast ? 0
+                       : threads ? (unsigned)threads
+                                 : (unsigned)MAX(1, MIN(g_get_num_processors(), VMA_MAX_THREADS));
+        o->adaptive = o->n_workers == 0;
         /* a frame is less than FRAME_CAP; compressed it may grow a little */
         o->out_size = c == VMA_COMPRESS_ZSTD ? ZSTD_compressBound(FRAME_CAP)
                                              : (size_t)compressBound((uLong)FRAME_CAP) + 64;
@@ -546,12 +645,27 @@ int vma_out_finish(vma_out *o, GError **err)
         return -1;
     }
     struct stat st;
-    if (fstat(o->fd, &st) == 0 && S_ISREG(st.st_mode) && fsync(o->fd) < 0) {
+    if (!o->no_sync && fstat(o->fd, &st) == 0 && S_ISREG(st.st_mode) && fsync(o->fd) < 0) {
         vma_set_errno(err, errno, "fsync of the archive failed");
         return -1;
     }
     return 0;
 }
+
+void vma_out_set_frame_fn(vma_out *o, vma_out_frame_fn fn, void *ud)
+{
+    o->on_frame = fn;
+    o->frame_ud = ud;
+}
+
+void vma_out_set_adaptive(vma_out *o, gboolean on) { o->adaptive = on; }
+
+void vma_out_set_no_sync(vma_out *o)
+{
+    o->no_sync = TRUE;
+    o->kick = FALSE;
+}
+uint64_t vma_out_raw_frames(const vma_out *o) { return o->raw_frames; }
 
 void vma_out_free(vma_out *o)
 {

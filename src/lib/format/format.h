@@ -48,6 +48,13 @@ uint64_t vma_runs_missing(const vma_runs *r, uint64_t *first);
 int vma_extent_decode(const uint8_t *eh, const uint8_t uuid[16], uint64_t off,
                       vma_extent *ext, GError **err);
 
+/* a copy of a header that lives on its own, and its free */
+vma_header *vma_header_copy(const vma_header *h);
+void vma_header_free(vma_header *h);
+
+/* bytes of the archive file (compressed) read so far, from any thread */
+uint64_t vma_reader_input_offset(const vma_reader *r);
+
 /* a reader over a random source (not owned), for building an index */
 vma_reader *vma_reader_open_src(vma_src *src, GError **err);
 

@@ -50,3 +50,79 @@ gboolean vma_is_zero(const void *buf, size_t len)
         return TRUE;
     return memcmp(p, p + 64, len - 64) == 0;
 }
+
+/* name is "tpmstate" followed by digits: vzdump names that disk's device
+ * "drive-tpmstateN-backup" */
+static gboolean is_tpmstate_key(const char *name)
+{
+    if (strncmp(name, "tpmstate", 8) != 0 || !name[8])
+        return FALSE;
+    for (const char *p = name + 8; *p; p++)
+        if (!g_ascii_isdigit(*p))
+            return FALSE;
+    return TRUE;
+}
+
+/* dev is what a user means by the short name: "scsi0" for "drive-scsi0",
+ * "tpmstate0" for "drive-tpmstate0-backup" too */
+static gboolean is_alias(const char *dev, const char *name)
+{
+    if (strncmp(name, "drive-", 6) == 0 || strncmp(dev, "drive-", 6) != 0)
+        return FALSE;
+    const char *rest = dev + 6;
+    size_t n = strlen(name);
+    if (strncmp(rest, name, n) != 0)
+        return FALSE;
+    return rest[n] == '\0' || (strcmp(rest + n, "-backup") == 0 && is_tpmstate_key(name));
+}
+
+static char *device_list(const vma_header *h, gboolean disks_only)
+{
+    GString *s = g_string_new(NULL);
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
+        const vma_device *d = h->devices[id];
+        if (d && !(disks_only && d->is_vmstate))
+            g_string_append_printf(s, "%s%s", s->len ? ", " : "", d->name);
+    }
+    if (!s->len)
+        g_string_append(s, "none");
+    return g_string_free(s, FALSE);
+}
+
+const vma_device *vma_header_find_device(const vma_header *h, const char *name,
+                                         gboolean disks_only, GError **err)
+{
+    const char *what = disks_only ? "disk" : "device";
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
+        const vma_device *d = h->devices[id];
+        if (d && !(disks_only && d->is_vmstate) && strcmp(d->name, name) == 0)
+            return d;
+    }
+    const vma_device *found = NULL;
+    GString *cands = NULL;
+    for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
+        const vma_device *d = h->devices[id];
+        if (!d || (disks_only && d->is_vmstate) || !is_alias(d->name, name))
+            continue;
+        if (found) {
+            if (!cands)
+                cands = g_string_new(found->name);
+            g_string_append_printf(cands, " or %s", d->name);
+        }
+        found = d;
+    }
+    if (cands) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG,
+                    "'%s' is ambiguous: the archive has %s (give the full name)", name,
+                    cands->str);
+        g_string_free(cands, TRUE);
+        return NULL;
+    }
+    if (found)
+        return found;
+    char *list = device_list(h, disks_only);
+    g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "no %s named '%s' in the archive (the %ss: %s)",
+                what, name, what, list);
+    g_free(list);
+    return NULL;
+}

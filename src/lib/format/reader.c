@@ -51,6 +51,31 @@ static void header_clear(vma_header *h)
     memset(h, 0, sizeof(*h));
 }
 
+vma_header *vma_header_copy(const vma_header *h)
+{
+    vma_header *c = g_new(vma_header, 1);
+    *c = *h;
+    for (unsigned i = 0; i < h->n_configs; i++) {
+        c->configs[i].name = g_strdup(h->configs[i].name);
+        c->configs[i].data = g_memdup2(h->configs[i].data, h->configs[i].len);
+    }
+    for (unsigned i = 0; i <= VMA_MAX_DEV_ID; i++) {
+        if (h->devices[i]) {
+            c->devices[i] = g_memdup2(h->devices[i], sizeof(vma_device));
+            c->devices[i]->name = g_strdup(h->devices[i]->name);
+        }
+    }
+    return c;
+}
+
+void vma_header_free(vma_header *h)
+{
+    if (h) {
+        header_clear(h);
+        g_free(h);
+    }
+}
+
 void vma_reader_free(vma_reader *r)
 {
     if (!r)
@@ -415,6 +440,7 @@ const uint8_t *vma_reader_raw_extent(const vma_reader *r, const vma_extent *ext,
     return r->ext;
 }
 uint64_t vma_reader_offset(const vma_reader *r) { return r->offset; }
+uint64_t vma_reader_input_offset(const vma_reader *r) { return vma_in_raw_offset(r->in); }
 vma_compress vma_reader_compression(const vma_reader *r) { return vma_in_compression(r->in); }
 
 const vma_config *vma_reader_find_config(const vma_reader *r, const char *name)
@@ -676,6 +702,7 @@ static int end_damaged(vma_reader *r, GError *e, uint64_t off, GError **err)
 
 int vma_reader_next(vma_reader *r, vma_extent *ext, GError **err)
 {
+    vma_in_start(r->in); /* the extents: decode ahead from here on */
     if (r->at_end)
         return 0;
     if (vma_interrupted()) {

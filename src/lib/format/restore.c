@@ -6,6 +6,7 @@
 #include "format/format.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -31,9 +32,16 @@ typedef struct {
     struct iovec iov[RUN_IOV];
 } run;
 
+/* what lseek told last of a clear_data target: [lo, mid) is a hole and
+ * [mid, hi) data (hi UINT64_MAX: no data after mid) */
+typedef struct {
+    uint64_t lo, mid, hi;
+} data_window;
+
 typedef struct {
     vma_reader *r;
     const vma_header *h;
+    data_window win[VMA_MAX_DEV_ID + 1];
     vma_target *t[VMA_MAX_DEV_ID + 1];  /* NULL: check only */
     throttle th[VMA_MAX_DEV_ID + 1];
     vma_stats st;
@@ -77,6 +85,10 @@ static int run_flush(run *ru, GError **err)
     int rc;
     if (t->ops && ru->zeros)
         rc = t->ops->zero(t->ctx, ru->off, ru->len, err);
+    else if (ru->zeros && t->clear_data &&
+             fallocate(t->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)ru->off,
+                       (off_t)ru->len) == 0)
+        rc = 0; /* else (no hole punching here): the zeros are written */
     else if (t->ops)
         rc = t->ops->pwritev(t->ctx, ru->iov, ru->n, ru->off, err);
     else
@@ -97,7 +109,7 @@ static int run_add(run *ru, vma_target *t, throttle *th, const char *label, uint
 {
     gboolean zeros = buf == zero_block;
     if (ru->n && (ru->t != t || ru->off + ru->len != off || ru->n == RUN_IOV ||
-                  (t->ops && zeros != ru->zeros))) {
+                  ((t->ops || t->clear_data) && zeros != ru->zeros))) {
         if (run_flush(ru, err) < 0)
             return -1;
     }
@@ -149,12 +161,42 @@ static void count_cluster(restore *rs, const vma_device *d, const vma_slot *s)
     }
 }
 
+/* 1 when a clear_data target holds data somewhere in [off, off + len), 0
+ * when that is a hole, -1 with err */
+static int target_has_data(restore *rs, uint8_t id, uint64_t off, uint64_t len, GError **err)
+{
+    data_window *w = &rs->win[id];
+    if (off < w->lo || off >= w->hi) {
+        int fd = rs->t[id]->fd;
+        off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+        if (d < 0 && errno != ENXIO) {
+            vma_set_errno(err, errno, "cannot find the data of %s",
+                          target_label(rs->t[id], rs->h->devices[id]));
+            return -1;
+        }
+        w->lo = off;
+        if (d < 0) { /* only a hole after off */
+            w->mid = w->hi = UINT64_MAX;
+        } else {
+            off_t h = lseek(fd, d, SEEK_HOLE);
+            if (h < 0) {
+                vma_set_errno(err, errno, "cannot find the holes of %s",
+                              target_label(rs->t[id], rs->h->devices[id]));
+                return -1;
+            }
+            w->mid = (uint64_t)d;
+            w->hi = MAX((uint64_t)h, (uint64_t)d + 1);
+        }
+    }
+    return off >= w->mid || off + len > w->mid;
+}
+
 /* queue the blocks of one cluster for its target: data, zeros where the
  * target needs them, nothing for holes */
 static int write_cluster(restore *rs, const vma_device *d, const vma_slot *s, GError **err)
 {
     vma_target *t = rs->t[s->dev_id];
-    if (!t || (s->mask == 0 && !t->write_zero))
+    if (!t || (s->mask == 0 && !t->write_zero && !t->clear_data))
         return 0;
     const uint8_t *data = s->data;
     uint64_t base = (uint64_t)s->cluster * VMA_CLUSTER_SIZE;
@@ -168,10 +210,18 @@ static int write_cluster(restore *rs, const vma_device *d, const vma_slot *s, GE
             continue;
         size_t len = (size_t)MIN((uint64_t)VMA_BLOCK_SIZE, d->size - off);
         const void *src;
-        if (stored)
+        if (stored) {
             src = (t->fresh && vma_is_zero(blk, len)) ? NULL : blk;
-        else
-            src = t->write_zero ? zero_block : NULL;
+        } else if (t->write_zero) {
+            src = zero_block;
+        } else if (t->clear_data) {
+            int has = target_has_data(rs, s->dev_id, off, len, err);
+            if (has < 0)
+                return -1;
+            src = has ? zero_block : NULL;
+        } else {
+            src = NULL;
+        }
         if (!src)
             continue;
         if (run_add(&rs->ru, t, &rs->th[s->dev_id], target_label(t, d), off, src, len, err) < 0)
@@ -263,7 +313,7 @@ static void zero_gap(uint64_t start, uint64_t end, void *ud)
 
 static int zero_missing(restore *rs, uint8_t id, GError **err)
 {
-    if (!rs->t[id]->write_zero || rs->h->devices[id]->is_vmstate ||
+    if (!(rs->t[id]->write_zero || rs->t[id]->clear_data) || rs->h->devices[id]->is_vmstate ||
         vma_reader_missing(rs->r, id) == 0)
         return 0;
     zero_gaps z = {rs, id, err, 0};

@@ -104,6 +104,12 @@ vma_writer *vma_writer_create(const char *path, const vma_writer_opts *opts, GEr
         return writer_new(1, opts, err);
     gboolean overwrite = opts && opts->overwrite;
     struct stat st;
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        /* found before any work, not by the rename at the end */
+        g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "%s is a folder, not an archive (not replacing it)",
+                    path);
+        return NULL;
+    }
     if (!overwrite && lstat(path, &st) == 0) {
         g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "%s already exists (not overwriting it)", path);
         return NULL;
