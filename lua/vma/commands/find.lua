@@ -9,7 +9,7 @@ local function parser()
   local p = argparse("vma find", "Find files of the guest in an archive under PATH (default /; "
     .. "the forms of 'vma ls'), depth first, each folder in name order. The tests all apply; "
     .. "links are not followed.")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("path", "where to look"):args("?")
   p:option("--name", "the name matches this glob (*, ?, [...])")
   p:option("--newer", "modified after this date: 2024-05-01, '2024-05-01 12:00' (UTC), @EPOCH, "

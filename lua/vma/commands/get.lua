@@ -18,7 +18,7 @@ local function parser()
     .. "dropped). Devices, sockets and fifos are skipped. Nothing is written outside DEST, "
     .. "nothing existing is replaced without --force (a folder is then merged), and an "
     .. "interrupted copy leaves nothing behind.")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("items", "the guest's files or folders (PATH...), then where they go (DEST)"):args("2+")
   p:usage("Usage: vma get [-h] [-f] [--preserve-owner] [-q] [--root <root>] [--key <key>]\n"
     .. "       [--keyfile <keyfile>] <archive> <path> [<path>] ... <dest>")

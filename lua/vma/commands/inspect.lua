@@ -13,7 +13,7 @@ local function parser()
     .. "that hold an operating system), the operating system (/etc/os-release, hostname; "
     .. "for Windows what the in-process reader can tell), and the mount table from "
     .. "/etc/fstab. The volume names it prints are those of 'vma ls VOLUME:/path'.")
-  p:argument("archive", "the archive (a plain .vma or a seekable .vma.zst)")
+  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:flag("--json", "print a JSON object")
   files.options(p)
   return p
