@@ -352,6 +352,13 @@ function M.choose_archive(dir, opts, paths)
 end
 
 function M.get(args, run_archive_form)
+  for _, w in ipairs(args) do
+    if w == "--" then break end
+    if w == "-h" or w == "--help" then
+      io.stdout:write(M.get_usage():get_help(), "\n")
+      return 0
+    end
+  end
   local own, rest = take_options(args)
   if not own then return select(2, ui.usage_error("get", rest)) end
   if own.vmid and not own.vmid:match("^%d+$") then

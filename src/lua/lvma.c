@@ -107,6 +107,7 @@ int luaopen_vma(lua_State *L)
     lvma_open_cache(L);
     lvma_open_store(L);
     lvma_open_sqlite(L);
+    lvma_open_guest(L);
     lua_pushliteral(L, VMA_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushinteger(L, VMA_CLUSTER_SIZE);

@@ -100,6 +100,9 @@ void lvma_open_cache(lua_State *L);
  * SQLite for its catalog (lvma_sqlite.c): added to the table on top ---- */
 void lvma_open_store(lua_State *L);
 void lvma_open_sqlite(lua_State *L);
+/* ---- the guest's volumes and files (lvma_guest.c): the classes, added to
+ * the module table on top, with d:volumes(), r:guest(), r:volumes() ---- */
+void lvma_open_guest(lua_State *L);
 
 /* ---- the file and process helpers (lvma_os.c, lvma_proc.c) ---- */
 void lvma_open_os(lua_State *L);
