@@ -48,11 +48,11 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash
 #   make demo:                      DEBS_BUILD DEBS_RUN DEBS_DEMO
 DEBS_BUILD   := gcc make pkg-config liblua5.4-dev libglib2.0-dev uuid-dev libssl-dev \
                 libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev nbdkit-plugin-dev libfuse3-dev \
-                libtsk-dev
+                libtsk-dev libsqlite3-dev
 DEBS_RUN     := lua-argparse lua-filesystem lua-dkjson zstd lzop libtsk19
 DEBS_CHECK   := lua5.4 lua-busted lua-cjson gzip valgrind nbdkit libnbd-bin fuse3 qemu-utils \
                 e2fsprogs gdisk bash-completion sleuthkit fdisk xfsprogs dosfstools mtools \
-                ntfs-3g exfatprogs
+                ntfs-3g exfatprogs sqlite3 chromium
 DEBS_DEB     := dpkg-dev debhelper lintian
 DEBS_CEPH    := librbd-dev librados-dev ceph-mon ceph-osd ceph-common
 DEBS_GUESTFS := lua-guestfs guestfs-tools
@@ -60,11 +60,16 @@ DEBS_FUZZ    := clang libclang-rt-14-dev
 # make demo makes a guest disk without root: sfdisk, mke2fs -d
 DEBS_DEMO    := fdisk e2fsprogs
 
+# the catalog of a store (src/lua/lvma_sqlite.c): Debian's libsqlite3, in the
+# Lua binding only (vma, vma.so), never in libvma
+SQLITE_CFLAGS := $(shell pkg-config --cflags sqlite3 2>/dev/null)
+SQLITE_LIBS := $(shell pkg-config --libs sqlite3 2>/dev/null || echo -lsqlite3)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
+CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) $(SQLITE_CFLAGS) -DVMA_VERSION='"$(VERSION)"'
 LDLIBS    += $(PKG_LIBS) -lpthread
+LUA_LIBS  := $(SQLITE_LIBS)
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
 CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash 2>/dev/null) -lpthread
 # The Sleuth Kit: its headers at build time (libtsk-dev); the library itself
@@ -120,11 +125,11 @@ $(B)/host/main.o: src/host/main.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -c -o $@ $<
 
 $(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
-	$(CC) $(LDFLAGS) -o $@ $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a $(LDLIBS) $(LUA_LIBS)
 
 # the module for the stock interpreter: lua5.4 resolves lua_* itself
 $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
-	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS) $(GUEST_LIBS)
+	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS) $(LUA_LIBS) $(GUEST_LIBS)
 
 # require "vma.rbd" (lua5.4 and the vma host resolve lua_* themselves)
 rbd: $(B)/cmod/vma/rbd.so
@@ -173,7 +178,7 @@ asan: $(B)/asan/vma $(B)/asan/test_core $(B)/asan/fuzz_replay
 
 $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 	@mkdir -p $(B)/asan
-	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS)
+	$(CC) $(ASAN_CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -o $@ src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LDLIBS) $(LUA_LIBS)
 
 $(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan

@@ -2,7 +2,8 @@
 # valgrind finds no leak and no memory error in a create / verify / extract
 # round trip (also with zstd and gzip, whose compression runs in threads),
 # nor in the C unit tests, nor in the random access programs (vma cat, the
-# nbdkit plugin, vma-fuse).
+# nbdkit plugin, vma-fuse), nor in the store's commands (catalog, store, diff,
+# create --stable).
 cd "$(dirname "$0")/.." || exit 1
 T=$(mktemp -d /tmp/vma-valgrind.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -29,6 +30,17 @@ $VG build/vma extract tests/fixtures/proxmox/e-vmstate/e-vmstate.vma "$T/x" 2>/d
 [ $? -eq 1 ] || exit 1
 set -e
 $VG build/test_core >/dev/null
+# the store: catalog with digests (SQLite, surveys), store, diff by reading
+# and from digests, create --stable (image digests, the canonical layout)
+mkdir "$T/st"
+$VG build/vma create -q --stable "$T/st/vzdump-qemu-100-2025_01_10-01_00_00.vma" drive-scsi0=$F/disk0.raw
+$VG build/vma create -q --stable "$T/st/vzdump-qemu-100-2025_01_11-01_00_00.vma.zst" drive-scsi0=$F/disk1.raw
+$VG build/vma catalog -q --verify "$T/st"
+$VG build/vma store --json "$T/st" >/dev/null
+$VG build/vma diff --read "$T/st/vzdump-qemu-100-2025_01_10-01_00_00.vma" "$T/st/vzdump-qemu-100-2025_01_11-01_00_00.vma.zst" >/dev/null
+$VG build/vma diff "$T/st/vzdump-qemu-100-2025_01_10-01_00_00.vma" "$T/st/vzdump-qemu-100-2025_01_11-01_00_00.vma.zst" >/dev/null
+$VG build/vma verify "$T/st/vzdump-qemu-100-2025_01_10-01_00_00.vma"
+$VG build/vma history --vmid 100 "$T/st" /etc/x >/dev/null 2>&1 || true
 # random access: vma cat, the nbdkit plugin under nbdkit, vma-fuse
 $VG build/vma cat "$T/a.vma" drive-scsi0 >"$T/cat.raw"
 cmp "$T/cat.raw" "$T/x/disk-drive-scsi0.raw"

@@ -165,6 +165,30 @@ function M.log_name(b) return b.base .. ".log" end
 function M.notes_names(b) return { b.file .. ".notes", b.base .. ".notes" } end
 function M.protected_name(b) return b.file .. ".protected" end
 
+--- The verdict of a vzdump task log: { verdict = "ok" | "failed" |
+--- "unfinished", message = the first ERROR line's text (failed), warnings =
+--- the count of WARN: lines }.  vzdump ends a good log with "Finished Backup
+--- of VM N" and a failed one with "ERROR: Backup of VM N failed - ...".
+function M.log_verdict(text)
+  local first_error, warnings, finished = nil, 0, false
+  for line in (text or ""):gmatch("[^\n]+") do
+    -- a line is "INFO: ...", or "<date> INFO: ..." in the task log
+    local level, msg = line:match("^(%u+): (.*)$")
+    if not level then level, msg = line:match("^%S+ %S+ (%u+): (.*)$") end
+    if level == "ERROR" and not first_error then
+      first_error = msg
+    elseif level == "WARN" or level == "WARNING" then
+      warnings = warnings + 1
+    elseif level == "INFO" and msg:match("^Finished Backup of VM") then
+      finished = true
+    end
+  end
+  if first_error then
+    return { verdict = "failed", message = first_error, warnings = warnings }
+  end
+  return { verdict = finished and "ok" or "unfinished", warnings = warnings }
+end
+
 --- "qemu/100"
 function M.group_key(b) return b.type .. "/" .. b.vmid end
 

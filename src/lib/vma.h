@@ -286,6 +286,10 @@ typedef struct {
     int threads;            /* zstd and gzip compression threads, 0 = one per core;
                                the archive's bytes do not depend on it */
     gboolean overwrite;     /* replace an existing archive */
+    gboolean canonical;     /* vma_writer_write_fd/_source lay out every device the same
+                               way whatever holes its image has: an extent for each 59
+                               clusters from cluster 0 (the last fewer), so that the same
+                               content gives the same bytes (vma create --stable) */
 } vma_writer_opts;
 
 /* Create an archive at path ("-" = standard output).  A file is written
@@ -544,6 +548,79 @@ int vma_cache_remove_key(const char *dir, const char *key, gboolean force, GErro
 /* the key of an archive (its identity, hashed) */
 const char *vma_archive_key(const vma_archive *a);
 
+/* ---- the store: many archives at once (store/) ------------------------- */
+
+/* What a catalog records of one archive (store/survey.c): one pass over it
+ * (vma_archive_stream) with every rule of the reader checked.  Without
+ * digests the data is skipped (a plain .vma is read at its extent headers
+ * only); with digests every cluster of every disk is read and its digest
+ * kept: 8 bytes, the big-endian XXH3-64 of the cluster's 64 KiB (zeros
+ * where the archive has zero blocks), 0 for an all-zero cluster, all ones
+ * for a cluster the archive lacks.  Missing clusters are not an error here:
+ * they are counted. */
+#define VMA_DIGEST_SIZE 8u
+
+typedef struct {
+    uint8_t dev_id;
+    gboolean vmstate;
+    uint64_t size;           /* as recorded */
+    uint64_t clusters;       /* of the device (vmstate: the clusters seen) */
+    uint64_t data_bytes;     /* bytes of stored 4 KiB blocks, inside the device */
+    uint64_t zero_bytes;     /* bytes of zero blocks, inside the device */
+    uint64_t missing_bytes;  /* bytes of clusters the archive lacks (disks) */
+    uint64_t zero_clusters;  /* clusters all of whose blocks are zero */
+    uint8_t *digests;        /* VMA_DIGEST_SIZE * clusters, or NULL (vmstate, or
+                                without digests) */
+} vma_survey_device;
+
+typedef struct {
+    unsigned n_devices;      /* in dev_id order */
+    vma_survey_device devices[VMA_MAX_DEV_ID];
+    uint64_t bytes_archive;  /* bytes of the (decompressed) archive read */
+    double elapsed;
+} vma_survey;
+
+/* progress is called after each extent with clusters_done / clusters_total
+ * (the disks'), bytes_archive and elapsed filled in; non-zero stops it */
+int vma_archive_survey(vma_archive *a, gboolean digests, vma_progress_fn progress, void *ud,
+                       vma_survey *out, GError **err);
+void vma_survey_clear(vma_survey *s);
+
+/* The clusters that differ between two disks (store/compare.c), compared
+ * over the larger of the two sizes: a cluster past the end of one of them
+ * differs.  fn gets each run of differing clusters as bytes (the last one
+ * cut at that size), in order; it returns non-zero to stop (the call then
+ * fails as interrupted). */
+typedef int (*vma_range_fn)(uint64_t offset, uint64_t length, void *ud);
+typedef struct {
+    uint64_t length;          /* the larger size */
+    uint64_t clusters;        /* of that length */
+    uint64_t changed_clusters;
+    uint64_t changed_bytes;   /* of the differing clusters, inside length */
+    uint64_t ranges;          /* runs given to fn */
+    uint64_t bytes_read;      /* of both disks (0 from digests) */
+    double elapsed;
+} vma_diff_stats;
+/* by reading both (zero against zero is not read); progress gets bytes of
+ * length compared */
+int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_b,
+                     vma_range_fn fn, void *ud, vma_index_progress_fn progress, void *pud,
+                     vma_diff_stats *st, GError **err);
+/* from the digests of two surveys (na, nb clusters of disks of size_a,
+ * size_b bytes); a missing cluster differs from everything */
+int vma_digests_diff(const uint8_t *da, uint64_t na, uint64_t size_a,
+                     const uint8_t *db, uint64_t nb, uint64_t size_b,
+                     vma_range_fn fn, void *ud, vma_diff_stats *st, GError **err);
+
+/* The digest of an image's content (store/image.c), 16 bytes (XXH3-128):
+ * of the number and bytes of each cluster that is not all zero, so that
+ * holes and written zeros give the same digest.  For `vma create
+ * --stable`: the same disks give the same uuid. */
+int vma_source_digest(const vma_source *src, uint8_t out[16], vma_write_progress_fn progress,
+                      void *ud, GError **err);
+/* the same of a regular file or a block device */
+int vma_fd_digest(int fd, const char *label, uint8_t out[16], vma_write_progress_fn progress,
+                  void *ud, GError **err);
 /* ---- guest volumes and file systems (guest/) -------------------------- */
 
 /* A volume: bytes of an archive's disks seen as one device: a whole disk, a

@@ -105,6 +105,8 @@ int luaopen_vma(lua_State *L)
     luaL_newlib(L, vma_funcs);
     lvma_open_os(L);
     lvma_open_cache(L);
+    lvma_open_store(L);
+    lvma_open_sqlite(L);
     lvma_open_guest(L);
     lua_pushliteral(L, VMA_VERSION);
     lua_setfield(L, -2, "version");

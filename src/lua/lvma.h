@@ -96,6 +96,10 @@ vma_archive *lvma_disk_archive(lua_State *L, int idx, uint8_t *dev_id);
 /* ---- the cache folder (lvma_cache.c): added to the module table on top */
 void lvma_open_cache(lua_State *L);
 
+/* ---- the store (lvma_store.c: r:survey, vma.diff, vma.hash...) and
+ * SQLite for its catalog (lvma_sqlite.c): added to the table on top ---- */
+void lvma_open_store(lua_State *L);
+void lvma_open_sqlite(lua_State *L);
 /* ---- the guest's volumes and files (lvma_guest.c): the classes, added to
  * the module table on top, with d:volumes(), r:guest(), r:volumes() ---- */
 void lvma_open_guest(lua_State *L);

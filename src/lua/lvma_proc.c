@@ -8,6 +8,7 @@
 #include "lvma.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -179,6 +180,20 @@ static int l_getpid(lua_State *L)
     return 1;
 }
 
+/* vma.fork() -> pid (0 in the child) | nil, message: for workers that run
+ * Lua code of their own (vma catalog --jobs); stdio is flushed first so
+ * that nothing buffered is written twice.  Fork before any archive is
+ * opened: a child has only the thread that forked. */
+static int l_fork(lua_State *L)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return lvma_push_errno(L, errno, "fork");
+    lua_pushinteger(L, pid);
+    return 1;
+}
+
 /* vma.realpath(path) -> absolute path | nil, message */
 static int l_realpath(lua_State *L)
 {
@@ -199,6 +214,7 @@ static const luaL_Reg proc_funcs[] = {
     {"mkdtemp", l_mkdtemp},
     {"getpid", l_getpid},
     {"realpath", l_realpath},
+    {"fork", l_fork},
     {NULL, NULL},
 };
 

@@ -46,7 +46,8 @@ static lwriter *check_writer(lua_State *L)
     return lw;
 }
 
-/* vma.create(path, {compress=, level=, threads=, uuid=, ctime=, overwrite=}) */
+/* vma.create(path, {compress=, level=, threads=, uuid=, ctime=, overwrite=,
+ * canonical=}) */
 int lvma_create(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -83,6 +84,9 @@ int lvma_create(lua_State *L)
             o.ctime = lua_tointeger(L, -1);
         lua_getfield(L, 2, "overwrite");
         o.overwrite = lua_toboolean(L, -1);
+        lua_getfield(L, 2, "canonical");
+        o.canonical = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         lua_getfield(L, 2, "uuid");
         if (lua_isstring(L, -1)) {
             if (parse_uuid(lua_tostring(L, -1), uuid) < 0)

@@ -15,5 +15,6 @@ extern char tmpdir[];
 
 void test_access(void);
 void test_lzop(void);
+void test_store(void);
 void test_guest(void);
 #endif

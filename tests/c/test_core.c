@@ -680,6 +680,7 @@ int main(int argc, char **argv)
     test_cluster_set();
     test_access();
     test_lzop();
+    test_store();
     test_guest();
     char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
     if (system(cmd) != 0)

@@ -24,6 +24,12 @@ local function parser()
   p:option("--vmid", "the guest's id: with a folder as ARCHIVE, the archive is named "
     .. "vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS.vma.zst in it")
   p:flag("--no-qmdump-map", "store qemu-server.conf as it is (no #qmdump#map: lines added)")
+  p:flag("--stable", "dedup-friendly: the same configs and disk contents give the same bytes "
+    .. "(a uuid derived from them, read once more before writing; the ctime of --ctime, "
+    .. "else $SOURCE_DATE_EPOCH, else 0), so that restic, borg or PBS keep one copy")
+  p:option("--uuid", "the archive's uuid (default random, or with --stable from the content)")
+  p:option("--ctime", "the creation time recorded: seconds since 1970, @SECONDS, or "
+    .. "'YYYY-MM-DD HH:MM:SS' (UTC)"):argname("TIME")
   p:flag("-f --force", "replace an existing archive")
   p:flag("-v --verbose", "print Proxmox's progress lines and a per-device summary on stderr")
   p:flag("-q --quiet", "no progress and no summary")
@@ -222,6 +228,58 @@ local function report(a, path, uuid, devs, configs, stats, secs)
     #devs == 1 and "" or "s", ui.throughput(total, secs), ui.human(zero)), a.quiet or a.json)
 end
 
+-- --ctime: seconds, @seconds, or a date and time in UTC
+local function parse_ctime(s)
+  local n = s:match("^@?(%d+)$")
+  if n then return math.tointeger(tonumber(n)) end
+  local y, mo, d, h, mi, sec = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[ T](%d%d):(%d%d):?(%d*)Z?$")
+  if not y then
+    y, mo, d = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
+    h, mi, sec = "0", "0", "0"
+  end
+  if not y then return nil end
+  local Y, M, D = tonumber(y), tonumber(mo), tonumber(d)
+  if M < 1 or M > 12 or D < 1 or D > vzdump.days_in_month(Y, M) or tonumber(h) > 23
+     or tonumber(mi) > 59 or tonumber(sec ~= "" and sec or "0") > 59 then
+    return nil
+  end
+  return vzdump.to_time(Y, M, D, tonumber(h), tonumber(mi), tonumber(sec ~= "" and sec or "0"))
+end
+
+-- the uuid of --stable: XXH3-128 of the ctime, the configs (names and
+-- bytes), and the devices (names, sizes and the digests of their content),
+-- as a version-8 (custom) uuid
+local function stable_uuid(a, configs, devs, ctime)
+  local total = 0
+  for _, d in ipairs(devs) do total = total + d.size end
+  local prog = ui.progress { quiet = a.quiet or a.json, label = "reading for --stable: " }
+  local t0, base = vma.clock(), 0
+  local h = vma.hash("xxh128")
+  h:update(string.pack("<zi8I4", "vma create --stable 1", ctime, #configs))
+  for _, c in ipairs(configs) do h:update(string.pack("<s4s4", c.name, c.data)) end
+  h:update(string.pack("<I4", #devs))
+  for _, d in ipairs(devs) do
+    local dig, err = vma.image_digest(d.source or d.path, { progress = function(p)
+      prog.update(base + p.done, total, vma.clock() - t0)
+    end })
+    if not dig then
+      prog.finish()
+      return nil, err
+    end
+    base = base + d.size
+    h:update(string.pack("<s4I8", d.name, d.size) .. dig)
+  end
+  prog.finish()
+  local hex = h:hex()
+  local b = {}
+  for i = 1, 32, 2 do b[#b + 1] = tonumber(hex:sub(i, i + 1), 16) end
+  b[7] = (b[7] & 0x0f) | 0x80   -- version 8
+  b[9] = (b[9] & 0x3f) | 0x80   -- the RFC 4122 variant
+  local s = string.format(string.rep("%02x", 16), table.unpack(b))
+  return s:sub(1, 8) .. "-" .. s:sub(9, 12) .. "-" .. s:sub(13, 16) .. "-" .. s:sub(17, 20)
+    .. "-" .. s:sub(21, 32)
+end
+
 local function run(args)
   local a, status = ui.parse(parser(), args, "create")
   if not a then return status end
@@ -230,6 +288,29 @@ local function run(args)
   end
   if a.vmid and not a.vmid:match("^[1-9]%d%d+$") then
     return select(2, ui.usage_error("create", "bad --vmid '" .. a.vmid .. "' (100 or more)"))
+  end
+  local ctime
+  if a.ctime then
+    ctime = parse_ctime(a.ctime)
+    if not ctime then
+      return select(2, ui.usage_error("create", "bad --ctime '" .. a.ctime
+        .. "' (seconds since 1970, @SECONDS, or 'YYYY-MM-DD HH:MM:SS' in UTC)"))
+    end
+  end
+  if a.uuid and not a.uuid:lower():match("^%x%x%x%x%x%x%x%x%-?%x%x%x%x%-?%x%x%x%x%-?%x%x%x%x%-?%x%x%x%x%x%x%x%x%x%x%x%x$") then
+    return select(2, ui.usage_error("create", "bad --uuid '" .. a.uuid
+      .. "' (32 hex digits, as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))
+  end
+  if a.stable and not ctime then
+    local sde = os.getenv("SOURCE_DATE_EPOCH")
+    if sde and sde ~= "" then
+      ctime = sde:match("^%d+$") and math.tointeger(tonumber(sde))
+      if not ctime then
+        return select(2, ui.usage_error("create", "SOURCE_DATE_EPOCH is not a number: " .. sde))
+      end
+    else
+      ctime = 0
+    end
   end
   local json_to = a.json and a.archive ~= "-" -- (not "x and nil or y": that is always y)
   local function fail(msg)
@@ -260,8 +341,17 @@ local function run(args)
   for _, n in ipairs(notes) do io.stderr:write("vma create: note: ", n, "\n") end
 
   vma.catch_signals()
+  local uuid = a.uuid and a.uuid:lower()
+  if a.stable and not uuid then
+    local serr
+    uuid, serr = stable_uuid(a, configs, devs, ctime)
+    if not uuid then
+      close_sources(devs)
+      return fail(serr)
+    end
+  end
   local w, err = vma.create(path, { compress = comp, level = a.level, threads = a.threads,
-    overwrite = a.force })
+    overwrite = a.force, uuid = uuid, ctime = ctime, canonical = a.stable })
   if not w then
     close_sources(devs)
     return fail(err)

@@ -8,7 +8,8 @@ local argparse = require "argparse"
 local function parser()
   local p = argparse("vma find", "Find files of the guest in an archive under PATH (default /; "
     .. "the forms of 'vma ls'), depth first, each folder in name order. The tests all apply; "
-    .. "links are not followed.")
+    .. "links are not followed. With a folder instead of an archive: which catalogued "
+    .. "backups of a store hold a file (vma find DIR PATTERN; 'vma find DIR --help').")
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("path", "where to look"):args("?")
   p:option("--name", "the name matches this glob (*, ?, [...])")
@@ -24,6 +25,9 @@ end
 local types = { f = "file", d = "directory", l = "link" }
 
 local function run(args)
+  -- a folder first (or --db): across the catalogued backups of a store
+  local storecmd = require "vma.storecmd"
+  if storecmd.wants(args) then return storecmd.find(args) end
   local a, st = ui.parse(parser(), args, "find")
   if not a then return st end
   local pattern, newer, sop, sval

@@ -17,7 +17,9 @@ local function parser()
     .. "times; the owner only with --preserve-owner (without it setuid and setgid bits are "
     .. "dropped). Devices, sockets and fifos are skipped. Nothing is written outside DEST, "
     .. "nothing existing is replaced without --force (a folder is then merged), and an "
-    .. "interrupted copy leaves nothing behind.")
+    .. "interrupted copy leaves nothing behind. With a folder instead of an archive: a "
+    .. "version of a file from a store's catalog (vma get DIR PATH DEST; 'vma get DIR "
+    .. "--help').")
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("items", "the guest's files or folders (PATH...), then where they go (DEST)"):args("2+")
   p:usage("Usage: vma get [-h] [-f] [--preserve-owner] [-q] [--root <root>] [--key <key>]\n"
@@ -38,7 +40,11 @@ local function basename(path)
   return b
 end
 
-local function run(args)
+local run
+function run(args)
+  -- a folder first (or --db): a version from a store's catalog, then this
+  local storecmd = require "vma.storecmd"
+  if storecmd.wants(args) then return storecmd.get(args, run) end
   local a, st = ui.parse(parser(), args, "get")
   if not a then return st end
   local items = a.items

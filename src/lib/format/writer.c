@@ -52,6 +52,7 @@ struct vma_writer {
     double start;
     gboolean overwrite;
     gboolean copied;  /* the content is another archive's, copied by vma_writer_copy */
+    gboolean canonical; /* write_source: extents of 59 clusters from cluster 0 */
 };
 
 /* an unsafe name from the caller is an argument error */
@@ -82,6 +83,7 @@ static vma_writer *writer_new(int fd, const vma_writer_opts *opts, GError **err)
     else
         uuid_generate(w->uuid);
     w->ctime = (opts && opts->ctime >= 0) ? opts->ctime : (int64_t)time(NULL);
+    w->canonical = opts && opts->canonical;
     w->ext = g_malloc(VMA_EXTENT_HEADER_SIZE + VMA_MAX_EXTENT_DATA);
     w->start = vma_now();
     w->out = vma_out_new(fd, opts ? opts->compress : VMA_COMPRESS_NONE,
@@ -413,7 +415,8 @@ int vma_writer_write_cluster(vma_writer *w, uint8_t dev_id, uint32_t cluster,
 
 /* Write n (<= 59) consecutive clusters that lie in buf as one extent of
  * their own, without copying: the header and the stored blocks go out in
- * one writev.  masks[k] says which blocks of cluster k are not zero. */
+ * one writev.  masks[k] says which blocks of cluster k are not zero (all
+ * zero: buf may be NULL). */
 static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n,
                        const uint8_t *buf, const uint16_t *masks, GError **err)
 {
@@ -426,13 +429,13 @@ static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n
         wdev *d = claim_cluster(w, dev_id, first + k, err);
         if (!d)
             return -1;
-        const uint8_t *cl = buf + (size_t)k * VMA_CLUSTER_SIZE;
         for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
-            const uint8_t *blk = cl + (size_t)j * VMA_BLOCK_SIZE;
             if (!((masks[k] >> j) & 1)) {
                 d->zero_bytes += block_in_device(d, first + k, j);
                 continue;
             }
+            /* buf is NULL only when no block is stored */
+            const uint8_t *blk = buf + (size_t)k * VMA_CLUSTER_SIZE + (size_t)j * VMA_BLOCK_SIZE;
             struct iovec *last = &iov[niov - 1];
             if (niov > 1 && (const uint8_t *)last->iov_base + last->iov_len == blk) {
                 last->iov_len += VMA_BLOCK_SIZE; /* adjacent: one piece */
@@ -468,7 +471,7 @@ static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n
 #define CHUNK_BYTES ((size_t)CHUNK_CLUSTERS * VMA_CLUSTER_SIZE)
 #define READ_BUFFERS 3
 
-enum { ITEM_DATA, ITEM_HOLE, ITEM_END, ITEM_ERROR };
+enum { ITEM_DATA, ITEM_HOLE, ITEM_ZERO_CHUNK, ITEM_END, ITEM_ERROR };
 
 typedef struct {
     int kind;
@@ -485,6 +488,7 @@ typedef struct {
     GAsyncQueue *full;     /* read_item * for the writer */
     GAsyncQueue *free;     /* uint8_t * buffers for the reader */
     gint stop;
+    gboolean canonical;    /* chunks of 59 clusters from cluster 0, holes or not */
 } read_ctx;
 
 static void push_item(read_ctx *c, int kind, uint64_t pos, uint64_t len, uint8_t *buf, GError *e)
@@ -534,9 +538,50 @@ static int read_chunk(read_ctx *c, uint64_t pos, uint64_t len)
     return 1;
 }
 
+/* the canonical layout (vma_writer_opts.canonical): every extent holds the
+ * 59 clusters from a multiple of 59 (the last one fewer), whatever holes the
+ * image has; a chunk without data is not read */
+static gpointer canonical_reader(read_ctx *c)
+{
+    uint64_t end = vma_clusters(c->size) * VMA_CLUSTER_SIZE;
+    uint64_t ds = 0, de = 0;
+    gboolean known = FALSE;
+    uint64_t pos = 0;
+    while (pos < end) {
+        if (reader_stopped(c))
+            break;
+        uint64_t len = MIN((uint64_t)CHUNK_BYTES, end - pos);
+        if (!known || pos >= de) {
+            GError *e = NULL;
+            int rc = c->src->ops->next_data(c->src->ctx, pos, &ds, &de, &e);
+            if (rc < 0) {
+                push_item(c, ITEM_ERROR, pos, 0, NULL, e);
+                return NULL;
+            }
+            if (rc == 0)
+                ds = de = end;
+            known = TRUE;
+        }
+        if (ds >= pos + len || ds >= c->size) {
+            push_item(c, ITEM_ZERO_CHUNK, pos, len, NULL, NULL);
+        } else {
+            int rc = read_chunk(c, pos, len);
+            if (rc < 0)
+                return NULL;
+            if (rc == 0)
+                break;
+        }
+        pos += len;
+    }
+    push_item(c, ITEM_END, pos, 0, NULL, NULL);
+    return NULL;
+}
+
 static gpointer reader_thread(gpointer data)
 {
     read_ctx *c = data;
+    if (c->canonical)
+        return canonical_reader(c);
     uint64_t pos = 0;             /* always a cluster boundary */
     uint64_t ds = 0, de = 0;      /* the next data known: [ds, de); ds >= size: none */
     gboolean known = FALSE;
@@ -591,6 +636,9 @@ static int write_item(vma_writer *w, uint8_t dev_id, wdev *d, const read_item *i
     if (it->kind == ITEM_HOLE) {
         for (uint64_t k = 0; k < n && rc == 0; k++)
             rc = vma_writer_write_cluster(w, dev_id, first + (uint32_t)k, NULL, err);
+    } else if (it->kind == ITEM_ZERO_CHUNK) {
+        static const uint16_t none[CHUNK_CLUSTERS];
+        rc = write_chunk(w, dev_id, first, (unsigned)n, NULL, none, err);
     } else {
         rc = write_chunk(w, dev_id, first, (unsigned)n, it->buf, it->masks, err);
     }
@@ -657,7 +705,7 @@ int vma_writer_write_source(vma_writer *w, uint8_t dev_id, const vma_source *src
                     G_GUINT64_FORMAT " bytes)", d->name, src->size, d->size);
         return -1;
     }
-    read_ctx c = {.src = src, .size = d->size};
+    read_ctx c = {.src = src, .size = d->size, .canonical = w->canonical};
     c.full = g_async_queue_new();
     c.free = g_async_queue_new();
     for (unsigned i = 0; i < READ_BUFFERS; i++)
