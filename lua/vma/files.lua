@@ -37,7 +37,8 @@ function M.open(cmd, archive, a)
     key = f:read("a")
     f:close()
   end
-  local g, gerr = r:guest { root = a.root, key = key, keyfile = a.keyfile }
+  local g, gerr = r:guest { root = a.root, key = key, keyfile = a.keyfile, no_cache = a.no_cache,
+    cmd = cmd, quiet = a.quiet }
   if not g then
     r:close()
     unwait()

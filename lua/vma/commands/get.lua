@@ -35,6 +35,7 @@ local function basename(path)
   local b = comps[#comps]
   if b and b:match("^%a:$") then b = nil end
   if b and b:find(":", 1, true) then b = b:match("[^:]*$") end
+  if b == "" then b = nil end
   return b
 end
 
