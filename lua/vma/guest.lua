@@ -51,12 +51,13 @@ M.engines = {
 }
 
 --- Open the file system of a volume with the first engine that can (opts:
---- key, keyfile, as given to the commands, for the engines that use them).
+--- key, keyfile, as given to the commands, for the engines that use them;
+--- engine: the name of the only engine to ask).
 function M.fs(vol, opts)
   local whys = {}
   for _, e in ipairs(M.engines) do
     local ok, why
-    if vol.engine and vol.engine ~= e.name then
+    if (vol.engine and vol.engine ~= e.name) or (opts and opts.engine and opts.engine ~= e.name) then
       ok = false
     else
       ok, why = e:can(vol, opts or {})
@@ -223,7 +224,7 @@ function M.volumes(r, opts)
   -- the guest's options only (r:guest(): its key, and it ends what they start)
   if opts and opts.reader then
     for _, e in ipairs(M.engines) do
-      if e.volumes then e:volumes(r, all, info, opts) end
+      if e.volumes and (not opts.engine or opts.engine == e.name) then e:volumes(r, all, info, opts) end
     end
   end
   return all, info
@@ -331,9 +332,12 @@ end
 --- /dev/sdXN forms (the guest's disk order is a guess).
 function M.find_spec(vols, spec)
   local function by(field, want, ci)
+    local function match(x)
+      return x and x ~= "" and (x == want or (ci and x:lower() == want:lower()))
+    end
     for _, v in ipairs(vols) do
-      local x = v[field]
-      if x and x ~= "" and (x == want or (ci and x:lower() == want:lower())) then return v end
+      -- an encrypted volume also answers for what it holds (once opened)
+      if match(v[field]) or match(v["inner_" .. field]) then return v end
     end
   end
   local k, val = spec:match("^(%u+)=(.*)$")
@@ -519,7 +523,8 @@ function Guest:_choose_root()
   end
   if not root.os then root.os = os_of(rfs) end
   self.windows = root.os and root.os.kind == "windows"
-  self.mounts = { { path = "/", comps = {}, vol = root, fs = rfs, spec = root.name } }
+  self.mounts = { { path = "/", comps = {}, vol = root, fs = rfs, spec = root.name,
+    subvol = root.root_subvol } }
   if root.os and root.os.kind == "linux" then self:_apply_fstab(rfs) end
   return true
 end
@@ -554,7 +559,10 @@ function Guest:_apply_fstab(rfs)
         local sv = ("," .. e.options .. ","):match(",subvol=([^,]*),")
         if fs and sv and fs.subvolume then
           sv = sv:gsub("^/+", "")
-          if sv ~= "" then fs, err = fs:subvolume(sv) end
+          if sv ~= "" then
+            fs, err = fs:subvolume(sv)
+            m.subvol = sv
+          end
         end
         m.fs, m.error = fs, err
       end
@@ -791,7 +799,7 @@ function Guest:mount_table()
   for _, m in ipairs(self.mounts) do
     t[#t + 1] = { path = m.path, volume = m.vol and m.vol.name, spec = m.spec,
       fstype = m.vol and m.vol.fstype, options = m.options, error = m.error,
-      guessed = m.guessed }
+      guessed = m.guessed, subvol = m.subvol, engine = m.fs and m.fs.engine }
   end
   table.sort(t, function(a, b) return a.path < b.path end)
   return t

@@ -149,6 +149,8 @@ function Session:_launch(tcg, wait)
   local ok, h = pcall(G.create)
   if not ok then return nil, "libguestfs: " .. errtext(h) end
   self.h = h
+  -- its overlays in the private folder (removed with it)
+  call(h, "set_tmpdir", self.tmp)
   if tcg then
     local cur = call(h, "get_backend_settings")
     local settings = type(cur) == "table" and cur or {}
@@ -180,7 +182,9 @@ function Session:start()
   if not tmp then return nil, terr end
   self.tmp = tmp
   self.socket = tmp .. "/nbd.sock"
-  vma.catch_signals()
+  -- a signal sets a flag: the caller ends the appliance and nbdkit (a
+  -- caller that wants signals to end the process says signals = false)
+  if self.opts.signals ~= false then vma.catch_signals() end
   local nb, nerr = access.start_nbdkit { archive = r.path, socket = self.socket, dir = tmp,
     expect = r.header_md5, cache = not self.opts.no_cache }
   if not nb then return nil, nerr end
@@ -204,8 +208,8 @@ function Session:start()
     ok, err, fired = self:_launch(true, seconds("VMA_GUESTFS_LAUNCH_WAIT", 600))
   end
   unnote(self)
+  if vma.interrupted() then return nil, "interrupted" end
   if not ok then
-    if vma.interrupted() then return nil, "interrupted" end
     if fired then
       return nil, string.format("the libguestfs appliance did not start in %d s (if this "
         .. "machine's KVM cannot run a guest, set LIBGUESTFS_BACKEND_SETTINGS=force_tcg)",
@@ -282,22 +286,48 @@ end
 
 -- ---------------------------------------------------------------- devices
 
+--- What blkid says of a device of the appliance (once): {TYPE=, LABEL=,
+--- UUID=}, empty when nothing is recognised.
+function Session:probe(dev)
+  self.probes = self.probes or {}
+  local p = self.probes[dev]
+  if p then return p end
+  local t = call(self.h, "blkid", dev)
+  p = type(t) == "table" and t or {}
+  self.probes[dev] = p
+  return p
+end
+
+-- the partitions of a disk of the appliance: number -> {start=, size=}
+function Session:_parts(base)
+  self.parts = self.parts or {}
+  if self.parts[base] then return self.parts[base] end
+  local t = {}
+  local list = call(self.h, "part_list", base)
+  for _, p in ipairs(type(list) == "table" and list or {}) do
+    t[int(p.part_num)] = { start = int(p.part_start), size = int(p.part_size) }
+  end
+  self.parts[base] = t
+  return t
+end
+
 --- The appliance's device of a volume: a partition, a whole disk, an LVM
---- logical volume, or what this engine assembled; nil, message.
+--- logical volume, or what this engine assembled; nil, message.  A
+--- partition is checked against the table libguestfs reads (its start and
+--- size), so that no other bytes are read under its name.
 function Session:device(vol)
   if vol.gdev then return vol.gdev end
   if vol.vg and vol.lv then return "/dev/" .. vol.vg .. "/" .. vol.lv end
   local base = vol.disk and self.dev_of_disk[vol.disk]
   if not base then return nil, "libguestfs does not show the disk of " .. tostring(vol.name) end
-  local dev = base
-  if vol.number then dev = base .. tostring(vol.number) end
-  local size = call(self.h, "blockdev_getsize64", dev)
-  if not size then return nil, "libguestfs does not show " .. dev .. " (" .. tostring(vol.name) .. ")" end
-  if vol.size and int(size) ~= vol.size then
-    return nil, string.format("libguestfs's %s has %d bytes, %s %d", dev, int(size),
-      tostring(vol.name), vol.size)
+  if not vol.number then return base end
+  local p = self:_parts(base)[vol.number]
+  if not p then return nil, "libguestfs does not show partition " .. vol.number .. " of " .. base end
+  if (vol.start and p.start ~= vol.start) or (vol.length and p.size ~= vol.length) then
+    return nil, string.format("libguestfs's partition %d of %s is not %s (start %d, %d bytes)",
+      vol.number, base, tostring(vol.name), p.start, p.size)
   end
-  return dev
+  return base .. tostring(vol.number)
 end
 
 local CRYPT = { luks = "luks", bitlocker = "bitlk" }
@@ -317,9 +347,12 @@ function Session:unlock(vol, dev, key)
       { readonly = true, crypttype = CRYPT[vol.fstype] or "luks" })
     if ok then
       u = { dev = "/dev/mapper/" .. name }
-      -- what it holds may be an LVM physical volume
-      call(self.h, "vgscan")
-      call(self.h, "vg_activate_all", true)
+      -- what it holds may be an LVM physical volume: its volumes then
+      if self:probe(u.dev).TYPE == "LVM2_member" then
+        call(self.h, "vgscan")
+        call(self.h, "vg_activate_all", true)
+        self.lvm_changed = true
+      end
     elseif err and (err:find("No key available", 1, true) or err:find("status 2", 1, true)) then
       u = { err = string.format("the key given does not open this %s volume", what), wrong_key = true }
     else
@@ -765,10 +798,9 @@ function Session:fs_of_device(dev, fstype)
   local options = fstype == "btrfs" and "ro,subvolid=5" or "ro"
   local ok, err = call(self.h, "mount_options", options, dev, mp)
   if not ok then return nil, "libguestfs cannot mount it (" .. tostring(fstype) .. "): " .. err end
-  local label = call(self.h, "vfs_label", dev)
-  local uuid = call(self.h, "vfs_uuid", dev)
+  local p = self:probe(dev)
   local fs = setmetatable({ s = self, base = mp, cache = {}, type = fstype,
-    label = type(label) == "string" and label or "", uuid = type(uuid) == "string" and uuid or "",
+    label = p.LABEL or "", uuid = p.UUID or "",
     engine = E.name, dev = dev, case_insensitive = false }, FS)
   self.fss[dev] = fs
   return fs
@@ -809,7 +841,7 @@ function E:open(vol, opts)
     if not inner then return nil, uerr, "key" end
     dev = inner
   end
-  local t = call(s.h, "vfs_type", dev)
+  local t = s:probe(dev).TYPE
   if type(t) ~= "string" or t == "" or t == "unknown" then
     return nil, "libguestfs finds no file system on it", "format"
   end
@@ -855,85 +887,177 @@ function E:volumes(reader, vols, info, opts)
   if not reader or not needs_launch(vols, info, opts) then return end
   local by_name = {}
   for _, v in ipairs(vols) do by_name[v.name] = v end
-  if not E.binding() then
+  local function note_(text)
     info.engine_notes = info.engine_notes or {}
-    info.engine_notes[#info.engine_notes + 1] = "some volumes need libguestfs, and " .. MISSING
-    return
+    info.engine_notes[#info.engine_notes + 1] = text
   end
+  if not E.binding() then return note_("some volumes need libguestfs: " .. MISSING) end
   local s, err = E.session(reader, opts)
-  if not s then
-    info.engine_notes = info.engine_notes or {}
-    info.engine_notes[#info.engine_notes + 1] = err
-    return
-  end
-  -- the devices already known, and the encrypted volumes opened
-  local known = {}
+  if not s then return note_(err) end
+  -- the encrypted volumes, opened with the key; what they hold
+  local want_md, want_ldm, want_lvs = false, false, false
   for _, v in ipairs(vols) do
-    if v.usage ~= nil or v.fstype then
-      local dev = s:device(v)
-      if dev then
-        known[dev] = v
-        if CRYPT[v.fstype or ""] and opts.key then
-          local inner, uerr = s:unlock(v, dev, opts.key)
-          if inner then
-            known[inner] = v
-            local t = call(s.h, "vfs_type", inner)
-            v.holds = type(t) == "string" and t or nil
-          else
-            v.unlock_error = uerr
-          end
-        end
+    if CRYPT[v.fstype or ""] and opts.key then
+      local dev, derr = s:device(v)
+      local inner, uerr
+      if dev then inner, uerr = s:unlock(v, dev, opts.key) end
+      if inner then
+        local p = s:probe(inner)
+        v.holds, v.inner_label, v.inner_uuid = p.TYPE, p.LABEL, p.UUID
+        if p.TYPE == "LVM2_member" then want_lvs = true end
+        if p.TYPE == "linux_raid_member" then want_md = true end
+      else
+        v.unlock_error = derr or uerr
       end
     end
+    if v.fstype == "md" then want_md = true end
+    if v.part_type and LDM_TYPES[v.part_type:lower()] then want_ldm = true end
   end
-  local list = call(s.h, "list_filesystems")
-  if type(list) ~= "table" then return end
-  local devs = {}
-  for dev, t in pairs(list) do
-    if type(dev) == "string" and not dev:find("^btrfsvol:") and not known[dev]
-        and t ~= "unknown" and t ~= "swap" and t ~= "LVM2_member" and t ~= "linux_raid_member" then
-      devs[#devs + 1] = dev
+  for _, vg in ipairs(info.vgs or {}) do
+    for _, lv in ipairs(vg.lvs) do
+      if not lv.volume then want_lvs = true end
     end
   end
+  -- the devices only libguestfs assembles
+  local devs = {}
+  local function add(list)
+    for _, d in ipairs(type(list) == "table" and list or {}) do devs[#devs + 1] = d end
+  end
+  if want_md then
+    add(call(s.h, "list_md_devices"))
+  end
+  if want_ldm then add(call(s.h, "list_ldm_volumes")) end
+  if want_md and not want_lvs then
+    -- LVM on md RAID
+    for _, d in ipairs(devs) do
+      if s:probe(d).TYPE == "LVM2_member" then want_lvs = true end
+    end
+    if want_lvs then
+      call(s.h, "vgscan")
+      call(s.h, "vg_activate_all", true)
+    end
+  end
+  if want_lvs then add(call(s.h, "lvs")) end
   table.sort(devs)
   info.assembled = info.assembled or {}
+  local seen = {}
   for _, dev in ipairs(devs) do
-    local name, vg, lv, from
-    local mvg, mlv = dev:match("^/dev/([^/]+)/([^/]+)$")
-    if mvg and mvg ~= "mapper" and mvg ~= "md" then
-      name, vg, lv, from = mvg .. "/" .. mlv, mvg, mlv, "LVM"
-    elseif dev:match("^/dev/md") then
-      name, from = dev:match("^/dev/(.*)$"):gsub("/", "-"), "md RAID"
-    elseif dev:match("^/dev/mapper/ldm_vol_") then
-      name, from = "ldm/" .. dev:match("^/dev/mapper/ldm_vol_(.*)$"), "Windows dynamic disk"
-    else
-      name, from = dev:match("^/dev/(.*)$") or dev, "libguestfs"
-    end
-    local size = call(s.h, "blockdev_getsize64", dev)
-    local t = list[dev]
-    local label = call(s.h, "vfs_label", dev)
-    local uuid = call(s.h, "vfs_uuid", dev)
-    local v = setmetatable({ name = name, gdev = dev, engine = E.name, fstype = t,
-      usage = "filesystem", label = type(label) == "string" and label or "",
-      uuid = type(uuid) == "string" and uuid or "", size = size and int(size) or nil,
-      length = size and int(size) or nil, vg = vg, lv = lv, from = from, archive = reader }, VM)
-    local existing = by_name[name]
-    if existing and existing.vg and existing.lv and not existing.engine then
-      -- an LVM volume the in-process reader has too: its own stays
-    else
-      vols[#vols + 1] = v
-      by_name[name] = v
-      info.assembled[#info.assembled + 1] = v
-      -- a logical volume not read in-process (striped, thin...): now read
-      for _, g in ipairs(info.vgs or {}) do
-        for _, l in ipairs(g.lvs) do
-          if l.name == name and not l.volume then
-            l.volume, l.engine_reason, l.reason = v, l.reason, nil
+    local p = s:probe(dev)
+    local t = p.TYPE
+    if not seen[dev] and t and t ~= "" and t ~= "swap" and t ~= "LVM2_member"
+        and t ~= "linux_raid_member" then
+      seen[dev] = true
+      local name, vg, lv, from
+      local mvg, mlv = dev:match("^/dev/([^/]+)/([^/]+)$")
+      if mvg and mvg ~= "mapper" and mvg ~= "md" then
+        name, vg, lv, from = mvg .. "/" .. mlv, mvg, mlv, "LVM"
+      elseif dev:match("^/dev/md") then
+        name, from = dev:match("^/dev/(.*)$"):gsub("/", "-"), "md RAID"
+      elseif dev:match("^/dev/mapper/ldm_vol_") then
+        name, from = "ldm/" .. dev:match("^/dev/mapper/ldm_vol_(.*)$"), "Windows dynamic disk"
+      else
+        name, from = dev:match("^/dev/(.*)$") or dev, "libguestfs"
+      end
+      local existing = by_name[name]
+      if not (existing and not existing.engine) then
+        -- (an LVM volume the in-process reader has too: its own stays)
+        local size = call(s.h, "blockdev_getsize64", dev)
+        local v = setmetatable({ name = name, gdev = dev, engine = E.name, fstype = t,
+          usage = "filesystem", label = p.LABEL or "", uuid = p.UUID or "",
+          size = size and int(size) or nil, length = size and int(size) or nil, vg = vg, lv = lv,
+          from = from, archive = reader }, VM)
+        vols[#vols + 1] = v
+        by_name[name] = v
+        info.assembled[#info.assembled + 1] = v
+        -- a logical volume not read in-process (striped, thin...): now read
+        for _, g in ipairs(info.vgs or {}) do
+          for _, l in ipairs(g.lvs) do
+            if l.name == name and not l.volume then
+              l.volume, l.engine_reason, l.reason = v, l.reason, nil
+            end
           end
         end
       end
     end
   end
+end
+
+-- ---------------------------------------------------------------- vma mount --files
+
+-- ends the mount and the private folder of a server that died without
+-- doing it (killed): polls the server's pid; stopped (SIGTERM) by a server
+-- that ends as it should
+local CLEANER = [[
+trap 'exit 0' TERM
+while kill -0 "$1" 2>/dev/null; do sleep 1 & wait $!; done
+if [ "$(findmnt -n -o FSTYPE --mountpoint "$2" 2>/dev/null)" = fuse.vma-files ]; then
+  fusermount3 -u -z "$2" 2>/dev/null || fusermount -u -z "$2" 2>/dev/null || umount -l "$2"
+fi
+rm -rf "$3"
+]]
+
+--- Serve the guest's tree on the empty folder dir through libguestfs's
+--- FUSE mount (mount_local), read-only: every file system of the guest's
+--- mount table mounted on its path inside the appliance, the root first.
+--- Blocks until the folder is unmounted (vma umount, fusermount -u); a
+--- signal ends the process (the mount and the private folder are then
+--- removed by a watcher).  o.options: more FUSE options; o.label: the
+--- mount's fsname.  Returns true, or nil, message.
+function E.serve_guest(g, dir, o)
+  o = o or {}
+  local ok0, nerr = g:_need_root()
+  if not ok0 then return nil, nerr end
+  local s, err = E.session(g.reader, g.opts)
+  if not s then return nil, err end
+  local h = s.h
+  -- what the engine mounted for reading goes; the guest's layout instead
+  call(h, "umount_all")
+  for _, fs in pairs(s.fss) do fs.closed = true end
+  s.fss = {}
+  local mounts = {}
+  for _, m in ipairs(g.mounts) do mounts[#mounts + 1] = m end
+  table.sort(mounts, function(a, b)
+    if #a.comps ~= #b.comps then return #a.comps < #b.comps end
+    return a.path < b.path
+  end)
+  for _, m in ipairs(mounts) do
+    local dev, derr
+    if m.fs then
+      dev, derr = s:device(m.vol)
+      if dev and CRYPT[m.vol.fstype or ""] then dev, derr = s:unlock(m.vol, dev, g.opts.key) end
+    else
+      derr = m.error
+    end
+    local okm, merr
+    if dev then
+      local options = "ro"
+      if m.fs.subvol then
+        options = options .. ",subvol=" .. m.fs.subvol
+      elseif m.fs.type == "btrfs" or s:probe(dev).TYPE == "btrfs" then
+        options = options .. ",subvolid=5"
+      end
+      okm, merr = call(h, "mount_options", options, dev, m.path)
+    end
+    if not okm then
+      local why = merr or derr or "?"
+      if m.path == "/" then return nil, "the root file system cannot be mounted: " .. why end
+      io.stderr:write("vma mount: ", m.path, " is left out: ", why, "\n")
+    end
+  end
+  local fopts = "ro,subtype=vma-files,fsname=" .. (o.label or "vma")
+  if o.options and o.options ~= "" then fopts = fopts .. "," .. o.options end
+  local okl, lerr = call(h, "mount_local", dir, { readonly = true, options = fopts })
+  if not okl then return nil, "libguestfs cannot mount on " .. dir .. ": " .. lerr end
+  local cleaner = vma.spawn({ "sh", "-c", CLEANER, "vma-mount-cleaner", tostring(vma.getpid()),
+    dir, s.tmp }, { stdin = "/dev/null", stdout = "/dev/null", stderr = "/dev/null" })
+  if o.ready then o.ready() end
+  local okr, rerr = call(h, "mount_local_run")
+  if cleaner then
+    vma.kill(cleaner, "TERM")
+    vma.wait(cleaner)
+  end
+  if not okr then return nil, rerr end
+  return true
 end
 
 -- ---------------------------------------------------------------- inspection
