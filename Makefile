@@ -28,7 +28,8 @@ DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev li
              lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev \
              nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk \
              librbd-dev librados-dev ceph-mon ceph-osd ceph-common \
-             libtsk-dev sleuthkit fdisk xfsprogs dosfstools mtools ntfs-3g exfatprogs
+             libtsk-dev sleuthkit fdisk xfsprogs dosfstools mtools ntfs-3g exfatprogs \
+             lua-guestfs btrfs-progs cryptsetup-bin
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

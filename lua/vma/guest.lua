@@ -551,8 +551,8 @@ function Guest:_apply_fstab(rfs)
       local m = { path = join(comps), comps = comps, spec = e.spec, type = e.type,
         options = e.options, vol = vol, guessed = guessed }
       if not vol then
-        m.error = string.format("%s (%s) is not in the archive: %s", e.spec, e.path,
-          why or "no volume matches")
+        m.error = string.format("%s (%s) is not in the archive: %s%s", e.spec, e.path,
+          why or "no volume matches", self:_locked())
       else
         local fs, err = self:fs_of(vol)
         -- btrfs: subvol=NAME (or the subvolume the root was found in)
@@ -576,6 +576,22 @@ function Guest:_apply_fstab(rfs)
     if #a.comps ~= #b.comps then return #a.comps > #b.comps end
     return a.path < b.path
   end)
+end
+
+-- what may hide a file system named by the fstab: the encrypted volumes
+-- not opened, and why
+function Guest:_locked()
+  local t = {}
+  for _, v in ipairs(self.vols) do
+    if (v.fstype == "luks" or v.fstype == "bitlocker") and not v.holds then
+      local why = v.unlock_error or (self.info.engine_notes and self.info.engine_notes[1])
+        or (self.opts.key and "not opened")
+        or "give its passphrase with --keyfile FILE (or --key PASSPHRASE)"
+      t[#t + 1] = string.format("%s is encrypted: %s", v.name, why)
+    end
+  end
+  if #t == 0 then return "" end
+  return " (" .. table.concat(t, "; ") .. ")"
 end
 
 -- the mount serving the path comps (resolved, no links) and the path

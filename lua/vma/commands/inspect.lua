@@ -12,8 +12,10 @@ local function parser()
     .. "partition table and volumes (file system, label, UUID, size, space used), the LVM "
     .. "volume groups and their logical volumes, the root file system chosen (and others "
     .. "that hold an operating system), the operating system (/etc/os-release, hostname; "
-    .. "for Windows what the in-process reader can tell), and the mount table from "
-    .. "/etc/fstab. The volume names it prints are those of 'vma ls VOLUME:/path'.")
+    .. "for Windows its version through libguestfs, where installed), and the mount table "
+    .. "from /etc/fstab. What the in-process readers cannot read (btrfs, LUKS, md RAID...) "
+    .. "is read through libguestfs, where installed. The volume names it prints are those "
+    .. "of 'vma ls VOLUME:/path'.")
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:flag("--json", "print a JSON object")
   files.options(p)

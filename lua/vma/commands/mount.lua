@@ -15,7 +15,9 @@ local function parser()
     .. "background; 'vma umount DIR' (or fusermount3 -u DIR) ends it. With --files, DIR "
     .. "shows the guest's files instead, as the guest sees them (the root file system, "
     .. "each file system of /etc/fstab on its path), read in the process: modes, owners "
-    .. "and times of the guest, links as links, sparse files sparse.")
+    .. "and times of the guest, links as links, sparse files sparse. When a file system "
+    .. "is not read in-process (btrfs, LUKS, md RAID...), libguestfs serves the whole "
+    .. "tree (its FUSE mount, the same process until unmounted).")
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("dir", "an empty folder")
   p:flag("--files", "the guest's files, not its disks")

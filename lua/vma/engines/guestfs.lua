@@ -395,7 +395,8 @@ end
 -- up to n bytes at the position (the buffer first); nil at the end, or
 -- nil, message
 function File:_take(n)
-  if self.pos >= self.size or n <= 0 then return self.pos >= self.size and nil or "" end
+  if self.pos >= self.size then return nil end
+  if n <= 0 then return "" end
   n = math.min(n, self.size - self.pos)
   local parts, got = {}, 0
   -- what the buffer holds at pos
@@ -505,6 +506,7 @@ function File:copy_to(out)
   local n = 0
   self.pos = 0
   while true do
+    if vma.interrupted() then return nil, "interrupted" end
     local s, err = self:_take(PREAD_MAX)
     if err then return nil, err end
     if not s then break end
