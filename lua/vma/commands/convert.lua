@@ -6,7 +6,11 @@ local ui = require "vma.ui"
 local access = require "vma.access"
 local argparse = require "argparse"
 
-local FORMATS = { qcow2 = true, vmdk = true, vhdx = true, raw = true, vpc = true, vdi = true }
+-- the formats of qemu-img that -O takes (vpc: VHD), in the order help gives them
+local FORMAT_NAMES = { "qcow2", "vmdk", "vhdx", "vpc", "vdi", "raw" }
+local FORMATS = {}
+for _, f in ipairs(FORMAT_NAMES) do FORMATS[f] = true end
+local FORMAT_LIST = "qcow2, vmdk, vhdx, vpc (VHD), vdi or raw"
 local BY_EXT = { qcow2 = "qcow2", vmdk = "vmdk", vhdx = "vhdx", raw = "raw", img = "raw",
   vhd = "vpc", vdi = "vdi" }
 
@@ -19,7 +23,8 @@ local function parser()
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("out", "the image to write")
   p:option("--disk", "the disk (scsi0 or drive-scsi0); needed when there are several")
-  p:option("-O --format", "qcow2, vmdk, vhdx or raw (default: from OUT's extension, else qcow2)")
+  p:option("-O --format", FORMAT_LIST .. " (default: from OUT's extension, .img: raw, .vhd: "
+    .. "vpc; else qcow2)")
   p:flag("--force", "replace OUT if it exists")
   p:flag("-q --quiet", "no progress, even on a terminal")
   p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
@@ -32,8 +37,8 @@ local function run(args)
   local fmt = a.format or BY_EXT[(a.out:match("%.(%w+)$") or ""):lower()] or "qcow2"
   local started = vma.clock()
   if not FORMATS[fmt] then
-    io.stderr:write("vma convert: unknown format '" .. fmt .. "': qcow2, vmdk, vhdx or raw "
-      .. "(see 'vma help convert')\n")
+    io.stderr:write("vma convert: unknown format '" .. fmt .. "': " .. FORMAT_LIST
+      .. " (see 'vma help convert')\n")
     return 2
   end
   local ost = vma.stat(a.out)
@@ -142,7 +147,8 @@ local function run(args)
 end
 
 return {
-  description = "convert a disk of an archive to qcow2, vmdk, vhdx or raw (qemu-img)",
+  description = "convert a disk of an archive to qcow2, vmdk, vhdx, vpc, vdi or raw (qemu-img)",
   usage = parser():get_help(),
+  complete = { ["--format"] = FORMAT_NAMES },
   run = run,
 }

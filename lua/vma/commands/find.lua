@@ -14,7 +14,7 @@ local function parser()
   p:option("--name", "the name matches this glob (*, ?, [...])")
   p:option("--newer", "modified after this date: 2024-05-01, '2024-05-01 12:00' (UTC), @EPOCH, "
     .. "or an age: 7d, 12h, 30m, 2w")
-  p:option("--size", "the size in bytes is more than +N, less than -N, or exactly N (K, M, G)")
+  p:option("--size", "the size in bytes: +N more than N, N exactly, a minus sign before N less than N (K, M, G)")
   p:option("--type", "f (file), d (folder), l (link)"):choices { "f", "d", "l" }
   p:flag("--json", "print a JSON object")
   files.options(p)
