@@ -55,7 +55,7 @@ DEBS_CHECK   := lua5.4 lua-busted lua-cjson gzip valgrind nbdkit libnbd-bin fuse
                 ntfs-3g exfatprogs sqlite3 chromium
 DEBS_DEB     := dpkg-dev debhelper lintian
 DEBS_CEPH    := librbd-dev librados-dev ceph-mon ceph-osd ceph-common
-DEBS_GUESTFS := lua-guestfs guestfs-tools
+DEBS_GUESTFS := lua-guestfs btrfs-progs cryptsetup-bin
 DEBS_FUZZ    := clang libclang-rt-14-dev
 # make demo makes a guest disk without root: sfdisk, mke2fs -d
 DEBS_DEMO    := fdisk e2fsprogs

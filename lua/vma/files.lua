@@ -12,8 +12,13 @@ function M.options(p)
   p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
   p:option("--root", "the volume holding the root file system (as 'vma inspect' names it), "
     .. "when the choice made is not the one wanted")
-  p:option("--key", "the passphrase of encrypted volumes (for the engines that open them)")
-  p:option("--keyfile", "a file holding the key of encrypted volumes")
+  p:option("--keyfile", "a file holding the key (passphrase) of the encrypted volumes (LUKS, "
+    .. "BitLocker; read through libguestfs), used as it is, newline included")
+  p:option("--key", "the passphrase of the encrypted volumes (others on this machine may see "
+    .. "it in the process list: prefer --keyfile)")
+  p:option("--engine", "read every file system with this engine only: in-process (never "
+    .. "starts libguestfs) or libguestfs (reads ext4, XFS... through it too)")
+    :choices { "in-process", "libguestfs" }
 end
 
 --- Open the archive and its guest: r, g, and a function that ends the
@@ -27,6 +32,11 @@ function M.open(cmd, archive, a)
     return nil, err
   end
   local key = a.key
+  if a.key and a.keyfile then
+    unwait()
+    r:close()
+    return nil, "--key and --keyfile exclude each other"
+  end
   if a.keyfile then
     local f, ferr = io.open(a.keyfile, "rb")
     if not f then
@@ -37,11 +47,19 @@ function M.open(cmd, archive, a)
     key = f:read("a")
     f:close()
   end
-  local g, gerr = r:guest { root = a.root, key = key, keyfile = a.keyfile }
+  local g, gerr = r:guest { root = a.root, key = key, keyfile = a.keyfile, no_cache = a.no_cache,
+    cmd = cmd, quiet = a.quiet, engine = a.engine, signals = a.signals }
   if not g then
     r:close()
     unwait()
     return nil, gerr
+  end
+  if vma.interrupted() then
+    -- during libguestfs's launch: what it started is ended already
+    g:close()
+    r:close()
+    unwait()
+    return nil, "interrupted"
   end
   return r, g, unwait
 end

@@ -26,9 +26,11 @@ local MAX_LINKS = 40
 -- ---------------------------------------------------------------- engines
 
 --- The engines, tried in order by M.fs: each has a name, can(vol, opts)
---- -> true | false, why, and open(vol, opts) -> fs | nil, message.  A second
---- engine (libguestfs, for what the in-process one cannot read: btrfs,
---- LUKS, md RAID...) is added to this list.
+--- -> true | false, why, and open(vol, opts) -> fs | nil, message; and may
+--- have volumes(reader, vols, info, opts) (add the volumes only it can
+--- assemble), release(reader) (end what it started for a reader: the guest
+--- calls it when closed) and os_info(vol, opts) (what it knows of the OS on
+--- a volume).  A volume with a field engine is read by that engine only.
 M.engines = {
   {
     name = "in-process",
@@ -36,21 +38,30 @@ M.engines = {
       ntfs = true, hfsplus = true, iso9660 = true, ufs = true },
     can = function(self, vol)
       if self.types[vol.fstype or ""] then return true end
-      return false, vol.fstype and vol.fstype ~= "" and
-        (vol.fstype .. " is not read in-process") or "no file system was recognised"
+      return false, "not read in-process"
     end,
     open = function(_, vol)
       return vol:open_fs(vol.fstype)
     end,
   },
+  -- libguestfs, found at run time: btrfs, LUKS, BitLocker, md RAID, Windows
+  -- dynamic disks, LVM volumes that are not linear, any file system the
+  -- kernel mounts (lua/vma/engines/guestfs.lua)
+  (require "vma.engines.guestfs"),
 }
 
 --- Open the file system of a volume with the first engine that can (opts:
---- key, keyfile, as given to the commands, for the engines that use them).
+--- key, keyfile, as given to the commands, for the engines that use them;
+--- engine: the name of the only engine to ask).
 function M.fs(vol, opts)
   local whys = {}
   for _, e in ipairs(M.engines) do
-    local ok, why = e:can(vol, opts or {})
+    local ok, why
+    if (vol.engine and vol.engine ~= e.name) or (opts and opts.engine and opts.engine ~= e.name) then
+      ok = false
+    else
+      ok, why = e:can(vol, opts or {})
+    end
     if ok then
       local fs, err, kind = e:open(vol, opts or {})
       if fs then
@@ -62,10 +73,8 @@ function M.fs(vol, opts)
     whys[#whys + 1] = why
   end
   local what = vol.fstype and vol.fstype ~= "" and vol.fstype or "nothing recognised"
-  local msg = string.format("%s holds %s, which no engine here can read", vol.name or "the volume", what)
-  if vol.fstype == "luks" or vol.fstype == "btrfs" or vol.fstype == "md" or vol.fstype == "bitlocker" then
-    msg = msg .. " (libguestfs reads it: apt-get install libguestfs0 lua-guestfs)"
-  end
+  local msg = string.format("%s holds %s: %s", vol.name or "the volume", what,
+    #whys > 0 and table.concat(whys, ", and ") or "no engine here reads it")
   return nil, msg, "format"
 end
 
@@ -126,7 +135,7 @@ end
 --- (name "vg/lv", with vg, lv, lvm_reason when it cannot be read); the
 --- second value tells about the disks and volume groups:
 --- { disks = { {name=, size=, table=}, ... }, vgs = { {name=, pvs=, missing=, lvs=}, ... } }
-function M.volumes(r)
+function M.volumes(r, opts)
   local all, info = {}, { disks = {}, vgs = {} }
   for _, dev in ipairs(r:devices()) do
     if not dev.vmstate then
@@ -207,6 +216,15 @@ function M.volumes(r)
         vginfo.lvs[#vginfo.lvs + 1] = { name = name, size = lv.size, reason = reason,
           volume = vol }
       end
+    end
+  end
+  -- the archive, for the engines that read it whole (libguestfs)
+  for _, v in ipairs(all) do v.archive = r end
+  -- what only another engine assembles (LUKS contents, md RAID...): with
+  -- the guest's options only (r:guest(): its key, and it ends what they start)
+  if opts and opts.reader then
+    for _, e in ipairs(M.engines) do
+      if e.volumes and (not opts.engine or opts.engine == e.name) then e:volumes(r, all, info, opts) end
     end
   end
   return all, info
@@ -314,9 +332,12 @@ end
 --- /dev/sdXN forms (the guest's disk order is a guess).
 function M.find_spec(vols, spec)
   local function by(field, want, ci)
+    local function match(x)
+      return x and x ~= "" and (x == want or (ci and x:lower() == want:lower()))
+    end
     for _, v in ipairs(vols) do
-      local x = v[field]
-      if x and x ~= "" and (x == want or (ci and x:lower() == want:lower())) then return v end
+      -- an encrypted volume also answers for what it holds (once opened)
+      if match(v[field]) or match(v["inner_" .. field]) then return v end
     end
   end
   local k, val = spec:match("^(%u+)=(.*)$")
@@ -385,9 +406,15 @@ end
 --- system), opts.key / opts.keyfile (for the engines that open encrypted
 --- volumes).  Returns a guest, or nil, message, kind.
 function M.open(r, opts)
-  opts = opts or {}
-  local vols, info = M.volumes(r)
-  if not vols then return nil, info end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  opts = o
+  opts.reader = r
+  local vols, info = M.volumes(r, opts)
+  if not vols then
+    M.release(r)
+    return nil, info
+  end
   local g = setmetatable({ reader = r, vols = vols, info = info, by_name = {}, fss = {},
     fs_errors = {}, opts = opts, mounts = {}, skipped_mounts = {}, others = {} }, Guest)
   for _, v in ipairs(vols) do g.by_name[v.name] = v end
@@ -430,7 +457,9 @@ end
 function Guest:_choose_root()
   local fsvols = {}
   for _, v in ipairs(self.vols) do
-    if v.usage == "filesystem" or v.fstype == "luks" then fsvols[#fsvols + 1] = v end
+    if v.usage == "filesystem" or v.fstype == "luks" or v.fstype == "bitlocker" then
+      fsvols[#fsvols + 1] = v
+    end
   end
   local root, candidates = nil, {}
   if self.opts.root then
@@ -442,6 +471,18 @@ function Guest:_choose_root()
     local fs = self:fs_of(v)
     if fs then
       local o = os_of(fs)
+      if not o and fs.subvolumes then
+        -- btrfs: the OS is in a subvolume (subvol=@, subvol=root), the
+        -- default one first
+        for _, sv in ipairs(fs:subvolumes()) do
+          local sfs = fs:subvolume(sv)
+          o = sfs and os_of(sfs)
+          if o then
+            v.root_subvol = sv
+            break
+          end
+        end
+      end
       if o then
         v.os = o
         candidates[#candidates + 1] = v
@@ -462,22 +503,28 @@ function Guest:_choose_root()
     if #fsvols == 0 then
       self.root_error = "the archive holds no file system"
     else
-      local names = {}
-      for _, v in ipairs(fsvols) do names[#names + 1] = v.name end
+      local names, errs = {}, {}
+      for _, v in ipairs(fsvols) do
+        names[#names + 1] = v.name
+        if self.fs_errors[v] then errs[#errs + 1] = self.fs_errors[v] end
+      end
       self.root_error = "no file system holds an operating system, and there are several ("
         .. table.concat(names, ", ") .. "): name one, as in " .. names[1] .. ":/PATH"
+      if #errs > 0 then self.root_error = self.root_error .. " (" .. table.concat(errs, "; ") .. ")" end
     end
     return true
   end
   self.root = root
   local rfs, err = self:fs_of(root)
+  if rfs and root.root_subvol then rfs, err = rfs:subvolume(root.root_subvol) end
   if not rfs then
     self.root_error = err
     return true
   end
   if not root.os then root.os = os_of(rfs) end
   self.windows = root.os and root.os.kind == "windows"
-  self.mounts = { { path = "/", comps = {}, vol = root, fs = rfs, spec = root.name } }
+  self.mounts = { { path = "/", comps = {}, vol = root, fs = rfs, spec = root.name,
+    subvol = root.root_subvol } }
   if root.os and root.os.kind == "linux" then self:_apply_fstab(rfs) end
   return true
 end
@@ -504,10 +551,19 @@ function Guest:_apply_fstab(rfs)
       local m = { path = join(comps), comps = comps, spec = e.spec, type = e.type,
         options = e.options, vol = vol, guessed = guessed }
       if not vol then
-        m.error = string.format("%s (%s) is not in the archive: %s", e.spec, e.path,
-          why or "no volume matches")
+        m.error = string.format("%s (%s) is not in the archive: %s%s", e.spec, e.path,
+          why or "no volume matches", self:_locked())
       else
         local fs, err = self:fs_of(vol)
+        -- btrfs: subvol=NAME (or the subvolume the root was found in)
+        local sv = ("," .. e.options .. ","):match(",subvol=([^,]*),")
+        if fs and sv and fs.subvolume then
+          sv = sv:gsub("^/+", "")
+          if sv ~= "" then
+            fs, err = fs:subvolume(sv)
+            m.subvol = sv
+          end
+        end
         m.fs, m.error = fs, err
       end
       if not (m.vol and m.vol == self.root and #comps == 0) then
@@ -520,6 +576,22 @@ function Guest:_apply_fstab(rfs)
     if #a.comps ~= #b.comps then return #a.comps > #b.comps end
     return a.path < b.path
   end)
+end
+
+-- what may hide a file system named by the fstab: the encrypted volumes
+-- not opened, and why
+function Guest:_locked()
+  local t = {}
+  for _, v in ipairs(self.vols) do
+    if (v.fstype == "luks" or v.fstype == "bitlocker") and not v.holds then
+      local why = v.unlock_error or (self.info.engine_notes and self.info.engine_notes[1])
+        or (self.opts.key and "not opened")
+        or "give its passphrase with --keyfile FILE (or --key PASSPHRASE)"
+      t[#t + 1] = string.format("%s is encrypted: %s", v.name, why)
+    end
+  end
+  if #t == 0 then return "" end
+  return " (" .. table.concat(t, "; ") .. ")"
 end
 
 -- the mount serving the path comps (resolved, no links) and the path
@@ -743,7 +815,7 @@ function Guest:mount_table()
   for _, m in ipairs(self.mounts) do
     t[#t + 1] = { path = m.path, volume = m.vol and m.vol.name, spec = m.spec,
       fstype = m.vol and m.vol.fstype, options = m.options, error = m.error,
-      guessed = m.guessed }
+      guessed = m.guessed, subvol = m.subvol, engine = m.fs and m.fs.engine }
   end
   table.sort(t, function(a, b) return a.path < b.path end)
   return t
@@ -764,6 +836,22 @@ function Guest:os()
     end
   end
   return o
+end
+
+--- What an engine knows of the OS beyond what is read in-process (for
+--- Windows, through libguestfs: product name, version, build, edition,
+--- hostname): a table, or nil, why.  Launches libguestfs's appliance.
+function Guest:os_info()
+  if not self.root then return nil, self.root_error or "no root file system" end
+  local whys = {}
+  for _, e in ipairs(M.engines) do
+    if e.os_info then
+      local info, why = e:os_info(self.root, self.opts)
+      if info then return info end
+      whys[#whys + 1] = why
+    end
+  end
+  return nil, table.concat(whys, "; ")
 end
 
 --- Where a user's path leads: a "guest path", "C:/path" or "C:\path" (a
@@ -806,12 +894,20 @@ function Guest:locate(spec)
   return nil, "no volume named in " .. spec .. " (see 'vma inspect')"
 end
 
+--- End what the engines started for a reader (libguestfs's appliance).
+function M.release(r)
+  for _, e in ipairs(M.engines) do
+    if e.release then e:release(r) end
+  end
+end
+
 function Guest:close()
   if self.closed then return end
   self.closed = true
   for _, fs in pairs(self.fss or {}) do fs:close() end
   for _, v in ipairs(self.vols or {}) do v:close() end
   self.fss, self.vols, self.mounts = {}, {}, {}
+  M.release(self.reader)
 end
 Guest.__close = Guest.close
 Guest.__gc = Guest.close

@@ -22,8 +22,9 @@ local function parser()
     .. "--help').")
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("items", "the guest's files or folders (PATH...), then where they go (DEST)"):args("2+")
-  p:usage("Usage: vma get [-h] [-f] [--preserve-owner] [-q] [--root <root>] [--key <key>]\n"
-    .. "       [--keyfile <keyfile>] <archive> <path> [<path>] ... <dest>")
+  p:usage("Usage: vma get [-h] [-f] [--preserve-owner] [-q] [--no-cache] [--root <root>]\n"
+    .. "       [--keyfile <keyfile>] [--key <key>] [--engine {in-process,libguestfs}]\n"
+    .. "       <archive> <path> [<path>] ... <dest>")
   p:flag("-f --force", "replace existing files (and merge into existing folders)")
   p:flag("--preserve-owner", "keep the owner and group (and setuid/setgid bits)")
   p:flag("-q --quiet", "no closing summary")
@@ -37,6 +38,7 @@ local function basename(path)
   local b = comps[#comps]
   if b and b:match("^%a:$") then b = nil end
   if b and b:find(":", 1, true) then b = b:match("[^:]*$") end
+  if b == "" then b = nil end
   return b
 end
 

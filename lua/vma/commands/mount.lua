@@ -15,7 +15,9 @@ local function parser()
     .. "background; 'vma umount DIR' (or fusermount3 -u DIR) ends it. With --files, DIR "
     .. "shows the guest's files instead, as the guest sees them (the root file system, "
     .. "each file system of /etc/fstab on its path), read in the process: modes, owners "
-    .. "and times of the guest, links as links, sparse files sparse.")
+    .. "and times of the guest, links as links, sparse files sparse. When a file system "
+    .. "is not read in-process (btrfs, LUKS, md RAID...), libguestfs serves the whole "
+    .. "tree (its FUSE mount, the same process until unmounted).")
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("dir", "an empty folder")
   p:flag("--files", "the guest's files, not its disks")
@@ -25,14 +27,38 @@ local function parser()
   return p
 end
 
+-- libguestfs's engine, if its binding is installed
+local function guestfs_engine()
+  local e = require "vma.engines.guestfs"
+  return e.binding() and e or nil
+end
+
 --- The arguments of vma-fuse-files for the guest of an archive: a list,
--- and the archive's header MD5, or nil, message.  Mounts that cannot be
--- served in-process are left out with a warning.
+-- and the archive's header MD5, or nil, message; or "libguestfs" when
+-- a file system of the guest is not read in-process and libguestfs is
+-- installed (then libguestfs serves the whole tree).  Without libguestfs,
+-- mounts that cannot be served in-process are left out with a warning.
 local function files_plan(archive, a)
-  local r, g, unwait = files.open("mount", archive, a)
+  if a.engine == "libguestfs" then return "libguestfs" end
+  local o = {}
+  for k, v in pairs(a) do o[k] = v end
+  o.engine = "in-process"
+  local r, g, unwait = files.open("mount", archive, o)
   if not r then return nil, g end
   unwait()
   local plan = {}
+  -- a file system only libguestfs reads (btrfs, LUKS...): it serves all
+  if not a.engine and guestfs_engine() then
+    local unread = next(g.fs_errors) ~= nil
+    for _, m in ipairs(g.mounts) do
+      if not m.fs then unread = true end
+    end
+    if unread then
+      g:close()
+      r:close()
+      return "libguestfs"
+    end
+  end
   local ok, err = g:_need_root()
   if not ok then
     g:close()
@@ -90,7 +116,7 @@ local function check_dir(dir)
   -- a mount there already
   local abs = absolute(dir)
   local typ = abs and access.mounted(abs)
-  if typ == "fuse.vma" then
+  if typ == "fuse.vma" or typ == "fuse.vma-files" then
     return nil, dir .. " is a vma mount already ('vma umount " .. dir .. "' ends it)"
   elseif typ then
     return nil, dir .. " is a mount point already (" .. typ .. ")"
@@ -107,6 +133,102 @@ local function check_dir(dir)
   return true
 end
 
+-- the mount's name in the mount table: no commas, no white space
+local function fsname(archive)
+  local base = archive:match("([^/]*)$"):gsub("[%s,\\]", "_")
+  return "vma:" .. base
+end
+
+--- Serve the guest's tree through libguestfs in this process until the
+-- folder is unmounted (vma mount --files -f, or the process that vma
+-- mount --files starts).  A signal ends the process; what it made is then
+-- removed by a watcher (lua/vma/engines/guestfs.lua).
+local function serve_guestfs(a)
+  local o = {}
+  for k, v in pairs(a) do o[k] = v end
+  o.signals = false
+  local r, g = files.open("mount", a.archive, o)
+  if not r then return ui.fail("mount", g) end
+  local e = require "vma.engines.guestfs"
+  local ok, err = e.serve_guest(g, absolute(a.dir), { options = a.options,
+    label = fsname(a.archive) })
+  g:close()
+  r:close()
+  if not ok then return ui.fail("mount", err) end
+  return 0
+end
+
+--- vma mount --files without -f, when libguestfs serves: the same command
+-- with -f in a new session, in the background; returns once the folder is
+-- mounted (or says why the server ended).
+local function start_guestfs_server(a)
+  local self = vma.realpath("/proc/self/exe")
+  if not self or not access.which("setsid") then
+    return ui.fail("mount", "cannot start the server (no /proc/self/exe or setsid): use -f")
+  end
+  local tmp, terr = access.tmpdir("mount")
+  if not tmp then return ui.fail("mount", terr) end
+  vma.catch_signals()
+  local log, keyfile = tmp .. "/log", nil
+  local argv = { "setsid", self, "mount", "--files", "-f" }
+  local function add(...) for _, w in ipairs { ... } do argv[#argv + 1] = w end end
+  if a.no_cache then add("--no-cache") end
+  if a.root then add("--root", a.root) end
+  if a.engine then add("--engine", a.engine) end
+  if a.keyfile then add("--keyfile", vma.realpath(a.keyfile) or a.keyfile) end
+  if a.key then
+    -- never on a command line: in the private folder (0700) until the
+    -- server has read it
+    keyfile = tmp .. "/key"
+    local f = io.open(keyfile, "wb")
+    if not f or not f:write(a.key) or not f:close() then
+      access.rmtmp(tmp, { "key" })
+      return ui.fail("mount", "cannot write the key for the server in " .. tmp)
+    end
+    add("--keyfile", keyfile)
+  end
+  if a.options then add("-o", a.options) end
+  add(vma.realpath(a.archive) or a.archive, absolute(a.dir))
+  local pid, serr = vma.spawn(argv, { stdin = "/dev/null", stdout = log, stderr = log })
+  if not pid then
+    access.rmtmp(tmp, { "key", "log" })
+    return ui.fail("mount", serr)
+  end
+  local tty = vma.isatty(2)
+  if tty then io.stderr:write("vma mount: starting libguestfs (its appliance boots a small VM)...") end
+  local abs = absolute(a.dir)
+  local code
+  while true do
+    if access.mounted(abs) == "fuse.vma-files" then
+      code = 0
+      break
+    end
+    local how = vma.wait(pid, true)
+    if how then
+      if tty then io.stderr:write("\r\27[K") end
+      local f = io.open(log, "r")
+      local text = f and f:read("a") or ""
+      if f then f:close() end
+      io.stderr:write(text)
+      if not text:find("vma mount: ", 1, true) then
+        io.stderr:write("vma mount: the server ended before the mount was ready\n")
+      end
+      code = 1
+      break
+    end
+    if vma.interrupted() then
+      access.stop(pid)
+      if tty then io.stderr:write("\r\27[K") end
+      code = ui.fail("mount", "interrupted")
+      break
+    end
+    vma.sleep(0.1)
+  end
+  if tty and code == 0 then io.stderr:write("\r\27[K") end
+  access.rmtmp(tmp, { "key", "log" })
+  return code
+end
+
 local function run(args)
   local a, st = ui.parse(parser(), args, "mount")
   if not a then return st end
@@ -114,10 +236,14 @@ local function run(args)
   if not ok then return ui.fail("mount", derr) end
   local prog, plan, expect
   if a.files then
-    prog = files_program()
-    if not prog then return ui.fail("mount", "vma-fuse-files is not installed (make install)") end
     plan, expect = files_plan(a.archive, a)
     if not plan then return ui.fail("mount", expect) end
+    if plan == "libguestfs" then
+      if a.foreground then return serve_guestfs(a) end
+      return start_guestfs_server(a)
+    end
+    prog = files_program()
+    if not prog then return ui.fail("mount", "vma-fuse-files is not installed (make install)") end
   else
     prog = access.fuse_program()
     if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end

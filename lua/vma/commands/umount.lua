@@ -18,7 +18,7 @@ local function run(args)
   if not path then return ui.fail("umount", a.dir .. " does not exist") end
   local typ = access.mounted(path)
   if not typ then return ui.fail("umount", a.dir .. " is not mounted") end
-  if typ ~= "fuse.vma" then
+  if typ ~= "fuse.vma" and typ ~= "fuse.vma-files" then
     return ui.fail("umount", a.dir .. " is not mounted by vma mount (it is " .. typ .. ")")
   end
   local prog = access.which("fusermount3") or access.which("fusermount")
