@@ -96,4 +96,30 @@ $VMA find "$V" / --name '*.conf'
 step "vma cache: the decoded copy the first reads made, which the next ones use"
 $VMA cache
 
+step "the next night's backup: nginx.conf changed, a file added"
+printf 'worker_processes 8;\nhttp { server { listen 443 ssl; root /srv; } }\n' >"$D/tree/etc/nginx/nginx.conf"
+printf 'the night after\n' >"$D/tree/srv/notes.txt"
+touch -d '2026-02-02 01:00' "$D/tree/etc/nginx/nginx.conf" "$D/tree/srv/notes.txt"
+mke2fs -q -t ext4 -L root -d "$D/tree" "$D/root.ext4" 254M
+dd if="$D/root.ext4" of="$D/vm-100-disk-0.raw" bs=1M seek=1 conv=notrunc,sparse status=none
+rm -f "$D/root.ext4"
+V2="$D/dump/vzdump-qemu-100-2026_02_02-02_00_00.vma.zst"
+$VMA create -q "$D/next.vma" -c "$D/qemu-server.conf" \
+    drive-scsi0="$D/vm-100-disk-0.raw" drive-efidisk0="$D/vm-100-disk-1.raw"
+zstd -q -T2 --rsyncable --rm "$D/next.vma" -o "$V2"
+printf 'before the TLS change\n' >"${V%.vma.zst}.vma.zst.notes"
+ls -l "$D/dump"
+
+step "vma catalog --files: the store's catalog (SQLite), the guest's file lists included"
+$VMA catalog --files "$D/dump"
+
+step "vma store: every VM of the folder, its backups, sizes, notes"
+$VMA store "$D/dump"
+
+step "vma history: each version of one file across the backups"
+$VMA history "$D/dump" --vmid 100 /etc/nginx/nginx.conf
+
+step "vma diff --files: what changed overnight"
+$VMA diff --files "$V" "$V2"
+
 step "demo complete"
