@@ -312,7 +312,7 @@ vma_decoder *vma_decoder_start(vma_reader *r, int part_fd, int lock_fd, const ch
     d->snap = vma_index_new(vma_reader_header(r));
     vma_index_finish(d->snap, 0);
     d->start = vma_now();
-    d->thread = g_thread_new("vma-decode", decoder_main, d);
+    d->thread = g_thread_new("vma-copy", decoder_main, d);
     return d;
 }
 
