@@ -59,7 +59,7 @@ RBD_SRC   := $(sort $(wildcard src/rbd/*.c))
 RBD_SO    := $(if $(HAVE_RBD),$(B)/cmod/vma/rbd.so)
 CFLAGS    += -Isrc/lib
 
-.PHONY: all rbd asan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
+.PHONY: all rbd asan tsan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
 
 all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse $(RBD_SO)
 
@@ -115,6 +115,15 @@ $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 $(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
 	$(CC) $(ASAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
+
+# the C tests under ThreadSanitizer (the decoder, copy, compression, spill
+# and reader threads); clang's runtime
+TSAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=thread \
+               -Wall -Wextra -Werror $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"' -Isrc/lib
+tsan: $(B)/tsan/test_core
+$(B)/tsan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
+	@mkdir -p $(B)/tsan
+	$(CC) $(TSAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
 
 deps:
 	@sh tools/deps.sh $(DEBS)
