@@ -25,7 +25,7 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash
 # Debian packages needed to build, test and run (installed by `make deps`)
 DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
              libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
-             lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev \
+             lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev libtsan2 \
              nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk \
              librbd-dev librados-dev ceph-mon ceph-osd ceph-common
 
@@ -43,7 +43,8 @@ FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
 # vma.rbd (src/rbd -> build/cmod/vma/rbd.so): Ceph RBD images through librbd, in a
 # module of its own so that vma and vma.so never load librbd. It links librbd,
 # librados and GLib, never libvma (it only includes vma.h and lvma_ext.h for
-# the types). librbd and librados ship no pkg-config file: -lrbd -lrados.
+# the types, and compiles in RBD_SHARED). librbd and librados ship no
+# pkg-config file: -lrbd -lrados.
 RBD_LIBS  := -lrbd -lrados $(shell pkg-config --libs glib-2.0 2>/dev/null) -lpthread
 HAVE_RBD  := $(shell printf '\043include <rbd/librbd.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 
@@ -57,6 +58,8 @@ LUA_SRC   := $(sort $(wildcard src/lua/*.c))
 LUA_OBJ   := $(LUA_SRC:src/%.c=$(B)/%.o)
 RBD_SRC   := $(sort $(wildcard src/rbd/*.c))
 RBD_SO    := $(if $(HAVE_RBD),$(B)/cmod/vma/rbd.so)
+# compiled into rbd.so too (it links no libvma): the threads, the class rules
+RBD_SHARED := src/lib/base/thread.c
 CFLAGS    += -Isrc/lib
 
 .PHONY: all rbd asan tsan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
@@ -87,9 +90,9 @@ $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
 
 # require "vma.rbd" (lua5.4 and the vma host resolve lua_* themselves)
 rbd: $(B)/cmod/vma/rbd.so
-$(B)/cmod/vma/rbd.so: $(RBD_SRC) src/rbd/rbd.h src/lua/lvma_ext.h $(LIB_HDRS)
+$(B)/cmod/vma/rbd.so: $(RBD_SRC) $(RBD_SHARED) src/rbd/rbd.h src/lua/lvma_ext.h $(LIB_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Isrc/lua -fvisibility=hidden $(LDFLAGS) -shared -o $@ $(RBD_SRC) $(RBD_LIBS)
+	$(CC) $(CFLAGS) -Isrc/lua -fvisibility=hidden $(LDFLAGS) -shared -o $@ $(RBD_SRC) $(RBD_SHARED) $(RBD_LIBS)
 
 # `nbdkit vma ARCHIVE` (src/nbdkit) and `vma-fuse ARCHIVE DIR` (src/fuse)
 $(B)/nbdkit-vma-plugin.so: src/nbdkit/vma-plugin.c $(B)/libvma.a $(LIB_HDRS)
@@ -116,8 +119,9 @@ $(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
 	$(CC) $(ASAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
 
-# the C tests under ThreadSanitizer (the decoder, copy, compression, spill
-# and reader threads); clang's runtime
+# the C tests under ThreadSanitizer (the decoder, copy, compression, spill,
+# lzo and reader threads), run by make check (tests/run.sh); gcc's runtime
+# (libtsan2)
 TSAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=thread \
                -Wall -Wextra -Werror $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"' -Isrc/lib
 tsan: $(B)/tsan/test_core

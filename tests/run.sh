@@ -2,7 +2,8 @@
 # Runs every test and ends with the line "N passed, N failed, N skipped"
 # (a skipped test is never counted as passed).
 #   C unit tests (build/test_core), Lua and command-line tests (busted, tests/lua),
-#   the same C and command-line tests under ASan+UBSan, and a valgrind leak check.
+#   the same C and command-line tests under ASan+UBSan, the C tests under
+#   ThreadSanitizer, and a valgrind leak check.
 # VMA_QUICK=1 skips the sanitizer and valgrind passes.
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
@@ -71,6 +72,17 @@ if [ "${VMA_QUICK:-0}" != 1 ]; then
     else
         tail -20 "$LOG/asan-build.log"
         count asan-build 0 1
+    fi
+    # the C tests under ThreadSanitizer: every hand-off between the
+    # library's threads (base/thread.c: pthread mutexes, conditions and
+    # queues) is visible to it; a report fails the pass (exit code 66)
+    if make --no-print-directory tsan >"$LOG/tsan-build.log" 2>&1; then
+        TSAN_OPTIONS="halt_on_error=0:exitcode=66:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp" \
+            run_c c-unit-tsan build/tsan/test_core
+        grep -A3 '^WARNING: ThreadSanitizer' "$LOG/c-unit-tsan.out" | head -60
+    else
+        tail -20 "$LOG/tsan-build.log"
+        count tsan-build 0 1
     fi
     # valgrind: no leak in a create / verify / extract round trip
     if sh tests/valgrind.sh >"$LOG/valgrind.log" 2>&1; then

@@ -1,11 +1,14 @@
 /* rbd.h - what the files of the vma.rbd module share (src/rbd): the
  * connection to a cluster, the sink (restore into an image) and the source
  * (back up an image or a snapshot).  The module links librbd, librados and
- * GLib, never libvma: it includes vma.h and lvma_ext.h for the types only. */
+ * GLib, never libvma: it includes vma.h and lvma_ext.h for the types only,
+ * and compiles in libvma's threads (base/thread.c) and the class rules of
+ * the binding (lvma_class.c). */
 #ifndef VMA_RBD_H
 #define VMA_RBD_H
 
 #include "lvma_ext.h"
+#include "base/thread.h"
 
 #include <rados/librados.h>
 #include <rbd/librbd.h>

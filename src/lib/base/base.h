@@ -5,6 +5,7 @@
 #define VMA_BASE_H
 
 #include "vma.h"
+#include "base/thread.h"
 
 #include <sys/uio.h>
 
@@ -52,5 +53,9 @@ gboolean vma_md5_with_hole(const void *a, size_t alen, const void *b, size_t ble
  * off < 0 (writev), retrying short writes; iov is modified.  -1 with err.
  * (files.c) */
 int vma_writev_all(int fd, struct iovec *iov, int n, int64_t off, GError **err);
+
+/* the process's umask, read without changing it (/proc/self/status);
+ * -1 when the kernel does not tell (files.c) */
+int vma_process_umask(void);
 
 #endif

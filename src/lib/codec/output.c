@@ -12,8 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -62,7 +60,7 @@ typedef struct {
     ZSTD_CCtx *zc;
     z_stream zs;
     gboolean zs_init;
-    GThread *thread;
+    vma_thread *thread;
 } worker;
 
 struct vma_out {
@@ -76,10 +74,9 @@ struct vma_out {
 
     unsigned n_workers;
     worker *workers;
-    GAsyncQueue *todo;    /* job * for the workers; &quit ends one */
-    job quit;
-    GMutex lock;          /* guards the pools and the done flags */
-    GCond cond;           /* a job is done */
+    vma_queue *todo;      /* job * for the workers; closed: they end */
+    vma_mutex lock;       /* guards the pools and the done flags */
+    vma_cond cond;        /* a job is done */
     GQueue inflight;      /* job * handed to the workers, in stream order */
     GPtrArray *free_in;   /* free buffers of FRAME_CAP bytes */
     GPtrArray *free_out;  /* free buffers of out_size bytes */
@@ -110,7 +107,7 @@ struct vma_out {
  * needed (only the pages used count). */
 static uint8_t *buf_get(vma_out *o, GPtrArray *pool, size_t size)
 {
-    g_mutex_lock(&o->lock);
+    vma_mutex_lock(&o->lock);
     uint8_t *b;
     if (pool->len) {
         b = g_ptr_array_steal_index_fast(pool, pool->len - 1);
@@ -118,15 +115,15 @@ static uint8_t *buf_get(vma_out *o, GPtrArray *pool, size_t size)
         b = g_malloc(size);
         g_ptr_array_add(o->all_bufs, b);
     }
-    g_mutex_unlock(&o->lock);
+    vma_mutex_unlock(&o->lock);
     return b;
 }
 
 static void buf_put(vma_out *o, GPtrArray *pool, uint8_t *b)
 {
-    g_mutex_lock(&o->lock);
+    vma_mutex_lock(&o->lock);
     g_ptr_array_add(pool, b);
-    g_mutex_unlock(&o->lock);
+    vma_mutex_unlock(&o->lock);
 }
 
 static gboolean stopped(vma_out *o, job *j)
@@ -201,22 +198,18 @@ static gpointer worker_main(gpointer data)
 {
     worker *wk = data;
     vma_out *o = wk->o;
-    /* a signal for the process goes to the main thread, not here */
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
-        job *j = g_async_queue_pop(o->todo);
-        if (j == &o->quit)
-            return NULL;
+        job *j = vma_queue_pop(o->todo);
+        if (!j)
+            return NULL; /* closed */
         j->out = buf_get(o, o->free_out, o->out_size);
         compress_job(wk, j);
-        g_mutex_lock(&o->lock);
+        vma_mutex_lock(&o->lock);
         g_ptr_array_add(o->free_in, j->in);
         j->in = NULL;
         j->done = TRUE;
-        g_cond_broadcast(&o->cond);
-        g_mutex_unlock(&o->lock);
+        vma_cond_broadcast(&o->cond);
+        vma_mutex_unlock(&o->lock);
     }
 }
 
@@ -250,11 +243,11 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
     job *j = g_queue_peek_head(&o->inflight);
     if (!j)
         return 0;
-    g_mutex_lock(&o->lock);
+    vma_mutex_lock(&o->lock);
     while (!j->done && block && !vma_interrupted())
-        g_cond_wait_until(&o->cond, &o->lock, g_get_monotonic_time() + 50 * G_TIME_SPAN_MILLISECOND);
+        vma_cond_wait_ms(&o->cond, &o->lock, 50);
     gboolean done = j->done;
-    g_mutex_unlock(&o->lock);
+    vma_mutex_unlock(&o->lock);
     if (!done && block) {
         /* interrupted: the workers drop their frames */
         g_atomic_int_set(&o->stop, 1);
@@ -379,7 +372,7 @@ static int submit(vma_out *o, size_t len, GError **err)
             int w = write_oldest(o, FALSE, err);
             if (w < 0)
                 return -1;
-            if (w == 0 && g_async_queue_length(o->todo) > 0) {
+            if (w == 0 && vma_queue_length(o->todo) > 0) {
                 raw = TRUE; /* a frame still waits for a worker: do not add one */
                 break;
             }
@@ -400,7 +393,7 @@ static int submit(vma_out *o, size_t len, GError **err)
     if (raw)
         make_raw_frame(o, j);
     else
-        g_async_queue_push(o->todo, j);
+        vma_queue_push(o->todo, j);
     /* write what is ready, without waiting */
     int rc;
     while ((rc = write_oldest(o, FALSE, err)) > 0)
@@ -479,6 +472,30 @@ void vma_out_mark(vma_out *o)
     o->ext_start = o->fill_len;
 }
 
+/* a worker's zstd context: the level, a checksum and the content size in
+ * every frame, and the frame's buffers as zstd's window and output (no
+ * copies, no buffers of its own) */
+static gboolean zstd_setup(ZSTD_CCtx *zc, int level, GError **err)
+{
+    static const struct {
+        ZSTD_cParameter p;
+        const char *name;
+    } params[] = {
+        {ZSTD_c_compressionLevel, "level"},   {ZSTD_c_checksumFlag, "checksum"},
+        {ZSTD_c_contentSizeFlag, "content size"}, {ZSTD_c_stableInBuffer, "stable input"},
+        {ZSTD_c_stableOutBuffer, "stable output"},
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(params); i++) {
+        size_t r = ZSTD_CCtx_setParameter(zc, params[i].p, i == 0 ? level : 1);
+        if (ZSTD_isError(r)) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "zstd refused the parameter %s: %s",
+                        params[i].name, ZSTD_getErrorName(r));
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **err)
 {
     /* zstd's fast levels (negative) are for the library's own caches */
@@ -502,8 +519,8 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
     int def;
     vma_compress_levels(c, NULL, NULL, &def);
     o->level = level ? level : def;
-    g_mutex_init(&o->lock);
-    g_cond_init(&o->cond);
+    vma_mutex_init(&o->lock);
+    vma_cond_init(&o->cond);
     g_queue_init(&o->inflight);
     if (c == VMA_COMPRESS_ZSTD || c == VMA_COMPRESS_GZIP) {
         o->framed = TRUE;
@@ -519,7 +536,7 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
         o->free_in = g_ptr_array_new();
         o->free_out = g_ptr_array_new();
         o->all_bufs = g_ptr_array_new_with_free_func(g_free);
-        o->todo = g_async_queue_new();
+        o->todo = vma_queue_new();
         if (c == VMA_COMPRESS_ZSTD)
             o->seek = g_byte_array_new();
         o->workers = g_new0(worker, o->n_workers);
@@ -532,13 +549,8 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
                     g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
                     goto fail;
                 }
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_compressionLevel, o->level);
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_checksumFlag, 1);
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_contentSizeFlag, 1);
-                /* the frame's buffers are zstd's window and output: no
-                 * copies, no buffers of its own */
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_stableInBuffer, 1);
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_stableOutBuffer, 1);
+                if (!zstd_setup(wk->zc, o->level, err))
+                    goto fail;
             } else {
                 if (deflateInit2(&wk->zs, o->level, Z_DEFLATED, 15 + 16, 8,
                                  Z_DEFAULT_STRATEGY) != Z_OK) {
@@ -549,7 +561,9 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
             }
         }
         for (unsigned i = 0; i < o->n_workers; i++)
-            o->workers[i].thread = g_thread_new("vma-compress", worker_main, &o->workers[i]);
+            if (!(o->workers[i].thread = vma_thread_new("vma-compress", worker_main,
+                                                         &o->workers[i], err)))
+                goto fail;
     } else if (c == VMA_COMPRESS_LZO) {
         char opt[4];
         g_snprintf(opt, sizeof(opt), "-%d", o->level);
@@ -674,13 +688,11 @@ void vma_out_free(vma_out *o)
     if (o->workers) {
         /* what is still queued or compressed is dropped */
         g_atomic_int_set(&o->stop, 1);
-        for (unsigned i = 0; i < o->n_workers; i++)
-            if (o->workers[i].thread)
-                g_async_queue_push(o->todo, &o->quit);
+        vma_queue_close(o->todo);
         for (unsigned i = 0; i < o->n_workers; i++) {
             worker *wk = &o->workers[i];
             if (wk->thread)
-                g_thread_join(wk->thread);
+                vma_thread_join(wk->thread);
             if (wk->zc)
                 ZSTD_freeCCtx(wk->zc);
             if (wk->zs_init)
@@ -698,8 +710,7 @@ void vma_out_free(vma_out *o)
         g_ptr_array_free(o->free_out, TRUE);
     if (o->all_bufs)
         g_ptr_array_free(o->all_bufs, TRUE);
-    if (o->todo)
-        g_async_queue_unref(o->todo);
+    vma_queue_unref(o->todo);
     if (o->seek)
         g_byte_array_free(o->seek, TRUE);
     if (o->lzop.pid > 0) {
@@ -707,7 +718,7 @@ void vma_out_free(vma_out *o)
         vma_child_finish(&o->lzop, "lzop", NULL);
     }
     g_clear_error(&o->failure);
-    g_mutex_clear(&o->lock);
-    g_cond_clear(&o->cond);
+    vma_mutex_clear(&o->lock);
+    vma_cond_clear(&o->cond);
     g_free(o);
 }

@@ -196,26 +196,29 @@ static gboolean read_fixed(vma_reader *r, uint8_t fixed[VMA_HEADER_FIXED_SIZE],
  * back costs no memory; NULL on error */
 static GByteArray *read_header(vma_reader *r, GError **err)
 {
-    uint8_t fixed[VMA_HEADER_FIXED_SIZE];
+    /* read straight into the array, a step at a time (no buffer on the
+     * stack of whatever thread reads) */
     uint32_t header_size;
-    if (!read_fixed(r, fixed, &header_size, err))
+    GByteArray *hb = g_byte_array_sized_new(VMA_HEADER_FIXED_SIZE);
+    g_byte_array_set_size(hb, VMA_HEADER_FIXED_SIZE);
+    if (!read_fixed(r, hb->data, &header_size, err)) {
+        g_byte_array_free(hb, TRUE);
         return NULL;
-    GByteArray *hb = g_byte_array_new();
-    g_byte_array_append(hb, fixed, sizeof(fixed));
-    uint8_t chunk[65536];
+    }
     while (hb->len < header_size) {
-        size_t want = MIN(sizeof(chunk), header_size - hb->len);
-        ssize_t n = vma_in_read(r->in, chunk, want, err);
+        guint have = hb->len;
+        size_t want = MIN((size_t)65536, (size_t)(header_size - have));
+        g_byte_array_set_size(hb, have + (guint)want);
+        ssize_t n = vma_in_read(r->in, hb->data + have, want, err);
         if (n >= 0 && (size_t)n < want)
             g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
                         "archive is truncated: the header ends after %" G_GUINT64_FORMAT
-                        " of %u bytes", (uint64_t)hb->len + (uint64_t)n, header_size);
+                        " of %u bytes", (uint64_t)have + (uint64_t)n, header_size);
         if (n < 0 || (size_t)n < want) {
             g_byte_array_free(hb, TRUE);
             return NULL;
         }
         r->offset += (uint64_t)n;
-        g_byte_array_append(hb, chunk, (guint)want);
     }
     return hb;
 }
