@@ -251,6 +251,35 @@ static void test_incomplete_writer(void)
     g_free(arch);
 }
 
+/* a new archive has the mode of a new file (0666 less the umask), and
+ * making it leaves the umask as it was */
+static void test_archive_mode(void)
+{
+    static const mode_t masks[] = {022, 027, 077, 0};
+    mode_t saved = umask(022);
+    for (unsigned i = 0; i < G_N_ELEMENTS(masks); i++) {
+        char *arch = tpath("mode.vma");
+        umask(masks[i]);
+        GError *e = NULL;
+        vma_writer *w = vma_writer_create(arch, NULL, &e);
+        CHECK(w && vma_writer_add_config(w, "a.conf", "x", 1, &e) == 0 &&
+              vma_writer_close(w, &e) == 0, "umask %03o: write: %s", (unsigned)masks[i],
+              e ? e->message : "");
+        g_clear_error(&e);
+        vma_writer_free(w);
+        struct stat st;
+        CHECK(stat(arch, &st) == 0 && (st.st_mode & 07777) == (0666 & ~masks[i]),
+              "umask %03o: the archive's mode is %04o", (unsigned)masks[i],
+              (unsigned)(st.st_mode & 07777));
+        mode_t now = umask(0);
+        CHECK(now == masks[i], "umask %03o: the umask is left as it was (%03o)",
+              (unsigned)masks[i], (unsigned)now);
+        unlink(arch);
+        g_free(arch);
+    }
+    umask(saved);
+}
+
 /* a sparse image goes through write_fd and comes back identical */
 static void test_sparse_fd(void)
 {
@@ -673,6 +702,7 @@ int main(int argc, char **argv)
     test_seekable();
     test_levels();
     test_incomplete_writer();
+    test_archive_mode();
     test_sparse_fd();
     test_corruption();
     test_fixtures(fixtures);

@@ -909,7 +909,14 @@ int vma_archive_wait_complete(vma_archive *a, GError **err)
     }
 }
 
-gboolean vma_archive_from_cache(const vma_archive *a) { return a->from_cache; }
+gboolean vma_archive_from_cache(const vma_archive *a)
+{
+    /* set by whichever thread prepared it, under the lock */
+    vma_mutex_lock((vma_mutex *)&a->lock);
+    gboolean c = a->from_cache;
+    vma_mutex_unlock((vma_mutex *)&a->lock);
+    return c;
+}
 
 uint64_t vma_archive_index_memory(vma_archive *a)
 {
