@@ -59,7 +59,7 @@ LUA_OBJ   := $(LUA_SRC:src/%.c=$(B)/%.o)
 RBD_SRC   := $(sort $(wildcard src/rbd/*.c))
 RBD_SO    := $(if $(HAVE_RBD),$(B)/cmod/vma/rbd.so)
 # compiled into rbd.so too (it links no libvma): the threads, the class rules
-RBD_SHARED := src/lib/base/thread.c
+RBD_SHARED := src/lib/base/thread.c src/lua/lvma_class.c
 CFLAGS    += -Isrc/lib
 
 .PHONY: all rbd asan tsan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
@@ -90,7 +90,7 @@ $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
 
 # require "vma.rbd" (lua5.4 and the vma host resolve lua_* themselves)
 rbd: $(B)/cmod/vma/rbd.so
-$(B)/cmod/vma/rbd.so: $(RBD_SRC) $(RBD_SHARED) src/rbd/rbd.h src/lua/lvma_ext.h $(LIB_HDRS)
+$(B)/cmod/vma/rbd.so: $(RBD_SRC) $(RBD_SHARED) src/rbd/rbd.h src/lua/lvma_ext.h src/lua/lvma.h $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Isrc/lua -fvisibility=hidden $(LDFLAGS) -shared -o $@ $(RBD_SRC) $(RBD_SHARED) $(RBD_LIBS)
 

@@ -24,7 +24,7 @@ int lvma_push_argerror(lua_State *L, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 int lvma_raise(lua_State *L, GError *e);
 void lvma_push_uuid(lua_State *L, const uint8_t u[16]);
 
-/* ---- classes (lvma_class.c) ---- */
+/* ---- classes (lvma_class.c; nothing of libvma: vma.rbd compiles it in) ---- */
 
 /* a property of an object: pushes its value (the object is at index 1) */
 typedef struct {
@@ -42,8 +42,12 @@ void lvma_new_class(lua_State *L, const char *name, const luaL_Reg *meta,
 /* add methods to a class made before (another file's methods: the guest
  * views add d:volumes() to the disk) */
 void lvma_add_methods(lua_State *L, const char *name, const luaL_Reg *methods);
+/* the object of class name at idx, or an error: not one ("vma.X expected"),
+ * or closed ("attempt to use a closed vma.X") */
+void *lvma_check_open(lua_State *L, int idx, const char *name, gboolean (*is_open)(void *self));
 
-/* ---- progress callbacks: one set of rules for every long call ----
+/* ---- progress callbacks: one set of rules for every long call
+ * (lvma_progress.c) ----
  *
  * opts.progress (a function) is called with a table; it returns false (or
  * a string) to stop the work, which then fails with "interrupted"; an

@@ -14,14 +14,19 @@
  *   c:pool_full(pool)                     --> boolean
  *   c:sink(pool, ns, image [, {max_bytes =, max_ops =, stall =}])  --> vma.sink
  *   c:source(pool, ns, image, snap [, {window =}])                 --> vma.source
- *   c.timeout, c:close()
+ *   c.timeout, c.who, c:close()
  *   sink:close(), source:close(), source:data_bytes(), x.size, x.label
+ *
+ * Each object is a class of the binding's rules (lvma_class.c, compiled in):
+ * its methods in a table, its properties through getters, and once closed
+ * every method and property but close raises "attempt to use a closed X".
  *
  * ns is the RADOS namespace ("" or nil: none).  Errors are nil, message,
  * code (an errno name; "ENOPOOL" for a pool that does not exist).  The connection is shared, counted, by every image
  * opened through it. */
 #define _GNU_SOURCE
 #include "rbd.h"
+#include "lvma.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -256,12 +261,11 @@ static int l_connect(lua_State *L)
     return 1;
 }
 
+static gboolean cluster_open(void *self) { return ((lcluster *)self)->c != NULL; }
+
 static vrbd_cluster *check_cluster(lua_State *L)
 {
-    lcluster *lc = luaL_checkudata(L, 1, CLUSTER_MT);
-    if (!lc->c)
-        luaL_error(L, "attempt to use a closed Ceph connection");
-    return lc->c;
+    return ((lcluster *)lvma_check_open(L, 1, CLUSTER_MT, cluster_open))->c;
 }
 
 static const char *opt_ns(lua_State *L, int i)
@@ -561,7 +565,13 @@ static int c_sink(lua_State *L)
         return image_error(L, r, pool, ns, image, NULL);
     }
     uint64_t size = 0;
-    rbd_get_size(img, &size);
+    r = rbd_get_size(img, &size);
+    if (r < 0) {
+        rbd_close(img);
+        rados_ioctx_destroy(io);
+        vrbd_cluster_unref(sc);
+        return image_error(L, r, pool, ns, image, NULL);
+    }
     vrbd_sink_opts o = {
         .max_bytes = (size_t)opt_int(L, 5, "max_bytes", (lua_Integer)64 << 20),
         .max_ops = (unsigned)opt_int(L, 5, "max_ops", 512),
@@ -607,21 +617,12 @@ static int sink_close(lua_State *L)
     return 1;
 }
 
-static int sink_index(lua_State *L)
+static gboolean sink_open(void *self) { return ((vma_sink_ud *)self)->ops != NULL; }
+static void sink_size(lua_State *L, void *self)
 {
-    vma_sink_ud *ud = check_sink(L);
-    const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "size") == 0) {
-        lua_pushinteger(L, (lua_Integer)ud->size);
-    } else if (strcmp(k, "label") == 0) {
-        lua_pushstring(L, ud->label);
-    } else if (strcmp(k, "close") == 0) {
-        lua_pushcfunction(L, sink_close);
-    } else {
-        lua_pushnil(L);
-    }
-    return 1;
+    lua_pushinteger(L, (lua_Integer)((vma_sink_ud *)self)->size);
 }
+static void sink_label(lua_State *L, void *self) { lua_pushstring(L, ((vma_sink_ud *)self)->label); }
 
 /* ---- sources ---- */
 
@@ -688,30 +689,22 @@ static int source_close(lua_State *L)
     return 1;
 }
 
+static gboolean source_open(void *self) { return ((vma_source_ud *)self)->ops != NULL; }
+
 static int source_data_bytes(lua_State *L)
 {
-    vma_source_ud *ud = check_source(L);
-    if (!ud->ops)
-        return luaL_error(L, "attempt to use a closed vma.source");
+    vma_source_ud *ud = lvma_check_open(L, 1, VMA_SOURCE_MT, source_open);
     lua_pushinteger(L, (lua_Integer)vrbd_source_data_bytes(ud->ctx));
     return 1;
 }
 
-static int source_index(lua_State *L)
+static void source_size(lua_State *L, void *self)
 {
-    vma_source_ud *ud = check_source(L);
-    const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "size") == 0)
-        lua_pushinteger(L, (lua_Integer)ud->size);
-    else if (strcmp(k, "label") == 0)
-        lua_pushstring(L, ud->label);
-    else if (strcmp(k, "close") == 0)
-        lua_pushcfunction(L, source_close);
-    else if (strcmp(k, "data_bytes") == 0)
-        lua_pushcfunction(L, source_data_bytes);
-    else
-        lua_pushnil(L);
-    return 1;
+    lua_pushinteger(L, (lua_Integer)((vma_source_ud *)self)->size);
+}
+static void source_label(lua_State *L, void *self)
+{
+    lua_pushstring(L, ((vma_source_ud *)self)->label);
 }
 
 /* ---- the connection ---- */
@@ -726,23 +719,11 @@ static int c_close(lua_State *L)
     return 0;
 }
 
-static int c_index(lua_State *L)
+static void c_timeout(lua_State *L, void *self)
 {
-    lcluster *lc = luaL_checkudata(L, 1, CLUSTER_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "timeout") == 0 && lc->c) {
-        lua_pushnumber(L, lc->c->timeout);
-        return 1;
-    }
-    if (strcmp(k, "who") == 0 && lc->c) {
-        lua_pushstring(L, lc->c->who);
-        return 1;
-    }
-    luaL_getmetatable(L, CLUSTER_MT);
-    lua_getfield(L, -1, "methods");
-    lua_getfield(L, -1, k);
-    return 1;
+    lua_pushnumber(L, ((lcluster *)self)->c->timeout);
 }
+static void c_who(lua_State *L, void *self) { lua_pushstring(L, ((lcluster *)self)->c->who); }
 
 static const luaL_Reg cluster_methods[] = {
     {"stat", c_stat},       {"create", c_create},     {"remove", c_remove},
@@ -750,39 +731,26 @@ static const luaL_Reg cluster_methods[] = {
     {"sink", c_sink},       {"source", c_source},     {"close", c_close},
     {NULL, NULL},
 };
+static const luaL_Reg cluster_meta[] = {{"__gc", c_close}, {"__close", c_close}, {NULL, NULL}};
+static const lvma_getter cluster_getters[] = {{"timeout", c_timeout}, {"who", c_who}, {NULL, NULL}};
+
+static const luaL_Reg sink_methods[] = {{"close", sink_close}, {NULL, NULL}};
+static const luaL_Reg sink_meta[] = {{"__gc", sink_close}, {"__close", sink_close}, {NULL, NULL}};
+static const lvma_getter sink_getters[] = {{"size", sink_size}, {"label", sink_label}, {NULL, NULL}};
+
+static const luaL_Reg source_methods[] = {
+    {"close", source_close}, {"data_bytes", source_data_bytes}, {NULL, NULL}};
+static const luaL_Reg source_meta[] = {
+    {"__gc", source_close}, {"__close", source_close}, {NULL, NULL}};
+static const lvma_getter source_getters[] = {
+    {"size", source_size}, {"label", source_label}, {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_vma_rbd(lua_State *L);
 int luaopen_vma_rbd(lua_State *L)
 {
-    luaL_newmetatable(L, CLUSTER_MT);
-    lua_pushcfunction(L, c_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, c_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, c_close);
-    lua_setfield(L, -2, "__close");
-    lua_newtable(L);
-    luaL_setfuncs(L, cluster_methods, 0);
-    lua_setfield(L, -2, "methods");
-    lua_pop(L, 1);
-
-    luaL_newmetatable(L, VMA_SINK_MT);
-    lua_pushcfunction(L, sink_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, sink_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, sink_close);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
-
-    luaL_newmetatable(L, VMA_SOURCE_MT);
-    lua_pushcfunction(L, source_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, source_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, source_close);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
+    lvma_new_class(L, CLUSTER_MT, cluster_meta, cluster_methods, cluster_getters, cluster_open);
+    lvma_new_class(L, VMA_SINK_MT, sink_meta, sink_methods, sink_getters, sink_open);
+    lvma_new_class(L, VMA_SOURCE_MT, source_meta, source_methods, source_getters, source_open);
 
     lua_newtable(L);
     lua_pushcfunction(L, l_connect);

@@ -616,9 +616,18 @@ static int check_slot(vma_reader *r, const vma_slot *s, uint64_t off, GError **e
     return 0;
 }
 
+/* salvage: an error that is no damage of the archive (a read that failed:
+ * VMA_ERR_IO; an interrupt) fails the salvage; anything else (a cut, an
+ * undecodable stream) is damage, reported, and the archive ends there */
+static gboolean fails_salvage(const GError *e)
+{
+    return e->code == VMA_ERR_IO || e->code == VMA_ERR_INTERRUPTED;
+}
+
 /* salvage: read 512-byte steps after a bad header at off until a valid
- * extent header turns up; 1 with it in r->ext and ext decoded, 0 at the end,
- * -1 on a read error.  Extents start at multiples of 512, so none is missed. */
+ * extent header turns up; 1 with it in r->ext and ext decoded, 0 at the end
+ * (or where the stream breaks), -1 with err on a read error or an
+ * interrupt.  Extents start at multiples of 512, so none is missed. */
 static int resync(vma_reader *r, vma_extent *ext, uint64_t off, const char *why, GError **err)
 {
     uint64_t start = off;
@@ -628,14 +637,24 @@ static int resync(vma_reader *r, vma_extent *ext, uint64_t off, const char *why,
             return -1;
         }
         off = r->offset;
-        ssize_t got = vma_in_read(r->in, r->ext, VMA_EXTENT_HEADER_SIZE, NULL);
+        GError *e = NULL;
+        ssize_t got = vma_in_read(r->in, r->ext, VMA_EXTENT_HEADER_SIZE, &e);
+        if (got < 0 && fails_salvage(e)) {
+            g_propagate_error(err, e);
+            return -1;
+        }
         if (got > 0)
             r->offset += (uint64_t)got;
         if (got < (ssize_t)VMA_EXTENT_HEADER_SIZE) {
-            char *m = g_strdup_printf("%s; nothing valid in the %" G_GUINT64_FORMAT
-                                      " bytes after it, up to the end", why, r->offset - start);
+            char *m = e ? g_strdup_printf("%s; nothing valid in the %" G_GUINT64_FORMAT
+                                          " bytes after it, then: %s", why, r->offset - start,
+                                          e->message)
+                        : g_strdup_printf("%s; nothing valid in the %" G_GUINT64_FORMAT
+                                          " bytes after it, up to the end", why,
+                                          r->offset - start);
             report_damage(r, start, m);
             g_free(m);
+            g_clear_error(&e);
             return 0;
         }
         if (vma_extent_decode(r->ext, r->h.uuid, off, ext, NULL) == 0) {
@@ -689,11 +708,12 @@ static int check_slots(vma_reader *r, vma_extent *ext, GError **err)
     return 0;
 }
 
-/* salvage: an error that ends the archive (a cut, an I/O or a decompression
- * error) is reported and makes it end here */
+/* salvage: an error that ends the archive (a cut, a decompression error)
+ * is reported and makes it end here; a read that failed or an interrupt
+ * fails */
 static int end_damaged(vma_reader *r, GError *e, uint64_t off, GError **err)
 {
-    if (!r->damage || e->code == VMA_ERR_INTERRUPTED) {
+    if (!r->damage || fails_salvage(e)) {
         g_propagate_error(err, e);
         return -1;
     }
