@@ -282,7 +282,7 @@ typedef struct {
     int64_t ctime;          /* -1: now */
     vma_compress compress;
     int level;              /* compression level, 0 = default (see vma_compress_levels) */
-    int threads;            /* zstd and gzip compression threads, 0 = one per core;
+    int threads;            /* compression threads, 0 = one per core;
                                the archive's bytes do not depend on it */
     gboolean overwrite;     /* replace an existing archive */
 } vma_writer_opts;
@@ -539,7 +539,7 @@ int vma_cache_remove_key(const char *dir, const char *key, gboolean force, GErro
 /* the key of an archive (its identity, hashed) */
 const char *vma_archive_key(const vma_archive *a);
 
-/* ---- file helpers (os.c) ---------------------------------------------- */
+/* ---- file helpers (base/files.c) ---------------------------------------- */
 
 /* size of a regular file or block device open on fd, -1 on error */
 int64_t vma_fd_size(int fd, GError **err);

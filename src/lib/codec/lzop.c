@@ -1,9 +1,5 @@
-/* lzop.c - the lzop file format, decoded in this process with liblzo2.
- *
- * Proxmox's vzdump writes .vma.lzo by piping the archive through `lzop`; so
- * does our writer (compress.c).  Reading used to run `lzop -dc` as a child
- * too, which cost two extra copies of the whole stream through the kernel;
- * the format is small enough to read here, and liblzo2 does the work:
+/* lzop.c - the lzop file format, decoded in this process with liblzo2 (our
+ * writer of the format is output.c):
  *
  *   magic (9 bytes) | header | block... | a block length 0 (the end)
  *   header:  version u16, lib_version u16, [version_needed u16 if version >=
@@ -28,8 +24,7 @@
  * read first (a batch), then checked and decompressed by two threads, the
  * caller's and a helper (even and odd blocks), then their results taken in
  * order, so that the first damaged block is the one named and every byte
- * returned is checked.  Verify of a .vma.lzo went from about 1.1x the time
- * of `lzop -dc` to 0.7x. */
+ * returned is checked (docs/performance.md: what this gained). */
 #include "codec/codec.h"
 
 #include <lzo1x.h>
@@ -97,11 +92,16 @@ static void lzo_setup(void)
     lzo_ok = lzo_init() == LZO_E_OK;
 }
 
-vma_lzop *vma_lzop_new(vma_lzop_read_fn read, void *ctx)
+gboolean vma_lzo_ready(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, lzo_setup);
-    if (!lzo_ok)
+    return lzo_ok == 1;
+}
+
+vma_lzop *vma_lzop_new(vma_lzop_read_fn read, void *ctx)
+{
+    if (!vma_lzo_ready())
         return NULL;
     vma_lzop *z = g_new0(vma_lzop, 1);
     z->read = read;
