@@ -2,7 +2,7 @@
 -- existing file or volume (unless --force), and the volumes a target makes
 -- before a restore (lvcreate, zfs create) and removes again after a failure.
 local vma = require "vma"
-local sys = require "vma.sys"
+local process = require "vma.process"
 
 local M = {}
 
@@ -23,11 +23,11 @@ end
 -- missing. Returns true or nil, message.
 local function can_make(v, checked)
   local prog = v.create[1]
-  if not require("vma.access").which(prog) then
+  if not process.which(prog) then
     return nil, string.format("%s is not installed: cannot make %s", prog, v.path)
   end
   if v.check and not checked[v.check.what] then
-    local ok, err = sys.run(v.check.argv)
+    local ok, err = process.run(v.check.argv)
     if not ok then return nil, v.check.what .. " not found (" .. err .. ")" end
     checked[v.check.what] = true
   end
@@ -44,20 +44,20 @@ function M.prepare(entries, vols, dry_run)
   local by_path, made, undo, checked = {}, {}, {}, {}
   for _, v in ipairs(vols) do by_path[v.path] = v end
   local function rollback()
-    for i = #undo, 1, -1 do sys.run(undo[i]) end
+    for i = #undo, 1, -1 do process.run(undo[i]) end
     undo = {}
   end
   for _, e in ipairs(entries) do
     local v = e.path and by_path[e.path]
     if v and not vma.stat(v.path) then
-      made[v.path] = sys.command_line(v.create)
+      made[v.path] = process.command_line(v.create)
       if dry_run then
         local ok, err = can_make(v, checked)
         if not ok then return nil, err end
       else
-        local ok, err = sys.run(v.create)
+        local ok, err = process.run(v.create)
         if ok then undo[#undo + 1] = v.remove end
-        if not ok or not sys.wait_for(v.path, 10) then
+        if not ok or not process.wait_for(v.path, 10) then
           rollback()
           return nil, ok and (v.path .. " did not appear after " .. v.create[1]) or err
         end

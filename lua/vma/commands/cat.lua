@@ -3,6 +3,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local devices = require "vma.devices"
 local argparse = require "argparse"
 
 local function parser()
@@ -25,11 +26,11 @@ local function run(args)
     io.stderr:write("vma cat: " .. msg .. " (see 'vma help cat')\n")
     return 2
   end
-  local off = access.parse_size(a.offset)
+  local off = devices.parse_size(a.offset)
   if not off then return usage("--offset must be a size, not '" .. a.offset .. "'") end
   local len
   if a.length then
-    len = access.parse_size(a.length)
+    len = devices.parse_size(a.length)
     if not len then return usage("--length must be a size, not '" .. a.length .. "'") end
   end
   if vma.isatty(1) then

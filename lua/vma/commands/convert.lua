@@ -4,6 +4,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local process = require "vma.process"
 local argparse = require "argparse"
 
 local FORMATS = { qcow2 = true, vmdk = true, vhdx = true, raw = true, vpc = true, vdi = true }
@@ -56,7 +57,7 @@ local function run(args)
     end
     return ui.fail("convert", derr)
   end
-  if not access.which("qemu-img") then
+  if not process.which("qemu-img") then
     return ui.fail("convert", "qemu-img is not installed (Debian: apt-get install qemu-utils)")
   end
 
@@ -87,12 +88,12 @@ local function run(args)
   end
 
   vma.catch_signals()
-  local nb, nerr = access.start_nbdkit { archive = a.archive, disk = d.name, socket = socket,
+  local nb, nerr = process.start_nbdkit { archive = a.archive, disk = d.name, socket = socket,
     dir = tmp, expect = expect, cache = not a.no_cache }
   local qpid
   local function cleanup(keep_part)
-    if qpid then access.stop(qpid) end
-    if nb then access.stop(nb.pid) end
+    if qpid then process.stop(qpid) end
+    if nb then process.stop(nb.pid) end
     if not keep_part then os.remove(part) end
     access.rmtmp(tmp, { "nbd.sock", "nbdkit.pid" })
   end
@@ -111,7 +112,7 @@ local function run(args)
     cleanup()
     return ui.fail("convert", qerr)
   end
-  local how, code = access.wait(qpid, true)
+  local how, code = process.wait(qpid, true)
   if how == "interrupted" then
     cleanup()
     return ui.fail("convert", "interrupted")
@@ -119,9 +120,9 @@ local function run(args)
   qpid = nil
   if how ~= "exit" or code ~= 0 then
     cleanup()
-    return ui.fail("convert", "qemu-img failed (" .. access.status_text(how, code) .. ")")
+    return ui.fail("convert", "qemu-img failed (" .. process.status_text(how, code) .. ")")
   end
-  access.stop(nb.pid)
+  process.stop(nb.pid)
   nb = nil
   local ok, rerr
   if a.force then

@@ -142,7 +142,7 @@ local function collect_configs(a, devs)
   local configs, notes = {}, {}
   for _, spec in ipairs(a.config) do
     local name, path = spec:match("^([^=/]+)=(.+)$")
-    if not name then name, path = require("vma.sys").basename(spec), spec end
+    if not name then name, path = spec:match("([^/]+)/*$") or spec, spec end
     local st = vma.stat(path)
     if st and st.type == "directory" then
       return nil, "config " .. path .. " is a folder, not a file (-c takes one file: -c DIR/qemu-server.conf)"

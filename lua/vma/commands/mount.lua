@@ -3,6 +3,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local process = require "vma.process"
 local argparse = require "argparse"
 
 local function parser()
@@ -57,7 +58,7 @@ local function run(args)
   if not a then return st end
   local ok, derr = check_dir(a.dir)
   if not ok then return ui.fail("mount", derr) end
-  local prog = access.fuse_program()
+  local prog = process.fuse_program()
   if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end
   local r, err = access.open(a.archive, { cache = not a.no_cache })
   if not r then return ui.fail("mount", err) end
@@ -77,9 +78,9 @@ local function run(args)
   local pid, serr = vma.spawn(argv)
   if not pid then return ui.fail("mount", serr) end
   -- without -f, vma-fuse's first process ends once the mount is ready
-  local how, code = access.wait(pid, true)
+  local how, code = process.wait(pid, true)
   if how == "interrupted" then
-    access.stop(pid)
+    process.stop(pid)
     return a.foreground and 0 or ui.fail("mount", "interrupted")
   end
   if how == "exit" and code == 0 then return 0 end

@@ -3,6 +3,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local process = require "vma.process"
 local argparse = require "argparse"
 
 local DEFAULT_PORT = 10809
@@ -77,10 +78,10 @@ local function serve(a, nb, shown, socket, port, listen)
   if vma.isatty(2) then
     io.stderr:write("vma serve: serving " .. a.archive .. " read-only; Ctrl-C stops\n")
   end
-  local how, code = access.wait(nb.pid, true)
+  local how, code = process.wait(nb.pid, true)
   if how ~= "interrupted" then
     nb.ended = true
-    error("nbdkit ended (" .. access.status_text(how, code) .. ")", 0)
+    error("nbdkit ended (" .. process.status_text(how, code) .. ")", 0)
   end
   return 0
 end
@@ -138,13 +139,13 @@ local function run(args)
   if not socket and not port then socket = tmp .. "/nbd.sock" end
 
   vma.catch_signals()
-  local nb, nerr = access.start_nbdkit { archive = a.archive, disk = a.disk and shown[1].name,
+  local nb, nerr = process.start_nbdkit { archive = a.archive, disk = a.disk and shown[1].name,
     socket = socket, port = port, listen = listen, dir = tmp, expect = expect,
     cache = not a.no_cache }
   -- everything made is removed whatever happens: nbdkit, the socket it made
   -- (it leaves it behind), the private folder
   local function cleanup()
-    if nb and not nb.ended then access.stop(nb.pid) end
+    if nb and not nb.ended then process.stop(nb.pid) end
     if nb and socket then
       local sst = vma.lstat(socket)
       if sst and sst.type == "socket" then os.remove(socket) end
