@@ -23,10 +23,13 @@
  * EIO.  Requests are served by several threads.  Every file and the folder
  * take the archive's owner and its read permissions (the folder gains x
  * where it has r), checked by the kernel (default_permissions): with
- * allow_other, who cannot read the archive cannot read its disks either. */
+ * allow_other, who cannot read the archive cannot read its disks either.
+ * The command line is read by libfuse's fuse_opt_parse (-o takes a list,
+ * --label and --expect a word after them or after =). */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
+#include <fuse_opt.h>
 
 #include "vma.h"
 
@@ -34,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,7 +336,8 @@ static const struct fuse_operations ops = {
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: vma-fuse [-f] [-d] [-s] [-o OPTIONS] ARCHIVE DIR\n");
+    fprintf(stderr, "usage: vma-fuse [-f] [-d] [-s] [-o OPTIONS] [--label NAME] [--expect MD5] "
+                    "[--no-cache] ARCHIVE DIR\n");
     return 2;
 }
 
@@ -376,55 +381,73 @@ static char *fsname_of(const char *path)
     return s;
 }
 
+/* the command line, as fuse_opt_parse fills it */
 typedef struct {
-    gboolean foreground, debug, single;
-    GPtrArray *mount_opts;
+    int foreground, debug, single, no_cache, help;
+    char *label;          /* --label: our name in messages */
+    char *expect;         /* --expect: the header's MD5 the caller read */
+    GPtrArray *mount_opts; /* -o, each option */
+    const char *pos[2];   /* ARCHIVE DIR */
+    int npos, bad;
     const char *path, *dir;
-    const char *expect;   /* --expect: the header's MD5 the caller read */
-    gboolean no_cache;    /* --no-cache */
 } options;
+
+#define OPT(t, field, v) {t, offsetof(options, field), v}
+static const struct fuse_opt opt_spec[] = {
+    OPT("-f", foreground, 1),     OPT("-d", debug, 1),        OPT("-s", single, 1),
+    OPT("--no-cache", no_cache, 1), OPT("-h", help, 1),       OPT("--help", help, 1),
+    OPT("--label %s", label, 0),  OPT("--label=%s", label, 0),
+    OPT("--expect %s", expect, 0), OPT("--expect=%s", expect, 0),
+    FUSE_OPT_END,
+};
+
+/* what fuse_opt_parse does not match: each -o option (kept for the mount),
+ * ARCHIVE and DIR, and any other word starting with '-' (refused) */
+static int take_arg(void *data, const char *arg, int key, struct fuse_args *out)
+{
+    options *o = data;
+    (void)out;
+    if (key == FUSE_OPT_KEY_NONOPT) {
+        if (o->npos < 2)
+            o->pos[o->npos] = arg;
+        o->npos++;
+    } else if (arg[0] == '-') {
+        fprintf(stderr, "%s: unknown option %s\n", o->label ? o->label : label, arg);
+        o->bad = 1;
+    } else {
+        g_ptr_array_add(o->mount_opts, g_strdup(arg)); /* an option of -o */
+    }
+    return 0; /* ours: nothing goes to the output arguments */
+}
 
 /* the command line: 0 with o filled, or the exit status (help, usage) */
 static int parse_options(int argc, char **argv, options *o, gboolean *done)
 {
-    const char *pos[2] = {NULL, NULL};
-    int npos = 0;
     *done = TRUE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-f") == 0)
-            o->foreground = TRUE;
-        else if (strcmp(a, "-d") == 0)
-            o->debug = o->foreground = TRUE;
-        else if (strcmp(a, "-s") == 0)
-            o->single = TRUE;
-        else if (strcmp(a, "-o") == 0 && i + 1 < argc)
-            g_ptr_array_add(o->mount_opts, g_strdup(argv[++i]));
-        else if (strncmp(a, "-o", 2) == 0 && a[2])
-            g_ptr_array_add(o->mount_opts, g_strdup(a + 2));
-        else if (strcmp(a, "--label") == 0 && i + 1 < argc)
-            label = argv[++i];
-        else if (strcmp(a, "--expect") == 0 && i + 1 < argc)
-            o->expect = argv[++i];
-        else if (strcmp(a, "--no-cache") == 0)
-            o->no_cache = TRUE;
-        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage();
-            return 0;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "%s: unknown option %s\n", label, a);
-            return usage();
-        } else if (npos < 2)
-            pos[npos++] = a;
-        else
-            return usage();
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    int rc = fuse_opt_parse(&args, o, opt_spec, take_arg);
+    fuse_opt_free_args(&args);
+    if (o->label)
+        label = o->label;
+    if (o->help) {
+        usage();
+        return 0;
     }
-    if (npos != 2)
+    if (rc != 0 || o->bad || o->npos != 2)
         return usage();
-    o->path = pos[0];
-    o->dir = pos[1];
+    if (o->debug)
+        o->foreground = 1;
+    o->path = o->pos[0];
+    o->dir = o->pos[1];
     *done = FALSE;
     return 0;
+}
+
+static void options_free(options *o)
+{
+    g_ptr_array_free(o->mount_opts, TRUE);
+    free(o->label);
+    free(o->expect);
 }
 
 /* the fuse arguments: read-only, our subtype and name, the user's -o */
@@ -475,7 +498,7 @@ int main(int argc, char **argv)
     gboolean done;
     int rc = parse_options(argc, argv, &o, &done);
     if (done) {
-        g_ptr_array_free(o.mount_opts, TRUE);
+        options_free(&o);
         return rc;
     }
     rc = 1;
@@ -532,7 +555,7 @@ out:
     fuse_opt_free_args(&args);
     free_files();
     vma_archive_free(archive);
-    g_ptr_array_free(o.mount_opts, TRUE);
+    options_free(&o);
     g_free(fsname);
     free(abs_dir);
     return rc;
