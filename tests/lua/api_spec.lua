@@ -92,3 +92,35 @@ describe("the vma module", function()
     w:abort()
   end)
 end)
+
+describe("vma.spawn and vma.process", function()
+  local process = require "vma.process"
+
+  it("runs a program without a shell and, with capture, returns how it ended and what it wrote", function()
+    local how, code, out, err = vma.spawn({ "sh", "-c", "echo out; echo err >&2; exit 3" },
+      { capture = true })
+    assert.are.same({ "exit", 3, "out\n", "err\n" }, { how, code, out, err })
+    -- a word is never parsed by a shell
+    how, code, out = vma.spawn({ "echo", "$(id); rm -rf x" }, { capture = true })
+    assert.are.same({ "exit", 0, "$(id); rm -rf x\n" }, { how, code, out })
+    -- far more error output than a pipe holds, beside output: no deadlock
+    how, code, out, err = vma.spawn({ "sh", "-c", "head -c 300000 /dev/zero >&2; echo done" },
+      { capture = true })
+    assert.are.same({ "exit", 0, "done\n", 300000 }, { how, code, out, #err })
+    how, code = vma.spawn({ "sh", "-c", "kill -TERM $$" }, { capture = true })
+    assert.are.same({ "signal", 15 }, { how, code })
+    local ok, msg = vma.spawn({ "no-such-program-here" }, { capture = true })
+    assert.is_nil(ok)
+    assert.matches("cannot run no%-such%-program%-here", msg)
+  end)
+
+  it("process.run: true and the output, or a message with the program's own words", function()
+    assert.are.same({ true, "a b\n" }, { process.run { "echo", "a", "b" } })
+    local ok, msg = process.run { "sh", "-c", "echo 'no such volume group' >&2; exit 5" }
+    assert.is_nil(ok)
+    assert.are.equal("sh failed (exit 5): no such volume group", msg)
+    assert.is_truthy(process.which("sh"))
+    assert.is_nil(process.which("no-such-program-here"))
+    assert.are.equal("'a b' 'it'\\''s'", process.command_line { "a b", "it's" })
+  end)
+end)
