@@ -24,6 +24,18 @@ int lvma_push_argerror(lua_State *L, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 int lvma_raise(lua_State *L, GError *e);
 void lvma_push_uuid(lua_State *L, const uint8_t u[16]);
 
+/* t[k] = v for the table on top */
+static inline void lvma_set_int(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+static inline void lvma_set_str(lua_State *L, const char *k, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
 /* ---- classes (lvma_class.c; nothing of libvma: vma.rbd compiles it in) ---- */
 
 /* a property of an object: pushes its value (the object is at index 1) */
@@ -84,6 +96,13 @@ int lvma_wait_failure(lua_State *L, larchive *la, GError *e);
 int lvma_restore_progress(const vma_stats *st, void *ud);
 int lvma_open(lua_State *L);
 void lvma_open_archive(lua_State *L);
+/* a Lua object's reference to an archive dropped (*a NULL from then on) */
+static inline void lvma_drop_archive(vma_archive **a)
+{
+    vma_archive *old = *a;
+    *a = NULL;
+    vma_archive_free(old);
+}
 
 /* ---- the writer (lvma_writer.c) ---- */
 int lvma_create(lua_State *L);
@@ -96,6 +115,11 @@ void lvma_open_disk(lua_State *L);
 /* the archive and device id of the disk at idx (raises on anything else or
  * a closed disk); a view made from it takes its own vma_archive_ref */
 vma_archive *lvma_disk_archive(lua_State *L, int idx, uint8_t *dev_id);
+
+/* ---- a module's sink or source (lvma_ext.h) ---- */
+/* the userdata at idx if it is a mt (VMA_SINK_MT, VMA_SOURCE_MT) of this
+ * ABI, with the host's hooks filled in; else NULL */
+void *lvma_ext_ud(lua_State *L, int idx, const char *mt);
 
 /* ---- the cache folder (lvma_cache.c): added to the module table on top */
 void lvma_open_cache(lua_State *L);

@@ -60,10 +60,8 @@ static int on_index_progress(uint64_t done, uint64_t total, void *ud)
     lua_State *L = pc->L;
     lvma_progress_push(pc);
     lua_createtable(L, 0, 2);
-    lua_pushinteger(L, (lua_Integer)done);
-    lua_setfield(L, -2, "done");
-    lua_pushinteger(L, (lua_Integer)total);
-    lua_setfield(L, -2, "total");
+    lvma_set_int(L, "done", (lua_Integer)done);
+    lvma_set_int(L, "total", (lua_Integer)total);
     return lvma_progress_call(pc);
 }
 
@@ -226,9 +224,7 @@ static int disk_copy_to(lua_State *L)
 static int disk_close(lua_State *L)
 {
     ldisk *dk = luaL_checkudata(L, 1, DISK_MT);
-    vma_archive *a = dk->a;
-    dk->a = NULL;
-    vma_archive_free(a);
+    lvma_drop_archive(&dk->a);
     g_free(dk->name);
     dk->name = NULL;
     return 0;

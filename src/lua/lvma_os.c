@@ -44,18 +44,12 @@ static int do_stat(lua_State *L, gboolean follow)
             close(fd);
     }
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, type_name(st.st_mode));
-    lua_setfield(L, -2, "type");
-    lua_pushinteger(L, size);
-    lua_setfield(L, -2, "size");
-    lua_pushinteger(L, (lua_Integer)st.st_mtime);
-    lua_setfield(L, -2, "mtime");
-    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
-    lua_setfield(L, -2, "mode");
-    lua_pushinteger(L, (lua_Integer)st.st_uid);
-    lua_setfield(L, -2, "uid");
-    lua_pushinteger(L, (lua_Integer)st.st_gid);
-    lua_setfield(L, -2, "gid");
+    lvma_set_str(L, "type", type_name(st.st_mode));
+    lvma_set_int(L, "size", size);
+    lvma_set_int(L, "mtime", (lua_Integer)st.st_mtime);
+    lvma_set_int(L, "mode", (lua_Integer)(st.st_mode & 07777));
+    lvma_set_int(L, "uid", (lua_Integer)st.st_uid);
+    lvma_set_int(L, "gid", (lua_Integer)st.st_gid);
     return 1;
 }
 
@@ -82,12 +76,9 @@ static int l_addresses(lua_State *L)
         if (getnameinfo(i->ifa_addr, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
             continue;
         lua_createtable(L, 0, 3);
-        lua_pushstring(L, i->ifa_name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, fam == AF_INET ? "inet" : "inet6");
-        lua_setfield(L, -2, "family");
-        lua_pushstring(L, host);
-        lua_setfield(L, -2, "address");
+        lvma_set_str(L, "name", i->ifa_name);
+        lvma_set_str(L, "family", fam == AF_INET ? "inet" : "inet6");
+        lvma_set_str(L, "address", host);
         lua_rawseti(L, -2, ++n);
     }
     freeifaddrs(list);

@@ -81,13 +81,9 @@ static int report(vrbd_sink *s, GError **err)
     return -1;
 }
 
-static void op_done(rbd_completion_t c, void *arg)
+/* (locked) an operation leaves the list in flight, with its weight */
+static void unlink_op(vrbd_sink *s, vrbd_op *o, size_t weight)
 {
-    vrbd_op *o = arg;
-    vrbd_sink *s = o->s;
-    ssize_t r = rbd_aio_get_return_value(c);
-    rbd_aio_release(c);
-    vma_mutex_lock(&s->lock);
     if (o->prev)
         o->prev->next = o->next;
     else
@@ -96,8 +92,17 @@ static void op_done(rbd_completion_t c, void *arg)
         o->next->prev = o->prev;
     else
         s->tail = o->prev;
-    s->bytes -= o->weight;
+    s->bytes -= weight;
     s->nops--;
+}
+
+static void op_done(rbd_completion_t c, void *arg)
+{
+    vrbd_op *o = arg;
+    vrbd_sink *s = o->s;
+    ssize_t r = vrbd_aio_result(c);
+    vma_mutex_lock(&s->lock);
+    unlink_op(s, o, o->weight);
     if (r < 0 && !s->err) {
         s->err = (int)r;
         s->err_off = o->off;
@@ -177,14 +182,9 @@ static int submit(vrbd_sink *s, int kind, uint64_t off, uint64_t len, char *buf)
         g_free(buf);
         return -1;
     }
-    vrbd_op *o = g_new0(vrbd_op, 1);
-    o->s = s;
-    o->buf = buf;
-    o->weight = weight;
-    o->off = off;
-    o->len = len;
-    o->kind = kind;
-    o->t = vrbd_now();
+    vrbd_op *o = g_new(vrbd_op, 1);
+    *o = (vrbd_op){.s = s, .buf = buf, .weight = weight, .off = off, .len = len, .kind = kind,
+                   .t = vrbd_now()};
     o->prev = s->tail;
     if (s->tail)
         s->tail->next = o;
@@ -210,16 +210,7 @@ static int submit(vrbd_sink *s, int kind, uint64_t off, uint64_t len, char *buf)
     }
     /* not submitted: take it out again */
     vma_mutex_lock(&s->lock);
-    if (o->prev)
-        o->prev->next = o->next;
-    else
-        s->head = o->next;
-    if (o->next)
-        o->next->prev = o->prev;
-    else
-        s->tail = o->prev;
-    s->bytes -= weight;
-    s->nops--;
+    unlink_op(s, o, weight);
     vma_mutex_unlock(&s->lock);
     char *what = g_strdup_printf("submitting a write at offset %" G_GUINT64_FORMAT, off);
     set_failed(s, VMA_ERR_IO, vrbd_describe(s->c, s->pool, r, what));
@@ -376,13 +367,8 @@ int vrbd_sink_close(vrbd_sink *s, GError **err)
     s->z_len = 0;
     /* what is in flight completes (or fails: at most 2 T with a dead OSD);
      * after a failure (a dead OSD, a full pool, Ctrl-C) it is given 3 s */
-    double bound = s->failed ? 3 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
-    double start = vrbd_now();
-    vma_mutex_lock(&s->lock);
-    while (s->nops && vrbd_now() - start < bound)
-        vma_cond_wait_ms(&s->cond, &s->lock, 100);
-    unsigned left = s->nops;
-    vma_mutex_unlock(&s->lock);
+    double bound = vrbd_close_bound(s->c, s->failed != NULL);
+    unsigned left = vrbd_drain(&s->lock, &s->cond, &s->nops, bound);
     /* a dead OSD, or a full pool: what cannot be closed is fenced, so that
      * none of its writes lands later and its watch on the image goes (an
      * image it created can then be removed once the OSDs answer again) */

@@ -125,8 +125,7 @@ static void piece_done(rbd_completion_t c, void *arg)
 {
     piece *p = arg;
     vrbd_source *s = p->s;
-    ssize_t r = rbd_aio_get_return_value(c);
-    rbd_aio_release(c);
+    ssize_t r = vrbd_aio_result(c);
     vma_mutex_lock(&s->lock);
     p->r = r;
     p->done = TRUE;
@@ -287,19 +286,25 @@ const char *vrbd_source_label(const vrbd_source *s)
 
 const vma_source_ops vrbd_source_ops = {src_next_data, src_pread};
 
+/* what the source holds of its own (the image is closed apart) */
+static void source_free(vrbd_source *s)
+{
+    g_array_free(s->ext, TRUE);
+    vma_mutex_clear(&s->lock);
+    vma_cond_clear(&s->cond);
+    g_free(s->pool);
+    g_free(s->label);
+    g_free(s);
+}
+
 vrbd_source *vrbd_source_new(vrbd_cluster *c, rados_ioctx_t io, rbd_image_t img, const char *pool,
                            const char *label, uint64_t size, size_t window,
                            const vma_ext_hooks *hooks, GError **err)
 {
-    vrbd_source *s = g_new0(vrbd_source, 1);
-    s->c = c;
-    s->io = io;
-    s->img = img;
-    s->pool = g_strdup(pool);
-    s->label = g_strdup(label);
-    s->size = size;
-    s->hooks = hooks;
-    s->window = window ? window : (size_t)32 << 20;
+    vrbd_source *s = g_new(vrbd_source, 1);
+    *s = (vrbd_source){.c = c, .io = io, .img = img, .pool = g_strdup(pool),
+                       .label = g_strdup(label), .size = size, .hooks = hooks,
+                       .window = window ? window : (size_t)32 << 20};
     rbd_image_info_t info;
     s->obj = rbd_stat(img, &info, sizeof info) == 0 && info.obj_size ? info.obj_size : 4u << 20;
     s->ext = g_array_new(FALSE, FALSE, sizeof(extent));
@@ -309,12 +314,7 @@ vrbd_source *vrbd_source_new(vrbd_cluster *c, rados_ioctx_t io, rbd_image_t img,
     if (r < 0) {
         fail(s, r, 0, err);
         g_prefix_error(err, "finding the data of %s: ", label);
-        g_array_free(s->ext, TRUE);
-        vma_mutex_clear(&s->lock);
-        vma_cond_clear(&s->cond);
-        g_free(s->pool);
-        g_free(s->label);
-        g_free(s);
+        source_free(s);
         return NULL;
     }
     merge_extents(s);
@@ -330,13 +330,8 @@ uint64_t vrbd_source_data_bytes(const vrbd_source *s)
 int vrbd_source_close(vrbd_source *s, GError **err)
 {
     /* reads in flight end, or fail after T; after a failure 3 s at most */
-    double bound = s->failed ? 3 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
-    double start = vrbd_now();
-    vma_mutex_lock(&s->lock);
-    while (s->inflight && vrbd_now() - start < bound)
-        vma_cond_wait_ms(&s->cond, &s->lock, 100);
-    unsigned left = s->inflight;
-    vma_mutex_unlock(&s->lock);
+    double bound = vrbd_close_bound(s->c, s->failed);
+    unsigned left = vrbd_drain(&s->lock, &s->cond, &s->inflight, bound);
     if (left) {
         g_atomic_int_inc(&s->c->stuck); /* the pieces stay: their reads may still end */
         g_set_error(err, vrbd_domain(s->hooks), VMA_ERR_IO,
@@ -351,11 +346,6 @@ int vrbd_source_close(vrbd_source *s, GError **err)
         g_free(p);
     }
     vrbd_close_image(s->c, s->io, s->img, s->failed ? 3 : 10);
-    g_array_free(s->ext, TRUE);
-    vma_mutex_clear(&s->lock);
-    vma_cond_clear(&s->cond);
-    g_free(s->pool);
-    g_free(s->label);
-    g_free(s);
+    source_free(s);
     return 0;
 }

@@ -164,7 +164,30 @@ char *vrbd_describe(vrbd_cluster *c, const char *pool, int r, const char *what)
     return g_strdup_printf("%s: %s", what, g_strerror(-r));
 }
 
+ssize_t vrbd_aio_result(rbd_completion_t c)
+{
+    ssize_t r = rbd_aio_get_return_value(c);
+    rbd_aio_release(c);
+    return r;
+}
+
 /* ---- closing with a bound ---- */
+
+double vrbd_close_bound(const vrbd_cluster *c, gboolean failed)
+{
+    return failed ? 3 : c->timeout > 0 ? 2 * c->timeout + 15 : 60;
+}
+
+unsigned vrbd_drain(vma_mutex *lock, vma_cond *cond, const unsigned *count, double bound)
+{
+    double start = vrbd_now();
+    vma_mutex_lock(lock);
+    while (*count && vrbd_now() - start < bound)
+        vma_cond_wait_ms(cond, lock, 100);
+    unsigned left = *count;
+    vma_mutex_unlock(lock);
+    return left;
+}
 
 /* what a closing thread owns: it frees it, and says it is done through
  * `done` (a reference of its own), which the waiter may have left */

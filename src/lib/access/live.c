@@ -25,15 +25,6 @@ typedef struct {
     uint32_t csize, dsize;
 } lframe;
 
-typedef struct {
-    int64_t frame;       /* -1: empty */
-    uint8_t *data;
-    size_t cap;
-    gboolean loading;
-    unsigned refs;
-    uint64_t used;
-} lslot;
-
 struct vma_live {
     int fd;
     vma_mutex lock;
@@ -43,7 +34,7 @@ struct vma_live {
     uint64_t file_end;    /* file bytes in the frames so far */
     gboolean ended;
     GError *failure;      /* why the decoder stopped early, or NULL */
-    lslot slots[LIVE_SLOTS];
+    vma_frame_slot slots[LIVE_SLOTS];
     uint64_t clock;
 };
 
@@ -126,15 +117,7 @@ static gboolean wait_for(vma_live *l, uint64_t end, GError **err)
 
 static guint find(const vma_live *l, uint64_t off)
 {
-    guint lo = 0, hi = l->frames->len;
-    while (hi - lo > 1) {
-        guint mid = lo + (hi - lo) / 2;
-        if (g_array_index(l->frames, lframe, mid).doff <= off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
+    return (guint)VMA_SEARCH_LE(l->frames->data, l->frames->len, lframe, doff, off);
 }
 
 /* decode frame f into out (f.dsize bytes), checked as a reader of the
@@ -179,26 +162,11 @@ static int decode(vma_live *l, const lframe *f, guint fi, uint8_t *out, GError *
     return rc;
 }
 
-static lslot *pick(vma_live *l)
-{
-    lslot *best = NULL;
-    for (unsigned i = 0; i < LIVE_SLOTS; i++) {
-        lslot *z = &l->slots[i];
-        if (z->loading || z->refs)
-            continue;
-        if (z->frame < 0)
-            return z;
-        if (!best || z->used < best->used)
-            best = z;
-    }
-    return best;
-}
-
 /* copy n bytes at off of frame fi (locked on entry and return) */
 static int read_frame(vma_live *l, guint fi, uint64_t off, uint8_t *buf, size_t n, GError **err)
 {
     for (;;) {
-        lslot *z = NULL;
+        vma_frame_slot *z = NULL;
         for (unsigned i = 0; i < LIVE_SLOTS; i++)
             if (l->slots[i].frame == (int64_t)fi)
                 z = &l->slots[i];
@@ -208,7 +176,7 @@ static int read_frame(vma_live *l, guint fi, uint64_t off, uint8_t *buf, size_t 
         }
         gboolean hit = z != NULL;
         if (!z) {
-            z = pick(l);
+            z = vma_frame_slot_pick(l->slots, LIVE_SLOTS);
             if (!z) {
                 vma_cond_wait(&l->grown, &l->lock);
                 continue;
@@ -222,11 +190,7 @@ static int read_frame(vma_live *l, guint fi, uint64_t off, uint8_t *buf, size_t 
         vma_mutex_unlock(&l->lock);
         int rc = 0;
         if (!hit) {
-            if (z->cap < f.dsize) {
-                g_free(z->data);
-                z->data = g_malloc(f.dsize);
-                z->cap = f.dsize;
-            }
+            vma_frame_slot_reserve(z, f.dsize);
             rc = decode(l, &f, fi, z->data, err);
         }
         if (rc == 0)

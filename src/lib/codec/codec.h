@@ -52,6 +52,22 @@ typedef struct {
 void vma_src_get_stats(vma_src *s, vma_src_stats *st);
 /* n bytes at off of the stream: the count read (less only at the end), -1 */
 ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err);
+/* a slot of a cache of decoded frames: the seekable reader's (random.c)
+ * and the live reads of a copy being made (access/live.c) */
+typedef struct {
+    int64_t frame;        /* -1: empty */
+    uint8_t *data;
+    size_t cap;
+    gboolean loading;     /* a thread decodes into it */
+    unsigned refs;        /* threads copying out of it */
+    uint64_t used;        /* last use, for LRU */
+} vma_frame_slot;
+/* (under the cache's lock) a slot to load a frame into: a free one, else
+ * the least recently used that nobody loads or copies from; NULL when
+ * there is none */
+vma_frame_slot *vma_frame_slot_pick(vma_frame_slot *slots, unsigned n);
+/* room for n bytes in the slot (what it held is not kept) */
+void vma_frame_slot_reserve(vma_frame_slot *z, size_t n);
 /* sequential input over a random source (not owned): skips cost nothing */
 vma_in *vma_in_new_src(vma_src *src);
 

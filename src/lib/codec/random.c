@@ -100,14 +100,6 @@ typedef struct {
 /* a frame's place in the spill file (see vma_src_enable_spill) */
 enum { SPILL_NONE = 0, SPILL_WRITING, SPILL_DONE };
 
-typedef struct {
-    int64_t frame;        /* -1: empty */
-    uint8_t *data;
-    size_t cap;
-    gboolean loading;     /* a thread decompresses into it */
-    unsigned refs;        /* threads copying out of it */
-    uint64_t used;        /* last use, for LRU */
-} zslot;
 
 struct vma_src {
     int fd;
@@ -119,7 +111,7 @@ struct vma_src {
     uint32_t max_dsize;   /* of the largest frame */
     vma_mutex lock;
     vma_cond loaded;
-    zslot *slots;         /* made at the first read */
+    vma_frame_slot *slots;         /* made at the first read */
     unsigned n_slots;
     int32_t *slot_of;     /* frame -> slot, -1 */
     uint64_t cache_bytes;
@@ -136,7 +128,7 @@ struct vma_src {
     char *spill_dir;
     int spill_fd;
     vma_thread *spill_thread; /* writes the frames queued in spill_jobs */
-    vma_queue *spill_jobs;    /* zslot *, with a reference; closed: it ends */
+    vma_queue *spill_jobs;    /* vma_frame_slot *, with a reference; closed: it ends */
     unsigned spill_pending;   /* queued or being written (under the lock) */
     uint64_t spill_limit, spill_used;
     /* the last frames read (each once), to tell readers from start to end
@@ -310,7 +302,7 @@ static void *spill_main(void *data);
 /* a job of the spill thread: a slot and the source it belongs to */
 typedef struct {
     vma_src *s;
-    zslot *z;
+    vma_frame_slot *z;
 } spill_job;
 
 /* the spill file, made by the first reader that spills, without the lock
@@ -407,7 +399,7 @@ static gboolean want_spill(vma_src *s, uint64_t fi, gboolean *make_file)
 
 /* with the lock: the slot z of frame fi, referenced, goes to the spill
  * thread, which drops the reference once written */
-static void queue_spill(vma_src *s, zslot *z)
+static void queue_spill(vma_src *s, vma_frame_slot *z)
 {
     spill_job *j = g_new(spill_job, 1);
     j->s = s;
@@ -455,7 +447,7 @@ static void *spill_main(void *data)
             return NULL;
         }
         vma_src *s = j->s;
-        zslot *z = j->z;
+        vma_frame_slot *z = j->z;
         g_free(j);
         write_spill(s, (uint64_t)z->frame, z->data);
         vma_mutex_lock(&s->lock);
@@ -468,7 +460,7 @@ static void *spill_main(void *data)
 
 /* the first frame to spill made the file (unlocked): then it goes there
  * too, if it still fits the limit (lowered to half the space free) */
-static void spill_after_open(vma_src *s, uint64_t fi, zslot *z)
+static void spill_after_open(vma_src *s, uint64_t fi, vma_frame_slot *z)
 {
     gboolean ok = open_spill(s);
     zframe *f = &s->frames[fi];
@@ -498,7 +490,7 @@ static void make_slots(vma_src *s)
 {
     uint64_t n = s->cache_bytes / MAX(1u, s->max_dsize);
     s->n_slots = (unsigned)MIN(MAX(n, (uint64_t)MIN_SLOTS), MIN((uint64_t)MAX_SLOTS, s->n_frames));
-    s->slots = g_new0(zslot, s->n_slots);
+    s->slots = g_new0(vma_frame_slot, s->n_slots);
     for (unsigned i = 0; i < s->n_slots; i++)
         s->slots[i].frame = -1;
     s->slot_of = g_new(int32_t, s->n_frames);
@@ -520,15 +512,7 @@ uint64_t vma_src_frames(const vma_src *s) { return s->n_frames; }
 /* the frame holding stream offset off */
 static uint64_t find_frame(const vma_src *s, uint64_t off)
 {
-    uint64_t lo = 0, hi = s->n_frames;
-    while (hi - lo > 1) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        if (s->frames[mid].doff <= off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
+    return VMA_SEARCH_LE(s->frames, s->n_frames, zframe, doff, off);
 }
 
 /* the map being made while a frame is decoded */
@@ -709,19 +693,18 @@ static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, const zmap **
     return rc;
 }
 
+/* the run of a map (n > 0) that holds decoded offset off */
+static uint32_t run_at(const zmap *m, uint64_t off)
+{
+    return (uint32_t)VMA_SEARCH_LE(m->runs, m->n, zrun, doff, off);
+}
+
 /* can [off, off + n) of frame f be read through its map, without decoding? */
 static gboolean map_covers(const zframe *f, const zmap *m, uint64_t off, size_t n)
 {
     if (m->n == 0)
         return FALSE;
-    uint32_t lo = 0, hi = m->n;
-    while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (m->runs[mid].doff <= off)
-            lo = mid;
-        else
-            hi = mid;
-    }
+    uint32_t lo = run_at(m, off);
     if (m->runs[lo].doff > off)
         return FALSE; /* never: a map starts at 0 */
     for (uint32_t i = lo; i < m->n; i++) {
@@ -739,9 +722,7 @@ static int read_direct(vma_src *s, uint64_t fi, const zmap *m, uint64_t off, uin
                        size_t n, GError **err)
 {
     const zframe *f = &s->frames[fi];
-    uint32_t i = 0;
-    while (i + 1 < m->n && m->runs[i + 1].doff <= off)
-        i++;
+    uint32_t i = run_at(m, off);
     while (n > 0) {
         const zrun *r = &m->runs[i];
         uint64_t end = i + 1 < m->n ? m->runs[i + 1].doff : f->dsize;
@@ -829,13 +810,11 @@ static int decode_prefix(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_
     return rc;
 }
 
-/* a slot to load a frame into: a free one, else the least recently used
- * that nobody loads or copies from; NULL when there is none (called locked) */
-static zslot *pick_slot(vma_src *s)
+vma_frame_slot *vma_frame_slot_pick(vma_frame_slot *slots, unsigned n)
 {
-    zslot *best = NULL;
-    for (unsigned i = 0; i < s->n_slots; i++) {
-        zslot *z = &s->slots[i];
+    vma_frame_slot *best = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        vma_frame_slot *z = &slots[i];
         if (z->loading || z->refs)
             continue;
         if (z->frame < 0)
@@ -844,6 +823,15 @@ static zslot *pick_slot(vma_src *s)
             best = z;
     }
     return best;
+}
+
+void vma_frame_slot_reserve(vma_frame_slot *z, size_t n)
+{
+    if (z->cap < n) {
+        g_free(z->data);
+        z->data = g_malloc(n);
+        z->cap = n;
+    }
 }
 
 /* with the lock held: make the map of frame fi the one just built, unless
@@ -869,7 +857,7 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
     note_read(s, fi);
     for (;;) {
         int32_t si = s->slot_of[fi];
-        zslot *z = si >= 0 ? &s->slots[si] : NULL;
+        vma_frame_slot *z = si >= 0 ? &s->slots[si] : NULL;
         const zmap *m = s->frames[fi].map;
         if ((!z || z->loading) && m && map_covers(&s->frames[fi], m, off, n)) {
             /* raw and RLE blocks of a frame decoded before: no need for it */
@@ -894,7 +882,7 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
             return decode_prefix(s, fi, off, buf, n, err);
         }
         if (!z) {
-            z = pick_slot(s);
+            z = vma_frame_slot_pick(s->slots, s->n_slots);
             if (!z) {
                 vma_cond_wait(&s->loaded, &s->lock);
                 continue;
@@ -912,11 +900,7 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
         const zmap *made = NULL;
         uint64_t made_bytes = 0;
         if (!hit) {
-            if (z->cap < s->max_dsize) {
-                g_free(z->data);
-                z->data = g_malloc(s->max_dsize);
-                z->cap = s->max_dsize;
-            }
+            vma_frame_slot_reserve(z, s->max_dsize);
             rc = decompress_frame(s, fi, z->data, &made, &made_bytes, err);
         }
         if (rc == 0)

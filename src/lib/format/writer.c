@@ -31,6 +31,14 @@ typedef struct {
     size_t len;
 } wconfig;
 
+static void wconfig_free(gpointer p)
+{
+    wconfig *c = p;
+    g_free(c->name);
+    g_free(c->data);
+    g_free(c);
+}
+
 /* the pieces of one extent written from the caller's buffer: its header,
  * then at most one per stored block */
 #define CHUNK_IOV (1 + VMA_SLOTS_PER_EXTENT * VMA_BLOCKS_PER_CLUSTER)
@@ -67,14 +75,6 @@ static gboolean name_ok(const char *name, GError **err)
     if (err && *err)
         (*err)->code = VMA_ERR_ARG;
     return FALSE;
-}
-
-static void wconfig_free(gpointer p)
-{
-    wconfig *c = p;
-    g_free(c->name);
-    g_free(c->data);
-    g_free(c);
 }
 
 static vma_writer *writer_new(int fd, const vma_writer_opts *opts, GError **err)
