@@ -210,7 +210,9 @@ typedef void (*vma_damage_fn)(uint64_t offset, const char *what, void *ud);
 void vma_reader_set_optional(vma_reader *r, uint8_t dev_id, gboolean optional);
 /* Salvage mode: a bad extent is reported to fn and skipped (the reader goes
  * on at the next valid extent header), a bad slot is dropped, a cut or
- * undecodable archive ends where it breaks; the end is never an error.
+ * undecodable archive ends where it breaks; the end is never an error.  A
+ * read that fails (VMA_ERR_IO) or an interrupt is no damage: it fails, also
+ * while the reader looks for the next extent header.
  * What is missing is then asked with vma_reader_foreach_missing(). */
 void vma_reader_set_salvage(vma_reader *r, vma_damage_fn fn, void *ud);
 uint64_t vma_reader_damage_events(const vma_reader *r);

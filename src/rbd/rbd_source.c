@@ -3,8 +3,8 @@
  *
  * next_data comes from the extents rbd_diff_iterate2 gives from the start
  * of time (NULL) with whole_object = 0: per object that exists, from its
- * start to its highest written byte (a superset of the data, read quickly:
- * measured 0.08 s for an 8 GiB image; unallocated objects are never read).
+ * start to its highest written byte (a superset of the data, found quickly
+ * (docs/performance.md); unallocated objects are never read).
  * The writer's reader thread reads the image in order, one chunk (up to
  * 59 * 64 KiB) at a time; the source reads ahead along the extents, with
  * up to `window` bytes of object-sized aio reads in flight, and pread copies

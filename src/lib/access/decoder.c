@@ -31,8 +31,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* zstd's level for the copy: --fast=1 kept the comp image's copy at 1.05x
- * of its level-3 archive at 600 MB/s a core (docs/performance.md) */
+/* zstd's level for the copy: its fastest (--fast=1); what that costs and
+ * saves against level 3 is in docs/performance.md */
 #define COPY_LEVEL (-1)
 #define SNAP_WAITED_S 0.05
 #define SNAP_EVERY_S  1.0

@@ -4,7 +4,8 @@
  *
  * Two modes change what happens on damage or at the end, never what is
  * checked: with salvage, a bad extent is skipped (the reader looks for the
- * next valid extent header) and a cut archive simply ends; without the data
+ * next valid extent header) and a cut archive simply ends (a failed read and
+ * an interrupt still fail); without the data
  * (vma_reader_skip_data), extents are decoded and checked but their blocks
  * are skipped over, for building an index. */
 #define _GNU_SOURCE
