@@ -208,6 +208,11 @@ function M.usage_error(cmd, msg)
   return nil, 2
 end
 
+--- The same, returning only the exit status (2): a command's run ends with it.
+function M.usage(cmd, msg)
+  return select(2, M.usage_error(cmd, msg))
+end
+
 --- The comma-separated list of a -d option, or nil and a message when it
 -- names nothing ("-d ''", "-d ,").
 function M.split_list(text, what)
@@ -235,6 +240,17 @@ function M.open(cmd, path, opts)
       .. "terminal: pipe one in (zstd -dc A.vma.zst | vma ", cmd, " -), or press Ctrl-D\n")
   end
   return vma.open(path, opts)
+end
+
+--- The arguments of a command that reads the archive a.archive, and that
+-- archive opened (M.open): a, r; or nil and the exit status, once the usage
+-- error or the failure is printed (with a.json also as JSON on stdout).
+function M.parse_open(parser, args, cmd)
+  local a, st = M.parse(parser, args, cmd)
+  if not a then return nil, st end
+  local r, err = M.open(cmd, a.archive)
+  if not r then return nil, M.fail(cmd, err, a.json) end
+  return a, r
 end
 
 --- ctime(3) text of a time, as Proxmox's vma prints it (local time).

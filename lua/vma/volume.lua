@@ -67,4 +67,25 @@ function M.prepare(entries, vols, dry_run)
   return made, rollback
 end
 
+--- A built-in target whose disks go to volumes: VOLUMES(archive, arg)
+-- describes them ({dev=, path=, thin=, create=, remove=, check=}); the map
+-- sends each disk to its volume (zero blocks written where the volume may
+-- hold old data: it exists, or it is thick), prepare makes those missing.
+function M.target(description, volumes)
+  return {
+    description = description,
+    map = function(archive, arg, opts)
+      local map = {}
+      for _, v in ipairs(volumes(archive, arg)) do
+        local exists = M.existing(v.path, opts)
+        map[v.dev.name] = { path = v.path, write_zero = exists or not v.thin, format = "raw" }
+      end
+      return map
+    end,
+    prepare = function(entries, archive, arg, opts)
+      return M.prepare(entries, volumes(archive, arg), opts.dry_run)
+    end,
+  }
+end
+
 return M

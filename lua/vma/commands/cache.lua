@@ -78,7 +78,7 @@ end
 
 local function remove(dir, a)
   if #a.archives == 0 then
-    return select(2, ui.usage_error("cache", "rm needs archives (or keys)"))
+    return ui.usage("cache", "rm needs archives (or keys)")
   end
   local keys, err = keys_of(a)
   if not keys then return ui.fail("cache", err, a.json) end
@@ -123,7 +123,7 @@ end
 
 local function add(a)
   if #a.archives == 0 then
-    return select(2, ui.usage_error("cache", "add needs archives"))
+    return ui.usage("cache", "add needs archives")
   end
   vma.catch_signals()
   local out = ui.array()
@@ -165,7 +165,7 @@ local function run(args)
   if not a then return st end
   local action = a.action or "ls"
   if (action == "ls" or action == "clear") and #a.archives > 0 then
-    return select(2, ui.usage_error("cache", action .. " takes no archive"))
+    return ui.usage("cache", action .. " takes no archive")
   end
   if action == "add" then return add(a) end
   local dir = vma.cache_dir()

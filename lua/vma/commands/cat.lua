@@ -22,16 +22,12 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "cat")
   if not a then return st end
-  local function usage(msg)
-    io.stderr:write("vma cat: " .. msg .. " (see 'vma help cat')\n")
-    return 2
-  end
   local off = devices.parse_size(a.offset)
-  if not off then return usage("--offset must be a size, not '" .. a.offset .. "'") end
+  if not off then return ui.usage("cat", "--offset must be a size, not '" .. a.offset .. "'") end
   local len
   if a.length then
     len = devices.parse_size(a.length)
-    if not len then return usage("--length must be a size, not '" .. a.length .. "'") end
+    if not len then return ui.usage("cat", "--length must be a size, not '" .. a.length .. "'") end
   end
   if vma.isatty(1) then
     return ui.fail("cat", "standard output is a terminal: redirect it to a file or a pipe")

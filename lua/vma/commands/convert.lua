@@ -33,9 +33,7 @@ local function run(args)
   local fmt = a.format or BY_EXT[(a.out:match("%.(%w+)$") or ""):lower()] or "qcow2"
   local started = vma.clock()
   if not FORMATS[fmt] then
-    io.stderr:write("vma convert: unknown format '" .. fmt .. "': qcow2, vmdk, vhdx or raw "
-      .. "(see 'vma help convert')\n")
-    return 2
+    return ui.usage("convert", "unknown format '" .. fmt .. "': qcow2, vmdk, vhdx or raw")
   end
   local ost = vma.stat(a.out)
   if ost and not a.force then
@@ -51,10 +49,7 @@ local function run(args)
   local expect = r.header_md5
   r:close()
   if not d then
-    if dst == 2 then
-      io.stderr:write("vma convert: " .. derr .. " (see 'vma help convert')\n")
-      return 2
-    end
+    if dst == 2 then return ui.usage("convert", derr) end
     return ui.fail("convert", derr)
   end
   if not process.which("qemu-img") then

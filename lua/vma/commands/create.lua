@@ -226,10 +226,10 @@ local function run(args)
   local a, status = ui.parse(parser(), args, "create")
   if not a then return status end
   if #a.devices == 0 and #a.device == 0 and #a.config == 0 then
-    return select(2, ui.usage_error("create", "nothing to archive: give config files and/or devices"))
+    return ui.usage("create", "nothing to archive: give config files and/or devices")
   end
   if a.vmid and not a.vmid:match("^[1-9]%d%d+$") then
-    return select(2, ui.usage_error("create", "bad --vmid '" .. a.vmid .. "' (100 or more)"))
+    return ui.usage("create", "bad --vmid '" .. a.vmid .. "' (100 or more)")
   end
   local json_to = a.json and a.archive ~= "-" -- (not "x and nil or y": that is always y)
   local function fail(msg)
@@ -249,7 +249,7 @@ local function run(args)
   if not path then return fail(perr) end
   local comp = a.compress or default_comp or compression_for(a, path)
   local uerr = compression.check(comp, a.level, a.threads)
-  if uerr then return select(2, ui.usage_error("create", uerr)) end
+  if uerr then return ui.usage("create", uerr) end
   local devs, derr = collect_devices(a)
   if not devs then return fail(derr) end
   local configs, notes = collect_configs(a, devs)

@@ -516,14 +516,14 @@ local function run(args)
   if not a then return status end
   local nmaps = (a.map and 1 or 0) + (a.map_script and 1 or 0) + (a.target and 1 or 0)
   if nmaps > 1 then
-    return select(2, ui.usage_error("extract", "give only one of -r, --map-script and --target"))
+    return ui.usage("extract", "give only one of -r, --map-script and --target")
   end
   if not tonumber(a.mode, 8) or not a.mode:match("^0?[0-7][0-7][0-7]$") then
-    return select(2, ui.usage_error("extract", "bad --mode '" .. a.mode .. "' (octal, e.g. 0600)"))
+    return ui.usage("extract", "bad --mode '" .. a.mode .. "' (octal, e.g. 0600)")
   end
   if a.drives then
     local _, derr = ui.split_list(a.drives, "-d")
-    if derr then return select(2, ui.usage_error("extract", derr)) end
+    if derr then return ui.usage("extract", derr) end
   end
   -- with --json, stdout carries one JSON document and nothing else
   local out = a.json and io.stderr or nil
@@ -591,7 +591,7 @@ local function run(args)
   local plan, perr, pstatus = plan_targets(a, r, entries, made)
   if not plan then
     job:cleanup()
-    if pstatus == 2 then return select(2, ui.usage_error("extract", perr)) end
+    if pstatus == 2 then return ui.usage("extract", perr) end
     return fail(perr)
   end
   if a.dry_run then

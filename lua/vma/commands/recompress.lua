@@ -33,7 +33,7 @@ local function run(args)
     return fail("standard output is a terminal: not writing an archive there")
   end
   local uerr = compression.check(compression_for(a), a.level, a.threads)
-  if uerr then return select(2, ui.usage_error("recompress", uerr)) end
+  if uerr then return ui.usage("recompress", uerr) end
   vma.catch_signals()
   local r, err = ui.open("recompress", a.input)
   if not r then return fail(err) end

@@ -89,15 +89,11 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "serve")
   if not a then return st end
-  local function usage(msg)
-    io.stderr:write("vma serve: " .. msg .. " (see 'vma help serve')\n")
-    return 2
-  end
-  if a.socket and (a.port or a.listen) then return usage("--socket and --port/--listen exclude each other") end
+  if a.socket and (a.port or a.listen) then return ui.usage("serve", "--socket and --port/--listen exclude each other") end
   local port
   if a.port or a.listen then
     port = math.tointeger(tonumber(a.port or DEFAULT_PORT))
-    if not port or port < 1 or port > 65535 then return usage("--port must be a number from 1 to 65535") end
+    if not port or port < 1 or port > 65535 then return ui.usage("serve", "--port must be a number from 1 to 65535") end
   end
   local listen = a.listen or "127.0.0.1"
 

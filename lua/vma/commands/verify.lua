@@ -14,11 +14,9 @@ local function parser()
 end
 
 local function run(args)
-  local a, st = ui.parse(parser(), args, "verify")
-  if not a then return st end
+  local a, r = ui.parse_open(parser(), args, "verify")
+  if not a then return r end
   local out = a.json and io.stderr or nil
-  local r, err = ui.open("verify", a.archive)
-  if not r then return ui.fail("verify", err, a.json) end
   vma.catch_signals()
   local ok, perr = pcall(function()
     if a.verbose then ui.print_content(r, out) end
