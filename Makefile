@@ -1,19 +1,31 @@
-# vma - build, test, benchmark and install.
+# vma - build, test, benchmark, install and package.
 #   make            build build/vma, build/vma.so and build/libvma.a (and
 #                   build/cmod/vma/rbd.so, the Ceph RBD module, when librbd-dev is
 #                   installed; `make rbd` builds it or fails)
-#   make check      every test (C unit tests, Lua tests, command-line tests)
+#   make check      every test (C unit tests, the fuzzing seeds and regressions
+#                   through every harness, Lua tests, command-line tests, the
+#                   Ceph RBD and libguestfs tests, the Debian package), every
+#                   set of packages installed first
+#   make check-core the same without installing Ceph and libguestfs: their
+#                   tests are skipped (reported) unless already installed
+#   make check-ceph the Ceph RBD tests alone, after installing Ceph (DEBS_CEPH)
+#   make check-guestfs  the tests that use libguestfs alone, after installing it
+#   make fuzz       the libFuzzer harnesses of tests/fuzz, FUZZ_SECONDS each
 #   make demo       build, make a sample disk, back it up, list, verify, restore, compare
 #   make bench      throughput of create, extract and verify beside cat and cp
+#   make deb        the Debian packages in build/deb/ (dpkg-buildpackage, lintian)
 #   make install    PREFIX=/usr/local DESTDIR=
 #                   (the nbdkit plugin goes into nbdkit's plugin folder,
-#                   NBDKIT_PLUGINDIR; vma-fuse into LIBEXECDIR)
+#                   NBDKIT_PLUGINDIR; vma-fuse into LIBEXECDIR; BIN_NAME names
+#                   the executable)
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 BINDIR    ?= $(PREFIX)/bin
-DATADIR   ?= $(PREFIX)/share/vma
+BIN_NAME  ?= vma
 LUADIR    ?= $(PREFIX)/share/lua/5.4
 MANDIR    ?= $(PREFIX)/share/man
+DOCDIR    ?= $(PREFIX)/share/doc/vma
+EXAMPLEDIR ?= $(DOCDIR)/examples
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
 LIBEXECDIR ?= $(PREFIX)/lib/vma
@@ -22,12 +34,26 @@ VERSION   := 0.1.0
 
 CC        ?= cc
 PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash
-# Debian packages needed to build, test and run (installed by `make deps`)
-DEBS      := gcc make pkg-config liblua5.4-dev lua5.4 libglib2.0-dev uuid-dev libssl-dev \
-             libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev lua-busted lua-argparse lua-cjson lua-dkjson lua-filesystem \
-             lzop zstd gzip time tmux valgrind clang libclang-rt-14-dev libtsan2 \
-             nbdkit nbdkit-plugin-dev libnbd-bin fuse3 libfuse3-dev qemu-utils e2fsprogs gdisk \
-             librbd-dev librados-dev ceph-mon ceph-osd ceph-common
+
+# The Debian packages each target needs, one set each (tools/deps.sh installs
+# the missing ones; README.md says what each set costs on a fresh Debian 12).
+# A library the build links goes into DEBS_BUILD and into debian/control's
+# Build-Depends (tests/lua/packaging_spec.lua checks that they agree).
+#   make, make demo, make install:  DEBS_BUILD DEBS_RUN
+#   make check:                     + DEBS_CHECK DEBS_DEB and debian/control's
+#                                     Build-Depends (its test builds the package)
+#   make deb:                       DEBS_DEB and the Build-Depends
+#   make check-ceph / -guestfs:     + DEBS_CEPH / DEBS_GUESTFS
+#   make fuzz:                      DEBS_BUILD DEBS_FUZZ
+DEBS_BUILD   := gcc make pkg-config liblua5.4-dev libglib2.0-dev uuid-dev libssl-dev \
+                libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev nbdkit-plugin-dev libfuse3-dev
+DEBS_RUN     := lua-argparse lua-filesystem lua-dkjson zstd lzop
+DEBS_CHECK   := lua5.4 lua-busted lua-cjson gzip valgrind libtsan2 nbdkit libnbd-bin fuse3 qemu-utils \
+                e2fsprogs gdisk bash-completion
+DEBS_DEB     := dpkg-dev debhelper lintian
+DEBS_CEPH    := librbd-dev librados-dev ceph-mon ceph-osd ceph-common
+DEBS_GUESTFS := lua-guestfs guestfs-tools
+DEBS_FUZZ    := clang libclang-rt-14-dev
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -62,24 +88,25 @@ RBD_SO    := $(if $(HAVE_RBD),$(B)/cmod/vma/rbd.so)
 RBD_SHARED := src/lib/base/thread.c src/lua/lvma_class.c
 CFLAGS    += -Isrc/lib
 
-.PHONY: all rbd asan tsan deps check check-c check-lua check-asan check-valgrind demo bench install uninstall clean fuzz
+.PHONY: all rbd asan tsan deps deps-check deps-deb deps-ceph deps-guestfs deps-fuzz check check-ceph \
+        check-guestfs check-core check-all demo bench deb install uninstall clean fuzz
 
 all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse $(RBD_SO)
 
 $(B)/lib/%.o: src/lib/%.c $(LIB_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(B)/lua/%.o: src/lua/%.c src/lua/lvma.h src/lua/lvma_ext.h $(LIB_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(B)/libvma.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(B)/host/main.o: src/host/main.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DVMA_LUADIR='"$(LUADIR)"' -DVMA_LUA_CMOD='"$(LUA_CMOD)"' -c -o $@ $<
 
 $(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
 	$(CC) $(LDFLAGS) -o $@ $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a $(LDLIBS)
@@ -92,24 +119,42 @@ $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
 rbd: $(B)/cmod/vma/rbd.so
 $(B)/cmod/vma/rbd.so: $(RBD_SRC) $(RBD_SHARED) src/rbd/rbd.h src/lua/lvma_ext.h src/lua/lvma.h $(LIB_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Isrc/lua -fvisibility=hidden $(LDFLAGS) -shared -o $@ $(RBD_SRC) $(RBD_SHARED) $(RBD_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Isrc/lua -fvisibility=hidden $(LDFLAGS) -shared -o $@ $(RBD_SRC) $(RBD_SHARED) $(RBD_LIBS)
 
 # `nbdkit vma ARCHIVE` (src/nbdkit) and `vma-fuse ARCHIVE DIR` (src/fuse)
 $(B)/nbdkit-vma-plugin.so: src/nbdkit/vma-plugin.c $(B)/libvma.a $(LIB_HDRS)
-	$(CC) $(CFLAGS) $(NBDKIT_CFLAGS) $(LDFLAGS) -shared -o $@ $< $(B)/libvma.a $(CORE_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(NBDKIT_CFLAGS) $(LDFLAGS) -shared -o $@ $< $(B)/libvma.a $(CORE_LIBS)
 
 $(B)/vma-fuse: src/fuse/vma-fuse.c $(B)/libvma.a $(LIB_HDRS)
-	$(CC) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
 
 TEST_SRC  := $(sort $(wildcard tests/c/*.c))
 $(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
 	$(CC) $(CFLAGS) -Isrc/lib -o $@ $(TEST_SRC) $(B)/libvma.a $(LDLIBS)
 
+# the fuzzing harnesses (tests/fuzz/fuzz_*.c) without libFuzzer: build/fuzz_replay
+# runs every seed and regression through each (tests/fuzz/replay.c); each
+# harness is compiled with its entry point renamed fuzz_one_NAME
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_DEPS  := tests/fuzz/replay.c tests/fuzz/common.c tests/fuzz/common.h
+$(B)/fuzz-replay/harnesses.h: Makefile $(FUZZ_SRC)
+	@mkdir -p $(@D)
+	printf '#define HARNESSES %s\n' '$(foreach n,$(FUZZ_NAMES),H($(n)))' >$@
+
+$(B)/fuzz-replay/%.o: tests/fuzz/fuzz_%.c tests/fuzz/common.h $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DLLVMFuzzerTestOneInput=fuzz_one_$* -c -o $@ $<
+
+$(B)/fuzz_replay: $(FUZZ_DEPS) $(FUZZ_NAMES:%=$(B)/fuzz-replay/%.o) $(B)/fuzz-replay/harnesses.h $(B)/libvma.a
+	$(CC) $(CFLAGS) -I$(B)/fuzz-replay -o $@ tests/fuzz/replay.c tests/fuzz/common.c \
+	  $(FUZZ_NAMES:%=$(B)/fuzz-replay/%.o) $(B)/libvma.a $(LDLIBS)
+
 # the same programs under AddressSanitizer + UndefinedBehaviorSanitizer
 ASAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined -Wall -Wextra -Werror $(PKG_CFLAGS) \
                -DVMA_VERSION='"$(VERSION)"' -Isrc/lib
-asan: $(B)/asan/vma $(B)/asan/test_core
+asan: $(B)/asan/vma $(B)/asan/test_core $(B)/asan/fuzz_replay
 
 $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 	@mkdir -p $(B)/asan
@@ -129,50 +174,92 @@ $(B)/tsan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/tsan
 	$(CC) $(TSAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
 
-deps:
-	@sh tools/deps.sh $(DEBS)
+$(B)/asan/fuzz-replay/%.o: tests/fuzz/fuzz_%.c tests/fuzz/common.h $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -DLLVMFuzzerTestOneInput=fuzz_one_$* -c -o $@ $<
 
-check: deps
-	@$(MAKE) --no-print-directory all $(B)/test_core
+$(B)/asan/fuzz_replay: $(FUZZ_DEPS) $(FUZZ_NAMES:%=$(B)/asan/fuzz-replay/%.o) $(B)/fuzz-replay/harnesses.h $(LIB_SRC) $(LIB_HDRS)
+	$(CC) $(ASAN_CFLAGS) -I$(B)/fuzz-replay -o $@ tests/fuzz/replay.c tests/fuzz/common.c \
+	  $(FUZZ_NAMES:%=$(B)/asan/fuzz-replay/%.o) $(LIB_SRC) $(LDLIBS)
+
+# the dependency step of each target: installs what is missing of its sets
+# (and waits for another apt to finish; tools/deps.sh)
+deps:
+	@sh tools/deps.sh $(DEBS_BUILD) $(DEBS_RUN)
+deps-check:
+	@sh tools/deps.sh $(DEBS_BUILD) $(DEBS_RUN) $(DEBS_CHECK) $(DEBS_DEB) \
+	  $$(sh tools/mkdeb.sh --build-depends)
+deps-deb:
+	@sh tools/deps.sh $(DEBS_DEB) $$(sh tools/mkdeb.sh --build-depends)
+deps-ceph:
+	@sh tools/deps.sh $(DEBS_CEPH)
+deps-guestfs:
+	@sh tools/deps.sh $(DEBS_GUESTFS)
+deps-fuzz:
+	@sh tools/deps.sh $(DEBS_BUILD) $(DEBS_FUZZ)
+
+check: deps-check deps-ceph deps-guestfs
+	@$(MAKE) --no-print-directory all rbd $(B)/test_core $(B)/fuzz_replay
 	@sh tests/run.sh
+
+check-core: deps-check
+	@$(MAKE) --no-print-directory all $(B)/test_core $(B)/fuzz_replay
+	@sh tests/run.sh
+
+# the tests tagged #ceph or #guestfs only, with their packages
+check-ceph: deps-check deps-ceph
+	@$(MAKE) --no-print-directory all rbd
+	@VMA_TAGS=ceph sh tests/run.sh
+check-guestfs: deps-check deps-guestfs
+	@$(MAKE) --no-print-directory all
+	@VMA_TAGS=guestfs sh tests/run.sh
+
+# (the name an earlier version had for make check)
+check-all: check
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh tools/demo.sh
 
-bench: deps
+bench: deps-check
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh
 
-fuzz: deps
+fuzz: deps-fuzz
 	@sh tests/fuzz/run.sh
 
+# build/deb/*.deb: the source tree copied to build/deb/vma-VERSION, built
+# there with dpkg-buildpackage -us -uc -b, then checked by lintian
+deb: deps-deb
+	@sh tools/mkdeb.sh
+
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(LUA_CMOD) $(DESTDIR)$(MANDIR)/man1
-	install -m 755 $(B)/vma $(DESTDIR)$(BINDIR)/vma
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(LUA_CMOD) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(BASHCOMPDIR) \
+	  $(DESTDIR)$(NBDKIT_PLUGINDIR) $(DESTDIR)$(LIBEXECDIR)
+	install -m 755 $(B)/vma $(DESTDIR)$(BINDIR)/$(BIN_NAME)
 	install -m 644 $(B)/vma.so $(DESTDIR)$(LUA_CMOD)/vma.so
 	[ ! -f $(B)/cmod/vma/rbd.so ] || { install -d $(DESTDIR)$(LUA_CMOD)/vma && \
 	  install -m 644 $(B)/cmod/vma/rbd.so $(DESTDIR)$(LUA_CMOD)/vma/rbd.so; }
 	cd lua && find vma -type d -exec install -d $(DESTDIR)$(LUADIR)/{} \;
 	cd lua && find vma -type f -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
-	[ ! -f docs/vma.1 ] || install -m 644 docs/vma.1 $(DESTDIR)$(MANDIR)/man1/vma.1
-	install -d $(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DATADIR)/docs $(DESTDIR)$(BASHCOMPDIR)
-	install -m 644 examples/* $(DESTDIR)$(DATADIR)/examples/
-	install -m 644 docs/*.md $(DESTDIR)$(DATADIR)/docs/
+	install -m 644 docs/vma.1 docs/nbdkit-vma-plugin.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 examples/* $(DESTDIR)$(EXAMPLEDIR)/
 	install -m 644 completions/vma.bash $(DESTDIR)$(BASHCOMPDIR)/vma
-	install -d $(DESTDIR)$(NBDKIT_PLUGINDIR) $(DESTDIR)$(LIBEXECDIR)
 	install -m 755 $(B)/nbdkit-vma-plugin.so $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so
 	install -m 755 $(B)/vma-fuse $(DESTDIR)$(LIBEXECDIR)/vma-fuse
 	printf -- '-- written by make install: where the helper programs are\nreturn { nbdkit_plugin = "%s", fuse = "%s" }\n' \
 	  '$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so' '$(LIBEXECDIR)/vma-fuse' >$(DESTDIR)$(LUADIR)/vma/site.lua
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(LUA_CMOD)/vma.so $(DESTDIR)$(MANDIR)/man1/vma.1
+	rm -f $(DESTDIR)$(BINDIR)/$(BIN_NAME) $(DESTDIR)$(LUA_CMOD)/vma.so
+	rm -f $(DESTDIR)$(MANDIR)/man1/vma.1 $(DESTDIR)$(MANDIR)/man1/nbdkit-vma-plugin.1
 	rm -f $(DESTDIR)$(LUA_CMOD)/vma/rbd.so
 	-rmdir $(DESTDIR)$(LUA_CMOD)/vma 2>/dev/null
 	rm -f $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so $(DESTDIR)$(LIBEXECDIR)/vma-fuse
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
-	rm -rf $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(DATADIR)
+	rm -rf $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(DOCDIR)
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/vma
 
 clean:

@@ -45,6 +45,11 @@ function M.open(path, o)
   o = o or {}
   local r, err = vma.open(path, { cache = o.cache, wait = o.wait })
   if not r then return nil, err end
+  if r.random_error then
+    err = r.random_error
+    r:close()
+    return nil, err
+  end
   if r.seekable or o.prepare then
     local ok, perr = r:prepare()
     if not ok then

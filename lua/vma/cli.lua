@@ -50,6 +50,8 @@ function M.main(argv)
     print("vma " .. require("vma").version)
     return 0
   end
+  -- the shell completion's question (completions/vma.bash, vma.complete)
+  if name == "--complete" then return require("vma.complete").main(argv) end
   local rest = table.move(argv, 2, #argv, 1, {})
   return M.run(name, rest)
 end

@@ -536,6 +536,8 @@ int main(int argc, char **argv)
                         "%s changed since it was opened (its header is not the one expected)",
                         o.path);
     }
+    if (archive && !e && vma_archive_random_error(archive))
+        e = g_error_copy(vma_archive_random_error(archive));
     if (!archive || e || (vma_archive_seekable(archive) && vma_archive_prepare(archive, &e) < 0) ||
         lay_out(&e) < 0) {
         say("%s", e->message);

@@ -472,6 +472,10 @@ gboolean vma_archive_seekable(const vma_archive *a);
  * (else VMA_ERR_FORMAT: it changed). */
 vma_reader *vma_archive_stream(vma_archive *a, GError **err);
 
+/* why random access to this archive is refused, when that is known
+ * already (a seek table that is there but broken), else NULL */
+const GError *vma_archive_random_error(vma_archive *a);
+
 /* Make random access ready (the reads below do it themselves): the index
  * built or loaded, or the background decoder started. */
 int vma_archive_prepare(vma_archive *a, GError **err);

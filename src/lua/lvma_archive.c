@@ -682,6 +682,15 @@ static void get_header_md5(lua_State *L, void *self)
         g_snprintf(hex + 2 * i, 3, "%02x", m[i]);
     lua_pushstring(L, hex);
 }
+static void get_random_error(lua_State *L, void *self)
+{
+    const GError *e = vma_archive_random_error(((larchive *)self)->a);
+    if (e)
+        lua_pushstring(L, e->message);
+    else
+        lua_pushnil(L);
+}
+
 static void get_key(lua_State *L, void *self)
 {
     lua_pushstring(L, vma_archive_key(((larchive *)self)->a));
@@ -697,6 +706,7 @@ static const lvma_getter archive_getters[] = {
     {"stream", get_stream},
     {"header_md5", get_header_md5},
     {"cache_key", get_key},
+    {"random_error", get_random_error},
     {NULL, NULL},
 };
 

@@ -133,6 +133,11 @@ static int plugin_get_ready(void)
             return -1;
         }
     }
+    const GError *refused = vma_archive_random_error(archive);
+    if (refused) {
+        nbdkit_error("%s", refused->message);
+        return -1;
+    }
     if (vma_archive_seekable(archive) && vma_archive_prepare(archive, &e) < 0) {
         nbdkit_error("%s", e->message);
         g_error_free(e);

@@ -20,6 +20,8 @@
 
 #define DISK0 (40u * VMA_CLUSTER_SIZE + 5120u)  /* a short last cluster */
 #define DISK1 (300u * VMA_CLUSTER_SIZE)
+/* the frames a seek table may have (random.c's MAX_FRAMES) */
+#define MAX_FRAMES_TESTED (1u << 24)
 
 static uint32_t rnd(uint32_t *s)
 {
@@ -163,8 +165,11 @@ static void check_archive(const char *path, const uint8_t *d0, const uint8_t *d1
 }
 
 /* a plain archive recompressed by hand into zstd's seekable format: frames
- * of frame_bytes, then the seek table */
-static char *make_seekable(const char *plain, const char *name, size_t frame_bytes)
+ * of frame_bytes (with zstd's content checksum unless told not to), then
+ * the seek table; *starts (if given) gets the frames' stream offsets and
+ * the seek table's entries are at *table_at (the offset in the file) */
+static char *make_seekable_ex(const char *plain, const char *name, size_t frame_bytes,
+                              gboolean checksum, GArray *starts, uint64_t *table_at)
 {
     gchar *data;
     gsize len;
@@ -173,18 +178,27 @@ static char *make_seekable(const char *plain, const char *name, size_t frame_byt
         return path;
     GByteArray *out = g_byte_array_new(), *table = g_byte_array_new();
     uint32_t n = 0;
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, checksum ? 1 : 0);
     for (size_t off = 0; off < len; off += frame_bytes, n++) {
         size_t k = MIN(frame_bytes, len - off);
         size_t cap = ZSTD_compressBound(k);
         uint8_t *c = g_malloc(cap);
-        size_t cs = ZSTD_compress(c, cap, data + off, k, 3);
+        size_t cs = ZSTD_compress2(cc, c, cap, data + off, k);
+        if (starts) {
+            uint64_t o = off;
+            g_array_append_val(starts, o);
+        }
         g_byte_array_append(out, c, (guint)cs);
         uint32_t le[2] = {GUINT32_TO_LE((uint32_t)cs), GUINT32_TO_LE((uint32_t)k)};
         g_byte_array_append(table, (uint8_t *)le, 8);
         g_free(c);
     }
+    ZSTD_freeCCtx(cc);
     uint32_t head[2] = {GUINT32_TO_LE(0x184D2A5Eu), GUINT32_TO_LE(table->len + 9)};
     g_byte_array_append(out, (uint8_t *)head, 8);
+    if (table_at)
+        *table_at = out->len;
     g_byte_array_append(out, table->data, table->len);
     uint32_t nf = GUINT32_TO_LE(n), magic = GUINT32_TO_LE(0x8F92EAB1u);
     uint8_t desc = 0;
@@ -198,7 +212,12 @@ static char *make_seekable(const char *plain, const char *name, size_t frame_byt
     return path;
 }
 
-static void check_refused(const char *path, int code, const char *what)
+static char *make_seekable(const char *plain, const char *name, size_t frame_bytes)
+{
+    return make_seekable_ex(plain, name, frame_bytes, TRUE, NULL, NULL);
+}
+
+static void check_refused_with(const char *path, int code, const char *msg, const char *what)
 {
     GError *e = NULL;
     vma_archive_opts o = {.cache = VMA_CACHE_OFF};
@@ -209,9 +228,77 @@ static void check_refused(const char *path, int code, const char *what)
         a = NULL;
         g_set_error(&e, VMA_ERROR, 0, "prepared");
     }
-    CHECK(e && e->code == code, "%s: refused (%s)", what, e ? e->message : "opened");
+    CHECK(e && e->code == code && (!msg || strstr(e->message, msg)),
+          "%s: refused (%s)", what, e ? e->message : "opened");
     g_clear_error(&e);
     vma_archive_free(a);
+}
+
+static void check_refused(const char *path, int code, const char *what)
+{
+    check_refused_with(path, code, NULL, what);
+}
+
+/* what is at the cache's path is opened only if it is a regular file, not
+ * through a symbolic link, and read only if no larger than an index can be
+ * (a is open on path, its index saved at idx) */
+static void test_cache_files(vma_archive *a, const char *path, const vma_archive_opts *o,
+                             const char *idx)
+{
+    const vma_header *h = vma_archive_header(a);
+    uint8_t stamp[VMA_STAMP_SIZE] = {0};
+    GError *e = NULL;
+    gchar *good = NULL;
+    gsize good_len = 0;
+    CHECK(g_file_get_contents(idx, &good, &good_len, NULL), "the cache file reads");
+    /* a link to a valid index elsewhere: not followed, the index is built
+     * again and saved in the link's place */
+    char *other = g_strdup_printf("%s.elsewhere", idx);
+    g_file_set_contents(other, good, (gssize)good_len, NULL);
+    unlink(idx);
+    CHECK(symlink(other, idx) == 0, "a symbolic link to the index");
+    CHECK(vma_index_load(idx, h, stamp, &e) == NULL && e && strstr(e->message, "symbolic link"),
+          "cache: a symbolic link is not followed (%s)", e ? e->message : "loaded");
+    g_clear_error(&e);
+    vma_archive *b = vma_archive_open(path, o, &e);
+    if (b)
+        vma_archive_prepare(b, &e);
+    struct stat st;
+    CHECK(b && !vma_archive_from_cache(b) && lstat(idx, &st) == 0 && S_ISREG(st.st_mode),
+          "cache: an index behind a link is built again, saved as a file (%s)",
+          e ? e->message : "");
+    g_clear_error(&e);
+    vma_archive_free(b);
+    gchar *still = NULL;
+    gsize still_len = 0;
+    CHECK(g_file_get_contents(other, &still, &still_len, NULL) && still_len == good_len &&
+          memcmp(still, good, good_len) == 0, "cache: the file behind the link is untouched");
+    g_free(still);
+    /* a folder, a file of 3 GB (sparse): refused before anything is read */
+    unlink(idx);
+    CHECK(mkdir(idx, 0700) == 0, "a folder at the cache's path");
+    CHECK(vma_index_load(idx, h, stamp, &e) == NULL && e && strstr(e->message, "not a regular file"),
+          "cache: a folder is refused (%s)", e ? e->message : "loaded");
+    g_clear_error(&e);
+    rmdir(idx);
+    int fd = open(idx, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)3 << 30) == 0, "a 3 GB cache file");
+    if (fd >= 0)
+        close(fd);
+    CHECK(vma_index_load(idx, h, stamp, &e) == NULL && e &&
+          strstr(e->message, "larger than an index can be"),
+          "cache: a 3 GB file is not read (%s)", e ? e->message : "loaded");
+    g_clear_error(&e);
+    b = vma_archive_open(path, o, &e);
+    if (b)
+        vma_archive_prepare(b, &e);
+    CHECK(b && !vma_archive_from_cache(b) && stat(idx, &st) == 0 && st.st_size < (1 << 20),
+          "cache: a 3 GB file is replaced by the index (%s)", e ? e->message : "");
+    g_clear_error(&e);
+    vma_archive_free(b);
+    unlink(other);
+    g_free(other);
+    g_free(good);
 }
 
 static void test_cache(const char *path, const uint8_t *d0)
@@ -247,8 +334,10 @@ static void test_cache(const char *path, const uint8_t *d0)
     a = vma_archive_open(path, &o, &e);
     CHECK(a && vma_archive_prepare(a, &e) == 0 && !vma_archive_from_cache(a),
           "a damaged cache is built again");
-    vma_archive_free(a);
     g_clear_error(&e);
+    if (a && idx)
+        test_cache_files(a, path, &o, idx);
+    vma_archive_free(a);
     g_free(idx);
     g_free(dir);
 }
@@ -680,6 +769,16 @@ static void test_block_maps(void)
         bm_hostile(bad_path, (uint8_t *)z, zlen, (uint64_t)(ent + 4 - (uint8_t *)z),
                    two, sizeof(two), fdoff, fdsize - 1,
                    "more bytes than the seek table says");
+        /* the same lie, a read of the frame's first 4 KiB: the frame is
+         * decoded whole and checked first (issue #19) */
+        bm_hostile(bad_path, (uint8_t *)z, zlen, (uint64_t)(ent + 4 - (uint8_t *)z),
+                   two, sizeof(two), fdoff, 4096, "more bytes than the seek table says");
+        /* one byte flipped 2,000 bytes into the frame: a read of its first
+         * 16 KiB fails as the whole frame does (its checksum) */
+        uint64_t fcoff = g_array_index(frames, uint64_t, 1);
+        uint8_t flip = (uint8_t)(z[fcoff + 2000] ^ 0x20);
+        bm_hostile(bad_path, (uint8_t *)z, zlen, fcoff + 2000, &flip, 1, fdoff, 16384,
+                   "zstd frame 1 ");
     }
     g_free(bad_path);
 out2:
@@ -864,6 +963,199 @@ out:
     bm_free(&set);
 }
 
+/* ---- no byte of a frame before the frame is checked (issue #19) ---- */
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int k = 0; k < 4; k++)
+        p[k] = (uint8_t)(v >> (8 * k));
+}
+
+/* write n bytes at off of the file at path */
+static void patch_file(const char *path, uint64_t off, const void *bytes, size_t n)
+{
+    int fd = open(path, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, bytes, n, (off_t)off) == (ssize_t)n, "patch %s", path);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* frames without zstd's content checksum are not read at random: the
+ * archive is read as a stream, and at random through a decoded copy; the index build
+ * checks every frame, also those it skips (wholly inside an extent's data),
+ * whose sizes place every frame after them */
+static void test_checked_frames(const char *plain)
+{
+    char *nock = make_seekable_ex(plain, "nock.vma.zst", 1 << 20, FALSE, NULL, NULL);
+    {
+        vma_archive_opts o = {.cache = VMA_CACHE_OFF};
+        GError *e = NULL;
+        vma_archive *a = vma_archive_open(nock, &o, &e), *p = vma_archive_open(plain, &o, &e);
+        uint8_t x[65536], y[65536];
+        CHECK(a && p && !vma_archive_seekable(a) &&
+              vma_archive_pread(a, 2, x, sizeof(x), 300000, &e) == (ssize_t)sizeof(x) &&
+              vma_archive_pread(p, 2, y, sizeof(y), 300000, NULL) == (ssize_t)sizeof(y) &&
+              memcmp(x, y, sizeof(x)) == 0,
+              "frames without checksum: read through a decoded copy (%s)", e ? e->message : "");
+        g_clear_error(&e);
+        vma_archive_free(a);
+        vma_archive_free(p);
+    }
+    g_free(nock);
+
+    /* one frame that asks for a window of 256 MiB (no content size, so zstd
+     * keeps the window it is given): verify refuses it, so does random access */
+    gchar *data = NULL;
+    gsize len = 0;
+    g_file_get_contents(plain, &data, &len, NULL);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 28);
+    size_t cap = ZSTD_compressBound(len) + 64;
+    uint8_t *z = g_malloc(cap + 32);
+    ZSTD_outBuffer ob = {z, cap, 0};
+    ZSTD_inBuffer ib = {data, len, 0};
+    size_t rc = ZSTD_compressStream2(cc, &ob, &ib, ZSTD_e_continue);
+    ZSTD_inBuffer none = {NULL, 0, 0};
+    while (!ZSTD_isError(rc) && (rc = ZSTD_compressStream2(cc, &ob, &none, ZSTD_e_end)) != 0)
+        ;
+    ZSTD_freeCCtx(cc);
+    ZSTD_frameHeader zh;
+    CHECK(!ZSTD_isError(rc) && ZSTD_getFrameHeader(&zh, z, ob.pos) == 0 &&
+          zh.windowSize == (1u << 28), "a frame with a window of 256 MiB");
+    uint8_t *t = z + ob.pos;
+    put_le32(t, 0x184D2A5Eu);
+    put_le32(t + 4, 17);
+    put_le32(t + 8, (uint32_t)ob.pos);
+    put_le32(t + 12, (uint32_t)len);
+    put_le32(t + 16, 1);
+    t[20] = 0;
+    put_le32(t + 21, 0x8F92EAB1u);
+    char *wide = g_strdup_printf("%s/wide.vma.zst", tmpdir);
+    g_file_set_contents(wide, (gchar *)z, (gssize)(ob.pos + 25), NULL);
+    GError *e = NULL;
+    vma_reader *vr = vma_reader_open(wide, &e);
+    vma_extent ext;
+    int vrc = 0;
+    while (vr && (vrc = vma_reader_next(vr, &ext, &e)) > 0)
+        ;
+    CHECK((!vr || vrc < 0) && e, "the wide window: read from start to end, refused (%s)",
+          e ? e->message : "read");
+    g_clear_error(&e);
+    vma_reader_free(vr);
+    check_refused_with(wide, VMA_ERR_FORMAT, "window larger than 128 MiB",
+                       "the wide window at random");
+    g_free(wide);
+    g_free(z);
+    g_free(data);
+
+    GArray *starts = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    uint64_t table = 0;
+    char *lie = make_seekable_ex(plain, "lie.vma.zst", 12345, TRUE, starts, &table);
+    GArray *heads = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    vma_reader *r = vma_reader_open(plain, NULL);
+    while (r && vma_reader_next(r, &ext, NULL) > 0)
+        g_array_append_val(heads, ext.offset);
+    vma_reader_free(r);
+    /* frames m and m + 1 with no extent header in them */
+    guint m = 0;
+    for (guint i = 1; !m && i + 3 < starts->len; i++) {
+        uint64_t lo = g_array_index(starts, uint64_t, i), hi = g_array_index(starts, uint64_t, i + 2);
+        gboolean header = FALSE;
+        for (guint k = 0; k < heads->len && !header; k++) {
+            uint64_t o = g_array_index(heads, uint64_t, k);
+            header = o < hi && o + VMA_EXTENT_HEADER_SIZE > lo;
+        }
+        if (!header)
+            m = i;
+    }
+    CHECK(m > 0, "two frames without an extent header (%u frames)", starts->len);
+    if (m) {
+        /* one 512 bytes shorter, the next 512 longer: the total is right */
+        uint8_t two[12];
+        gchar *z = NULL;
+        gsize zlen = 0;
+        g_file_get_contents(lie, &z, &zlen, NULL);
+        memcpy(two, z + table + 8 * m + 4, 12);
+        uint32_t d1 = two[0] | (uint32_t)two[1] << 8 | (uint32_t)two[2] << 16 | (uint32_t)two[3] << 24;
+        uint32_t d2 = two[8] | (uint32_t)two[9] << 8 | (uint32_t)two[10] << 16 | (uint32_t)two[11] << 24;
+        put_le32(two, d1 - 512);
+        put_le32(two + 8, d2 + 512);
+        patch_file(lie, table + 8 * m + 4, two, sizeof(two));
+        char *want = g_strdup_printf("zstd frame %u ", m);
+        check_refused_with(lie, VMA_ERR_FORMAT, want, "a skipped frame longer than its entry");
+        g_free(want);
+        g_free(z);
+    }
+    g_free(lie);
+    g_array_free(starts, TRUE);
+    g_array_free(heads, TRUE);
+}
+
+/* a file of size bytes (sparse) that starts with zstd's magic and ends
+ * with a seek table of n entries whose first entries are given */
+static char *table_file(const char *name, uint64_t size, uint32_t n, const uint32_t *entries,
+                        unsigned n_given)
+{
+    char *path = g_strdup_printf("%s/%s", tmpdir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    uint64_t tsize = (uint64_t)n * 8 + 9;
+    uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd}, head[8], foot[9];
+    put_le32(head, 0x184D2A5Eu);
+    put_le32(head + 4, (uint32_t)tsize);
+    put_le32(foot, n);
+    foot[4] = 0;
+    put_le32(foot + 5, 0x8F92EAB1u);
+    gboolean ok = fd >= 0 && ftruncate(fd, (off_t)size) == 0 && pwrite(fd, magic, 4, 0) == 4 &&
+                  pwrite(fd, head, 8, (off_t)(size - tsize - 8)) == 8 &&
+                  pwrite(fd, foot, 9, (off_t)(size - 9)) == 9;
+    for (unsigned i = 0; ok && i < n_given; i++) {
+        uint8_t e[8];
+        put_le32(e, entries[2 * i]);
+        put_le32(e + 4, entries[2 * i + 1]);
+        ok = pwrite(fd, e, 8, (off_t)(size - tsize + 8 * i)) == 8;
+    }
+    CHECK(ok, "write %s", name);
+    if (fd >= 0)
+        close(fd);
+    return path;
+}
+
+static void check_table_refused(const char *path, const char *msg, const char *what)
+{
+    int fd = open(path, O_RDONLY);
+    GError *e = NULL;
+    vma_src *s = fd >= 0 ? vma_src_open(fd, &e) : NULL;
+    CHECK(!s && e && e->code == VMA_ERR_FORMAT && strstr(e->message, msg),
+          "seek table: %s (%s)", what, e ? e->message : "opened");
+    g_clear_error(&e);
+    vma_src_free(s);
+    if (fd >= 0)
+        close(fd);
+    unlink(path);
+}
+
+/* what a seek table claims is bounded before memory follows it */
+static void test_table_bounds(void)
+{
+    uint64_t big = (uint64_t)(MAX_FRAMES_TESTED + 1);
+    char *p = table_file("tb-many.vma.zst", big * 16 + 17 + 4096, (uint32_t)big, NULL, 0);
+    check_table_refused(p, "16777216 frames", "more frames than are read at random");
+    g_free(p);
+    p = table_file("tb-huge.vma.zst", (uint64_t)0xffffffffu * 8 + 17 + 4096, 0xffffffffu, NULL, 0);
+    check_table_refused(p, "more than the file holds", "2^32-1 frames in a sparse file");
+    g_free(p);
+    uint32_t tiny[4] = {4, 100, 4000, 100};
+    p = table_file("tb-tiny.vma.zst", 4000 + 4 + 16 + 17, 2, tiny, 2);
+    check_table_refused(p, "no zstd frame is that short", "a frame of 4 bytes");
+    g_free(p);
+    uint32_t padded[2] = {(1u << 30) + 4096, 196608};
+    p = table_file("tb-pad.vma.zst", (1u << 30) + 4096 + 8 + 17, 1, padded, 1);
+    check_table_refused(p, "zstd needs at most", "1 GiB for a frame of 192 KiB");
+    g_free(p);
+}
+
 void test_access(void)
 {
     uint8_t *d0 = make_image(DISK0, 11), *d1 = make_image(DISK1, 22);
@@ -891,6 +1183,8 @@ void test_access(void)
     g_free(lzo);
 
     test_missing(plain, d1);
+    test_checked_frames(plain);
+    test_table_bounds();
     test_block_maps();
     test_spill();
 

@@ -408,8 +408,10 @@ describe("make install", function()
     assert.are.equal(0, rc)
     assert.are.equal("drive-scsi0\tqemu-server.conf\n", out)
     assert.is_true(H.exists(dir .. "/usr/share/lua/5.4/vma/commands/extract.lua"))
-    assert.is_true(H.exists(dir .. "/usr/share/vma/examples/command-du.lua"))
-    assert.is_true(H.exists(dir .. "/usr/share/vma/docs/commands.md"))
+    -- the documents and examples where Debian has them (DOCDIR, EXAMPLEDIR)
+    assert.is_true(H.exists(dir .. "/usr/share/doc/vma/examples/command-du.lua"))
+    assert.is_true(H.exists(dir .. "/usr/share/doc/vma/commands.md"))
+    assert.is_true(H.exists(dir .. "/usr/share/man/man1/nbdkit-vma-plugin.1"))
     -- the completion lists the commands (from `vma help`) and a command's options
     local comp = dir .. "/usr/share/bash-completion/completions/vma"
     assert.is_true(H.exists(comp))

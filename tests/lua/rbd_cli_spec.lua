@@ -22,7 +22,7 @@ local function now()
   return t
 end
 
-describe("vma and Ceph RBD", function()
+describe("vma and Ceph RBD #ceph", function()
   local dir, cdir, conf, why, broken
 
   setup(function()

@@ -22,5 +22,6 @@ end
 return {
   description = "print a config file stored in an archive",
   usage = parser():get_help(),
+  complete = { ["--config"] = "configs" },
   run = run,
 }

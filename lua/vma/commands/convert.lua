@@ -7,7 +7,11 @@ local access = require "vma.access"
 local process = require "vma.process"
 local argparse = require "argparse"
 
-local FORMATS = { qcow2 = true, vmdk = true, vhdx = true, raw = true, vpc = true, vdi = true }
+-- the formats of qemu-img that -O takes (vpc: VHD), in the order help gives them
+local FORMAT_NAMES = { "qcow2", "vmdk", "vhdx", "vpc", "vdi", "raw" }
+local FORMATS = {}
+for _, f in ipairs(FORMAT_NAMES) do FORMATS[f] = true end
+local FORMAT_LIST = "qcow2, vmdk, vhdx, vpc (VHD), vdi or raw"
 local BY_EXT = { qcow2 = "qcow2", vmdk = "vmdk", vhdx = "vhdx", raw = "raw", img = "raw",
   vhd = "vpc", vdi = "vdi" }
 
@@ -20,7 +24,8 @@ local function parser()
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("out", "the image to write")
   p:option("--disk", "the disk (scsi0 or drive-scsi0); needed when there are several")
-  p:option("-O --format", "qcow2, vmdk, vhdx or raw (default: from OUT's extension, else qcow2)")
+  p:option("-O --format", FORMAT_LIST .. " (default: from OUT's extension, .img: raw, .vhd: "
+    .. "vpc; else qcow2)")
   p:flag("--force", "replace OUT if it exists")
   p:flag("-q --quiet", "no progress, even on a terminal")
   p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
@@ -33,7 +38,7 @@ local function run(args)
   local fmt = a.format or BY_EXT[(a.out:match("%.(%w+)$") or ""):lower()] or "qcow2"
   local started = vma.clock()
   if not FORMATS[fmt] then
-    return ui.usage("convert", "unknown format '" .. fmt .. "': qcow2, vmdk, vhdx or raw")
+    return ui.usage("convert", "unknown format '" .. fmt .. "': " .. FORMAT_LIST)
   end
   local ost = vma.stat(a.out)
   if ost and not a.force then
@@ -138,7 +143,8 @@ local function run(args)
 end
 
 return {
-  description = "convert a disk of an archive to qcow2, vmdk, vhdx or raw (qemu-img)",
+  description = "convert a disk of an archive to qcow2, vmdk, vhdx, vpc, vdi or raw (qemu-img)",
   usage = parser():get_help(),
+  complete = { ["--format"] = FORMAT_NAMES },
   run = run,
 }

@@ -23,7 +23,8 @@ local function run(args)
     local cmd, err = plugins.load("command", n)
     local what
     if cmd then
-      what = type(cmd.description) == "string" and cmd.description or ""
+      -- one line each, whatever the description holds
+      what = type(cmd.description) == "string" and cmd.description:match("^%s*([^\n]*)") or ""
     else
       what = "(cannot be loaded: " .. tostring(err):gsub("\n.*", "") .. ")"
     end

@@ -1,4 +1,4 @@
--- vma restore-map ARCHIVE (--target SPEC | --script FILE.lua) [--json]
+-- vma restore-map ARCHIVE (--target SPEC | --script FILE.lua) [-f] [--json]
 --
 -- Prints the restore map for an archive, in the syntax of `vma extract -r`
 -- (Proxmox's), computed by a built-in or user target or by a Lua script.
@@ -6,7 +6,7 @@ local ui = require "vma.ui"
 local restoremap = require "vma.restoremap"
 local argparse = require "argparse"
 
-local USAGE = "usage: vma restore-map ARCHIVE (--target SPEC | --script FILE.lua) [--json]"
+local USAGE = "usage: vma restore-map ARCHIVE (--target SPEC | --script FILE.lua) [-f] [--json]"
 
 local function parser()
   local p = argparse("vma restore-map", "Print a restore map for ARCHIVE (in the syntax of "

@@ -39,7 +39,7 @@ local function run(args)
 end
 
 return {
-  description = "check a whole archive (checksums, every cluster present)",
+  description = "check a whole archive (header checksums, every rule, every cluster present)",
   usage = parser():get_help(),
   run = run,
 }

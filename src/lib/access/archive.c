@@ -145,16 +145,36 @@ vma_archive *vma_archive_open_fd(int fd, const char *label, const vma_archive_op
     a->pipe = !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
     vma_reader *r = NULL;
     if (!a->pipe) {
-        a->file_src = vma_src_open(fd, &e);
+        /* read at random when the file allows it (a plain .vma, a seekable
+         * .vma.zst whose frames have checksums); one zstd stream, gzip,
+         * lzop, frames without checksums are read as a stream, and at
+         * random through a copy; a broken seek table is refused */
+        GError *re = NULL;
+        a->file_src = vma_src_open(fd, &re);
         if (a->file_src) {
             if (a->o.frame_cache)
                 vma_src_set_cache(a->file_src, a->o.frame_cache);
-            r = vma_reader_open_src(a->file_src, &e);
-        } else if (e->code == VMA_ERR_NOT_SEEKABLE) {
-            g_clear_error(&e);
+            r = vma_reader_open_src(a->file_src, &re);
+        }
+        if (!r && !a->file_src && re && re->code == VMA_ERR_FORMAT) {
+            /* a seek table that is there but broken: the stream may be
+             * fine (verify and extract never use the table), random access
+             * is refused with the reason */
+            a->prep_err = g_error_copy(re);
+            g_prefix_error(&a->prep_err, "%s: ", a->label);
+            g_clear_error(&re);
             int sfd = reopen_fd(fd, &e);
             if (sfd >= 0)
                 r = vma_reader_open_fd(sfd, &e);
+        } else if (!r && re && re->code == VMA_ERR_NOT_SEEKABLE) {
+            g_clear_error(&re);
+            vma_src_free(a->file_src);
+            a->file_src = NULL;
+            int sfd = reopen_fd(fd, &e);
+            if (sfd >= 0)
+                r = vma_reader_open_fd(sfd, &e);
+        } else if (!r) {
+            g_propagate_error(&e, re);
         }
     } else {
         int sfd = dup(fd);
@@ -945,4 +965,12 @@ int vma_archive_wait_compacted(vma_archive *a, GError **err)
         return -1;
     }
     return 0;
+}
+
+const GError *vma_archive_random_error(vma_archive *a)
+{
+    vma_mutex_lock(&a->lock);
+    const GError *e = a->prep_err;
+    vma_mutex_unlock(&a->lock);
+    return e;
 }

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define RUN_ZERO UINT32_MAX
@@ -511,21 +512,63 @@ static gboolean runs_sane(const vma_index *ix, const vma_header *h)
     return TRUE;
 }
 
+/* the largest cache file an index makes: the head, 255 devices, MAX_RUNS
+ * runs, MAX_MASKS masks and the MD5 (about 320 MiB) */
+#define IDX_HEAD     (8 + 16 + VMA_STAMP_SIZE + 8 + 4 + 4)
+#define IDX_MAX_FILE ((uint64_t)IDX_HEAD + VMA_MAX_DEV_ID * 8 + \
+                      (uint64_t)MAX_RUNS * sizeof(ix_run) + (uint64_t)MAX_MASKS * 2 + 16)
+
+/* the bytes of the cache file at path: a regular file, not reached through
+ * a symbolic link, no larger than an index can be, read at once (a FIFO is
+ * not waited for, a device or a link to one is never read); NULL with err */
+static gchar *read_cache_file(const char *path, gsize *len, GError **err)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s is a symbolic link: not read", path);
+        else
+            vma_set_errno(err, errno, "cannot open %s", path);
+        return NULL;
+    }
+    struct stat st;
+    gchar *data = NULL;
+    if (fstat(fd, &st) < 0) {
+        vma_set_errno(err, errno, "cannot stat %s", path);
+    } else if (!S_ISREG(st.st_mode)) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s is not a regular file: not read", path);
+    } else if ((uint64_t)st.st_size > IDX_MAX_FILE) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
+                    "%s is larger than an index can be (%" G_GUINT64_FORMAT " bytes): not read",
+                    path, (uint64_t)st.st_size);
+    } else if (!(data = g_try_malloc(MAX((size_t)st.st_size, 1)))) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory to read %s", path);
+    } else {
+        /* a file that changes size meanwhile is not an index either */
+        ssize_t got = vma_pread_all(fd, data, (size_t)st.st_size, 0, err);
+        if (got != (ssize_t)st.st_size) {
+            if (got >= 0)
+                g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "%s ends early", path);
+            g_free(data);
+            data = NULL;
+        }
+        *len = (gsize)st.st_size;
+    }
+    close(fd);
+    return data;
+}
+
 vma_index *vma_index_load(const char *path, const vma_header *h,
                           const uint8_t stamp[VMA_STAMP_SIZE], GError **err)
 {
-    gchar *data;
-    gsize len;
-    GError *e = NULL;
-    if (!g_file_get_contents(path, &data, &len, &e)) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s", e->message);
-        g_error_free(e);
+    gsize len = 0;
+    gchar *data = read_cache_file(path, &len, err);
+    if (!data)
         return NULL;
-    }
     const uint8_t *p = (const uint8_t *)data;
     vma_index *ix = NULL;
     uint8_t md5[16];
-    const size_t at_size = 8 + 16 + VMA_STAMP_SIZE, head = at_size + 8 + 4 + 4;
+    const size_t at_size = 8 + 16 + VMA_STAMP_SIZE, head = IDX_HEAD;
     if (len < head + 16 || memcmp(p, IDX_MAGIC, 8) != 0 || memcmp(p + 8, h->uuid, 16) != 0 ||
         memcmp(p + 24, stamp, VMA_STAMP_SIZE) != 0)
         goto bad;

@@ -4,6 +4,17 @@
  * zstd's contrib/seekable_format specifies), read frame by frame through a
  * cache of decompressed frames (64 MiB unless the caller says otherwise).
  *
+ * Checked frames.  No byte of a frame is returned before the whole frame
+ * was decoded and checked as a reader from start to end checks it: zstd's
+ * content checksum (required: a frame without one is refused), and its
+ * decoded size against the seek table's.  The cache, the block maps and
+ * the spill file hold only frames so checked.  A read that reaches the end
+ * of the stream first checks every frame not checked yet (check_all): the
+ * index build, which skips the data, has so had every frame checked, also
+ * those it skipped, whose sizes place the frames after them.  A seek
+ * table's claims are bounded by the file before anything is allocated for
+ * them (MAX_FRAMES, MIN_FRAME_BYTES, FRAME_SLACK).
+ *
  * Block maps.  A frame is decoded block by block (zstd's buffer-less API),
  * and what its blocks are is kept: runs of raw blocks (their bytes are the
  * archive's bytes, stored as they are: incompressible data), runs of RLE
@@ -11,13 +22,13 @@
  * map is known, a read that lies in raw and RLE runs only is served without
  * decompressing anything: pread from the archive file (the page cache) and
  * memset.  Only a read that touches a compressed block needs the decoded
- * frame.  Our writer's frames carry zstd's content checksum: the first,
- * full decode of a frame verifies it (no map is kept without that), a read
- * served later from raw blocks does not (it is the file's bytes, as with a
- * plain .vma).  A run is 12 bytes; raw blocks of one size that follow each
- * other are one run, so a frame of incompressible data costs one or two
- * runs, and the maps of a 1 TiB archive about 10 MiB (every block of a
- * different kind from its neighbour: 8 million runs, 96 MiB).  The maps are
+ * frame.  The first, full decode of a frame verifies its checksum (no map
+ * is kept without that), a read served later from raw blocks does not (it
+ * is the file's bytes, as with a plain .vma).  A run is 12 bytes; raw
+ * blocks of one size that follow each other are one run, so a frame of
+ * incompressible data costs one or two runs, and the maps of a 1 TiB
+ * archive about 10 MiB (every block of a different kind from its
+ * neighbour: 8 million runs, 96 MiB).  The maps are
  * bounded (MAP_BUDGET): a frame decoded after that has none and is read
  * through the cache as before.
  *
@@ -37,6 +48,7 @@
 #include "codec/codec.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
@@ -54,6 +66,18 @@
 #define SEEK_FOOTER_SIZE   9u
 /* a frame larger than this is not what a seekable writer makes */
 #define MAX_FRAME_BYTES    (64u << 20)
+/* what a seek table may claim, checked before anything is allocated for it:
+ * at most MAX_FRAMES frames (64 TiB of the 4 MiB frames vma create writes;
+ * 44 bytes of memory each), each at least MIN_FRAME_BYTES long in the file
+ * (a skippable frame's header: nothing smaller is a frame), and a frame's
+ * compressed size at most zstd's worst case for its decompressed size
+ * (ZSTD_compressBound) plus FRAME_SLACK (a few small skippable frames): the
+ * input buffers are sized by it */
+#define MAX_FRAMES         (1u << 24)
+#define MIN_FRAME_BYTES    8u
+#define FRAME_SLACK        (64u << 10)
+/* the seek table is read this many entries at a time */
+#define TABLE_CHUNK        4096u
 /* the bytes of decompressed frames kept by default, and the bounds on the
  * number of frames kept */
 #define CACHE_BYTES        ((uint64_t)64 << 20)
@@ -92,6 +116,7 @@ typedef struct {
     uint32_t csize, dsize;
     const zmap *map;      /* NULL until the frame was decoded (under the lock) */
     uint8_t decoded;      /* decoded whole at least once (under the lock) */
+    uint8_t checked;      /* decoded whole and checked once (under the lock) */
     uint8_t spill;        /* SPILL_*: its decoded bytes in the spill file */
 } zframe;
 
@@ -109,6 +134,7 @@ struct vma_src {
     zframe *frames;
     uint64_t n_frames;
     uint32_t max_dsize;   /* of the largest frame */
+    uint64_t n_checked;   /* frames checked (under the lock) */
     vma_mutex lock;
     vma_cond loaded;
     vma_frame_slot *slots;         /* made at the first read */
@@ -145,7 +171,24 @@ static gboolean not_seekable(GError **err, const char *why)
     return FALSE;
 }
 
-/* the seek table at the end of the file */
+/* a seek table that is there but cannot be used */
+static gboolean bad_table(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static gboolean bad_table(GError **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    /* a seek table that is there but wrong is a broken archive, not one to
+     * read another way */
+    g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "the archive's seek table is not usable (%s)",
+                why);
+    g_free(why);
+    return FALSE;
+}
+
+/* the seek table at the end of the file: every claim it makes is bounded by
+ * the file before memory is allocated for it (see MAX_FRAMES) */
 static gboolean read_seek_table(vma_src *s, GError **err)
 {
     uint8_t foot[SEEK_FOOTER_SIZE];
@@ -162,22 +205,39 @@ static gboolean read_seek_table(vma_src *s, GError **err)
         return not_seekable(err, "a seek table with reserved bits set");
     uint64_t table = n * entry + SEEK_FOOTER_SIZE;
     if (n == 0 || table + 8 > s->file_size)
-        return not_seekable(err, "a seek table that does not fit the file");
+        return bad_table(err, "a seek table of %" G_GUINT64_FORMAT " frames does not fit the file", n);
     uint64_t frame_start = s->file_size - table - 8;
-    uint8_t *t = g_malloc(table + 8);
-    if (vma_pread_all(s->fd, t, table + 8, frame_start, err) != (ssize_t)(table + 8)) {
-        g_free(t);
-        return err && *err ? FALSE : not_seekable(err, "a short seek table");
+    if (n > MAX_FRAMES || n * MIN_FRAME_BYTES > frame_start)
+        return bad_table(err, "a seek table of %" G_GUINT64_FORMAT " frames: more than %s",
+                         n, n * MIN_FRAME_BYTES > frame_start ? "the file holds"
+                                                              : "the 16777216 frames read at random");
+    uint8_t head[8];
+    ssize_t got = vma_pread_all(s->fd, head, 8, frame_start, err);
+    if (got < 0)
+        return FALSE;
+    if (got != 8 || vma_get_le32(head) != SKIPPABLE_MAGIC || vma_get_le32(head + 4) != table)
+        return bad_table(err, "a seek table outside a skippable frame");
+    s->frames = g_try_new0(zframe, n);
+    if (!s->frames) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO,
+                    "out of memory for a seek table of %" G_GUINT64_FORMAT " frames", n);
+        return FALSE;
     }
-    if (vma_get_le32(t) != SKIPPABLE_MAGIC || vma_get_le32(t + 4) != table) {
-        g_free(t);
-        return not_seekable(err, "a seek table outside a skippable frame");
-    }
-    s->frames = g_new0(zframe, n);
     s->n_frames = n;
+    uint8_t *t = g_malloc((size_t)TABLE_CHUNK * entry);
     uint64_t coff = 0, doff = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        const uint8_t *e = t + 8 + i * entry;
+    gboolean ok = TRUE;
+    for (uint64_t i = 0; i < n && ok; i++) {
+        uint64_t k = i % TABLE_CHUNK;
+        if (k == 0) {
+            size_t len = (size_t)(MIN((uint64_t)TABLE_CHUNK, n - i) * entry);
+            got = vma_pread_all(s->fd, t, len, frame_start + 8 + i * entry, err);
+            if (got != (ssize_t)len) {
+                ok = got < 0 ? FALSE : bad_table(err, "a short seek table");
+                break;
+            }
+        }
+        const uint8_t *e = t + k * entry;
         zframe *f = &s->frames[i];
         f->coff = coff;
         f->doff = doff;
@@ -187,16 +247,25 @@ static gboolean read_seek_table(vma_src *s, GError **err)
         doff += f->dsize;
         s->max_dsize = MAX(s->max_dsize, f->dsize);
         s->max_csize = MAX(s->max_csize, f->csize);
-        if (f->dsize > MAX_FRAME_BYTES || f->csize == 0 || coff > frame_start) {
-            g_free(t);
-            return not_seekable(err, "a seek table that does not match the file");
-        }
+        if (f->dsize > MAX_FRAME_BYTES)
+            ok = bad_table(err, "frame %" G_GUINT64_FORMAT " claims %u bytes, more than %u", i,
+                           f->dsize, MAX_FRAME_BYTES);
+        else if (f->csize < MIN_FRAME_BYTES)
+            ok = bad_table(err, "frame %" G_GUINT64_FORMAT " claims %u compressed bytes: no zstd "
+                           "frame is that short", i, f->csize);
+        else if (f->csize > ZSTD_compressBound(f->dsize) + FRAME_SLACK)
+            ok = bad_table(err, "frame %" G_GUINT64_FORMAT " claims a compressed size of %u bytes "
+                           "for %u bytes: zstd needs at most %zu", i, f->csize, f->dsize,
+                           ZSTD_compressBound(f->dsize) + FRAME_SLACK);
+        else if (coff > frame_start)
+            ok = bad_table(err, "a seek table that does not match the file");
     }
     g_free(t);
-    if (coff != frame_start)
-        return not_seekable(err, "a seek table that does not match the file");
-    s->size = doff;
-    return TRUE;
+    if (ok && coff != frame_start)
+        ok = bad_table(err, "a seek table that does not match the file");
+    if (ok)
+        s->size = doff;
+    return ok;
 }
 
 vma_src *vma_src_open(int fd, GError **err)
@@ -583,13 +652,36 @@ static int decode_blocks(ZSTD_DCtx *dc, const zframe *f, uint64_t fi, const uint
                          uint8_t *out, map_maker *m, GError **err)
 {
     const char *why = NULL;
+    int code = VMA_ERR_FORMAT;
     char whybuf[96];
     uint32_t pos = 0, opos = 0;
     uint32_t kind = 0, bsize = 0; /* of the block whose header was read */
     size_t r = 0;
     while (pos < f->csize && !why) {
-        /* a frame (several, if the seek table's entry holds more than one) */
+        /* a frame (several, if the seek table's entry holds more than one):
+         * with zstd's content checksum, which ZSTD_decompressContinue checks
+         * at its end; a frame without one could not be checked, and is not
+         * served (skippable frames hold no bytes of the stream) */
         ZSTD_decompressBegin(dc);
+        ZSTD_frameHeader zh;
+        if (ZSTD_getFrameHeader(&zh, in + pos, f->csize - pos) == 0 &&
+            zh.frameType == ZSTD_frame) {
+            if (!zh.checksumFlag) {
+                /* not broken: a stream to read from start to end (the
+                 * archive then reads at random through a decoded copy) */
+                why = "it has no content checksum, which random reads require ('vma recompress' "
+                      "writes frames that have one)";
+                code = VMA_ERR_NOT_SEEKABLE;
+                break;
+            }
+            /* the window a reader from start to end accepts (zstd's
+             * streaming default, which vma verify and extract keep) */
+            if (zh.windowSize > ((uint64_t)1 << ZSTD_WINDOWLOG_LIMIT_DEFAULT) + 1) {
+                why = "it asks for a window larger than 128 MiB, which a reader from start to "
+                      "end refuses";
+                break;
+            }
+        }
         size_t need;
         while ((need = ZSTD_nextSrcSizeToDecompress(dc)) != 0) {
             if (need > f->csize - pos) {
@@ -625,6 +717,8 @@ static int decode_blocks(ZSTD_DCtx *dc, const zframe *f, uint64_t fi, const uint
             if (ZSTD_isError(r)) {
                 why = ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall
                           ? "it holds more bytes than the seek table says"
+                      : ZSTD_getErrorCode(r) == ZSTD_error_checksum_wrong
+                          ? "its content checksum does not match: the frame is damaged"
                           : ZSTD_getErrorName(r);
                 break;
             }
@@ -642,7 +736,7 @@ static int decode_blocks(ZSTD_DCtx *dc, const zframe *f, uint64_t fi, const uint
     if (!why && opos != f->dsize)
         why = "it holds fewer bytes than the seek table says";
     if (why) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
+        g_set_error(err, VMA_ERROR, code,
                     "zstd frame %" G_GUINT64_FORMAT " (at byte %" G_GUINT64_FORMAT "): %s", fi,
                     f->coff, why);
         return -1;
@@ -750,66 +844,6 @@ static int read_direct(vma_src *s, uint64_t fi, const zmap *m, uint64_t off, uin
     return 0;
 }
 
-/* the first bytes of a frame without decoding all of it (an extent header
- * at the start of a frame, as the index reads them): zstd decodes block by
- * block, so this costs one block, not the frame */
-#define PREFIX_MAX (64u << 10)
-
-static int decode_prefix(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n, GError **err)
-{
-    const zframe *f = &s->frames[fi];
-    vma_mutex_lock(&s->lock);
-    ZSTD_DCtx *dc = s->dctx->len ? g_ptr_array_steal_index_fast(s->dctx, s->dctx->len - 1) : NULL;
-    vma_mutex_unlock(&s->lock);
-    if (!dc && !(dc = ZSTD_createDCtx())) {
-        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
-        return -1;
-    }
-    ZSTD_DCtx_reset(dc, ZSTD_reset_session_only);
-    /* on the heap: this runs on whatever thread reads (a FUSE or nbdkit
-     * worker's stack may be small) */
-    enum { IN_STEP = 16384 };
-    uint8_t *out = g_malloc(PREFIX_MAX + IN_STEP), *in = out + PREFIX_MAX;
-    ZSTD_outBuffer ob = {out, (size_t)(off + n), 0};
-    uint64_t read = 0;
-    int rc = 0;
-    while (ob.pos < ob.size && rc == 0) {
-        size_t want = (size_t)MIN((uint64_t)IN_STEP, f->csize - read);
-        ssize_t got = want ? vma_pread_all(s->fd, in, want, f->coff + read, err) : 0;
-        if (got <= 0) {
-            if (got == 0)
-                g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
-                            "zstd frame %" G_GUINT64_FORMAT " ends early", fi);
-            rc = -1;
-            break;
-        }
-        read += (uint64_t)got;
-        ZSTD_inBuffer ib = {in, (size_t)got, 0};
-        while (ib.pos < ib.size && ob.pos < ob.size) {
-            size_t r = ZSTD_decompressStream(dc, &ob, &ib);
-            if (ZSTD_isError(r)) {
-                g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "zstd frame %" G_GUINT64_FORMAT ": %s",
-                            fi, ZSTD_getErrorName(r));
-                rc = -1;
-                break;
-            }
-            if (r == 0 && ob.pos < ob.size) { /* the frame ended */
-                g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
-                            "zstd frame %" G_GUINT64_FORMAT " is shorter than the seek table says", fi);
-                rc = -1;
-                break;
-            }
-        }
-    }
-    if (rc == 0)
-        memcpy(buf, out + off, n);
-    g_free(out);
-    vma_mutex_lock(&s->lock);
-    g_ptr_array_add(s->dctx, dc);
-    vma_mutex_unlock(&s->lock);
-    return rc;
-}
-
 vma_frame_slot *vma_frame_slot_pick(vma_frame_slot *slots, unsigned n)
 {
     vma_frame_slot *best = NULL;
@@ -827,10 +861,11 @@ vma_frame_slot *vma_frame_slot_pick(vma_frame_slot *slots, unsigned n)
 
 void vma_frame_slot_reserve(vma_frame_slot *z, size_t n)
 {
-    if (z->cap < n) {
+    if (!z->data || z->cap < n) {
+        /* at least a byte: frames of 0 bytes decode into it too */
         g_free(z->data);
-        z->data = g_malloc(n);
-        z->cap = n;
+        z->cap = MAX(n, (size_t)1);
+        z->data = g_malloc(z->cap);
     }
 }
 
@@ -875,12 +910,10 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
             vma_cond_wait(&s->loaded, &s->lock);
             continue;
         }
+        /* no byte of a frame is served before all of it was decoded and
+         * checked (its size, its checksum): the cache, the block maps and
+         * the spill file hold only frames that were */
         gboolean hit = z != NULL;
-        if (!z && off + n <= PREFIX_MAX) {
-            /* the start of a frame not in the cache: decode just that */
-            vma_mutex_unlock(&s->lock);
-            return decode_prefix(s, fi, off, buf, n, err);
-        }
         if (!z) {
             z = vma_frame_slot_pick(s->slots, s->n_slots);
             if (!z) {
@@ -906,6 +939,10 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
         if (rc == 0)
             memcpy(buf, z->data + off, n);
         vma_mutex_lock(&s->lock);
+        if (!hit && rc == 0 && !s->frames[fi].checked) {
+            s->frames[fi].checked = 1;
+            s->n_checked++;
+        }
         if (made)
             publish_map(s, fi, made, made_bytes);
         /* the slot stays referenced while its bytes go to the spill file
@@ -933,10 +970,32 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
     }
 }
 
+/* decode and check every frame not checked yet.  Called when a reader
+ * reaches the end of the stream: a reader from start to end (the index
+ * build) has then had every frame checked, as a zstd decoder reading the
+ * file would, also the frames it skipped, whose sizes place every frame
+ * after them. */
+static int check_all(vma_src *s, GError **err)
+{
+    uint64_t fi = 0;
+    for (;;) {
+        vma_mutex_lock(&s->lock);
+        gboolean all = s->n_checked == s->n_frames;
+        while (!all && fi < s->n_frames && s->frames[fi].checked)
+            fi++;
+        vma_mutex_unlock(&s->lock);
+        if (all || fi >= s->n_frames)
+            return 0;
+        uint8_t none;
+        if (read_frame(s, fi++, 0, &none, 0, err) < 0)
+            return -1;
+    }
+}
+
 ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err)
 {
     if (off >= s->size)
-        return 0;
+        return s->comp == VMA_COMPRESS_ZSTD && check_all(s, err) < 0 ? -1 : 0;
     n = (size_t)MIN((uint64_t)n, s->size - off);
     if (s->comp == VMA_COMPRESS_NONE)
         return vma_pread_all(s->fd, buf, n, off, err);
