@@ -45,15 +45,20 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash
 #   make deb:                       DEBS_DEB and the Build-Depends
 #   make check-ceph / -guestfs:     + DEBS_CEPH / DEBS_GUESTFS
 #   make fuzz:                      DEBS_BUILD DEBS_FUZZ
+#   make demo:                      DEBS_BUILD DEBS_RUN DEBS_DEMO
 DEBS_BUILD   := gcc make pkg-config liblua5.4-dev libglib2.0-dev uuid-dev libssl-dev \
-                libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev nbdkit-plugin-dev libfuse3-dev
-DEBS_RUN     := lua-argparse lua-filesystem lua-dkjson zstd lzop
+                libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev nbdkit-plugin-dev libfuse3-dev \
+                libtsk-dev
+DEBS_RUN     := lua-argparse lua-filesystem lua-dkjson zstd lzop libtsk19
 DEBS_CHECK   := lua5.4 lua-busted lua-cjson gzip valgrind libtsan2 nbdkit libnbd-bin fuse3 qemu-utils \
-                e2fsprogs gdisk bash-completion
+                e2fsprogs gdisk bash-completion sleuthkit fdisk xfsprogs dosfstools mtools \
+                ntfs-3g exfatprogs
 DEBS_DEB     := dpkg-dev debhelper lintian
 DEBS_CEPH    := librbd-dev librados-dev ceph-mon ceph-osd ceph-common
 DEBS_GUESTFS := lua-guestfs guestfs-tools
 DEBS_FUZZ    := clang libclang-rt-14-dev
+# make demo makes a guest disk without root: sfdisk, mke2fs -d
+DEBS_DEMO    := fdisk e2fsprogs
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -62,6 +67,13 @@ CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) -DVMA_VERSION='"
 LDLIBS    += $(PKG_LIBS) -lpthread
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
 CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash 2>/dev/null) -lpthread
+# The Sleuth Kit: its headers at build time (libtsk-dev); the library itself
+# is loaded by src/lib/guest/fs_tsk.c (dlopen) the first time an NTFS, FAT...
+# is opened (it brings 40 libraries: libstdc++, libewf, libcurl, GnuTLS...),
+# by this name
+TSK_SONAME := $(shell objdump -p "$$(pkg-config --variable=libdir tsk 2>/dev/null)/libtsk.so" 2>/dev/null | awk '/SONAME/ { print $$2 }')
+CFLAGS    += $(shell pkg-config --cflags tsk 2>/dev/null) $(if $(TSK_SONAME),-DVMA_TSK_SONAME='"$(TSK_SONAME)"')
+GUEST_LIBS := -ldl
 NBDKIT_CFLAGS := $(shell pkg-config --cflags nbdkit 2>/dev/null)
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
@@ -88,20 +100,22 @@ RBD_SO    := $(if $(HAVE_RBD),$(B)/cmod/vma/rbd.so)
 RBD_SHARED := src/lib/base/thread.c src/lua/lvma_class.c
 CFLAGS    += -Isrc/lib
 
-.PHONY: all rbd asan tsan deps deps-check deps-deb deps-ceph deps-guestfs deps-fuzz check check-ceph \
+.PHONY: all rbd asan tsan deps deps-check deps-deb deps-ceph deps-guestfs deps-fuzz deps-demo check check-ceph \
         check-guestfs check-core check-all demo bench deb install uninstall clean fuzz
 
-all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse $(RBD_SO)
+all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse $(B)/vma-fuse-files $(RBD_SO)
 
 $(B)/lib/%.o: src/lib/%.c $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(B)/lua/%.o: src/lua/%.c src/lua/lvma.h src/lua/lvma_ext.h $(LIB_HDRS)
+$(B)/lua/%.o: src/lua/%.c $(wildcard src/lua/*.h) $(LIB_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
+# made anew each time: a member of a renamed source must not linger
 $(B)/libvma.a: $(LIB_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 
 $(B)/host/main.o: src/host/main.c
@@ -113,7 +127,7 @@ $(B)/vma: $(B)/host/main.o $(LUA_OBJ) $(B)/libvma.a
 
 # the module for the stock interpreter: lua5.4 resolves lua_* itself
 $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
-	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS)
+	$(CC) $(LDFLAGS) -shared -o $@ $(LUA_OBJ) $(B)/libvma.a $(CORE_LIBS) $(GUEST_LIBS)
 
 # require "vma.rbd" (lua5.4 and the vma host resolve lua_* themselves)
 rbd: $(B)/cmod/vma/rbd.so
@@ -127,6 +141,10 @@ $(B)/nbdkit-vma-plugin.so: src/nbdkit/vma-plugin.c $(B)/libvma.a $(LIB_HDRS)
 
 $(B)/vma-fuse: src/fuse/vma-fuse.c $(B)/libvma.a $(LIB_HDRS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
+
+# `vma mount --files`: the guest's files (src/fuse/vma-fuse-files.c)
+$(B)/vma-fuse-files: src/fuse/vma-fuse-files.c $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS) $(GUEST_LIBS)
 
 TEST_SRC  := $(sort $(wildcard tests/c/*.c))
 $(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
@@ -195,6 +213,8 @@ deps-ceph:
 	@sh tools/deps.sh $(DEBS_CEPH)
 deps-guestfs:
 	@sh tools/deps.sh $(DEBS_GUESTFS)
+deps-demo:
+	@sh tools/deps.sh $(DEBS_BUILD) $(DEBS_RUN) $(DEBS_DEMO)
 deps-fuzz:
 	@sh tools/deps.sh $(DEBS_BUILD) $(DEBS_FUZZ)
 
@@ -217,7 +237,7 @@ check-guestfs: deps-check deps-guestfs
 # (the name an earlier version had for make check)
 check-all: check
 
-demo: deps
+demo: deps-demo
 	@$(MAKE) --no-print-directory all
 	@sh tools/demo.sh
 
@@ -249,8 +269,9 @@ install: all
 	install -m 644 completions/vma.bash $(DESTDIR)$(BASHCOMPDIR)/vma
 	install -m 755 $(B)/nbdkit-vma-plugin.so $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so
 	install -m 755 $(B)/vma-fuse $(DESTDIR)$(LIBEXECDIR)/vma-fuse
-	printf -- '-- written by make install: where the helper programs are\nreturn { nbdkit_plugin = "%s", fuse = "%s" }\n' \
-	  '$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so' '$(LIBEXECDIR)/vma-fuse' >$(DESTDIR)$(LUADIR)/vma/site.lua
+	install -m 755 $(B)/vma-fuse-files $(DESTDIR)$(LIBEXECDIR)/vma-fuse-files
+	printf -- '-- written by make install: where the helper programs are\nreturn { nbdkit_plugin = "%s", fuse = "%s", fuse_files = "%s" }\n' \
+	  '$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so' '$(LIBEXECDIR)/vma-fuse' '$(LIBEXECDIR)/vma-fuse-files' >$(DESTDIR)$(LUADIR)/vma/site.lua
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/$(BIN_NAME) $(DESTDIR)$(LUA_CMOD)/vma.so
@@ -258,6 +279,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LUA_CMOD)/vma/rbd.so
 	-rmdir $(DESTDIR)$(LUA_CMOD)/vma 2>/dev/null
 	rm -f $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-vma-plugin.so $(DESTDIR)$(LIBEXECDIR)/vma-fuse
+	rm -f $(DESTDIR)$(LIBEXECDIR)/vma-fuse-files
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 	rm -rf $(DESTDIR)$(LUADIR)/vma $(DESTDIR)$(DOCDIR)
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/vma

@@ -10,7 +10,8 @@
 #   BENCH_QUICK=1                 small images for a smoke run
 #   BENCH_COLD=0                  do not drop the page cache (warm cache)
 #   BENCH_ONLY="half comp"        only these images (of: half thin check scale comp
-#                                 instant)
+#                                 instant), and "files": the guest's files
+#                                 (bench/files.sh)
 #   PVE_VMA=/path/to/vma          also time Proxmox's vma on the same images
 #   BENCH_RBD=0                   skip the Ceph RBD section (it starts a test
 #                                 cluster, tests/ceph/cluster.sh, for the run)
@@ -24,7 +25,7 @@ RUNS=${BENCH_RUNS:-3}
 QUICK=${BENCH_QUICK:-0}
 BASE=${BENCH_DIR:-/var/tmp/vma-bench}
 PVE_VMA=${PVE_VMA:-}
-ONLY=${BENCH_ONLY:-half thin check scale comp instant}
+ONLY=${BENCH_ONLY:-half thin check scale comp instant files}
 LUA=$(command -v lua5.4 || command -v lua || true)
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -50,7 +51,7 @@ fi
 # want IMAGE: the image is measured in this run
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 for img in $ONLY; do
-    case $img in half|thin|check|scale|comp|instant) ;; *) die "BENCH_ONLY: unknown image '$img'" ;; esac
+    case $img in half|thin|check|scale|comp|instant|files) ;; *) die "BENCH_ONLY: unknown image '$img'" ;; esac
 done
 want comp || COMP=0
 want instant || INSTANT=0
@@ -737,4 +738,11 @@ if [ "$RBD" = 1 ]; then
     ratio2 "create from rbd / rbd export (>= 0.8x speed)" rbd "create from rbd" "rbd export" 1.25
     ratio2 "  the same into files, with sync" rbd "create from rbd file" "rbd export && sync" 1.25
     target "create from ${THIN} MiB holding ${THIN_DATA} MiB" "$(get rbd 'create thin from rbd')" 2.0 " s"
+fi
+
+# ---- files, not disks (bench/files.sh, also runnable on its own) --------------
+if want files; then
+    echo
+    BENCH_DIR="$BASE" BENCH_RUNS="$RUNS" BENCH_QUICK="$QUICK" VMA="$VMA" sh "$ROOT/bench/files.sh" ||
+        echo "bench: the files section failed"
 fi

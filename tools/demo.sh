@@ -7,11 +7,21 @@ D=$(mktemp -d /tmp/vma-demo.XXXXXX)
 trap 'rm -rf "$D"' EXIT
 if [ -t 1 ]; then step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else step() { printf '\n== %s\n' "$*"; }; fi
 
-step "a sample VM: a 256 MiB thin disk with data in three places, a 1 MiB EFI disk, a config"
+step "a sample VM: a 256 MiB disk (GPT, one ext4 partition with a small Linux tree), a 1 MiB EFI disk, a config"
+# the guest's files, as a folder: mke2fs -d puts them into the file system
+# (no root, no loop device)
+mkdir -p "$D/tree/etc/nginx" "$D/tree/var/log" "$D/tree/srv"
+printf 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n' >"$D/tree/etc/os-release"
+printf 'demo-vm\n' >"$D/tree/etc/hostname"
+printf 'LABEL=root / ext4 defaults 0 1\n' >"$D/tree/etc/fstab"
+printf 'worker_processes 4;\nhttp { server { listen 80; root /srv; } }\n' >"$D/tree/etc/nginx/nginx.conf"
+head -c 3000000 /dev/urandom >"$D/tree/srv/data.bin"
+printf 'the demo started\n' >"$D/tree/var/log/syslog"
 truncate -s 256M "$D/vm-100-disk-0.raw"
-head -c 3000000 /dev/urandom | dd of="$D/vm-100-disk-0.raw" conv=notrunc status=none
-head -c 1000000 /dev/urandom | dd of="$D/vm-100-disk-0.raw" bs=1M seek=100 conv=notrunc status=none
-printf 'the end of the disk\n' | dd of="$D/vm-100-disk-0.raw" bs=1 seek=268435400 conv=notrunc status=none
+printf 'label: gpt\nstart=2048, size=520192, type=L, name=root\n' | sfdisk -q "$D/vm-100-disk-0.raw"
+mke2fs -q -t ext4 -L root -d "$D/tree" "$D/root.ext4" 254M
+dd if="$D/root.ext4" of="$D/vm-100-disk-0.raw" bs=1M seek=1 conv=notrunc,sparse status=none
+rm -f "$D/root.ext4"
 head -c 1048576 /dev/urandom > "$D/vm-100-disk-1.raw"
 cat > "$D/qemu-server.conf" <<CONF
 boot: order=scsi0
@@ -58,5 +68,32 @@ zstd -dcq "$A" > "$D/damaged.vma"
 printf 'X' | dd of="$D/damaged.vma" bs=1 seek=13000 conv=notrunc status=none
 if $VMA extract "$D/damaged.vma" "$D/bad"; then echo "damage not detected"; exit 1; fi
 [ ! -e "$D/bad" ] && echo "nothing was left under $D/bad"
+
+export VMA_CACHE_DIR="$D/cache"
+V="$D/dump/vzdump-qemu-100-2026_02_01-02_00_00.vma.zst"
+mkdir -p "$D/dump"
+step "the archive as vzdump writes it: vma | zstd --rsyncable -T2 (one zstd stream)"
+zstd -dcq "$A" | zstd -q -T2 --rsyncable -o "$V"
+ls -l "$V"
+
+step "vma inspect: what the guest holds (partitions, file systems, OS), read at once"
+$VMA inspect "$V"
+
+step "vma ls -l /etc: the guest's files, no restore, no mount, no root"
+$VMA ls -l "$V" /etc
+
+step "vma get: one file out of the backup, to standard output and into a folder"
+$VMA get "$V" /etc/nginx/nginx.conf -
+mkdir "$D/got"
+$VMA get "$V" /srv /etc/hostname "$D/got"
+cmp "$D/tree/srv/data.bin" "$D/got/srv/data.bin"
+cmp "$D/tree/etc/hostname" "$D/got/hostname"
+echo "the files got back are identical to the guest's"
+
+step "vma find: files by name, size and time"
+$VMA find "$V" / --name '*.conf'
+
+step "vma cache: the decoded copy the first reads made, which the next ones use"
+$VMA cache
 
 step "demo complete"

@@ -48,6 +48,7 @@ typedef enum {
     VMA_ERR_INTERRUPTED,  /* vma_interrupt() was called */
     VMA_ERR_NOT_SEEKABLE, /* random access to an archive that is only a stream */
     VMA_ERR_MISSING,      /* data that the archive does not hold (EIO) */
+    VMA_ERR_NOT_FOUND,    /* no such file or folder in a guest file system */
 } VmaErrorCode;
 
 /* ---- archive metadata ------------------------------------------------- */
@@ -544,6 +545,201 @@ GPtrArray *vma_cache_list(const char *dir, GError **err);
 int vma_cache_remove_key(const char *dir, const char *key, gboolean force, GError **err);
 /* the key of an archive (its identity, hashed) */
 const char *vma_archive_key(const vma_archive *a);
+
+/* ---- guest volumes and file systems (guest/) -------------------------- */
+
+/* A volume: bytes of an archive's disks seen as one device: a whole disk, a
+ * partition (a range of one), or an LVM logical volume (ranges of several
+ * physical volumes, on one disk or several), laid end to end.  Every volume
+ * holds a reference to its archive; reads are safe from several threads. */
+typedef struct vma_volume vma_volume;
+
+typedef struct {
+    uint8_t dev_id;       /* the device of the archive */
+    uint64_t offset;      /* where the range starts in the device */
+    uint64_t length;      /* bytes */
+} vma_segment;
+
+/* the segments one after another (n >= 1, each inside its device, the
+ * total at most VMA_MAX_DEVICE_SIZE) */
+vma_volume *vma_volume_new(vma_archive *a, const vma_segment *segs, size_t n, GError **err);
+/* a whole disk of the archive */
+vma_volume *vma_volume_disk(vma_archive *a, uint8_t dev_id, GError **err);
+/* [off, off + len) of v, which must lie inside it */
+vma_volume *vma_volume_slice(vma_volume *v, uint64_t off, uint64_t len, GError **err);
+vma_volume *vma_volume_ref(vma_volume *v);
+void vma_volume_free(vma_volume *v);
+uint64_t vma_volume_size(const vma_volume *v);
+vma_archive *vma_volume_archive(const vma_volume *v);
+const vma_segment *vma_volume_segments(const vma_volume *v, size_t *n);
+/* as vma_archive_pread: the count read (less only at the end), -1 with err */
+ssize_t vma_volume_pread(vma_volume *v, void *buf, size_t n, uint64_t off, GError **err);
+/* the pieces of [off, off + len) (offsets in the volume, data_offset 0),
+ * each kind merged: 0, 1 when fn stopped, -1 with err */
+int vma_volume_map(vma_volume *v, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud,
+                   GError **err);
+
+/* ---- partition tables (guest/parts.c) ---- */
+typedef struct {
+    unsigned number;      /* GPT: entry index + 1; MBR: 1-4 primary, 5... logical */
+    uint64_t start;       /* bytes from the start of the volume */
+    uint64_t length;      /* bytes (cut at the end of the volume: see truncated) */
+    char type[40];        /* GPT: the type GUID (lowercase); MBR: "0x83" */
+    char uuid[40];        /* GPT: the partition GUID; MBR: "1a2b3c4d-02" (PARTUUID=) */
+    char name[160];       /* GPT: the name in UTF-8; MBR: "" */
+    gboolean extended;    /* an MBR extended partition (a container, no file system) */
+    gboolean bootable;    /* MBR active flag, GPT legacy BIOS bootable */
+    gboolean truncated;   /* the table says it runs past the end of the volume */
+} vma_partition;
+
+typedef struct {
+    char scheme[8];       /* "gpt" or "mbr" */
+    char disk_uuid[40];   /* GPT disk GUID, MBR disk signature "1a2b3c4d" */
+    unsigned sector;      /* 512 (or 4096 for a GPT of 4 KiB sectors) */
+    unsigned n;
+    vma_partition *parts; /* in the order of the table */
+    char *warning;        /* a problem met and worked around (backup GPT used...), or NULL */
+} vma_partition_table;
+
+/* 1 with t filled (free with vma_partition_table_clear), 0 when the volume
+ * holds no partition table (t empty), -1 with err (a read failed, or a
+ * table is damaged beyond use) */
+int vma_partitions_read(vma_volume *v, vma_partition_table *t, GError **err);
+void vma_partition_table_clear(vma_partition_table *t);
+
+/* ---- what a volume holds (guest/probe.c) ---- */
+typedef struct {
+    char type[16];        /* "ext4", "ext3", "ext2", "xfs", "vfat", "exfat", "ntfs",
+                             "btrfs", "iso9660", "hfsplus", "ufs", "lvm2", "luks",
+                             "swap", "md", "bitlocker", or "" (unknown) */
+    char usage[12];       /* "filesystem", "lvm", "crypto", "swap", "raid", "" */
+    char label[256];      /* UTF-8, "" when none */
+    char uuid[48];        /* as blkid prints it, "" when none */
+    uint64_t size;        /* bytes the file system says it has (0: unknown) */
+    uint64_t free;        /* bytes free, when has_free */
+    gboolean has_free;
+} vma_probe;
+
+/* 0 with p filled (p->type "" when nothing is recognised), -1 with err
+ * when a read failed */
+int vma_volume_probe(vma_volume *v, vma_probe *p, GError **err);
+
+/* ---- LVM2 physical volumes (guest/lvm.c) ---- */
+typedef struct {
+    char pv_uuid[40];     /* as LVM prints it: 6-4-4-4-4-4-6 */
+    uint64_t device_size; /* bytes, as the label says */
+    uint64_t data_offset; /* where the first data area starts (bytes) */
+    char *metadata;       /* the current metadata text (NUL-ended), NULL when the
+                             PV holds none (a PV created with --metadatacopies 0) */
+    size_t metadata_len;
+} vma_lvm_pv;
+
+/* 1 with pv filled (free with vma_lvm_pv_clear), 0 when the volume has no
+ * LVM2 label, -1 with err (a damaged label or metadata area) */
+int vma_lvm_pv_read(vma_volume *v, vma_lvm_pv *pv, GError **err);
+void vma_lvm_pv_clear(vma_lvm_pv *pv);
+
+/* ---- guest file systems (guest/fs.c, fs_tsk.c, fs_xfs.c) ---- */
+typedef struct vma_fs vma_fs;
+typedef struct vma_file vma_file;
+
+typedef enum {
+    VMA_FT_UNKNOWN = 0,
+    VMA_FT_FILE,
+    VMA_FT_DIR,
+    VMA_FT_LINK,
+    VMA_FT_CHR,
+    VMA_FT_BLK,
+    VMA_FT_FIFO,
+    VMA_FT_SOCK,
+} vma_ftype;
+
+typedef struct {
+    uint64_t ino;
+    vma_ftype type;
+    uint32_t mode;        /* permission bits with setuid, setgid, sticky (07777) */
+    uint32_t uid, gid;
+    uint32_t nlink;
+    uint64_t size;        /* bytes (a link: the length of its target) */
+    uint64_t blocks;      /* 512-byte units allocated (holes take none) */
+    int64_t atime, mtime, ctime, btime;       /* seconds since 1970 (btime 0: unknown) */
+    uint32_t atime_ns, mtime_ns, ctime_ns, btime_ns;
+    uint32_t rdev_major, rdev_minor;
+} vma_stat;
+
+typedef struct {
+    const char *name;     /* as stored (UTF-8 where the file system says so) */
+    uint64_t ino;
+    vma_ftype type;       /* from the directory (VMA_FT_UNKNOWN when it does not say) */
+} vma_dirent;
+
+/* the file systems the in-process reader opens: the names vma_probe gives */
+gboolean vma_fs_supported(const char *type);
+/* open the file system of v; type is the probed type (NULL: probe it).
+ * VMA_ERR_FORMAT when it is none the in-process reader knows or is
+ * damaged beyond reading */
+vma_fs *vma_fs_open(vma_volume *v, const char *type, GError **err);
+vma_fs *vma_fs_ref(vma_fs *fs);
+void vma_fs_free(vma_fs *fs);
+const char *vma_fs_type(const vma_fs *fs);
+/* the volume label, "" when none (NTFS: from $Volume) */
+const char *vma_fs_label(const vma_fs *fs);
+uint64_t vma_fs_root(const vma_fs *fs);
+/* do names match without regard to case (NTFS, FAT, exFAT, HFS+) */
+gboolean vma_fs_case_insensitive(const vma_fs *fs);
+
+int vma_fs_stat(vma_fs *fs, uint64_t ino, vma_stat *st, GError **err);
+/* a path from the root ('/'-separated, "" or "/" the root): symbolic links
+ * in it are followed (inside this file system: an absolute target starts
+ * again at its root; at most 40), the last one only when follow.  0 with st
+ * filled, -1 with err (VMA_ERR_ARG: no such file, or not a folder) */
+int vma_fs_lookup(vma_fs *fs, const char *path, gboolean follow, vma_stat *st, GError **err);
+/* the entry name in the folder dir_ino: 0 with st, -1 with err (VMA_ERR_ARG
+ * when there is none) */
+int vma_fs_lookup_at(vma_fs *fs, uint64_t dir_ino, const char *name, vma_stat *st, GError **err);
+/* the target of a symbolic link (NUL-ended, free with g_free), NULL with err */
+char *vma_fs_readlink(vma_fs *fs, uint64_t ino, GError **err);
+
+/* A folder's entries, read once and kept (a bounded cache): without "." and
+ * "..", without names that hold '/' or NUL (counted in skipped), sorted by
+ * name (bytewise).  NULL with err. */
+typedef struct vma_dir vma_dir;
+vma_dir *vma_fs_opendir(vma_fs *fs, uint64_t ino, GError **err);
+size_t vma_dir_count(const vma_dir *d);
+const vma_dirent *vma_dir_entry(const vma_dir *d, size_t i);
+/* entries dropped because their name cannot be a path component */
+size_t vma_dir_skipped(const vma_dir *d);
+void vma_dir_free(vma_dir *d);
+
+/* A regular file (or a link's target bytes) open for reading. */
+vma_file *vma_fs_open_file(vma_fs *fs, uint64_t ino, GError **err);
+uint64_t vma_file_size(const vma_file *f);
+/* the count read (less only at the end of the file), -1 with err; holes
+ * read as zeros */
+ssize_t vma_file_pread(vma_file *f, void *buf, size_t n, uint64_t off, GError **err);
+/* the data and holes of [off, off + len) of the file, in order: DATA (bytes
+ * that are stored), ZERO (holes, unwritten extents), MISSING (stored in
+ * clusters the archive lacks); 0, 1 when fn stopped, -1 with err */
+int vma_file_map(vma_file *f, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud,
+                 GError **err);
+void vma_file_free(vma_file *f);
+
+/* A depth-first walk of a tree, each folder's entries in name order.
+ * vma_walk_next gives 1 with the path (relative to the start, '/'-joined,
+ * valid until the next call) and st, 0 at the end, -1 with err for an
+ * entry that could not be read (a folder, a stat): the walk goes on at the
+ * next call.  Folders are entered after they are given, unless
+ * vma_walk_prune is called before the next vma_walk_next; a folder met a
+ * second time (a loop of hard-linked folders) is given but not entered,
+ * and nothing is entered past depth VMA_WALK_MAX_DEPTH. */
+#define VMA_WALK_MAX_DEPTH 4096
+typedef struct vma_walk vma_walk;
+vma_walk *vma_fs_walk(vma_fs *fs, uint64_t ino, GError **err);
+int vma_walk_next(vma_walk *w, const char **path, vma_stat *st, GError **err);
+void vma_walk_prune(vma_walk *w);
+/* the depth of the entry last given (1: in the start folder) */
+unsigned vma_walk_depth(const vma_walk *w);
+void vma_walk_free(vma_walk *w);
 
 /* ---- file helpers (base/files.c) ---------------------------------------- */
 

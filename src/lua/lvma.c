@@ -116,6 +116,7 @@ int luaopen_vma(lua_State *L)
     luaL_newlib(L, vma_funcs);
     lvma_open_os(L);
     lvma_open_cache(L);
+    lvma_open_guest(L);
     lua_pushliteral(L, VMA_VERSION);
     lua_setfield(L, -2, "version");
     lvma_set_int(L, "CLUSTER_SIZE", VMA_CLUSTER_SIZE);

@@ -124,6 +124,10 @@ void *lvma_ext_ud(lua_State *L, int idx, const char *mt);
 /* ---- the cache folder (lvma_cache.c): added to the module table on top */
 void lvma_open_cache(lua_State *L);
 
+/* ---- the guest's volumes and files (lvma_guest.c): the classes, added to
+ * the module table on top, with d:volumes(), r:guest(), r:volumes() ---- */
+void lvma_open_guest(lua_State *L);
+
 /* ---- the file and process helpers (lvma_os.c, lvma_proc.c) ---- */
 void lvma_open_os(lua_State *L);
 void lvma_open_proc(lua_State *L);

@@ -15,4 +15,5 @@ extern char tmpdir[];
 
 void test_access(void);
 void test_lzop(void);
+void test_guest(void);
 #endif

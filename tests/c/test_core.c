@@ -833,6 +833,7 @@ int main(int argc, char **argv)
     test_cluster_set();
     test_access();
     test_lzop();
+    test_guest();
     char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", tmpdir);

@@ -70,6 +70,8 @@ int main(int argc, char **argv)
     } else {
         add_files(files, "tests/fuzz/seeds");
         add_files(files, "tests/fuzz/regressions");
+        add_files(files, "tests/fuzz/seeds-guest");
+        add_files(files, "tests/fuzz/regressions-guest");
     }
     unsigned done = 0, failed = 0;
     for (guint i = 0; i < files->len; i++) {

@@ -7,7 +7,7 @@
 #                                     through every harness
 #   FUZZ_TARGETS="seekable disk" sh tests/fuzz/run.sh
 #                                     only these harnesses (of: reader seekable
-#                                     index disk)
+#                                     index disk guest)
 #   FUZZ_JOBS=4 sh tests/fuzz/run.sh  four fuzzing processes per harness sharing
 #                                     its corpus (their logs: build/fuzz/NAME/fuzz-N.log)
 #   FUZZ_FLAGS='-len_control=0' FUZZ_MAX_LEN=1200000 sh tests/fuzz/run.sh
@@ -23,8 +23,12 @@
 #   index     the index: built, walked, saved, loaded; fuzzed cache files
 #   disk      vma_archive_pread and vma_archive_map of plain and seekable
 #             archives against a restore of the same bytes
+#   guest     the guest readers: partition tables, LVM, file systems (its own
+#             seeds, tests/fuzz/seeds-guest/ made by gen_guest_seeds.lua, and
+#             regressions, tests/fuzz/regressions-guest/)
 # The seeds (tests/fuzz/seeds/) and every input that ever failed
-# (tests/fuzz/regressions/) are committed and shared by all harnesses; each
+# (tests/fuzz/regressions/) are committed and shared by the archive
+# harnesses; each
 # harness's working corpus grows in build/fuzz-corpus/NAME and its crash
 # inputs land in build/fuzz-artifacts/NAME/ (copy them to
 # tests/fuzz/regressions/ once understood: `make check` replays them through
@@ -53,6 +57,11 @@ mkdir -p "$B"
 
 LIBSRC=$(ls src/lib/*/*.c)
 PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash"
+# The Sleuth Kit's headers (the guest layer loads the library with dlopen)
+TSK_CFLAGS=$(pkg-config --cflags tsk 2>/dev/null || true)
+# a harness's seeds and regressions: its own folders when it has them
+seeds_of() { if [ -d "tests/fuzz/seeds-$1" ]; then echo "tests/fuzz/seeds-$1"; else echo tests/fuzz/seeds; fi; }
+regr_of() { if [ -d "tests/fuzz/regressions-$1" ]; then echo "tests/fuzz/regressions-$1"; else echo tests/fuzz/regressions; fi; }
 build() { # NAME: build/fuzz/fuzz_NAME, when a source is newer than it
     bin=$B/fuzz_$1
     rebuild=0
@@ -66,9 +75,9 @@ build() { # NAME: build/fuzz/fuzz_NAME, when a source is newer than it
         # shellcheck disable=SC2046,SC2086
         "$CLANG" -g -O1 -std=c11 -fno-omit-frame-pointer \
             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-            $(pkg-config --cflags $PKG) -Isrc/lib -DVMA_VERSION='"fuzz"' \
+            $(pkg-config --cflags $PKG) $TSK_CFLAGS -Isrc/lib -DVMA_VERSION='"fuzz"' \
             -o "$bin" $LIBSRC tests/fuzz/fuzz_$1.c tests/fuzz/common.c \
-            $(pkg-config --libs $PKG) -lpthread
+            $(pkg-config --libs $PKG) -ldl -lpthread
     fi
 }
 if [ "${1:-}" = coverage ]; then
@@ -78,13 +87,13 @@ if [ "${1:-}" = coverage ]; then
         echo "fuzz: $t: coverage build $bin"
         # shellcheck disable=SC2046
         "$CLANG" -g -O1 -std=c11 -fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping \
-            $(pkg-config --cflags $PKG) -Isrc/lib -DVMA_VERSION='"fuzz"' \
+            $(pkg-config --cflags $PKG) $TSK_CFLAGS -Isrc/lib -DVMA_VERSION='"fuzz"' \
             -o "$bin" $LIBSRC tests/fuzz/fuzz_$t.c tests/fuzz/common.c \
-            $(pkg-config --libs $PKG) -lpthread
+            $(pkg-config --libs $PKG) -ldl -lpthread
         mkdir -p "build/fuzz-corpus/$t"
         rm -f "$B/cov_$t.profraw"
         LLVM_PROFILE_FILE="$B/cov_$t.profraw" "$bin" -runs=0 -rss_limit_mb=4096 \
-            "build/fuzz-corpus/$t" tests/fuzz/seeds tests/fuzz/regressions >"$B/cov_$t.log" 2>&1
+            "build/fuzz-corpus/$t" "$(seeds_of "$t")" "$(regr_of "$t")" >"$B/cov_$t.log" 2>&1
         llvm-profdata merge -sparse "$B/cov_$t.profraw" -o "$B/cov_$t.profdata"
         echo "fuzz: $t: lines of src/lib reached by $(ls "build/fuzz-corpus/$t" | wc -l) corpus inputs, the seeds and regressions:"
         llvm-cov report "$bin" -instr-profile="$B/cov_$t.profdata" $LIBSRC
@@ -98,11 +107,11 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 if [ "${1:-}" = replay ]; then
-    set --
-    for f in tests/fuzz/seeds/* tests/fuzz/regressions/*; do
-        [ -f "$f" ] && set -- "$@" "$f"
-    done
     for t in $TARGETS; do
+        set --
+        for f in "$(seeds_of "$t")"/* "$(regr_of "$t")"/*; do
+            [ -f "$f" ] && set -- "$@" "$f"
+        done
         echo "fuzz: $t: replaying $# files"
         "$B/fuzz_$t" -rss_limit_mb=4096 "$@"
     done
@@ -114,10 +123,15 @@ for t in $TARGETS; do
     ART=build/fuzz-artifacts/$t
     mkdir -p "$CORPUS" "$ART" "$B/$t"
     echo "fuzz: $t: $FUZZ_JOBS job(s) for ${FUZZ_SECONDS}s, corpus $CORPUS, crashes in $ART/"
-    set -- -max_len="$FUZZ_MAX_LEN" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 \
-        -timeout=60 -artifact_prefix="$ROOT/$ART/" -dict="$ROOT/tests/fuzz/vma.dict" \
-        -print_final_stats=1 ${FUZZ_FLAGS:-} "$ROOT/$CORPUS" "$ROOT/tests/fuzz/seeds" \
-        "$ROOT/tests/fuzz/regressions"
+    # the archive harnesses share the format's dictionary; the guest's
+    # inputs are disk images (up to 600 KB)
+    dict="-dict=$ROOT/tests/fuzz/vma.dict" len=$FUZZ_MAX_LEN
+    [ "$t" = guest ] && dict= len=${FUZZ_MAX_LEN_GUEST:-600000}
+    # shellcheck disable=SC2086
+    set -- -max_len="$len" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 \
+        -timeout=60 -artifact_prefix="$ROOT/$ART/" $dict \
+        -print_final_stats=1 ${FUZZ_FLAGS:-} "$ROOT/$CORPUS" "$ROOT/$(seeds_of "$t")" \
+        "$ROOT/$(regr_of "$t")"
     if [ "$FUZZ_JOBS" -gt 1 ]; then
         # the jobs write their logs (fuzz-N.log) into the current folder
         (cd "$B/$t" && "$ROOT/$B/fuzz_$t" -jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS" "$@")

@@ -1,9 +1,11 @@
 -- vma mount ARCHIVE DIR: the disks and configs of an archive as files in DIR
--- (FUSE, read-only), through vma-fuse.
+-- (FUSE, read-only), through vma-fuse; with --files the guest's own files
+-- (its root file system, /etc/fstab applied), through vma-fuse-files.
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
 local process = require "vma.process"
+local files = require "vma.files"
 local argparse = require "argparse"
 
 local function parser()
@@ -11,13 +13,66 @@ local function parser()
     .. "disk is a file DIR/<device>.raw (drive-scsi0.raw), sparse (SEEK_DATA/SEEK_HOLE, du "
     .. "and cp --sparse see the holes), the RAM state DIR/vmstate.bin, and each config file "
     .. "is beside them. Returns once the mount is ready and keeps serving it in the "
-    .. "background; 'vma umount DIR' (or fusermount3 -u DIR) ends it.")
+    .. "background; 'vma umount DIR' (or fusermount3 -u DIR) ends it. With --files, DIR "
+    .. "shows the guest's files instead, as the guest sees them (the root file system, "
+    .. "each file system of /etc/fstab on its path), read in the process: modes, owners "
+    .. "and times of the guest, links as links, sparse files sparse.")
   p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
   p:argument("dir", "an empty folder")
+  p:flag("--files", "the guest's files, not its disks")
   p:flag("-f --foreground", "stay in the foreground until interrupted (then unmount)")
   p:option("-o --options", "mount options for FUSE (allow_other, ...)")
-  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
+  files.options(p) -- --no-cache among them
   return p
+end
+
+--- The arguments of vma-fuse-files for the guest of an archive: a list,
+-- and the archive's header MD5, or nil, message.  Mounts that cannot be
+-- served in-process are left out with a warning.
+local function files_plan(archive, a)
+  local r, g, unwait = files.open("mount", archive, a)
+  if not r then return nil, g end
+  unwait()
+  local plan = {}
+  local ok, err = g:_need_root()
+  if not ok then
+    g:close()
+    r:close()
+    return nil, err
+  end
+  for _, m in ipairs(g.mounts) do
+    if not m.fs then
+      io.stderr:write("vma mount: ", files.escape(m.path), " is left out: ", files.escape(m.error or "?"), "\n")
+    elseif m.fs.engine ~= "in-process" then
+      io.stderr:write("vma mount: ", files.escape(m.path), " is left out: its file system is read by ",
+        tostring(m.fs.engine), " (see 'vma ls')\n")
+    else
+      local segs = {}
+      for _, s in ipairs(m.vol:segments()) do segs[#segs + 1] = string.format("%d:%d:%d", s[1], s[2], s[3]) end
+      plan[#plan + 1] = "--mount"
+      plan[#plan + 1] = m.path
+      plan[#plan + 1] = m.vol.fstype
+      plan[#plan + 1] = table.concat(segs, ",")
+    end
+  end
+  local md5 = r.header_md5
+  g:close()
+  r:close()
+  return plan, md5
+end
+
+--- vma-fuse-files: $VMA_FUSE_FILES, or beside vma-fuse.
+local function files_program()
+  local env = os.getenv("VMA_FUSE_FILES")
+  if env and env ~= "" then return env end
+  local fuse = process.fuse_program()
+  if fuse then
+    local p = fuse:gsub("vma%-fuse$", "vma-fuse-files")
+    if p ~= fuse and process.which(p) then return p end
+  end
+  local ok, s = pcall(require, "vma.site")
+  if ok and type(s) == "table" and s.fuse_files and process.which(s.fuse_files) then return s.fuse_files end
+  return process.which("vma-fuse-files")
 end
 
 -- the absolute path of dir; a mount whose FUSE process is gone cannot be
@@ -58,14 +113,23 @@ local function run(args)
   if not a then return st end
   local ok, derr = check_dir(a.dir)
   if not ok then return ui.fail("mount", derr) end
-  local prog = process.fuse_program()
-  if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end
-  local r, err = access.open(a.archive, { cache = not a.no_cache })
-  if not r then return ui.fail("mount", err) end
-  local expect = r.header_md5
-  r:close()
+  local prog, plan, expect
+  if a.files then
+    prog = files_program()
+    if not prog then return ui.fail("mount", "vma-fuse-files is not installed (make install)") end
+    plan, expect = files_plan(a.archive, a)
+    if not plan then return ui.fail("mount", expect) end
+  else
+    prog = process.fuse_program()
+    if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end
+    local r, err = access.open(a.archive, { cache = not a.no_cache })
+    if not r then return ui.fail("mount", err) end
+    expect = r.header_md5
+    r:close()
+  end
 
   local argv = { prog, "--label", "vma mount", "--expect", expect }
+  for _, w in ipairs(plan or {}) do argv[#argv + 1] = w end
   if a.no_cache then argv[#argv + 1] = "--no-cache" end
   if a.foreground then argv[#argv + 1] = "-f" end
   if a.options then
