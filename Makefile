@@ -139,12 +139,14 @@ $(B)/cmod/vma/rbd.so: $(RBD_SRC) $(RBD_SHARED) src/rbd/rbd.h src/lua/lvma_ext.h 
 $(B)/nbdkit-vma-plugin.so: src/nbdkit/vma-plugin.c $(B)/libvma.a $(LIB_HDRS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(NBDKIT_CFLAGS) $(LDFLAGS) -shared -o $@ $< $(B)/libvma.a $(CORE_LIBS)
 
-$(B)/vma-fuse: src/fuse/vma-fuse.c $(B)/libvma.a $(LIB_HDRS)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
+# the two FUSE programs share src/fuse/common.c (options, mount, serving)
+FUSE_COMMON := src/fuse/common.c src/fuse/common.h
+$(B)/vma-fuse: src/fuse/vma-fuse.c $(FUSE_COMMON) $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< src/fuse/common.c $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
 
 # `vma mount --files`: the guest's files (src/fuse/vma-fuse-files.c)
-$(B)/vma-fuse-files: src/fuse/vma-fuse-files.c $(B)/libvma.a $(LIB_HDRS)
-	$(CC) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS) $(GUEST_LIBS)
+$(B)/vma-fuse-files: src/fuse/vma-fuse-files.c $(FUSE_COMMON) $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< src/fuse/common.c $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS) $(GUEST_LIBS)
 
 TEST_SRC  := $(sort $(wildcard tests/c/*.c))
 $(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
