@@ -209,7 +209,7 @@ end
 --- "+10M" (more than), "-1G" (less than), "4096" (exactly): op, bytes.
 function M.parse_size_filter(text)
   local op, rest = text:match("^([+-]?)(.+)$")
-  local n = require("vma.access").parse_size(rest)
+  local n = require("vma.devices").parse_size(rest)
   if not n then return nil end
   return op == "" and "=" or op, n
 end
