@@ -46,6 +46,13 @@ function M.open(cmd, archive, a)
   return r, g, unwait
 end
 
+--- The end of what M.open opened: the guest, the waiter's line, the archive.
+function M.close(r, g, unwait)
+  g:close()
+  unwait()
+  r:close()
+end
+
 local function valid_utf8(s) return utf8.len(s) ~= nil end
 
 local named = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ["\\"] = "\\\\" }

@@ -35,6 +35,11 @@ static inline void lvma_set_str(lua_State *L, const char *k, const char *v)
     lua_pushstring(L, v);
     lua_setfield(L, -2, k);
 }
+static inline void lvma_set_bool(lua_State *L, const char *k, int v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
 
 /* ---- classes (lvma_class.c; nothing of libvma: vma.rbd compiles it in) ---- */
 
@@ -51,6 +56,9 @@ typedef struct {
 void lvma_new_class(lua_State *L, const char *name, const luaL_Reg *meta,
                     const luaL_Reg *methods, const lvma_getter *getters,
                     gboolean (*is_open)(void *self));
+/* t[k] of the options table at index t (not a table: def) when it is an
+ * integer, else def */
+lua_Integer lvma_opt_int(lua_State *L, int t, const char *k, lua_Integer def);
 /* add methods to a class made before (another file's methods: the guest
  * views add d:volumes() to the disk) */
 void lvma_add_methods(lua_State *L, const char *name, const luaL_Reg *methods);
@@ -115,6 +123,14 @@ void lvma_open_disk(lua_State *L);
 /* the archive and device id of the disk at idx (raises on anything else or
  * a closed disk); a view made from it takes its own vma_archive_ref */
 vma_archive *lvma_disk_archive(lua_State *L, int idx, uint8_t *dev_id);
+/* the pieces of what h reads from off, for len bytes (vma_archive_map of
+ * a disk, vma_volume_map, vma_file_map) */
+typedef int (*lvma_map_fn)(void *h, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud,
+                           GError **err);
+/* one step of an extents iterator over [off, end) whose next offset is the
+ * upvalue up: offset, length and kind ("data", "zero", "missing") of the
+ * next piece, nothing at the end; a failure is raised (as io.lines does) */
+int lvma_extents_step(lua_State *L, lvma_map_fn map, void *h, int up, uint64_t end);
 
 /* ---- a module's sink or source (lvma_ext.h) ---- */
 /* the userdata at idx if it is a mt (VMA_SINK_MT, VMA_SOURCE_MT) of this

@@ -5,6 +5,7 @@
  * (a plain table: methods are found as in Lua's io library), then in its
  * property getters; a property of a closed object raises "attempt to use
  * a closed vma.X", as every method of one does (lvma_check_open).
+ * Also the reading of an integer of an options table (lvma_opt_int).
  * Nothing here calls libvma: vma.rbd compiles this file in. */
 #include "lvma.h"
 
@@ -67,4 +68,14 @@ void *lvma_check_open(lua_State *L, int idx, const char *name, gboolean (*is_ope
     if (!is_open(self))
         luaL_error(L, "attempt to use a closed %s", name);
     return self;
+}
+
+lua_Integer lvma_opt_int(lua_State *L, int t, const char *k, lua_Integer def)
+{
+    if (!lua_istable(L, t))
+        return def;
+    lua_getfield(L, t, k);
+    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
+    lua_pop(L, 1);
+    return v;
 }

@@ -38,13 +38,8 @@ static int parse_uuid(const char *s, uint8_t out[16])
 
 /* ---------------------------------------------------------------- writer */
 
-static lwriter *check_writer(lua_State *L)
-{
-    lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
-    if (!lw->w)
-        luaL_error(L, "attempt to use a closed vma writer");
-    return lw;
-}
+static gboolean writer_open_p(void *self);
+static lwriter *check_writer(lua_State *L) { return lvma_check_open(L, 1, WRITER_MT, writer_open_p); }
 
 /* vma.create(path, {compress=, level=, threads=, uuid=, ctime=, overwrite=}) */
 int lvma_create(lua_State *L)

@@ -525,15 +525,6 @@ static int c_pool_full(lua_State *L)
     return 1;
 }
 
-static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer dflt)
-{
-    if (!lua_istable(L, t))
-        return dflt;
-    lua_getfield(L, t, k);
-    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : dflt;
-    lua_pop(L, 1);
-    return v;
-}
 
 static double opt_num(lua_State *L, int t, const char *k, double dflt)
 {
@@ -614,8 +605,8 @@ static int c_sink(lua_State *L)
         return n;
     }
     vrbd_sink_opts o = {
-        .max_bytes = (size_t)opt_int(L, 5, "max_bytes", (lua_Integer)64 << 20),
-        .max_ops = (unsigned)opt_int(L, 5, "max_ops", 512),
+        .max_bytes = (size_t)lvma_opt_int(L, 5, "max_bytes", (lua_Integer)64 << 20),
+        .max_ops = (unsigned)lvma_opt_int(L, 5, "max_ops", 512),
         .stall = opt_num(L, 5, "stall", 5),
     };
     vma_ext_ud *ud = new_ext(L);
@@ -637,7 +628,7 @@ static int c_source(lua_State *L)
 {
     vrbd_cluster *c = check_cluster(L);
     const char *snap = luaL_optstring(L, 5, NULL);
-    size_t window = (size_t)opt_int(L, 6, "window", (lua_Integer)32 << 20);
+    size_t window = (size_t)lvma_opt_int(L, 6, "window", (lua_Integer)32 << 20);
     image_ref ir = image_args(L);
     rados_ioctx_t io;
     rbd_image_t img;

@@ -87,9 +87,7 @@ local function run(args)
     end
   end)
   if not ok then
-    g:close()
-    unwait()
-    r:close()
+    files.close(r, g, unwait)
     return ui.fail("find", err, a.json)
   end
   if a.json then
@@ -97,9 +95,7 @@ local function run(args)
   else
     ui.out(table.concat(out))
   end
-  g:close()
-  unwait()
-  r:close()
+  files.close(r, g, unwait)
   return failed and 1 or 0
 end
 

@@ -52,9 +52,7 @@ local function run(args)
   local r, g, unwait = files.open("get", a.archive, a)
   if not r then return ui.fail("get", g) end
   local function finish(code)
-    g:close()
-    unwait()
-    r:close()
+    files.close(r, g, unwait)
     return code
   end
 

@@ -433,6 +433,85 @@ gboolean vma_extents_check(GArray *ext, uint64_t vol_size, GError **err)
     return TRUE;
 }
 
+vma_ftype vma_mode_type(uint32_t mode)
+{
+    switch (mode & 0170000) {
+    case 0100000: return VMA_FT_FILE;
+    case 0040000: return VMA_FT_DIR;
+    case 0120000: return VMA_FT_LINK;
+    case 0020000: return VMA_FT_CHR;
+    case 0060000: return VMA_FT_BLK;
+    case 0010000: return VMA_FT_FIFO;
+    case 0140000: return VMA_FT_SOCK;
+    default: return VMA_FT_UNKNOWN;
+    }
+}
+
+void vma_fs_damaged(GError **err, const char *name, const char *what)
+{
+    g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "the %s file system is damaged: %s", name, what);
+}
+
+int vma_fs_read_super(vma_fs *fs, void *sb, size_t len, uint64_t off, const char *name,
+                      GError **err)
+{
+    char *what = g_strdup_printf("the %s superblock", name);
+    int rc = vma_volume_read_exact(fs->v, sb, len, off, what, err);
+    g_free(what);
+    return rc;
+}
+
+/* ---- a content held in memory ---- */
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+} bytes_content;
+
+static ssize_t bytes_read(void *ctx, void *buf, size_t n, uint64_t off, GError **err)
+{
+    (void)err;
+    bytes_content *d = ctx;
+    if (off >= d->len)
+        return 0;
+    size_t take = MIN(n, d->len - (size_t)off);
+    memcpy(buf, d->data + off, take);
+    return (ssize_t)take;
+}
+
+static void bytes_close(void *ctx)
+{
+    bytes_content *d = ctx;
+    g_free(d->data);
+    g_free(d);
+}
+
+void vma_content_reader(vma_content *c, ssize_t (*read)(void *, void *, size_t, uint64_t, GError **),
+                        void (*close)(void *), void *ctx)
+{
+    c->read = read;
+    c->close = close;
+    c->ctx = ctx;
+}
+
+void vma_content_bytes(vma_content *c, uint8_t *data, size_t len)
+{
+    bytes_content *d = g_new(bytes_content, 1);
+    *d = (bytes_content){data, len};
+    vma_content_reader(c, bytes_read, bytes_close, d);
+}
+
+int vma_content_extents(vma_content *c, vma_extents_fill_fn fill, vma_fs *fs, const uint8_t *in,
+                        uint64_t size, GError **err)
+{
+    c->extents = g_array_new(FALSE, FALSE, sizeof(vma_extent_map));
+    if (fill(fs, in, size, c->extents, err) == 0)
+        return 0;
+    g_array_free(c->extents, TRUE);
+    c->extents = NULL;
+    return -1;
+}
+
 vma_file *vma_fs_open_file(vma_fs *fs, uint64_t ino, GError **err)
 {
     vma_stat st;

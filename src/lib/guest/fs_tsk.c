@@ -434,11 +434,8 @@ static int t_content(vma_fs *fs, uint64_t ino, const vma_stat *st, vma_content *
         return -1;
     }
     tsk_reader *r = g_new0(tsk_reader, 1);
-    r->t = t;
-    r->f = f;
-    c->read = tsk_read_fn;
-    c->close = tsk_read_close;
-    c->ctx = r;
+    *r = (tsk_reader){.t = t, .f = f};
+    vma_content_reader(c, tsk_read_fn, tsk_read_close, r);
     vma_mutex_unlock(&t->lock);
     return 0;
 }
@@ -491,11 +488,6 @@ static char *t_readlink(vma_fs *fs, uint64_t ino, const vma_stat *st, GError **e
 }
 
 const vma_fs_ops vma_fs_tsk_ops = {
-    .name = "tsk",
-    .open = t_open,
-    .stat = t_stat,
-    .readdir = t_readdir,
-    .readlink = t_readlink,
-    .content = t_content,
-    .close = t_close,
+    .name = "tsk", .open = t_open, .stat = t_stat, .readdir = t_readdir,
+    .readlink = t_readlink, .content = t_content, .close = t_close,
 };
