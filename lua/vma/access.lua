@@ -83,14 +83,14 @@ end
 function M.tmpdir(what)
   local base = os.getenv("TMPDIR")
   if not base or base == "" then base = "/tmp" end
-  return vma.mkdtemp(base .. "/vma-" .. what .. ".XXXXXX")
+  return vma.os.mkdtemp(base .. "/vma-" .. what .. ".XXXXXX")
 end
 
 --- Remove a temporary folder made by M.tmpdir and the files in it.
 function M.rmtmp(dir, names)
   if not dir then return end
   for _, n in ipairs(names or {}) do os.remove(dir .. "/" .. n) end
-  vma.rmdir(dir)
+  vma.os.rmdir(dir)
 end
 
 -- percent-encoding of what a URI part may not hold as it is

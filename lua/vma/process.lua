@@ -1,7 +1,7 @@
 -- vma.process: the programs vma runs (lvcreate, zfs, nbdkit, qemu-img,
 -- vma-fuse, fusermount) and how: looked up in $PATH, run to their end with
 -- their output captured, or started in the background, watched and
--- stopped. Always an argument list through vma.spawn (posix_spawn), never
+-- stopped. Always an argument list through vma.os.spawn (posix_spawn), never
 -- a shell, so that no name an archive supplies is ever parsed by one.
 local vma = require "vma"
 
@@ -11,7 +11,7 @@ local M = {}
 -- or nil.
 function M.which(prog)
   local function exe(p)
-    local st = vma.stat(p)
+    local st = vma.os.stat(p)
     return st and st.type == "file" and (st.mode & 0x49) ~= 0
   end
   if prog:find("/", 1, true) then return exe(prog) and prog or nil end
@@ -40,7 +40,7 @@ end
 -- wrote on standard output, or nil and a message holding its own error
 -- output.
 function M.run(argv)
-  local how, code, out, err = vma.spawn(argv, { capture = true })
+  local how, code, out, err = vma.os.spawn(argv, { capture = true })
   if not how then return nil, code end
   if how == "exit" and code == 0 then return true, out end
   local msg = err:gsub("^%s+", ""):gsub("%s+$", ""):gsub("\n%s*", "; ")
@@ -49,41 +49,41 @@ function M.run(argv)
 end
 
 --- Wait for a child; with interruptible, stop waiting when a signal came
--- (vma.catch_signals). Returns "exit", code | "signal", signo | "interrupted".
+-- (vma.os.catch_signals). Returns "exit", code | "signal", signo | "interrupted".
 function M.wait(pid, interruptible)
   while true do
-    local how, code = vma.wait(pid, true)
+    local how, code = vma.os.wait(pid, true)
     if how then return how, code end
     if how == nil then return "exit", 127 end -- not our child any more
-    if interruptible and vma.interrupted() then return "interrupted" end
-    vma.sleep(0.02)
+    if interruptible and vma.os.interrupted() then return "interrupted" end
+    vma.os.sleep(0.02)
   end
 end
 
 --- Stop a child: SIGTERM, then after `grace` seconds SIGKILL; reaps it.
 function M.stop(pid, grace)
   if not pid then return end
-  vma.kill(pid, "TERM")
+  vma.os.kill(pid, "TERM")
   local deadline = os.time() + (grace or 5)
   while true do
-    local how = vma.wait(pid, true)
+    local how = vma.os.wait(pid, true)
     if how ~= false then return end
     if os.time() > deadline then
-      vma.kill(pid, "KILL")
-      vma.wait(pid)
+      vma.os.kill(pid, "KILL")
+      vma.os.wait(pid)
       return
     end
-    vma.sleep(0.02)
+    vma.os.sleep(0.02)
   end
 end
 
 --- Wait up to secs for path to exist (a device node that udev makes).
 function M.wait_for(path, secs)
   for _ = 1, math.floor((secs or 10) * 10) do
-    if vma.stat(path) then return true end
-    vma.sleep(0.1)
+    if vma.os.stat(path) then return true end
+    vma.os.sleep(0.1)
   end
-  return vma.stat(path) ~= nil
+  return vma.os.stat(path) ~= nil
 end
 
 -- ---- vma's own helper programs ----
@@ -117,7 +117,7 @@ function M.nbdkit_plugin()
   if env and env ~= "" then return env end
   local b = build_dir()
   if b and readable(b .. "/nbdkit-vma-plugin.so") then
-    return vma.realpath(b .. "/nbdkit-vma-plugin.so") or (b .. "/nbdkit-vma-plugin.so")
+    return vma.os.realpath(b .. "/nbdkit-vma-plugin.so") or (b .. "/nbdkit-vma-plugin.so")
   end
   local s = site().nbdkit_plugin
   if s and readable(s) then return s end
@@ -130,7 +130,7 @@ function M.fuse_program()
   local env = os.getenv("VMA_FUSE")
   if env and env ~= "" then return env end
   local b = build_dir()
-  if b and M.which(b .. "/vma-fuse") then return vma.realpath(b .. "/vma-fuse") end
+  if b and M.which(b .. "/vma-fuse") then return vma.os.realpath(b .. "/vma-fuse") end
   local s = site().fuse
   if s and M.which(s) then return s end
   for _, p in ipairs { "/usr/local/lib/vma/vma-fuse", "/usr/lib/vma/vma-fuse" } do
@@ -161,13 +161,13 @@ function M.start_nbdkit(o)
     argv[#argv + 1] = o.listen or "127.0.0.1"
   end
   argv[#argv + 1] = M.nbdkit_plugin()
-  argv[#argv + 1] = "archive=" .. (vma.realpath(o.archive) or o.archive)
+  argv[#argv + 1] = "archive=" .. (vma.os.realpath(o.archive) or o.archive)
   if o.disk then argv[#argv + 1] = "disk=" .. o.disk end
   -- the archive this process opened, and no other under its name
   if o.expect then argv[#argv + 1] = "expect=" .. o.expect end
   if o.cache == false then argv[#argv + 1] = "cache=off" end
   if os.getenv("VMA_NBDKIT_VERBOSE") then table.insert(argv, 2, "-v") end
-  local pid, err = vma.spawn(argv, { stdin = "/dev/null", stdout = o.stdout })
+  local pid, err = vma.os.spawn(argv, { stdin = "/dev/null", stdout = o.stdout })
   if not pid then return nil, err end
   while true do
     local f = io.open(pidfile, "r")
@@ -176,15 +176,15 @@ function M.start_nbdkit(o)
     if content and content:match("%d+\n") then
       return { pid = pid, pidfile = pidfile }
     end
-    local how, code = vma.wait(pid, true)
+    local how, code = vma.os.wait(pid, true)
     if how then
       return nil, "nbdkit did not start (" .. M.status_text(how, code) .. ")"
     end
-    if vma.interrupted() then
+    if vma.os.interrupted() then
       M.stop(pid)
       return nil, "interrupted"
     end
-    vma.sleep(0.02)
+    vma.os.sleep(0.02)
   end
 end
 

@@ -10,7 +10,7 @@ local M = {}
 -- allows writing over it; raises the message of a refusal when it exists and
 -- force is not given.
 function M.existing(path, opts)
-  if vma.lstat(path) == nil then return false end
+  if vma.os.lstat(path) == nil then return false end
   if not (opts and opts.force) then
     error(path .. " already exists (not writing over it; --force writes over it, zeros "
       .. "included)", 0)
@@ -49,7 +49,7 @@ function M.prepare(entries, vols, dry_run)
   end
   for _, e in ipairs(entries) do
     local v = e.path and by_path[e.path]
-    if v and not vma.stat(v.path) then
+    if v and not vma.os.stat(v.path) then
       made[v.path] = process.command_line(v.create)
       if dry_run then
         local ok, err = can_make(v, checked)

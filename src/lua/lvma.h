@@ -144,8 +144,10 @@ void lvma_open_cache(lua_State *L);
  * the module table on top, with d:volumes(), r:guest(), r:volumes() ---- */
 void lvma_open_guest(lua_State *L);
 
-/* ---- the file and process helpers (lvma_os.c, lvma_proc.c) ---- */
+/* ---- the file and process helpers (lvma_os.c, lvma_proc.c): vma.os ---- */
+/* adds the table os to the module table on top */
 void lvma_open_os(lua_State *L);
+/* adds the process functions to the table on top (vma.os) */
 void lvma_open_proc(lua_State *L);
 
 #endif

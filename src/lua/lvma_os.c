@@ -1,4 +1,5 @@
-/* lvma_os.c - the file and process helpers of the Lua module "vma", over the
+/* lvma_os.c - the file and process helpers of the Lua module "vma" (the
+ * table vma.os; the processes in lvma_proc.c), over the
  * helpers of libvma (os.c): what the bundled commands need beyond Lua's own
  * io and os libraries - stat with block-device sizes, new files that never
  * replace one, renames that never replace, signals that stop long work. */
@@ -25,8 +26,8 @@ static const char *type_name(mode_t m)
          : S_ISSOCK(m) ? "socket" : "other";
 }
 
-/* vma.stat(path) -> {type=, size=, mtime=, mode=, uid=, gid=} | nil, msg;
- * block devices report their size.  vma.lstat: the same of a symbolic link
+/* vma.os.stat(path) -> {type=, size=, mtime=, mode=, uid=, gid=} | nil, msg;
+ * block devices report their size.  vma.os.lstat: the same of a symbolic link
  * itself (type "link") */
 static int do_stat(lua_State *L, gboolean follow)
 {
@@ -56,7 +57,7 @@ static int do_stat(lua_State *L, gboolean follow)
 static int l_stat(lua_State *L) { return do_stat(L, TRUE); }
 static int l_lstat(lua_State *L) { return do_stat(L, FALSE); }
 
-/* vma.addresses() -> { {name=, family="inet"|"inet6", address=}... }: the
+/* vma.os.addresses() -> { {name=, family="inet"|"inet6", address=}... }: the
  * addresses of this host's interfaces that are up, loopback left out */
 static int l_addresses(lua_State *L)
 {
@@ -85,7 +86,7 @@ static int l_addresses(lua_State *L)
     return 1;
 }
 
-/* vma.is_all_holes(path) -> true | false | nil, msg: a regular file that
+/* vma.os.is_all_holes(path) -> true | false | nil, msg: a regular file that
  * holds no data at all (as a volume just allocated by qmrestore) */
 static int l_is_all_holes(lua_State *L)
 {
@@ -102,7 +103,7 @@ static int l_is_all_holes(lua_State *L)
     return 1;
 }
 
-/* vma.access(path, how) -> true | nil, msg: how is a string of "r", "w",
+/* vma.os.access(path, how) -> true | nil, msg: how is a string of "r", "w",
  * "x" (what this process may do with path; "" : it exists) */
 static int l_access(lua_State *L)
 {
@@ -144,7 +145,7 @@ static int l_rmdir(lua_State *L)
     return 1;
 }
 
-/* vma.write_file(path, data [, mode]): a new file (never an existing one),
+/* vma.os.write_file(path, data [, mode]): a new file (never an existing one),
  * fsynced; mode 0600 unless given */
 static int l_write_file(lua_State *L)
 {
@@ -159,7 +160,7 @@ static int l_write_file(lua_State *L)
     return 1;
 }
 
-/* vma.rename(old, new): never replaces an existing file */
+/* vma.os.rename(old, new): never replaces an existing file */
 static int l_rename(lua_State *L)
 {
     GError *e = NULL;
@@ -209,7 +210,7 @@ static void on_signal(int sig)
     vma_interrupt();
 }
 
-/* vma.catch_signals(): SIGINT, SIGTERM and SIGHUP stop long work at the next
+/* vma.os.catch_signals(): SIGINT, SIGTERM and SIGHUP stop long work at the next
  * extent (and interrupt blocked reads and writes), so that the caller can
  * clean up; SIGPIPE is ignored, so that a closed output is an error that
  * is handled like any other */
@@ -227,7 +228,7 @@ static int l_catch_signals(lua_State *L)
     return 0;
 }
 
-/* vma.clock(): seconds on a monotonic clock (for durations) */
+/* vma.os.clock(): seconds on a monotonic clock (for durations) */
 static int l_clock(lua_State *L)
 {
     struct timespec ts;
@@ -261,8 +262,11 @@ static const luaL_Reg os_funcs[] = {
     {NULL, NULL},
 };
 
+/* vma.os: the helpers of this file and of lvma_proc.c, in a table of their
+ * own beside the archive functions of vma */
 void lvma_open_os(lua_State *L)
 {
-    luaL_setfuncs(L, os_funcs, 0);
+    luaL_newlib(L, os_funcs);
     lvma_open_proc(L);
+    lua_setfield(L, -2, "os");
 }

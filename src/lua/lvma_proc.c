@@ -5,7 +5,7 @@
  * captured), see whether it has ended without blocking, send it a signal;
  * sleep; a private temporary folder.  The children start with
  * the default signal dispositions and an empty signal mask, whatever
- * vma.catch_signals() set in this process. */
+ * vma.os.catch_signals() set in this process. */
 #define _GNU_SOURCE
 #include "lvma.h"
 
@@ -99,7 +99,7 @@ static int push_status(lua_State *L, int st)
     return 2;
 }
 
-/* vma.spawn({prog, arg...} [, {stdin=path, stdout=path, stderr=path,
+/* vma.os.spawn({prog, arg...} [, {stdin=path, stdout=path, stderr=path,
  * capture=bool}]) -> pid | nil, message: the program is looked up in
  * $PATH, no shell.  With capture, its standard output and error are pipes
  * read here until it ends (standard input /dev/null unless given), and
@@ -201,7 +201,7 @@ static int l_spawn(lua_State *L)
     return nret;
 }
 
-/* vma.wait(pid [, nohang]) -> "exit", status | "signal", signo | false (with
+/* vma.os.wait(pid [, nohang]) -> "exit", status | "signal", signo | false (with
  * nohang: still running) | nil, message */
 static int l_wait(lua_State *L)
 {
@@ -221,7 +221,7 @@ static int l_wait(lua_State *L)
     return push_status(L, st);
 }
 
-/* vma.kill(pid, sig): sig a number or "TERM", "INT", "KILL", "HUP" ...
+/* vma.os.kill(pid, sig): sig a number or "TERM", "INT", "KILL", "HUP" ...
  * -> true | nil, message */
 static int l_kill(lua_State *L)
 {
@@ -245,7 +245,7 @@ static int l_kill(lua_State *L)
     return 1;
 }
 
-/* vma.sleep(seconds): returns early when a signal arrives */
+/* vma.os.sleep(seconds): returns early when a signal arrives */
 static int l_sleep(lua_State *L)
 {
     double s = luaL_checknumber(L, 1);
@@ -256,7 +256,7 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
-/* vma.mkdtemp(template) -> path | nil, message: a new folder (mode 0700);
+/* vma.os.mkdtemp(template) -> path | nil, message: a new folder (mode 0700);
  * the template ends with XXXXXX */
 static int l_mkdtemp(lua_State *L)
 {
@@ -277,7 +277,7 @@ static int l_getpid(lua_State *L)
     return 1;
 }
 
-/* vma.realpath(path) -> absolute path | nil, message */
+/* vma.os.realpath(path) -> absolute path | nil, message */
 static int l_realpath(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);

@@ -179,7 +179,7 @@ describe("vma mount", function()
     local b = A.start(dir, "mount", "-f", fx.plain, m)
     for _ = 1, 500 do
       if A.is_mounted(m) then break end
-      require("vma").sleep(0.01)
+      require("vma").os.sleep(0.01)
     end
     assert.is_true(A.is_mounted(m), H.read(b.err))
     assert.is_true(A.same(fx.disks["drive-sata0"], m .. "/drive-sata0.raw"))

@@ -36,11 +36,11 @@ local function run(args)
   local a, st = ui.parse(parser(), args, "convert")
   if not a then return st end
   local fmt = a.format or BY_EXT[(a.out:match("%.(%w+)$") or ""):lower()] or "qcow2"
-  local started = vma.clock()
+  local started = vma.os.clock()
   if not FORMATS[fmt] then
     return ui.usage("convert", "unknown format '" .. fmt .. "': " .. FORMAT_LIST)
   end
-  local ost = vma.stat(a.out)
+  local ost = vma.os.stat(a.out)
   if ost and not a.force then
     return ui.fail("convert", a.out .. " exists (--force replaces it)")
   end
@@ -64,7 +64,7 @@ local function run(args)
   local dir, base = a.out:match("^(.*)/([^/]+)$")
   if not dir then dir, base = ".", a.out end
   if dir == "" then dir = "/" end
-  local dst_st = vma.stat(dir)
+  local dst_st = vma.os.stat(dir)
   if not dst_st or dst_st.type ~= "directory" then
     return ui.fail("convert", "no folder " .. dir .. " for " .. a.out)
   end
@@ -76,9 +76,9 @@ local function run(args)
   -- that nobody else uses it, in OUT's folder; short, whatever OUT's length
   local part, perr
   for _ = 1, 100 do
-    part = string.format("%s/.tmp-vma-%d-%06d", dir, vma.getpid(), math.random(0, 999999))
+    part = string.format("%s/.tmp-vma-%d-%06d", dir, vma.os.getpid(), math.random(0, 999999))
     local ok
-    ok, perr = vma.write_file(part, "", 0x180)
+    ok, perr = vma.os.write_file(part, "", 0x180)
     if ok then break end
     part = nil
   end
@@ -87,7 +87,7 @@ local function run(args)
     return ui.fail("convert", perr)
   end
 
-  vma.catch_signals()
+  vma.os.catch_signals()
   local nb, nerr = process.start_nbdkit { archive = a.archive, disk = d.name, socket = socket,
     dir = tmp, expect = expect, cache = not a.no_cache }
   local qpid
@@ -103,11 +103,11 @@ local function run(args)
   end
 
   local argv = { "qemu-img", "convert", "-f", "raw", "-O", fmt, "-t", "writeback" }
-  if vma.isatty(1) and not a.quiet then argv[#argv + 1] = "-p" end
+  if vma.os.isatty(1) and not a.quiet then argv[#argv + 1] = "-p" end
   argv[#argv + 1] = access.uri(d.name, socket)
   argv[#argv + 1] = part
   local qerr
-  qpid, qerr = vma.spawn(argv, { stdin = "/dev/null" })
+  qpid, qerr = vma.os.spawn(argv, { stdin = "/dev/null" })
   if not qpid then
     cleanup()
     return ui.fail("convert", qerr)
@@ -128,17 +128,17 @@ local function run(args)
   if a.force then
     ok, rerr = os.rename(part, a.out)
   else
-    ok, rerr = vma.rename(part, a.out)
+    ok, rerr = vma.os.rename(part, a.out)
   end
   if not ok then
     cleanup()
     return ui.fail("convert", rerr)
   end
-  vma.fsync_dir(dir)
+  vma.os.fsync_dir(dir)
   cleanup(true)
-  local st = vma.stat(a.out)
+  local st = vma.os.stat(a.out)
   ui.summary("convert", string.format("%s -> %s (%s%s) in %.1f s", a.archive, a.out, fmt,
-    st and (", " .. ui.human(st.size)) or "", vma.clock() - started), a.quiet)
+    st and (", " .. ui.human(st.size)) or "", vma.os.clock() - started), a.quiet)
   return 0
 end
 

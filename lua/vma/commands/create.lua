@@ -35,7 +35,7 @@ end
 
 -- the archive's path: a folder with --vmid gets a vzdump name in it
 local function archive_path(a)
-  local st = a.archive ~= "-" and vma.stat(a.archive)
+  local st = a.archive ~= "-" and vma.os.stat(a.archive)
   if st and st.type == "directory" then
     if not a.vmid then
       return nil, a.archive .. " is a folder (give --vmid N to name the archive as vzdump does)"
@@ -99,7 +99,7 @@ end
 -- the size of a device's image (an rbd: one opened as a source)
 local function check_device(d)
   if ceph.is_spec(d.path) then return rbd_device(d) end
-  local st, err = vma.stat(d.path)
+  local st, err = vma.os.stat(d.path)
   if not st then return nil, err end
   if st.type == "directory" then return nil, d.path .. " is a folder, not a disk image" end
   if st.type ~= "file" and st.type ~= "block" then
@@ -143,7 +143,7 @@ local function collect_configs(a, devs)
   for _, spec in ipairs(a.config) do
     local name, path = spec:match("^([^=/]+)=(.+)$")
     if not name then name, path = spec:match("([^/]+)/*$") or spec, spec end
-    local st = vma.stat(path)
+    local st = vma.os.stat(path)
     if st and st.type == "directory" then
       return nil, "config " .. path .. " is a folder, not a file (-c takes one file: -c DIR/qemu-server.conf)"
     end
@@ -241,7 +241,7 @@ local function run(args)
     end
     return ui.fail("create", msg, json_to)
   end
-  if a.archive == "-" and vma.isatty(1) then
+  if a.archive == "-" and vma.os.isatty(1) then
     return fail("standard output is a terminal: not writing an archive there "
       .. "(redirect it to a file or a pipe)")
   end
@@ -259,7 +259,7 @@ local function run(args)
   end
   for _, n in ipairs(notes) do io.stderr:write("vma create: note: ", n, "\n") end
 
-  vma.catch_signals()
+  vma.os.catch_signals()
   local w, err = vma.create(path, { compress = comp, level = a.level, threads = a.threads,
     overwrite = a.force })
   if not w then

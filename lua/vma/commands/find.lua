@@ -65,7 +65,7 @@ local function run(args)
       end
     end
   end
-  vma.catch_signals()
+  vma.os.catch_signals()
   local ok, err = pcall(function()
     if not obj then error(path, 0) end
     local top, terr = obj:stat(path, true)

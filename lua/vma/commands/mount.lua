@@ -78,12 +78,12 @@ end
 -- the absolute path of dir; a mount whose FUSE process is gone cannot be
 -- resolved itself ("Transport endpoint is not connected"): its folder is
 local function absolute(dir)
-  local p = vma.realpath(dir)
+  local p = vma.os.realpath(dir)
   if p then return p end
   local trimmed = dir:gsub("/+$", "")
   local parent, base = trimmed:match("^(.*)/([^/]+)$")
   if not parent then parent, base = ".", trimmed end
-  local ap = vma.realpath(parent == "" and "/" or parent)
+  local ap = vma.os.realpath(parent == "" and "/" or parent)
   return ap and ((ap == "/" and "" or ap) .. "/" .. base) or nil
 end
 
@@ -96,7 +96,7 @@ local function check_dir(dir)
   elseif typ then
     return nil, dir .. " is a mount point already (" .. typ .. ")"
   end
-  local st = vma.stat(dir)
+  local st = vma.os.stat(dir)
   if not st then return nil, dir .. " does not exist" end
   if st.type ~= "directory" then return nil, dir .. " is not a folder" end
   local ok, lfs = pcall(require, "lfs")
@@ -138,8 +138,8 @@ local function run(args)
   end
   argv[#argv + 1] = a.archive
   argv[#argv + 1] = a.dir
-  vma.catch_signals()
-  local pid, serr = vma.spawn(argv)
+  vma.os.catch_signals()
+  local pid, serr = vma.os.spawn(argv)
   if not pid then return ui.fail("mount", serr) end
   -- without -f, vma-fuse's first process ends once the mount is ready
   local how, code = process.wait(pid, true)

@@ -28,7 +28,7 @@ end
 -- this host's first IPv4 address, else its first global IPv6 one, else its
 -- name
 local function reachable_host(listen)
-  local list = vma.addresses() or {}
+  local list = vma.os.addresses() or {}
   for _, fam in ipairs { "inet", "inet6" } do
     if fam == "inet" or listen ~= "0.0.0.0" then
       for _, a in ipairs(list) do
@@ -75,7 +75,7 @@ local function serve(a, nb, shown, socket, port, listen)
       ui.out(line, "\n")
     end
   end
-  if vma.isatty(2) then
+  if vma.os.isatty(2) then
     io.stderr:write("vma serve: serving " .. a.archive .. " read-only; Ctrl-C stops\n")
   end
   local how, code = process.wait(nb.pid, true)
@@ -118,10 +118,10 @@ local function run(args)
 
   local socket = a.socket
   if socket then
-    if vma.lstat(socket) then return ui.fail("serve", socket .. " already exists") end
+    if vma.os.lstat(socket) then return ui.fail("serve", socket .. " already exists") end
     local dir, base = socket:match("^(.*)/([^/]+)$")
     if not dir then dir, base = ".", socket end
-    local abs = vma.realpath(dir == "" and "/" or dir)
+    local abs = vma.os.realpath(dir == "" and "/" or dir)
     if not abs then return ui.fail("serve", "no folder " .. dir .. " for the socket") end
     socket = (abs == "/" and "" or abs) .. "/" .. base
   end
@@ -134,7 +134,7 @@ local function run(args)
   if not tmp then return ui.fail("serve", terr) end
   if not socket and not port then socket = tmp .. "/nbd.sock" end
 
-  vma.catch_signals()
+  vma.os.catch_signals()
   local nb, nerr = process.start_nbdkit { archive = a.archive, disk = a.disk and shown[1].name,
     socket = socket, port = port, listen = listen, dir = tmp, expect = expect,
     cache = not a.no_cache }
@@ -143,7 +143,7 @@ local function run(args)
   local function cleanup()
     if nb and not nb.ended then process.stop(nb.pid) end
     if nb and socket then
-      local sst = vma.lstat(socket)
+      local sst = vma.os.lstat(socket)
       if sst and sst.type == "socket" then os.remove(socket) end
     end
     access.rmtmp(tmp, { "nbdkit.pid" })

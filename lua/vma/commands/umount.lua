@@ -15,7 +15,7 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "umount")
   if not a then return st end
-  local path = vma.realpath(a.dir)
+  local path = vma.os.realpath(a.dir)
   if not path then return ui.fail("umount", a.dir .. " does not exist") end
   local typ = access.mounted(path)
   if not typ then return ui.fail("umount", a.dir .. " is not mounted") end
@@ -24,7 +24,7 @@ local function run(args)
   end
   local prog = process.which("fusermount3") or process.which("fusermount")
   local argv = prog and { prog, "-u", path } or { "umount", path }
-  local how, code, out, err = vma.spawn(argv, { capture = true })
+  local how, code, out, err = vma.os.spawn(argv, { capture = true })
   if not how then return ui.fail("umount", code) end
   if how ~= "exit" or code ~= 0 then
     local msg = (err .. out):gsub("%s+$", ""):gsub("^[%w]+: ", "")

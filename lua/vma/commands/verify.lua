@@ -17,7 +17,7 @@ local function run(args)
   local a, r = ui.parse_open(parser(), args, "verify")
   if not a then return r end
   local out = a.json and io.stderr or nil
-  vma.catch_signals()
+  vma.os.catch_signals()
   local ok, perr = pcall(function()
     if a.verbose then ui.print_content(r, out) end
   end)
