@@ -50,7 +50,7 @@ DEBS_BUILD   := gcc make pkg-config liblua5.4-dev libglib2.0-dev uuid-dev libssl
                 libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev nbdkit-plugin-dev libfuse3-dev \
                 libtsk-dev libsqlite3-dev
 DEBS_RUN     := lua-argparse lua-filesystem lua-dkjson zstd lzop libtsk19
-DEBS_CHECK   := lua5.4 lua-busted lua-cjson gzip valgrind nbdkit libnbd-bin fuse3 qemu-utils \
+DEBS_CHECK   := lua5.4 lua-busted lua-cjson gzip valgrind libtsan2 nbdkit libnbd-bin fuse3 qemu-utils \
                 e2fsprogs gdisk bash-completion sleuthkit fdisk xfsprogs dosfstools mtools \
                 ntfs-3g exfatprogs sqlite3 chromium
 DEBS_DEB     := dpkg-dev debhelper lintian
@@ -86,7 +86,8 @@ FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
 # vma.rbd (src/rbd -> build/cmod/vma/rbd.so): Ceph RBD images through librbd, in a
 # module of its own so that vma and vma.so never load librbd. It links librbd,
 # librados and GLib, never libvma (it only includes vma.h and lvma_ext.h for
-# the types). librbd and librados ship no pkg-config file: -lrbd -lrados.
+# the types, and compiles in RBD_SHARED). librbd and librados ship no
+# pkg-config file: -lrbd -lrados.
 RBD_LIBS  := -lrbd -lrados $(shell pkg-config --libs glib-2.0 2>/dev/null) -lpthread
 HAVE_RBD  := $(shell printf '\043include <rbd/librbd.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
 
@@ -100,9 +101,11 @@ LUA_SRC   := $(sort $(wildcard src/lua/*.c))
 LUA_OBJ   := $(LUA_SRC:src/%.c=$(B)/%.o)
 RBD_SRC   := $(sort $(wildcard src/rbd/*.c))
 RBD_SO    := $(if $(HAVE_RBD),$(B)/cmod/vma/rbd.so)
+# compiled into rbd.so too (it links no libvma): the threads, the class rules
+RBD_SHARED := src/lib/base/thread.c src/lua/lvma_class.c
 CFLAGS    += -Isrc/lib
 
-.PHONY: all rbd asan deps deps-check deps-deb deps-ceph deps-guestfs deps-fuzz deps-demo check check-ceph \
+.PHONY: all rbd asan tsan deps deps-check deps-deb deps-ceph deps-guestfs deps-fuzz deps-demo check check-ceph \
         check-guestfs check-core check-all demo bench deb install uninstall clean fuzz
 
 all: $(B)/vma $(B)/vma.so $(B)/libvma.a $(B)/nbdkit-vma-plugin.so $(B)/vma-fuse $(B)/vma-fuse-files $(RBD_SO)
@@ -133,20 +136,22 @@ $(B)/vma.so: $(LUA_OBJ) $(B)/libvma.a
 
 # require "vma.rbd" (lua5.4 and the vma host resolve lua_* themselves)
 rbd: $(B)/cmod/vma/rbd.so
-$(B)/cmod/vma/rbd.so: $(RBD_SRC) src/rbd/rbd.h src/lua/lvma_ext.h $(LIB_HDRS)
+$(B)/cmod/vma/rbd.so: $(RBD_SRC) $(RBD_SHARED) src/rbd/rbd.h src/lua/lvma_ext.h src/lua/lvma.h $(LIB_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Isrc/lua -fvisibility=hidden $(LDFLAGS) -shared -o $@ $(RBD_SRC) $(RBD_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Isrc/lua -fvisibility=hidden $(LDFLAGS) -shared -o $@ $(RBD_SRC) $(RBD_SHARED) $(RBD_LIBS)
 
 # `nbdkit vma ARCHIVE` (src/nbdkit) and `vma-fuse ARCHIVE DIR` (src/fuse)
 $(B)/nbdkit-vma-plugin.so: src/nbdkit/vma-plugin.c $(B)/libvma.a $(LIB_HDRS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(NBDKIT_CFLAGS) $(LDFLAGS) -shared -o $@ $< $(B)/libvma.a $(CORE_LIBS)
 
-$(B)/vma-fuse: src/fuse/vma-fuse.c $(B)/libvma.a $(LIB_HDRS)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
+# the two FUSE programs share src/fuse/common.c (options, mount, serving)
+FUSE_COMMON := src/fuse/common.c src/fuse/common.h
+$(B)/vma-fuse: src/fuse/vma-fuse.c $(FUSE_COMMON) $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< src/fuse/common.c $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS)
 
 # `vma mount --files`: the guest's files (src/fuse/vma-fuse-files.c)
-$(B)/vma-fuse-files: src/fuse/vma-fuse-files.c $(B)/libvma.a $(LIB_HDRS)
-	$(CC) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS) $(GUEST_LIBS)
+$(B)/vma-fuse-files: src/fuse/vma-fuse-files.c $(FUSE_COMMON) $(B)/libvma.a $(LIB_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $< src/fuse/common.c $(B)/libvma.a $(FUSE_LIBS) $(CORE_LIBS) $(GUEST_LIBS)
 
 TEST_SRC  := $(sort $(wildcard tests/c/*.c))
 $(B)/test_core: $(TEST_SRC) tests/c/check.h $(B)/libvma.a $(LIB_HDRS)
@@ -183,6 +188,16 @@ $(B)/asan/vma: src/host/main.c $(LUA_SRC) $(LIB_SRC) $(LIB_HDRS) src/lua/lvma.h
 $(B)/asan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
 	@mkdir -p $(B)/asan
 	$(CC) $(ASAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
+
+# the C tests under ThreadSanitizer (the decoder, copy, compression, spill,
+# lzo and reader threads), run by make check (tests/run.sh); gcc's runtime
+# (libtsan2)
+TSAN_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=thread \
+               -Wall -Wextra -Werror $(PKG_CFLAGS) -DVMA_VERSION='"$(VERSION)"' -Isrc/lib
+tsan: $(B)/tsan/test_core
+$(B)/tsan/test_core: $(TEST_SRC) tests/c/check.h $(LIB_SRC) $(LIB_HDRS)
+	@mkdir -p $(B)/tsan
+	$(CC) $(TSAN_CFLAGS) -o $@ $(TEST_SRC) $(LIB_SRC) $(LDLIBS)
 
 $(B)/asan/fuzz-replay/%.o: tests/fuzz/fuzz_%.c tests/fuzz/common.h $(LIB_HDRS)
 	@mkdir -p $(@D)

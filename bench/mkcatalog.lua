@@ -34,7 +34,7 @@ local function rnd(m)
   seed = (seed * 1103515245 + 12345) & 0x7fffffff
   return seed % m + 1
 end
-local t0 = vma.clock()
+local t0 = vma.os.clock()
 for b = 1, n do
   local t = base + (b - 1) * 86400
   -- about 1% changed
@@ -56,4 +56,4 @@ for b = 1, n do
     devices = { { id = 1, name = "drive-scsi0", size = 1 << 30 } }, files = list }
 end
 cat:close()
-io.stderr:write(string.format("mkcatalog: %d backups x %d files in %.1f s\n", n, nfiles, vma.clock() - t0))
+io.stderr:write(string.format("mkcatalog: %d backups x %d files in %.1f s\n", n, nfiles, vma.os.clock() - t0))

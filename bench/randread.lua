@@ -15,12 +15,7 @@ local r = assert(vma.open(path, { cache = use_cache and "auto" or "off" }))
 local d = assert(r:disk(name))
 local blocks = d.size // 4096
 math.randomseed(42)
-local function now()
-  local p = io.popen("date +%s%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t / 1e9
-end
+local now = vma.os.clock
 local t0 = now()
 for _ = 1, count do
   assert(#d:read(math.random(0, blocks - 1) * 4096, 4096) == 4096)

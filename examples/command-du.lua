@@ -65,7 +65,7 @@ end
 local function run(args)
   local a, status = ui.parse(parser(), args, "du")
   if not a then return status end
-  vma.catch_signals()
+  vma.os.catch_signals()
   local failed = false
   for _, path in ipairs(a.archives) do
     local ok, err = du(path, a.verify)
@@ -73,7 +73,7 @@ local function run(args)
       ui.fail("du", path .. ": " .. err)
       failed = true
     end
-    if vma.interrupted() then return 1 end
+    if vma.os.interrupted() then return 1 end
   end
   return failed and 1 or 0
 end

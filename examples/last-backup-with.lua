@@ -22,8 +22,7 @@ end
 
 -- the archives of DIR, newest first
 local list = {}
-local p = io.popen("ls -1 " .. string.format("%q", dir))
-for name in p:lines() do
+for name in require("lfs").dir(dir) do
   if name:match("%.vma$") or name:match("%.vma%.zst$") then
     local path = dir .. "/" .. name
     local r = vma.open(path)
@@ -33,7 +32,6 @@ for name in p:lines() do
     end
   end
 end
-p:close()
 table.sort(list, function(a, b) return a.ctime > b.ctime end)
 
 for _, b in ipairs(list) do

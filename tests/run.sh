@@ -3,7 +3,8 @@
 # (a skipped test is never counted as passed).
 #   C unit tests (build/test_core), the fuzzing seeds and regressions through
 #   every harness (build/fuzz_replay), Lua and command-line tests (busted, tests/lua),
-#   the same C and command-line tests under ASan+UBSan, and a valgrind leak check.
+#   the same C and command-line tests under ASan+UBSan, the C tests under
+#   ThreadSanitizer, and a valgrind leak check.
 #   The full pass also builds the Debian packages, installs them on this machine,
 #   uses and purges them (tests/deb/, as root, one run at a time).
 # VMA_QUICK=1 skips the sanitizer, valgrind and package passes.
@@ -108,6 +109,17 @@ if [ "${VMA_QUICK:-0}" != 1 ]; then
     else
         tail -20 "$LOG/asan-build.log"
         count asan-build 0 1
+    fi
+    # the C tests under ThreadSanitizer: every hand-off between the
+    # library's threads (base/thread.c: pthread mutexes, conditions and
+    # queues) is visible to it; a report fails the pass (exit code 66)
+    if make --no-print-directory tsan >"$LOG/tsan-build.log" 2>&1; then
+        TSAN_OPTIONS="halt_on_error=0:exitcode=66:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp" \
+            run_c c-unit-tsan build/tsan/test_core
+        grep -A3 '^WARNING: ThreadSanitizer' "$LOG/c-unit-tsan.out" | head -60
+    else
+        tail -20 "$LOG/tsan-build.log"
+        count tsan-build 0 1
     fi
     # the Debian packages: built, installed here, used, purged (one run at a
     # time on this machine: they install system-wide)

@@ -1,75 +1,11 @@
 -- vma.access: what the random-access commands (serve, mount, convert, cat)
--- share: opening an archive's disks with a clear message, finding the helper
--- programs (our nbdkit plugin, vma-fuse), and starting, watching and
--- stopping child processes (nbdkit, qemu-img, vma-fuse).
+-- share: an archive opened for reads at random with a clear message, its
+-- disks and the one a user means, what is mounted where, private folders
+-- for sockets, NBD URIs. The programs they start (nbdkit, qemu-img,
+-- vma-fuse) are vma.process's.
 local vma = require "vma"
 
 local M = {}
-
---- Is prog (a name looked up in $PATH, or a path) an executable?
-function M.which(prog)
-  if prog:find("/", 1, true) then
-    local st = vma.stat(prog)
-    return st and st.type == "file" and (st.mode & 0x49) ~= 0 and prog or nil
-  end
-  for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do
-    local p = dir .. "/" .. prog
-    local st = vma.stat(p)
-    if st and st.type == "file" and (st.mode & 0x49) ~= 0 then return p end
-  end
-  return nil
-end
-
--- the paths written by `make install` (absent in the source tree)
-local function site()
-  local ok, s = pcall(require, "vma.site")
-  return ok and type(s) == "table" and s or {}
-end
-
--- the build folder of the source tree this vma runs from, if it does
-local function build_dir()
-  local dir = rawget(_G, "VMA_LUA_DIR")
-  if not dir then
-    local p = package.searchpath("vma.access", package.path)
-    dir = p and p:gsub("/vma/access%.lua$", "")
-  end
-  return dir and (dir .. "/../build") or nil
-end
-
-local function readable(p)
-  local f = p and io.open(p, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
---- The nbdkit plugin to load: $VMA_NBDKIT_PLUGIN, the one built in the
--- source tree, the installed one, or "vma" (nbdkit's plugin folder).
-function M.nbdkit_plugin()
-  local env = os.getenv("VMA_NBDKIT_PLUGIN")
-  if env and env ~= "" then return env end
-  local b = build_dir()
-  if b and readable(b .. "/nbdkit-vma-plugin.so") then
-    return vma.realpath(b .. "/nbdkit-vma-plugin.so") or (b .. "/nbdkit-vma-plugin.so")
-  end
-  local s = site().nbdkit_plugin
-  if s and readable(s) then return s end
-  return "vma"
-end
-
---- The vma-fuse program: $VMA_FUSE, the source tree's, the installed one,
--- or vma-fuse in $PATH; nil when there is none.
-function M.fuse_program()
-  local env = os.getenv("VMA_FUSE")
-  if env and env ~= "" then return env end
-  local b = build_dir()
-  if b and M.which(b .. "/vma-fuse") then return vma.realpath(b .. "/vma-fuse") end
-  local s = site().fuse
-  if s and M.which(s) then return s end
-  for _, p in ipairs { "/usr/local/lib/vma/vma-fuse", "/usr/lib/vma/vma-fuse" } do
-    if M.which(p) then return p end
-  end
-  return M.which("vma-fuse")
-end
 
 --- The disks of an archive (the vmstate is not one): a list of device
 -- tables ({id, name, size}) in dev_id order.
@@ -143,116 +79,18 @@ function M.mounted(path)
   return found
 end
 
---- A size: 4096, 64K, 1M, 2G, 1T (K/M/G/T with or without iB: powers of
--- 1024); nil when the text is not one.
-function M.parse_size(text)
-  local n, unit = tostring(text):match("^(%d+)%s*(%a*)$")
-  if not n then return nil end
-  local u = unit:upper()
-  if u ~= "B" then u = u:gsub("I?B$", "") end
-  local mult = ({ [""] = 1, B = 1, K = 1 << 10, M = 1 << 20, G = 1 << 30, T = 1 << 40,
-    P = 1 << 50 })[u]
-  n = math.tointeger(tonumber(n))
-  if not n or not mult or n > math.maxinteger // mult then return nil end
-  return n * mult
-end
-
 --- A private temporary folder (mode 0700) under $TMPDIR or /tmp.
 function M.tmpdir(what)
   local base = os.getenv("TMPDIR")
   if not base or base == "" then base = "/tmp" end
-  return vma.mkdtemp(base .. "/vma-" .. what .. ".XXXXXX")
+  return vma.os.mkdtemp(base .. "/vma-" .. what .. ".XXXXXX")
 end
 
 --- Remove a temporary folder made by M.tmpdir and the files in it.
 function M.rmtmp(dir, names)
   if not dir then return end
   for _, n in ipairs(names or {}) do os.remove(dir .. "/" .. n) end
-  vma.rmdir(dir)
-end
-
---- Wait for a child; with interruptible, stop waiting when a signal came
--- (vma.catch_signals). Returns "exit", code | "signal", signo | "interrupted".
-function M.wait(pid, interruptible)
-  while true do
-    local how, code = vma.wait(pid, true)
-    if how then return how, code end
-    if how == nil then return "exit", 127 end -- not our child any more
-    if interruptible and vma.interrupted() then return "interrupted" end
-    vma.sleep(0.02)
-  end
-end
-
---- Stop a child: SIGTERM, then after `grace` seconds SIGKILL; reaps it.
-function M.stop(pid, grace)
-  if not pid then return end
-  vma.kill(pid, "TERM")
-  local deadline = os.time() + (grace or 5)
-  while true do
-    local how = vma.wait(pid, true)
-    if how ~= false then return end
-    if os.time() > deadline then
-      vma.kill(pid, "KILL")
-      vma.wait(pid)
-      return
-    end
-    vma.sleep(0.02)
-  end
-end
-
---- How a child ended, in words.
-function M.status_text(how, code)
-  if how == "signal" then return "killed by signal " .. code end
-  return "exit status " .. tostring(code)
-end
-
---- Start nbdkit with our plugin, read-only, in the foreground (a child of
--- this process that ends with it), and wait until it listens.
--- o: archive (path), disk (default export), socket (a Unix socket path) or
--- port and listen (address), dir (a private folder for the pid file),
--- expect (the header's MD5 the caller read), cache (false: none).
--- Returns { pid =, pidfile = } or nil, message.
-function M.start_nbdkit(o)
-  if not M.which("nbdkit") then
-    return nil, "nbdkit is not installed (Debian: apt-get install nbdkit)"
-  end
-  local pidfile = o.dir .. "/nbdkit.pid"
-  local argv = { "nbdkit", "-f", "-r", "--exit-with-parent", "-P", pidfile }
-  if o.socket then
-    argv[#argv + 1] = "-U"
-    argv[#argv + 1] = o.socket
-  else
-    argv[#argv + 1] = "-p"
-    argv[#argv + 1] = tostring(o.port)
-    argv[#argv + 1] = "-i"
-    argv[#argv + 1] = o.listen or "127.0.0.1"
-  end
-  argv[#argv + 1] = M.nbdkit_plugin()
-  argv[#argv + 1] = "archive=" .. (vma.realpath(o.archive) or o.archive)
-  if o.disk then argv[#argv + 1] = "disk=" .. o.disk end
-  -- the archive this process opened, and no other under its name
-  if o.expect then argv[#argv + 1] = "expect=" .. o.expect end
-  if o.cache == false then argv[#argv + 1] = "cache=off" end
-  if os.getenv("VMA_NBDKIT_VERBOSE") then table.insert(argv, 2, "-v") end
-  local pid, err = vma.spawn(argv, { stdin = "/dev/null", stdout = o.stdout })
-  if not pid then return nil, err end
-  while true do
-    local f = io.open(pidfile, "r")
-    local content = f and f:read("a")
-    if f then f:close() end
-    if content and content:match("%d+\n") then
-      return { pid = pid, pidfile = pidfile }
-    end
-    local how, code = vma.wait(pid, true)
-    if how then
-      return nil, "nbdkit did not start (" .. M.status_text(how, code) .. ")"
-    end
-    if vma.interrupted() then
-      M.stop(pid)
-      return nil, "interrupted"
-    end
-    vma.sleep(0.02)
-  end
+  vma.os.rmdir(dir)
 end
 
 -- percent-encoding of what a URI part may not hold as it is

@@ -136,7 +136,7 @@ local function dirname(path)
 end
 
 local function is_dir(path)
-  local st = vma.stat(path)
+  local st = vma.os.stat(path)
   return st and st.type == "directory"
 end
 
@@ -227,7 +227,7 @@ end
 -- a new catalog: made under a temporary name and renamed into place (never
 -- over an existing file)
 local function create(path)
-  local tmp = string.format("%s.tmp-%d-%d", path, vma.getpid(), math.random(1, 1 << 30))
+  local tmp = string.format("%s.tmp-%d-%d", path, vma.os.getpid(), math.random(1, 1 << 30))
   local db, err = vma.sqlite_open(tmp, { create = true })
   if not db then
     os.remove(tmp)
@@ -245,9 +245,9 @@ local function create(path)
     os.remove(tmp)
     return nil, sql_failure(path, eerr, ecode)
   end
-  local rok, rerr = vma.rename(tmp, path)
+  local rok, rerr = vma.os.rename(tmp, path)
   os.remove(tmp)
-  if not rok and not vma.stat(path) then
+  if not rok and not vma.os.stat(path) then
     return nil, string.format("cannot create the catalog %s: %s", path, tostring(rerr))
   end
   -- a rename that lost a race: the other process's catalog is used
@@ -262,7 +262,7 @@ end
 function M.open(p, opts)
   opts = opts or {}
   local path = M.path_for(p)
-  local st = vma.stat(path)
+  local st = vma.os.stat(path)
   if not st then
     if not opts.create then
       return nil, string.format("no catalog at %s (make one with 'vma catalog %s')", path,
@@ -281,7 +281,7 @@ function M.open(p, opts)
     db:close()
     return nil, serr, skind
   end
-  local real = vma.realpath(path) or path
+  local real = vma.os.realpath(path) or path
   local self = setmetatable({ db = db, path = path, dir = dirname(real), schema = schema,
     cache = {}, readonly = opts.readonly and true or false }, Catalog)
   return self
@@ -302,7 +302,7 @@ Catalog.__gc = Catalog.close
 --- The path an archive is recorded by: relative to the catalog's folder
 --- when it lies under it, else absolute.
 function Catalog:key_of(archive_path)
-  local real = vma.realpath(archive_path) or archive_path
+  local real = vma.os.realpath(archive_path) or archive_path
   local dir = self.dir == "/" and "" or self.dir
   if real:sub(1, #dir + 1) == dir .. "/" then return real:sub(#dir + 2) end
   return real
@@ -664,14 +664,14 @@ function M.read_archive(entry, opts)
     info.devices[#info.devices + 1] = { id = d.id, name = d.name, size = d.size,
       vmstate = d.vmstate }
   end
-  local t0 = vma.clock()
+  local t0 = vma.os.clock()
   local s, serr, skind = r:survey { digests = opts.verify, progress = opts.progress }
   if not s then
     r:close()
     if skind == "interrupted" or skind == "callback" then return nil, "interrupted" end
     info.status, info.error = "broken", readable_error(serr)
     if opts.verify then info.verified = { ok = false, message = info.error,
-      seconds = vma.clock() - t0 } end
+      seconds = vma.os.clock() - t0 } end
     return info
   end
   info.survey, info.digests = s, opts.verify
@@ -684,7 +684,7 @@ function M.read_archive(entry, opts)
   end
   if opts.verify then
     info.verified = { ok = missing == 0, message = missing > 0 and info.error or nil,
-                      seconds = vma.clock() - t0 }
+                      seconds = vma.os.clock() - t0 }
   end
   if opts.files then
     local list, ferr = opts.files(r)
@@ -736,14 +736,14 @@ local function read_entries(cat, list, opts, counts)
   local total, done = 0, 0
   for _, e in ipairs(list) do total = total + e.size end
   for _, e in ipairs(list) do
-    if vma.interrupted() then counts.interrupted = true break end
+    if vma.os.interrupted() then counts.interrupted = true break end
     local base = done
     local function survey_progress(st)
       if opts.progress and st.clusters_total > 0 then
         opts.progress(base + e.size * st.clusters_done // st.clusters_total, total)
       end
     end
-    local t0 = vma.clock()
+    local t0 = vma.os.clock()
     local info, err = M.read_archive(e, { verify = opts.verify, files = opts.files,
       progress = opts.progress and survey_progress or nil })
     if not info then
@@ -754,7 +754,7 @@ local function read_entries(cat, list, opts, counts)
     local pok, perr = pcall(cat.put, cat, info)
     if not pok then
       -- a signal while waiting for another process's lock
-      if vma.interrupted() then counts.interrupted = true break end
+      if vma.os.interrupted() then counts.interrupted = true break end
       error(perr, 0)
     end
     counts.read = counts.read + 1
@@ -763,7 +763,7 @@ local function read_entries(cat, list, opts, counts)
     if info.files_error then counts.files_failed = counts.files_failed + 1 end
     done = done + e.size
     if opts.progress then opts.progress(done, total) end
-    if opts.on_event then opts.on_event("read", e, info, vma.clock() - t0) end
+    if opts.on_event then opts.on_event("read", e, info, vma.os.clock() - t0) end
   end
   return counts
 end
@@ -796,7 +796,7 @@ function M.update(dir, opts)
     if not entries then error(problems, 0) end
     counts.problems = problems
     counts.found = #entries
-    local real = vma.realpath(dir) or dir
+    local real = vma.os.realpath(dir) or dir
     local under = real == cat.dir and "" or cat:key_of(dir)
     local present, todo = {}, {}
     for _, e in ipairs(entries) do
@@ -832,7 +832,7 @@ function M.update(dir, opts)
       cat:close()
       local pids = {}
       for i, share in ipairs(shares(todo, jobs)) do
-        local pid, ferr = vma.fork()
+        local pid, ferr = vma.os.fork()
         if not pid then error(ferr, 0) end
         if pid == 0 then
           -- a worker: its own connection, its share, quietly
@@ -860,7 +860,7 @@ function M.update(dir, opts)
       for _, p in ipairs(pids) do alive[p] = true end
       while left > 0 do
         for p in pairs(alive) do
-          local how, code = vma.wait(p, true)
+          local how, code = vma.os.wait(p, true)
           if how then
             alive[p] = nil
             left = left - 1
@@ -886,7 +886,7 @@ function M.update(dir, opts)
               if okq then opts.progress(n, total_bytes) end
             end
           end
-          vma.sleep(0.2)
+          vma.os.sleep(0.2)
         end
       end
       cat = assert(M.open(cat.path, { timeout_ms = opts.timeout_ms }))
@@ -914,8 +914,8 @@ end
 --- Returns true when recorded, false when there is no catalog, nil and a
 --- message when there is one that cannot take it.
 function M.record_file_verification(path, md5, ok, message, seconds)
-  local real = vma.realpath(path)
-  local st = real and vma.stat(real)
+  local real = vma.os.realpath(path)
+  local st = real and vma.os.stat(real)
   if not st or st.type ~= "file" then return false end
   -- the archive's folder and up to three above it (a store's subfolders),
   -- never the root of the file system
@@ -924,7 +924,7 @@ function M.record_file_verification(path, md5, ok, message, seconds)
   for _ = 1, 4 do
     if dir == "/" or dir == "." then break end
     local c = store.join(dir, M.NAME)
-    if vma.stat(c) then found = c break end
+    if vma.os.stat(c) then found = c break end
     dir = dirname(dir)
   end
   if not found then return false end

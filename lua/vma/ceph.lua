@@ -201,13 +201,19 @@ local function conn(t)
   return c, t.namespace or ""
 end
 
+-- a function of T (and more arguments) that first connects: f(c, ns, t, ...)
+-- gets the connection and namespace, or the caller nil and a message
+local function connected(f)
+  return function(t, ...)
+    local c, ns = conn(t)
+    if not c then return nil, ns end
+    return f(c, ns, t, ...)
+  end
+end
+
 --- The size of the image (or snapshot) of T: size, or nil, message, code
 -- ("ENOENT" for no such image or snapshot, "ENOPOOL" for no such pool).
-function M.size(t)
-  local c, ns = conn(t)
-  if not c then return nil, ns end
-  return c:stat(t.pool, ns, t.image, t.snap)
-end
+M.size = connected(function(c, ns, t) return c:stat(t.pool, ns, t.image, t.snap) end)
 
 function M.exists(t)
   local size, err, code = M.size(t)
@@ -217,71 +223,48 @@ function M.exists(t)
 end
 
 --- The images of the pool of T: a set name -> true, or nil, message.
-function M.list(t)
-  local c, ns = conn(t)
-  if not c then return nil, ns end
+M.list = connected(function(c, ns, t)
   local names, err = c:list(t.pool, ns)
   if not names then return nil, err end
   local set = {}
   for _, n in ipairs(names) do set[n] = true end
   return set
-end
+end)
 
 --- How many clients have the image of T open (watch its header).
-function M.watchers(t)
-  local c, ns = conn(t)
-  if not c then return nil, ns end
-  return c:watchers(t.pool, ns, t.image)
-end
+M.watchers = connected(function(c, ns, t) return c:watchers(t.pool, ns, t.image) end)
 
 --- Whether the pool of T is full (the monitor's osd dump): true/false, or
 -- nil and a message.
-function M.pool_full(t)
-  local c, ns = conn(t)
-  if not c then return nil, ns end
-  return c:pool_full(t.pool)
-end
+M.pool_full = connected(function(c, _, t) return c:pool_full(t.pool) end)
 
 --- A new image of T at SIZE bytes; refused at once when the pool is full
 -- (a create on a full pool would block for the client timeout).
-function M.create(t, size)
-  local c, ns = conn(t)
-  if not c then return nil, ns end
+M.create = connected(function(c, ns, t, size)
   if c:pool_full(t.pool) == true then
     return nil, string.format("cannot create the RBD image %s: pool %s is full", M.name(t), t.pool)
   end
   return c:create(t.pool, ns, t.image, size)
-end
+end)
 
 --- Remove the image of T, retrying for up to SECONDS (default 20) while it
 -- is busy or Ceph does not answer, so that an OSD that comes back meanwhile
 -- lets it go (a try itself may last the client timeout). true, or nil and a
 -- message.
-function M.remove(t, seconds)
-  local c, ns = conn(t)
-  if not c then return nil, ns end
+M.remove = connected(function(c, ns, t, seconds)
   -- removing writes to the pool: on a full one it would block for nothing
   if c:pool_full(t.pool) == true then
     return nil, "pool " .. t.pool .. " is full: cannot remove " .. M.name(t) .. " now"
   end
-  seconds = seconds or M.REMOVE_SECONDS
-  local ok, err = c:remove(t.pool, ns, t.image, seconds)
+  local ok, err = c:remove(t.pool, ns, t.image, seconds or M.REMOVE_SECONDS)
   if ok then return true end
   return nil, err
-end
+end)
 
 --- A sink writing into the image of T (vma.sink for extract's targets).
-function M.sink(t)
-  local c, ns = conn(t)
-  if not c then return nil, ns end
-  return c:sink(t.pool, ns, t.image)
-end
+M.sink = connected(function(c, ns, t) return c:sink(t.pool, ns, t.image) end)
 
 --- A source reading the image (or snapshot) of T (vma.source for w:write_device).
-function M.source(t)
-  local c, ns = conn(t)
-  if not c then return nil, ns end
-  return c:source(t.pool, ns, t.image, t.snap)
-end
+M.source = connected(function(c, ns, t) return c:source(t.pool, ns, t.image, t.snap) end)
 
 return M

@@ -12,16 +12,6 @@ local function debug_on()
   return d and d ~= "" and d ~= "0"
 end
 
---- name -> file of every command.
-function M.commands() return plugins.list("command") end
-
---- Load a command; returns the command table or nil, message.
-function M.load(name)
-  local cmd, err = plugins.load("command", name)
-  if not cmd then return nil, err end
-  return cmd
-end
-
 --- Run one command with its arguments; returns the exit status.
 function M.run(name, args)
   local cmd, err, why = plugins.load("command", name)

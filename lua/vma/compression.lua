@@ -71,7 +71,7 @@ function M.options(p, compress_help)
     end
   end
   p:option("--level", "compression level: " .. table.concat(levels, ", ")):convert(tonumber)
-  p:option("--threads", "compression threads for zstd and gzip (default 0: one per core)")
+  p:option("--threads", "compression threads (default 0: one per core)")
     :convert(tonumber)
 end
 

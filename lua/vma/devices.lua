@@ -16,7 +16,7 @@ local DISK_BUSES = { ide = true, sata = true, scsi = true, virtio = true,
 -- Extensions of image files on directory storages, with their format.
 local IMAGE_EXT = { raw = "raw", qcow2 = "qcow2", vmdk = "vmdk" }
 
-local UNITS = { [""] = 1, K = 1 << 10, M = 1 << 20, G = 1 << 30, T = 1 << 40 }
+local UNITS = { [""] = 1, K = 1 << 10, M = 1 << 20, G = 1 << 30, T = 1 << 40, P = 1 << 50 }
 
 --- True if KEY is the config key of a disk ("scsi0", "efidisk0", ...).
 function M.is_disk_key(key)
@@ -46,8 +46,11 @@ function M.devname_of(key)
   return "drive-" .. key
 end
 
---- Size in bytes of a Proxmox size string: "32G", "512M", "1T", "100K",
--- "1.5G", or plain bytes "1073741824". Nil if it is not a size.
+--- Size in bytes of a size string, the one rule of vma (config sizes,
+-- --offset and --length): "32G", "512M", "1T", "100K", "4m", "1.5G", "64KiB",
+-- "1GB" (K, M, G, T, P: powers of 1024, in any case, with or without B or
+-- iB after them), or plain bytes "1073741824"; a fraction is rounded down.
+-- Nil if it is not a size (or does not fit an integer).
 function M.parse_size(s)
   if type(s) == "number" then
     local n = math.tointeger(s)
@@ -55,17 +58,20 @@ function M.parse_size(s)
     return nil
   end
   if type(s) ~= "string" then return nil end
-  local num, frac, unit = s:match("^(%d+)(%.?%d*)([KMGTkmgt]?)[Bb]?$")
-  if not num then return nil end
-  if frac == "." then return nil end
-  if s:match("^%d+[Bb]$") then return nil end -- "100B" is not a Proxmox size
+  local num, frac, unit, suffix = s:match("^(%d+)(%.?%d*)(%a?)(%a*)$")
+  if not num or frac == "." then return nil end
   local mult = UNITS[unit:upper()]
+  suffix = suffix:lower()
+  -- "100B" is not a size: B only after a unit
+  if not mult or (suffix ~= "" and suffix ~= "b" and suffix ~= "ib") then return nil end
   if frac == "" then
     local n = math.tointeger(tonumber(num))
-    if not n then return nil end
+    if not n or n > math.maxinteger // mult then return nil end
     return n * mult
   end
-  return math.floor(tonumber(num .. frac) * mult)
+  local v = tonumber(num .. frac) * mult
+  if v >= 2 ^ 63 then return nil end
+  return math.tointeger(math.floor(v))
 end
 
 --- Split a volume id into storage and volume name.
@@ -207,7 +213,7 @@ end
 -- for the backups of containers).
 function M.vmid_from_filename(path)
   if type(path) ~= "string" or path == "" then return nil end
-  local r = require("vma.vzdump").parse(require("vma.sys").basename(path))
+  local r = require("vma.vzdump").parse(path)
   if type(r) ~= "table" or r.type ~= "qemu" then return nil end
   return math.tointeger(tonumber(r.vmid))
 end

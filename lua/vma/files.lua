@@ -54,7 +54,7 @@ function M.open(cmd, archive, a)
     unwait()
     return nil, gerr
   end
-  if vma.interrupted() then
+  if vma.os.interrupted() then
     -- during libguestfs's launch: what it started is ended already
     g:close()
     r:close()
@@ -62,6 +62,13 @@ function M.open(cmd, archive, a)
     return nil, "interrupted"
   end
   return r, g, unwait
+end
+
+--- The end of what M.open opened: the guest, the waiter's line, the archive.
+function M.close(r, g, unwait)
+  g:close()
+  unwait()
+  r:close()
 end
 
 local function valid_utf8(s) return utf8.len(s) ~= nil end
@@ -227,7 +234,7 @@ end
 --- "+10M" (more than), "-1G" (less than), "4096" (exactly): op, bytes.
 function M.parse_size_filter(text)
   local op, rest = text:match("^([+-]?)(.+)$")
-  local n = require("vma.access").parse_size(rest)
+  local n = require("vma.devices").parse_size(rest)
   if not n then return nil end
   return op == "" and "=" or op, n
 end

@@ -158,7 +158,7 @@ end
 function M.load(kind, spec)
   local path, err
   local function folder()
-    local st = type(spec) == "string" and require("vma").stat(spec)
+    local st = type(spec) == "string" and require("vma").os.stat(spec)
     return st and st.type == "directory"
   end
   if type(spec) == "string" and (spec:find("/", 1, true) or spec:match("%.lua$")) then

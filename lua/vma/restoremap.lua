@@ -214,7 +214,7 @@ function M.archive_info(reader, archive_path)
     ctime = reader.ctime,
   }
   if archive_path and archive_path ~= "-" then
-    archive.name = require("vma.sys").basename(archive_path)
+    archive.name = archive_path:match("([^/]+)/*$") or archive_path
     archive.vmid = devices.vmid_from_filename(archive.name)
   end
   for _, d in ipairs(devs) do

@@ -15,29 +15,30 @@ local plugins = require "vma.plugins"
 
 local M = {}
 
+-- a rule: its name ("keep-last"), the option that holds it ("keep_last"),
+-- its one-letter code for the calendar, its help; then its period (the
+-- Proxmox rules) or the word of its argument (vma's own)
+local function rule(name, code, help, extra)
+  local r = { name = name, option = name:gsub("-", "_"), code = code, help = help }
+  for k, v in pairs(extra or {}) do r[k] = v end
+  return r
+end
+
 --- The Proxmox rules, in the order they run.
 M.RULES = {
-  { name = "keep-last",    option = "keep_last",    period = "last",  code = "L",
-    help = "keep the N newest backups" },
-  { name = "keep-hourly",  option = "keep_hourly",  period = "hour",  code = "H",
-    help = "keep the newest backup of each of the last N hours" },
-  { name = "keep-daily",   option = "keep_daily",   period = "day",   code = "D",
-    help = "... of each of the last N days" },
-  { name = "keep-weekly",  option = "keep_weekly",  period = "week",  code = "W",
-    help = "... of each of the last N ISO weeks (Monday-Sunday)" },
-  { name = "keep-monthly", option = "keep_monthly", period = "month", code = "M",
-    help = "... of each of the last N months" },
-  { name = "keep-yearly",  option = "keep_yearly",  period = "year",  code = "Y",
-    help = "... of each of the last N years" },
+  rule("keep-last", "L", "keep the N newest backups", { period = "last" }),
+  rule("keep-hourly", "H", "keep the newest backup of each of the last N hours", { period = "hour" }),
+  rule("keep-daily", "D", "... of each of the last N days", { period = "day" }),
+  rule("keep-weekly", "W", "... of each of the last N ISO weeks (Monday-Sunday)", { period = "week" }),
+  rule("keep-monthly", "M", "... of each of the last N months", { period = "month" }),
+  rule("keep-yearly", "Y", "... of each of the last N years", { period = "year" }),
 }
 
 --- vma's two rules, which run before the Proxmox ones when given.
 M.EXTRA_RULES = {
-  { name = "keep-within", option = "keep_within", code = "I", arg = "DUR",
-    help = "keep every backup less than DUR older than the newest backup of its group "
-      .. "(12h, 10d, 2w, 6m, 1y, 1y6m)" },
-  { name = "keep-oldest", option = "keep_oldest", code = "O",
-    help = "keep the N oldest backups of each group" },
+  rule("keep-within", "I", "keep every backup less than DUR older than the newest backup of its "
+    .. "group (12h, 10d, 2w, 6m, 1y, 1y6m)", { arg = "DUR" }),
+  rule("keep-oldest", "O", "keep the N oldest backups of each group"),
 }
 
 --- Every rule, in the order of the calendar's legend.

@@ -281,7 +281,7 @@ function M.inventory(dirs, opts)
     local path = opts.db or catalog.path_for(dir)
     if cats[path] ~= nil then return cats[path] end
     local vma = require "vma"
-    if not vma.stat(path) then
+    if not vma.os.stat(path) then
       if opts.db then return nil, "no catalog at " .. path end
       cats[path] = false
       return false

@@ -49,7 +49,7 @@ function M.wants(args)
   end
   local first = M.first_operand(args)
   if not first then return false end
-  local st = vma.stat(first)
+  local st = vma.os.stat(first)
   return st ~= nil and st.type == "directory"
 end
 

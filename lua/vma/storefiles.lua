@@ -34,7 +34,7 @@ function M.available(r)
 end
 
 --- Every file of an archive's guest: a list sorted by path, or nil and a
---- message ("interrupted" when vma.interrupted() stopped it).  opts.hash_max
+--- message ("interrupted" when vma.os.interrupted() stopped it).  opts.hash_max
 --- (bytes, default vma.catalog.HASH_MAX; 0: no hash).  Entries that cannot
 --- be read are left out and counted in the second value.
 function M.list(r, opts)
@@ -64,7 +64,7 @@ function M.list(r, opts)
       local it, ierr = g:walk("/")
       if not it then error(ierr, 0) end
       for rel, st, fs, fspath in it do
-        if vma.interrupted() then error("interrupted", 0) end
+        if vma.os.interrupted() then error("interrupted", 0) end
         if st and type(fs) ~= "string" then add("/" .. rel, st, fs, fspath)
         else unreadable = unreadable + 1 end
       end
@@ -76,7 +76,7 @@ function M.list(r, opts)
         if fs then
           local prefix = vol.name .. ":"
           for rel, st in fs:walk("/") do
-            if vma.interrupted() then error("interrupted", 0) end
+            if vma.os.interrupted() then error("interrupted", 0) end
             if st then add(prefix .. "/" .. rel, st, fs, "/" .. rel)
             else unreadable = unreadable + 1 end
           end

@@ -310,14 +310,14 @@ end
 --- existing file only with force).
 function M.write(path, html, force)
   local vma = require "vma"
-  if vma.stat(path) and not force then
+  if vma.os.stat(path) and not force then
     return nil, path .. " exists (use --force to replace it)"
   end
-  local tmp = string.format("%s.tmp-%d-%d", path, vma.getpid(), math.random(1, 1 << 30))
-  local ok, err = vma.write_file(tmp, html, 420)
+  local tmp = string.format("%s.tmp-%d-%d", path, vma.os.getpid(), math.random(1, 1 << 30))
+  local ok, err = vma.os.write_file(tmp, html, 420)
   if not ok then return nil, err end
   local rok, rerr
-  if force then rok, rerr = os.rename(tmp, path) else rok, rerr = vma.rename(tmp, path) end
+  if force then rok, rerr = os.rename(tmp, path) else rok, rerr = vma.os.rename(tmp, path) end
   if not rok then
     os.remove(tmp)
     return nil, rerr

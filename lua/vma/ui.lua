@@ -67,7 +67,7 @@ M.status_text = status_text
 -- few seconds when it is not.
 function M.progress(opts)
   local self = { last_percent = -1, last_draw = -1, drawn = false }
-  local tty = vma.isatty(2)
+  local tty = vma.os.isatty(2)
   local bar = not opts.verbose and not opts.quiet and tty
   local lines = not opts.verbose and not opts.quiet and not tty and line_interval() > 0
   local label = opts.label or ""
@@ -81,7 +81,7 @@ function M.progress(opts)
       end
     elseif bar and (elapsed - self.last_draw >= 0.1 or done >= total) then
       self.last_draw = elapsed
-      local width = vma.terminal_width(2) - 1
+      local width = vma.os.terminal_width(2) - 1
       local text = status_text(p, done, total, elapsed, math.max(4, width - #label - 14))
       local room = width - #label - #text - 3
       local cells = math.max(0, math.min(40, room))
@@ -111,13 +111,13 @@ end
 -- reaches what the read wants; with quiet or without a terminal, nothing.
 -- Returns the function, and a function that clears the line.
 function M.waiter(cmd, quiet)
-  if quiet or not vma.isatty(2) then return nil, function() end end
+  if quiet or not vma.os.isatty(2) then return nil, function() end end
   local drawn, last = false, -1
   local function wait(w)
-    local now = vma.clock()
+    local now = vma.os.clock()
     if now - last < 0.2 then return true end
     last = now
-    local width = vma.terminal_width(2) - 1
+    local width = vma.os.terminal_width(2) - 1
     local text
     if w.other_process then
       text = string.format("vma %s: waiting for another vma decoding the archive (%s so far)",
@@ -208,6 +208,11 @@ function M.usage_error(cmd, msg)
   return nil, 2
 end
 
+--- The same, returning only the exit status (2): a command's run ends with it.
+function M.usage(cmd, msg)
+  return select(2, M.usage_error(cmd, msg))
+end
+
 --- The comma-separated list of a -d option, or nil and a message when it
 -- names nothing ("-d ''", "-d ,").
 function M.split_list(text, what)
@@ -230,11 +235,22 @@ end
 --- vma.open for a command: reading "-" from a terminal says what it waits
 -- for first.
 function M.open(cmd, path, opts)
-  if path == "-" and vma.isatty(0) then
+  if path == "-" and vma.os.isatty(0) then
     io.stderr:write("vma ", cmd, ": reading an archive from standard input, which is a "
       .. "terminal: pipe one in (zstd -dc A.vma.zst | vma ", cmd, " -), or press Ctrl-D\n")
   end
   return vma.open(path, opts)
+end
+
+--- The arguments of a command that reads the archive a.archive, and that
+-- archive opened (M.open): a, r; or nil and the exit status, once the usage
+-- error or the failure is printed (with a.json also as JSON on stdout).
+function M.parse_open(parser, args, cmd)
+  local a, st = M.parse(parser, args, cmd)
+  if not a then return nil, st end
+  local r, err = M.open(cmd, a.archive)
+  if not r then return nil, M.fail(cmd, err, a.json) end
+  return a, r
 end
 
 --- ctime(3) text of a time, as Proxmox's vma prints it (local time).

@@ -2,7 +2,7 @@
 -- existing file or volume (unless --force), and the volumes a target makes
 -- before a restore (lvcreate, zfs create) and removes again after a failure.
 local vma = require "vma"
-local sys = require "vma.sys"
+local process = require "vma.process"
 
 local M = {}
 
@@ -10,7 +10,7 @@ local M = {}
 -- allows writing over it; raises the message of a refusal when it exists and
 -- force is not given.
 function M.existing(path, opts)
-  if vma.lstat(path) == nil then return false end
+  if vma.os.lstat(path) == nil then return false end
   if not (opts and opts.force) then
     error(path .. " already exists (not writing over it; --force writes over it, zeros "
       .. "included)", 0)
@@ -23,11 +23,11 @@ end
 -- missing. Returns true or nil, message.
 local function can_make(v, checked)
   local prog = v.create[1]
-  if not require("vma.access").which(prog) then
+  if not process.which(prog) then
     return nil, string.format("%s is not installed: cannot make %s", prog, v.path)
   end
   if v.check and not checked[v.check.what] then
-    local ok, err = sys.run(v.check.argv)
+    local ok, err = process.run(v.check.argv)
     if not ok then return nil, v.check.what .. " not found (" .. err .. ")" end
     checked[v.check.what] = true
   end
@@ -44,20 +44,20 @@ function M.prepare(entries, vols, dry_run)
   local by_path, made, undo, checked = {}, {}, {}, {}
   for _, v in ipairs(vols) do by_path[v.path] = v end
   local function rollback()
-    for i = #undo, 1, -1 do sys.run(undo[i]) end
+    for i = #undo, 1, -1 do process.run(undo[i]) end
     undo = {}
   end
   for _, e in ipairs(entries) do
     local v = e.path and by_path[e.path]
-    if v and not vma.stat(v.path) then
-      made[v.path] = sys.command_line(v.create)
+    if v and not vma.os.stat(v.path) then
+      made[v.path] = process.command_line(v.create)
       if dry_run then
         local ok, err = can_make(v, checked)
         if not ok then return nil, err end
       else
-        local ok, err = sys.run(v.create)
+        local ok, err = process.run(v.create)
         if ok then undo[#undo + 1] = v.remove end
-        if not ok or not sys.wait_for(v.path, 10) then
+        if not ok or not process.wait_for(v.path, 10) then
           rollback()
           return nil, ok and (v.path .. " did not appear after " .. v.create[1]) or err
         end
@@ -65,6 +65,27 @@ function M.prepare(entries, vols, dry_run)
     end
   end
   return made, rollback
+end
+
+--- A built-in target whose disks go to volumes: VOLUMES(archive, arg)
+-- describes them ({dev=, path=, thin=, create=, remove=, check=}); the map
+-- sends each disk to its volume (zero blocks written where the volume may
+-- hold old data: it exists, or it is thick), prepare makes those missing.
+function M.target(description, volumes)
+  return {
+    description = description,
+    map = function(archive, arg, opts)
+      local map = {}
+      for _, v in ipairs(volumes(archive, arg)) do
+        local exists = M.existing(v.path, opts)
+        map[v.dev.name] = { path = v.path, write_zero = exists or not v.thin, format = "raw" }
+      end
+      return map
+    end,
+    prepare = function(entries, archive, arg, opts)
+      return M.prepare(entries, volumes(archive, arg), opts.dry_run)
+    end,
+  }
 end
 
 return M

@@ -108,12 +108,13 @@ local function valid_vmid(v)
   return #v >= 3 and #v <= 9 and v:sub(1, 1) ~= "0"
 end
 
---- Parse a file name.  Returns a table {file, base, ext, format,
+--- Parse a file name (or a path: its last part).  Returns a table {file, base, ext, format,
 --- compression, type, vmid (string), year, month, day, hour, min, sec,
 --- time, ctime} or nil if the name is not a vzdump archive name (side files
 --- .log/.notes/.protected are not archives and give nil too).
 function M.parse(name)
   if type(name) ~= "string" then return nil end
+  name = name:match("([^/]*)$") -- a path: its file name
   local base, ext = name:match("^(vzdump%-%a+%-%d+%-%d%d%d%d_%d%d_%d%d%-%d%d_%d%d_%d%d)%.([%w%.]+)$")
   if not base then return nil end
   local typ, vmid, Y, Mo, D, h, mi, s =

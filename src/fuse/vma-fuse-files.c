@@ -25,10 +25,7 @@
  * errors (a damaged file system, clusters the archive lacks) are EIO,
  * named in syslog. */
 #define _GNU_SOURCE
-#define FUSE_USE_VERSION 31
-#include <fuse.h>
-
-#include "vma.h"
+#include "common.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -51,22 +48,6 @@ typedef struct {
 
 static vma_archive *archive;
 static GPtrArray *mounts;   /* gmount, the longest path first (NULL: not opened) */
-static const char *label = "vma-fuse-files";
-static gboolean background;
-
-static void say(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    if (background)
-        syslog(LOG_ERR, "%s", msg);
-    else
-        fprintf(stderr, "%s: %s\n", label, msg);
-    g_free(msg);
-}
 
 static char **split_path(const char *path, guint *n)
 {
@@ -146,7 +127,7 @@ static int fail(const char *path, GError *e)
 {
     int r = errno_of(e);
     if (r == EIO)
-        say("%s: %s", path, e->message);
+        vf_say("%s: %s", path, e->message);
     g_error_free(e);
     return -r;
 }
@@ -179,17 +160,11 @@ static int open_all(GError **err);
 
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    conn->max_write = 1u << 20;
-    conn->max_readahead = 1u << 20;
-    cfg->kernel_cache = 1;
-    cfg->entry_timeout = 86400;
-    cfg->attr_timeout = 86400;
-    cfg->negative_timeout = 86400;
-    cfg->use_ino = 0; /* the file systems' inode numbers overlap */
+    vf_init_config(conn, cfg); /* no use_ino: the file systems' inode numbers overlap */
     /* the file systems, in the process that serves */
     GError *e = NULL;
     if (open_all(&e) < 0) {
-        say("%s", e->message);
+        vf_say("%s", e->message);
         g_error_free(e);
     }
     return NULL;
@@ -289,22 +264,10 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
     }
     guint n;
     char **comps = split_path(path, &n);
+    /* (and folders on the way to deeper ones) */
     for (guint i = 0; i < mounts->len; i++) {
         gmount *mm = g_ptr_array_index(mounts, i);
-        if (mm->n != n + 1)
-            continue;
-        gboolean match = TRUE;
-        for (guint j = 0; j < n && match; j++)
-            match = strcmp(mm->comps[j], comps[j]) == 0;
-        if (match && !g_hash_table_contains(names, mm->comps[n])) {
-            g_hash_table_add(names, g_strdup(mm->comps[n]));
-            fill(buf, mm->comps[n], NULL, 0, 0);
-        }
-    }
-    /* and folders on the way to deeper ones */
-    for (guint i = 0; i < mounts->len; i++) {
-        gmount *mm = g_ptr_array_index(mounts, i);
-        if (mm->n <= n + 1)
+        if (mm->n <= n)
             continue;
         gboolean match = TRUE;
         for (guint j = 0; j < n && match; j++)
@@ -359,20 +322,9 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
     return 0;
 }
 
-typedef struct {
-    gboolean want_hole;
-    uint64_t found;
-    gboolean have;
-} seek_ctx;
-
-static int seek_piece(const vma_piece *p, void *ud)
+static int map_file(void *ctx, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud, GError **err)
 {
-    seek_ctx *c = ud;
-    if ((p->kind == VMA_PIECE_ZERO) != c->want_hole)
-        return 0;
-    c->found = p->offset;
-    c->have = TRUE;
-    return 1;
+    return vma_file_map(ctx, off, len, fn, ud, err);
 }
 
 static off_t fs_lseek(const char *path, off_t off, int whence, struct fuse_file_info *fi)
@@ -380,134 +332,31 @@ static off_t fs_lseek(const char *path, off_t off, int whence, struct fuse_file_
     vma_file *f = fi ? (vma_file *)(uintptr_t)fi->fh : NULL;
     if (!f)
         return -EBADF;
-    if (whence != SEEK_DATA && whence != SEEK_HOLE)
-        return -EINVAL;
-    uint64_t size = vma_file_size(f);
-    if (off < 0 || (uint64_t)off >= size)
-        return -ENXIO;
-    seek_ctx c = {whence == SEEK_HOLE, 0, FALSE};
     GError *e = NULL;
-    if (vma_file_map(f, (uint64_t)off, size - (uint64_t)off, seek_piece, &c, &e) < 0)
-        return fail(path, e);
-    if (c.have)
-        return (off_t)MAX(c.found, (uint64_t)off);
-    return whence == SEEK_DATA ? -ENXIO : (off_t)size;
+    off_t r = vf_seek(whence, off, vma_file_size(f), map_file, f, &e);
+    return e ? fail(path, e) : r;
 }
 
 static int fs_statfs(const char *path, struct statvfs *sv)
 {
     (void)path;
-    memset(sv, 0, sizeof(*sv));
-    sv->f_bsize = 4096;
-    sv->f_frsize = 4096;
-    sv->f_namemax = 255;
-    sv->f_flag = ST_RDONLY;
+    vf_statfs(sv, 4096, 0, 0); /* the guest's sizes are not summed up */
     return 0;
 }
 
+/* the guest's tree: files open as handles of their own (released) */
 static const struct fuse_operations ops = {
-    .init = fs_init,
-    .getattr = fs_getattr,
-    .readlink = fs_readlink,
-    .readdir = fs_readdir,
-    .open = fs_open,
-    .read = fs_read,
-    .release = fs_release,
-    .lseek = fs_lseek,
+    .init = fs_init, .getattr = fs_getattr, .readlink = fs_readlink, .readdir = fs_readdir,
+    .open = fs_open, .read = fs_read, .release = fs_release, .lseek = fs_lseek,
     .statfs = fs_statfs,
 };
 
 /* ---- the command line ---- */
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: vma-fuse-files [-f] [-d] [-s] [-o OPTIONS] [--label NAME] [--expect MD5] [--no-cache] "
-                    "--mount PATH TYPE DEV:OFFSET:LENGTH[,...] [--mount ...] ARCHIVE DIR\n");
-    return 2;
-}
+#define USAGE "usage: vma-fuse-files [-f] [-d] [-s] [-o OPTIONS] [--label NAME] [--expect MD5] " \
+              "[--no-cache] --mount PATH TYPE DEV:OFFSET:LENGTH[,...] [--mount ...] ARCHIVE DIR\n"
 
-static gboolean check_dir(const char *dir)
-{
-    struct stat st;
-    if (stat(dir, &st) < 0) {
-        say("%s: %s", dir, g_strerror(errno));
-        return FALSE;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        say("%s is not a folder", dir);
-        return FALSE;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        say("%s: %s", dir, g_strerror(errno));
-        return FALSE;
-    }
-    struct dirent *de;
-    gboolean empty = TRUE;
-    while (empty && (de = readdir(d)))
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            empty = FALSE;
-    closedir(d);
-    if (!empty)
-        say("%s is not empty", dir);
-    return empty;
-}
-
-typedef struct {
-    char *path, *type, *segs;
-} mount_arg;
-
-typedef struct {
-    gboolean foreground, debug, single, allow_other, no_cache;
-    GPtrArray *mount_opts;
-    GArray *margs;
-    const char *path, *dir, *expect;
-} options;
-static const options *opts_g; /* for fs_init */
-
-static int parse_options(int argc, char **argv, options *o, gboolean *done)
-{
-    const char *pos[2] = {NULL, NULL};
-    int npos = 0;
-    *done = TRUE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-f") == 0)
-            o->foreground = TRUE;
-        else if (strcmp(a, "-d") == 0)
-            o->debug = o->foreground = TRUE;
-        else if (strcmp(a, "-s") == 0)
-            o->single = TRUE;
-        else if (strcmp(a, "-o") == 0 && i + 1 < argc)
-            g_ptr_array_add(o->mount_opts, g_strdup(argv[++i]));
-        else if (strcmp(a, "--label") == 0 && i + 1 < argc)
-            label = argv[++i];
-        else if (strcmp(a, "--expect") == 0 && i + 1 < argc)
-            o->expect = argv[++i];
-        else if (strcmp(a, "--no-cache") == 0)
-            o->no_cache = TRUE;
-        else if (strcmp(a, "--mount") == 0 && i + 3 < argc) {
-            mount_arg m = {argv[i + 1], argv[i + 2], argv[i + 3]};
-            g_array_append_val(o->margs, m);
-            i += 3;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage();
-            return 0;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "%s: unknown option %s\n", label, a);
-            return usage();
-        } else if (npos < 2)
-            pos[npos++] = a;
-        else
-            return usage();
-    }
-    if (npos != 2 || o->margs->len == 0)
-        return usage();
-    o->path = pos[0];
-    o->dir = pos[1];
-    *done = FALSE;
-    return 0;
-}
+static const vf_options *opts_g; /* for fs_init */
 
 /* DEV:OFFSET:LENGTH[,...] */
 static GArray *parse_segments(const char *s, GError **err)
@@ -557,11 +406,11 @@ static void free_mount(gpointer p)
     g_free(m);
 }
 
-static int open_mounts(const options *o, GPtrArray *out, GError **err)
+static int open_mounts(const vf_options *o, GPtrArray *out, GError **err)
 {
     gboolean root = FALSE;
     for (guint i = 0; i < o->margs->len; i++) {
-        const mount_arg *ma = &g_array_index(o->margs, mount_arg, i);
+        const vf_mount_arg *ma = &g_array_index(o->margs, vf_mount_arg, i);
         if (ma->path[0] != '/') {
             g_set_error(err, VMA_ERROR, VMA_ERR_ARG, "a mount path must start with '/': %s", ma->path);
             return -1;
@@ -595,30 +444,6 @@ static int open_mounts(const options *o, GPtrArray *out, GError **err)
     return 0;
 }
 
-/* the archive, opened before the mount (its header only: no thread starts
- * until it is read, which the file systems do after the fork) */
-static int open_archive(const options *o, GError **err)
-{
-    vma_archive_opts ao = {.cache = o->no_cache ? VMA_CACHE_OFF : VMA_CACHE_AUTO};
-    archive = vma_archive_open(o->path, &ao, err);
-    if (!archive)
-        return -1;
-    if (o->expect) {
-        uint8_t m[16];
-        char hex[33];
-        vma_archive_header_md5(archive, m);
-        for (int i = 0; i < 16; i++)
-            snprintf(hex + 2 * i, 3, "%02x", m[i]);
-        if (g_ascii_strcasecmp(hex, o->expect) != 0) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT,
-                        "%s changed since it was opened (its header is not the one expected)",
-                        o->path);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static int open_all(GError **err)
 {
     GPtrArray *out = g_ptr_array_new_with_free_func(free_mount);
@@ -630,115 +455,35 @@ static int open_all(GError **err)
     return 0;
 }
 
-static char *fsname_of(const char *path)
+/* the plan checked, the archive opened (its header only: no thread starts
+ * until it is read, which the file systems do after the fork, in fs_init) */
+static int prepare(const vf_options *o, GError **err)
 {
-    char *base = g_path_get_basename(path);
-    for (char *p = base; *p; p++)
-        if (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\\')
-            *p = '_';
-    char *s = g_strdup_printf("fsname=vma:%s", base);
-    g_free(base);
-    return s;
+    for (guint i = 0; i < o->margs->len; i++) {
+        GArray *segs = parse_segments(g_array_index(o->margs, vf_mount_arg, i).segs, err);
+        if (!segs)
+            return -1;
+        g_array_free(segs, TRUE);
+    }
+    opts_g = o;
+    archive = vf_open_archive(o, err);
+    return archive ? 0 : -1;
 }
 
-static void fuse_arguments(struct fuse_args *args, const options *o, const char *argv0,
-                           const char *fsname)
+static void cleanup(void)
 {
-    GString *opts = g_string_new("ro,subtype=vma-files,");
-    g_string_append(opts, fsname);
-    gboolean others = FALSE;
-    for (guint i = 0; i < o->mount_opts->len; i++) {
-        const char *mo = g_ptr_array_index(o->mount_opts, i);
-        g_string_append_printf(opts, ",%s", mo);
-        if (strstr(mo, "allow_other") || strstr(mo, "allow_root"))
-            others = TRUE;
-    }
-    /* other users see the guest's permissions applied */
-    if (others)
-        g_string_append(opts, ",default_permissions");
-    fuse_opt_add_arg(args, argv0);
-    if (o->debug)
-        fuse_opt_add_arg(args, "-d");
-    fuse_opt_add_arg(args, "-o");
-    fuse_opt_add_arg(args, opts->str);
-    g_string_free(opts, TRUE);
-}
-
-static int serve(struct fuse *fuse, const options *o, const char *abs_dir)
-{
-    if (fuse_mount(fuse, abs_dir) != 0) {
-        say("cannot mount on %s", o->dir);
-        return 1;
-    }
-    int rc = 1;
-    struct fuse_session *se = fuse_get_session(fuse);
-    if (fuse_set_signal_handlers(se) != 0) {
-        say("cannot set the signal handlers");
-    } else if (fuse_daemonize(o->foreground) == 0) {
-        if (!o->foreground) {
-            background = TRUE;
-            openlog("vma-fuse-files", LOG_PID, LOG_DAEMON);
-        }
-        int lrc = o->single ? fuse_loop(fuse) : fuse_loop_mt(fuse, 0);
-        rc = lrc == 0 || lrc == SIGINT || lrc == SIGTERM || lrc == SIGHUP ? 0 : 1;
-    }
-    fuse_remove_signal_handlers(se);
-    fuse_unmount(fuse);
-    return rc;
+    if (mounts)
+        g_ptr_array_free(mounts, TRUE);
+    vma_archive_free(archive);
 }
 
 int main(int argc, char **argv)
 {
-    options o = {.mount_opts = g_ptr_array_new_with_free_func(g_free),
-                 .margs = g_array_new(FALSE, FALSE, sizeof(mount_arg))};
-    gboolean done;
-    int rc = parse_options(argc, argv, &o, &done);
-    if (done) {
-        g_ptr_array_free(o.mount_opts, TRUE);
-        g_array_free(o.margs, TRUE);
-        return rc;
-    }
-    rc = 1;
-    struct fuse *fuse = NULL;
-    char *abs_dir = NULL, *fsname = NULL;
-    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    GError *e = NULL;
-    if (!check_dir(o.dir))
-        goto out;
-    abs_dir = realpath(o.dir, NULL);
-    /* the plan is checked here; its file systems are opened in fs_init */
-    for (guint i = 0; i < o.margs->len; i++) {
-        GArray *segs = parse_segments(g_array_index(o.margs, mount_arg, i).segs, &e);
-        if (!segs) {
-            say("%s", e->message);
-            g_error_free(e);
-            goto out;
-        }
-        g_array_free(segs, TRUE);
-    }
-    opts_g = &o;
-    if (open_archive(&o, &e) < 0) {
-        say("%s", e->message);
-        g_error_free(e);
-        goto out;
-    }
-    fsname = fsname_of(o.path);
-    fuse_arguments(&args, &o, argv[0], fsname);
-    fuse = fuse_new(&args, &ops, sizeof(ops), NULL);
-    if (!fuse)
-        say("cannot set up the file system (bad -o option?)");
-    else
-        rc = serve(fuse, &o, abs_dir);
-out:
-    if (fuse)
-        fuse_destroy(fuse);
-    fuse_opt_free_args(&args);
-    if (mounts)
-        g_ptr_array_free(mounts, TRUE);
-    vma_archive_free(archive);
-    g_ptr_array_free(o.mount_opts, TRUE);
-    g_array_free(o.margs, TRUE);
-    g_free(fsname);
-    free(abs_dir);
-    return rc;
+    /* other users see the guest's permissions applied (default_permissions
+     * with allow_other) */
+    static const vf_program prog = {
+        .name = "vma-fuse-files", .usage = USAGE, .mounts_wanted = TRUE,
+        .subtype = "vma-files", .ops = &ops, .prepare = prepare, .cleanup = cleanup,
+    };
+    return vf_main(argc, argv, &prog);
 }

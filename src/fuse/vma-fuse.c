@@ -23,22 +23,18 @@
  * EIO.  Requests are served by several threads.  Every file and the folder
  * take the archive's owner and its read permissions (the folder gains x
  * where it has r), checked by the kernel (default_permissions): with
- * allow_other, who cannot read the archive cannot read its disks either. */
+ * allow_other, who cannot read the archive cannot read its disks either.
+ * The command line is read by libfuse's fuse_opt_parse (-o takes a list,
+ * --label and --expect a word after them or after =). */
 #define _GNU_SOURCE
-#define FUSE_USE_VERSION 31
-#include <fuse.h>
+#include "common.h"
 
-#include "vma.h"
-
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <syslog.h>
 #include <unistd.h>
 
 typedef struct {
@@ -56,22 +52,6 @@ static struct timespec archive_time;
 static uid_t owner_uid;
 static gid_t owner_gid;
 static mode_t file_mode = 0444, dir_mode = 0555;
-static const char *label = "vma-fuse";
-static gboolean background;
-
-static void say(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    if (background)
-        syslog(LOG_ERR, "%s", msg);
-    else
-        fprintf(stderr, "%s: %s\n", label, msg);
-    g_free(msg);
-}
 
 static vfile *find_name(const char *name)
 {
@@ -103,7 +83,7 @@ static int count_data(const vma_piece *p, void *ud)
 static gboolean add_file(vfile *f)
 {
     if (find_name(f->name) || strcmp(f->name, ".") == 0 || strcmp(f->name, "..") == 0) {
-        say("%s appears twice in the archive: only the first is shown", f->name);
+        vf_say("%s appears twice in the archive: only the first is shown", f->name);
         g_free(f->name);
         g_free(f);
         return FALSE;
@@ -165,21 +145,12 @@ static void free_files(void)
 
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    /* requests of up to 1 MiB (the kernel's max_pages follows max_write)
-     * and read-ahead to match: fewer round trips for a copy of a disk */
-    conn->max_write = 1u << 20;
-    conn->max_readahead = 1u << 20;
-    /* nothing ever changes: keep pages and attributes as long as possible */
-    cfg->kernel_cache = 1;
-    cfg->entry_timeout = 86400;
-    cfg->attr_timeout = 86400;
-    cfg->negative_timeout = 86400;
-    cfg->use_ino = 0;
+    vf_init_config(conn, cfg);
     /* an archive read through a decoded copy: its decoder starts now, in
      * the process that serves (after fuse_daemonize's fork) */
     GError *e = NULL;
     if (!vma_archive_seekable(archive) && vma_archive_prepare(archive, &e) < 0) {
-        say("%s", e->message);
+        vf_say("%s", e->message);
         g_error_free(e);
     }
     return NULL;
@@ -211,9 +182,7 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
-    (void)off;
-    (void)fi;
-    (void)flags;
+    (void)off, (void)fi, (void)flags; /* one folder, listed whole */
     if (strcmp(path, "/") != 0)
         return -ENOTDIR;
     fill(buf, ".", NULL, 0, 0);
@@ -253,28 +222,17 @@ static int fs_read(const char *path, char *buf, size_t n, off_t off, struct fuse
     GError *e = NULL;
     ssize_t got = vma_archive_pread(archive, f->dev_id, buf, n, (uint64_t)off, &e);
     if (got < 0) {
-        say("%s: %s", f->name, e->message);
+        vf_say("%s: %s", f->name, e->message);
         g_error_free(e);
         return -EIO;
     }
     return (int)got;
 }
 
-typedef struct {
-    vma_piece_kind want_not;  /* the kind to pass over */
-    uint64_t found;
-    gboolean have;
-} seek_ctx;
-
-static int seek_piece(const vma_piece *p, void *ud)
+/* the pieces of a disk of the archive (vf_map_fn) */
+static int map_disk(void *ctx, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud, GError **err)
 {
-    seek_ctx *c = ud;
-    gboolean hole = p->kind == VMA_PIECE_ZERO;
-    if ((c->want_not == VMA_PIECE_ZERO) == hole)
-        return 0;
-    c->found = p->offset;
-    c->have = TRUE;
-    return 1;
+    return vma_archive_map(archive, ((vfile *)ctx)->dev_id, off, len, fn, ud, err);
 }
 
 static off_t fs_lseek(const char *path, off_t off, int whence, struct fuse_file_info *fi)
@@ -282,260 +240,75 @@ static off_t fs_lseek(const char *path, off_t off, int whence, struct fuse_file_
     vfile *f = fi ? (vfile *)(uintptr_t)fi->fh : find_file(path);
     if (!f)
         return -ENOENT;
-    if (whence != SEEK_DATA && whence != SEEK_HOLE)
-        return -EINVAL; /* the kernel does the others itself */
-    if (off < 0 || (uint64_t)off >= f->size)
-        return -ENXIO;
-    if (!f->is_device)
-        return whence == SEEK_DATA ? off : (off_t)f->size;
-    /* SEEK_DATA passes over zero pieces, SEEK_HOLE over the others */
-    seek_ctx c = {whence == SEEK_DATA ? VMA_PIECE_ZERO : VMA_PIECE_DATA, 0, FALSE};
+    if (!f->is_device && (whence == SEEK_DATA || whence == SEEK_HOLE) && off >= 0 &&
+        (uint64_t)off < f->size)
+        return whence == SEEK_DATA ? off : (off_t)f->size; /* a config: all data */
     GError *e = NULL;
-    if (vma_archive_map(archive, f->dev_id, (uint64_t)off, f->size - (uint64_t)off, seek_piece,
-                        &c, &e) < 0) {
-        say("%s: %s", f->name, e->message);
+    off_t r = vf_seek(whence, off, f->size, map_disk, f, &e);
+    if (e) {
+        vf_say("%s: %s", f->name, e->message);
         g_error_free(e);
-        return -EIO;
     }
-    if (c.have)
-        return (off_t)MAX(c.found, (uint64_t)off);
-    return whence == SEEK_DATA ? -ENXIO : (off_t)f->size;
+    return r;
 }
 
 static int fs_statfs(const char *path, struct statvfs *sv)
 {
     (void)path;
-    memset(sv, 0, sizeof(*sv));
     uint64_t blocks = 0;
     for (guint i = 0; i < files->len; i++)
         blocks += ((vfile *)g_ptr_array_index(files, i))->blocks;
-    sv->f_bsize = 512;
-    sv->f_frsize = 512;
-    sv->f_blocks = blocks;
-    sv->f_files = files->len;
-    sv->f_namemax = 255;
-    sv->f_flag = ST_RDONLY;
+    vf_statfs(sv, 512, blocks, files->len);
     return 0;
 }
 
+/* one folder of files laid out before the mount */
 static const struct fuse_operations ops = {
-    .init = fs_init,
-    .getattr = fs_getattr,
-    .readdir = fs_readdir,
-    .open = fs_open,
-    .read = fs_read,
-    .lseek = fs_lseek,
-    .statfs = fs_statfs,
+    .init = fs_init, .getattr = fs_getattr, .readdir = fs_readdir, .open = fs_open,
+    .read = fs_read, .lseek = fs_lseek, .statfs = fs_statfs,
 };
 
 /* ---- the command line ---- */
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: vma-fuse [-f] [-d] [-s] [-o OPTIONS] ARCHIVE DIR\n");
-    return 2;
-}
+#define USAGE "usage: vma-fuse [-f] [-d] [-s] [-o OPTIONS] [--label NAME] [--expect MD5] " \
+              "[--no-cache] ARCHIVE DIR\n"
 
-/* DIR must be an empty folder */
-static gboolean check_dir(const char *dir)
+/* the archive's owner and read permissions, the archive opened (a plain
+ * or seekable one indexed) and every file laid out, before the mount */
+static int prepare(const vf_options *o, GError **err)
 {
-    struct stat st;
-    if (stat(dir, &st) < 0) {
-        say("%s: %s", dir, g_strerror(errno));
-        return FALSE;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        say("%s is not a folder", dir);
-        return FALSE;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        say("%s: %s", dir, g_strerror(errno));
-        return FALSE;
-    }
-    struct dirent *de;
-    gboolean empty = TRUE;
-    while (empty && (de = readdir(d)))
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            empty = FALSE;
-    closedir(d);
-    if (!empty)
-        say("%s is not empty", dir);
-    return empty;
-}
-
-/* an fsname for the mount table: no commas, no white space */
-static char *fsname_of(const char *path)
-{
-    char *base = g_path_get_basename(path);
-    for (char *p = base; *p; p++)
-        if (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\\')
-            *p = '_';
-    char *s = g_strdup_printf("fsname=vma:%s", base);
-    g_free(base);
-    return s;
-}
-
-typedef struct {
-    gboolean foreground, debug, single;
-    GPtrArray *mount_opts;
-    const char *path, *dir;
-    const char *expect;   /* --expect: the header's MD5 the caller read */
-    gboolean no_cache;    /* --no-cache */
-} options;
-
-/* the command line: 0 with o filled, or the exit status (help, usage) */
-static int parse_options(int argc, char **argv, options *o, gboolean *done)
-{
-    const char *pos[2] = {NULL, NULL};
-    int npos = 0;
-    *done = TRUE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-f") == 0)
-            o->foreground = TRUE;
-        else if (strcmp(a, "-d") == 0)
-            o->debug = o->foreground = TRUE;
-        else if (strcmp(a, "-s") == 0)
-            o->single = TRUE;
-        else if (strcmp(a, "-o") == 0 && i + 1 < argc)
-            g_ptr_array_add(o->mount_opts, g_strdup(argv[++i]));
-        else if (strncmp(a, "-o", 2) == 0 && a[2])
-            g_ptr_array_add(o->mount_opts, g_strdup(a + 2));
-        else if (strcmp(a, "--label") == 0 && i + 1 < argc)
-            label = argv[++i];
-        else if (strcmp(a, "--expect") == 0 && i + 1 < argc)
-            o->expect = argv[++i];
-        else if (strcmp(a, "--no-cache") == 0)
-            o->no_cache = TRUE;
-        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage();
-            return 0;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "%s: unknown option %s\n", label, a);
-            return usage();
-        } else if (npos < 2)
-            pos[npos++] = a;
-        else
-            return usage();
-    }
-    if (npos != 2)
-        return usage();
-    o->path = pos[0];
-    o->dir = pos[1];
-    *done = FALSE;
-    return 0;
-}
-
-/* the fuse arguments: read-only, our subtype and name, the user's -o */
-static void fuse_arguments(struct fuse_args *args, const options *o, const char *argv0,
-                           const char *fsname)
-{
-    GString *opts = g_string_new("ro,subtype=vma,default_permissions,");
-    g_string_append(opts, fsname);
-    for (guint i = 0; i < o->mount_opts->len; i++)
-        g_string_append_printf(opts, ",%s", (char *)g_ptr_array_index(o->mount_opts, i));
-    fuse_opt_add_arg(args, argv0);
-    if (o->debug)
-        fuse_opt_add_arg(args, "-d");
-    fuse_opt_add_arg(args, "-o");
-    fuse_opt_add_arg(args, opts->str);
-    g_string_free(opts, TRUE);
-}
-
-/* mount, go to the background once the mount is ready, serve until
- * unmounted or signalled; the exit status */
-static int serve(struct fuse *fuse, const options *o, const char *abs_dir)
-{
-    if (fuse_mount(fuse, abs_dir) != 0) {
-        say("cannot mount on %s", o->dir);
-        return 1;
-    }
-    int rc = 1;
-    struct fuse_session *se = fuse_get_session(fuse);
-    if (fuse_set_signal_handlers(se) != 0) {
-        say("cannot set the signal handlers");
-    } else if (fuse_daemonize(o->foreground) == 0) {
-        /* the mount is ready: the first process has exited 0 */
-        if (!o->foreground) {
-            background = TRUE;
-            openlog("vma-fuse", LOG_PID, LOG_DAEMON);
-        }
-        int lrc = o->single ? fuse_loop(fuse) : fuse_loop_mt(fuse, 0);
-        rc = lrc == 0 || lrc == SIGINT || lrc == SIGTERM || lrc == SIGHUP ? 0 : 1;
-    }
-    fuse_remove_signal_handlers(se);
-    fuse_unmount(fuse);
-    return rc;
-}
-
-int main(int argc, char **argv)
-{
-    options o = {.mount_opts = g_ptr_array_new_with_free_func(g_free)};
-    gboolean done;
-    int rc = parse_options(argc, argv, &o, &done);
-    if (done) {
-        g_ptr_array_free(o.mount_opts, TRUE);
-        return rc;
-    }
-    rc = 1;
-    struct fuse *fuse = NULL;
-    char *abs_dir = NULL, *fsname = NULL;
-    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    GError *e = NULL;
-    if (!check_dir(o.dir))
-        goto out;
-    abs_dir = realpath(o.dir, NULL);
-    if (!abs_dir) {
-        say("%s: %s", o.dir, g_strerror(errno));
-        goto out;
-    }
-    /* the archive's owner and read permissions */
     struct stat ast;
-    if (stat(o.path, &ast) < 0) {
-        say("%s: %s", o.path, g_strerror(errno));
-        goto out;
+    if (stat(o->path, &ast) < 0) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "%s: %s", o->path, g_strerror(errno));
+        return -1;
     }
     owner_uid = ast.st_uid;
     owner_gid = ast.st_gid;
     file_mode = ast.st_mode & 0444;
     dir_mode = file_mode | (file_mode >> 2);
-    vma_archive_opts ao = {.cache = o.no_cache ? VMA_CACHE_OFF : VMA_CACHE_AUTO};
-    archive = vma_archive_open(o.path, &ao, &e);
-    if (archive && o.expect) {
-        uint8_t m[16];
-        char hex[33];
-        vma_archive_header_md5(archive, m);
-        for (int i = 0; i < 16; i++)
-            snprintf(hex + 2 * i, 3, "%02x", m[i]);
-        if (g_ascii_strcasecmp(hex, o.expect) != 0)
-            g_set_error(&e, VMA_ERROR, VMA_ERR_FORMAT,
-                        "%s changed since it was opened (its header is not the one expected)",
-                        o.path);
+    archive = vf_open_archive(o, err);
+    if (!archive)
+        return -1;
+    if (vma_archive_random_error(archive)) {
+        g_propagate_error(err, g_error_copy(vma_archive_random_error(archive)));
+        return -1;
     }
-    if (archive && !e && vma_archive_random_error(archive))
-        e = g_error_copy(vma_archive_random_error(archive));
-    if (!archive || e || (vma_archive_seekable(archive) && vma_archive_prepare(archive, &e) < 0) ||
-        lay_out(&e) < 0) {
-        say("%s", e->message);
-        g_error_free(e);
-        goto out;
-    }
-    fsname = fsname_of(o.path);
-    fuse_arguments(&args, &o, argv[0], fsname);
-    fuse = fuse_new(&args, &ops, sizeof(ops), NULL);
-    if (!fuse)
-        say("cannot set up the file system (bad -o option?)");
-    else
-        rc = serve(fuse, &o, abs_dir);
-out:
-    if (fuse)
-        fuse_destroy(fuse);
-    fuse_opt_free_args(&args);
+    if (vma_archive_seekable(archive) && vma_archive_prepare(archive, err) < 0)
+        return -1;
+    return lay_out(err);
+}
+
+static void cleanup(void)
+{
     free_files();
     vma_archive_free(archive);
-    g_ptr_array_free(o.mount_opts, TRUE);
-    g_free(fsname);
-    free(abs_dir);
-    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const vf_program prog = {
+        .name = "vma-fuse", .usage = USAGE, .subtype = "vma", .always_check = TRUE,
+        .ops = &ops, .prepare = prepare, .cleanup = cleanup,
+    };
+    return vf_main(argc, argv, &prog);
 }

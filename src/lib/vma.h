@@ -211,7 +211,9 @@ typedef void (*vma_damage_fn)(uint64_t offset, const char *what, void *ud);
 void vma_reader_set_optional(vma_reader *r, uint8_t dev_id, gboolean optional);
 /* Salvage mode: a bad extent is reported to fn and skipped (the reader goes
  * on at the next valid extent header), a bad slot is dropped, a cut or
- * undecodable archive ends where it breaks; the end is never an error.
+ * undecodable archive ends where it breaks; the end is never an error.  A
+ * read that fails (VMA_ERR_IO) or an interrupt is no damage: it fails, also
+ * while the reader looks for the next extent header.
  * What is missing is then asked with vma_reader_foreach_missing(). */
 void vma_reader_set_salvage(vma_reader *r, vma_damage_fn fn, void *ud);
 uint64_t vma_reader_damage_events(const vma_reader *r);
@@ -283,7 +285,7 @@ typedef struct {
     int64_t ctime;          /* -1: now */
     vma_compress compress;
     int level;              /* compression level, 0 = default (see vma_compress_levels) */
-    int threads;            /* zstd and gzip compression threads, 0 = one per core;
+    int threads;            /* compression threads, 0 = one per core;
                                the archive's bytes do not depend on it */
     gboolean overwrite;     /* replace an existing archive */
     gboolean canonical;     /* vma_writer_write_fd/_source lay out every device the same
@@ -816,7 +818,7 @@ void vma_walk_prune(vma_walk *w);
 unsigned vma_walk_depth(const vma_walk *w);
 void vma_walk_free(vma_walk *w);
 
-/* ---- file helpers (os.c) ---------------------------------------------- */
+/* ---- file helpers (base/files.c) ---------------------------------------- */
 
 /* size of a regular file or block device open on fd, -1 on error */
 int64_t vma_fd_size(int fd, GError **err);

@@ -7,6 +7,7 @@
  * (lvma_os.c, lvma_proc.c).  Here: the module table and small functions. */
 #define _GNU_SOURCE
 #include "lvma.h"
+#include "lvma_ext.h"
 
 #include <string.h>
 #include <uuid/uuid.h>
@@ -79,6 +80,16 @@ static int l_is_safe_name(lua_State *L)
     return 2;
 }
 
+void *lvma_ext_ud(lua_State *L, int idx, const char *mt)
+{
+    vma_ext_ud *ud = luaL_testudata(L, idx, mt);
+    if (!ud || ud->abi != VMA_EXT_ABI)
+        return NULL;
+    ud->hooks.interrupted = vma_interrupted;
+    ud->hooks.domain = VMA_ERROR;
+    return ud;
+}
+
 static int l_uuid_generate(lua_State *L)
 {
     uuid_t u;
@@ -110,10 +121,8 @@ int luaopen_vma(lua_State *L)
     lvma_open_guest(L);
     lua_pushliteral(L, VMA_VERSION);
     lua_setfield(L, -2, "version");
-    lua_pushinteger(L, VMA_CLUSTER_SIZE);
-    lua_setfield(L, -2, "CLUSTER_SIZE");
-    lua_pushinteger(L, VMA_BLOCK_SIZE);
-    lua_setfield(L, -2, "BLOCK_SIZE");
+    lvma_set_int(L, "CLUSTER_SIZE", VMA_CLUSTER_SIZE);
+    lvma_set_int(L, "BLOCK_SIZE", VMA_BLOCK_SIZE);
     /* vma.codecs.zstd = {name =, suffix =, aliases = {...}, level_min =,
      * level_max =, level_default =, max_threads =} (codec/codecs.c), and
      * vma.compress_levels.zstd = {min =, max =, default =}; none: {} */
@@ -122,33 +131,24 @@ int luaopen_vma(lua_State *L)
     for (unsigned i = 0; i < VMA_N_CODECS; i++) {
         const vma_codec *k = vma_codec_get((vma_compress)i);
         lua_createtable(L, 0, 8);
-        lua_pushstring(L, k->name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, k->suffix);
-        lua_setfield(L, -2, "suffix");
+        lvma_set_str(L, "name", k->name);
+        lvma_set_str(L, "suffix", k->suffix);
         lua_newtable(L);
         for (int j = 0; k->aliases[j]; j++) {
             lua_pushstring(L, k->aliases[j]);
             lua_rawseti(L, -2, j + 1);
         }
         lua_setfield(L, -2, "aliases");
-        lua_pushinteger(L, k->level_min);
-        lua_setfield(L, -2, "level_min");
-        lua_pushinteger(L, k->level_max);
-        lua_setfield(L, -2, "level_max");
-        lua_pushinteger(L, k->level_default);
-        lua_setfield(L, -2, "level_default");
-        lua_pushinteger(L, k->max_threads);
-        lua_setfield(L, -2, "max_threads");
+        lvma_set_int(L, "level_min", k->level_min);
+        lvma_set_int(L, "level_max", k->level_max);
+        lvma_set_int(L, "level_default", k->level_default);
+        lvma_set_int(L, "max_threads", k->max_threads);
         lua_setfield(L, -3, k->name);
         lua_newtable(L);
         if (k->level_max > 0) {
-            lua_pushinteger(L, k->level_min);
-            lua_setfield(L, -2, "min");
-            lua_pushinteger(L, k->level_max);
-            lua_setfield(L, -2, "max");
-            lua_pushinteger(L, k->level_default);
-            lua_setfield(L, -2, "default");
+            lvma_set_int(L, "min", k->level_min);
+            lvma_set_int(L, "max", k->level_max);
+            lvma_set_int(L, "default", k->level_default);
         }
         lua_setfield(L, -2, k->name);
     }

@@ -24,7 +24,24 @@ int lvma_push_argerror(lua_State *L, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 int lvma_raise(lua_State *L, GError *e);
 void lvma_push_uuid(lua_State *L, const uint8_t u[16]);
 
-/* ---- classes (lvma_class.c) ---- */
+/* t[k] = v for the table on top */
+static inline void lvma_set_int(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+static inline void lvma_set_str(lua_State *L, const char *k, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+static inline void lvma_set_bool(lua_State *L, const char *k, int v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* ---- classes (lvma_class.c; nothing of libvma: vma.rbd compiles it in) ---- */
 
 /* a property of an object: pushes its value (the object is at index 1) */
 typedef struct {
@@ -39,11 +56,18 @@ typedef struct {
 void lvma_new_class(lua_State *L, const char *name, const luaL_Reg *meta,
                     const luaL_Reg *methods, const lvma_getter *getters,
                     gboolean (*is_open)(void *self));
+/* t[k] of the options table at index t (not a table: def) when it is an
+ * integer, else def */
+lua_Integer lvma_opt_int(lua_State *L, int t, const char *k, lua_Integer def);
 /* add methods to a class made before (another file's methods: the guest
  * views add d:volumes() to the disk) */
 void lvma_add_methods(lua_State *L, const char *name, const luaL_Reg *methods);
+/* the object of class name at idx, or an error: not one ("vma.X expected"),
+ * or closed ("attempt to use a closed vma.X") */
+void *lvma_check_open(lua_State *L, int idx, const char *name, gboolean (*is_open)(void *self));
 
-/* ---- progress callbacks: one set of rules for every long call ----
+/* ---- progress callbacks: one set of rules for every long call
+ * (lvma_progress.c) ----
  *
  * opts.progress (a function) is called with a table; it returns false (or
  * a string) to stop the work, which then fails with "interrupted"; an
@@ -80,6 +104,13 @@ int lvma_wait_failure(lua_State *L, larchive *la, GError *e);
 int lvma_restore_progress(const vma_stats *st, void *ud);
 int lvma_open(lua_State *L);
 void lvma_open_archive(lua_State *L);
+/* a Lua object's reference to an archive dropped (*a NULL from then on) */
+static inline void lvma_drop_archive(vma_archive **a)
+{
+    vma_archive *old = *a;
+    *a = NULL;
+    vma_archive_free(old);
+}
 
 /* ---- the writer (lvma_writer.c) ---- */
 int lvma_create(lua_State *L);
@@ -92,6 +123,19 @@ void lvma_open_disk(lua_State *L);
 /* the archive and device id of the disk at idx (raises on anything else or
  * a closed disk); a view made from it takes its own vma_archive_ref */
 vma_archive *lvma_disk_archive(lua_State *L, int idx, uint8_t *dev_id);
+/* the pieces of what h reads from off, for len bytes (vma_archive_map of
+ * a disk, vma_volume_map, vma_file_map) */
+typedef int (*lvma_map_fn)(void *h, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud,
+                           GError **err);
+/* one step of an extents iterator over [off, end) whose next offset is the
+ * upvalue up: offset, length and kind ("data", "zero", "missing") of the
+ * next piece, nothing at the end; a failure is raised (as io.lines does) */
+int lvma_extents_step(lua_State *L, lvma_map_fn map, void *h, int up, uint64_t end);
+
+/* ---- a module's sink or source (lvma_ext.h) ---- */
+/* the userdata at idx if it is a mt (VMA_SINK_MT, VMA_SOURCE_MT) of this
+ * ABI, with the host's hooks filled in; else NULL */
+void *lvma_ext_ud(lua_State *L, int idx, const char *mt);
 
 /* ---- the cache folder (lvma_cache.c): added to the module table on top */
 void lvma_open_cache(lua_State *L);
@@ -104,8 +148,10 @@ void lvma_open_sqlite(lua_State *L);
  * the module table on top, with d:volumes(), r:guest(), r:volumes() ---- */
 void lvma_open_guest(lua_State *L);
 
-/* ---- the file and process helpers (lvma_os.c, lvma_proc.c) ---- */
+/* ---- the file and process helpers (lvma_os.c, lvma_proc.c): vma.os ---- */
+/* adds the table os to the module table on top */
 void lvma_open_os(lua_State *L);
+/* adds the process functions to the table on top (vma.os) */
 void lvma_open_proc(lua_State *L);
 
 #endif

@@ -43,19 +43,14 @@ struct lcallbacks {
 static void push_wait_info(lua_State *L, const vma_wait_info *w)
 {
     lua_createtable(L, 0, 8);
-    lua_pushinteger(L, (lua_Integer)w->input_done);
-    lua_setfield(L, -2, "input_done");
-    lua_pushinteger(L, (lua_Integer)w->input_total);
-    lua_setfield(L, -2, "input_total");
-    lua_pushinteger(L, (lua_Integer)w->stream_done);
-    lua_setfield(L, -2, "stream_done");
+    lvma_set_int(L, "input_done", (lua_Integer)w->input_done);
+    lvma_set_int(L, "input_total", (lua_Integer)w->input_total);
+    lvma_set_int(L, "stream_done", (lua_Integer)w->stream_done);
     lua_pushnumber(L, w->seconds);
     lua_setfield(L, -2, "seconds");
     if (w->device) {
-        lua_pushstring(L, w->device);
-        lua_setfield(L, -2, "device");
-        lua_pushinteger(L, (lua_Integer)w->offset);
-        lua_setfield(L, -2, "offset");
+        lvma_set_str(L, "device", w->device);
+        lvma_set_int(L, "offset", (lua_Integer)w->offset);
     }
     if (w->eta >= 0) {
         lua_pushnumber(L, w->eta);
@@ -189,9 +184,7 @@ int lvma_open(lua_State *L)
 static int archive_close(lua_State *L)
 {
     larchive *la = luaL_checkudata(L, 1, ARCHIVE_MT);
-    vma_archive *a = la->a;
-    la->a = NULL;
-    vma_archive_free(a);
+    lvma_drop_archive(&la->a);
     return 0;
 }
 
@@ -223,12 +216,9 @@ static int archive_tostring(lua_State *L)
 static void push_device(lua_State *L, const vma_device *d)
 {
     lua_createtable(L, 0, 4);
-    lua_pushinteger(L, d->id);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, d->name);
-    lua_setfield(L, -2, "name");
-    lua_pushinteger(L, (lua_Integer)d->size);
-    lua_setfield(L, -2, "size");
+    lvma_set_int(L, "id", d->id);
+    lvma_set_str(L, "name", d->name);
+    lvma_set_int(L, "size", (lua_Integer)d->size);
     lua_pushboolean(L, d->is_vmstate);
     lua_setfield(L, -2, "vmstate");
 }
@@ -271,12 +261,10 @@ static int archive_configs(lua_State *L)
     lua_createtable(L, (int)h->n_configs, 0);
     for (unsigned i = 0; i < h->n_configs; i++) {
         lua_createtable(L, 0, 3);
-        lua_pushstring(L, h->configs[i].name);
-        lua_setfield(L, -2, "name");
+        lvma_set_str(L, "name", h->configs[i].name);
         lua_pushlstring(L, (const char *)h->configs[i].data, h->configs[i].len);
         lua_setfield(L, -2, "data");
-        lua_pushinteger(L, (lua_Integer)h->configs[i].len);
-        lua_setfield(L, -2, "size");
+        lvma_set_int(L, "size", (lua_Integer)h->configs[i].len);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     return 1;
@@ -324,8 +312,7 @@ static void push_stats(lua_State *L, const vma_stats *st)
     F(partial_zero_bytes);
     F(vmstate_bytes);
 #undef F
-    lua_pushinteger(L, (lua_Integer)(st->clusters_done * VMA_CLUSTER_SIZE));
-    lua_setfield(L, -2, "bytes_read");
+    lvma_set_int(L, "bytes_read", (lua_Integer)(st->clusters_done * VMA_CLUSTER_SIZE));
     lua_pushnumber(L, st->elapsed);
     lua_setfield(L, -2, "elapsed");
 }
@@ -348,19 +335,17 @@ static int open_target(lua_State *L, const vma_device *d, vma_target *t)
      * (vma.rbd), written through its ops; it stays open, owned by Lua */
     lua_getfield(L, -1, "sink");
     if (!lua_isnil(L, -1)) {
-        vma_sink_ud *ud = luaL_testudata(L, -1, VMA_SINK_MT);
+        vma_ext_ud *ud = lvma_ext_ud(L, -1, VMA_SINK_MT);
         lua_pop(L, 1);
-        if (!ud || ud->abi != VMA_EXT_ABI)
+        if (!ud)
             return lvma_push_argerror(L, "target of '%s': sink is not a vma.sink of this vma",
                                       d->name);
-        if (!ud->ops)
+        if (!ud->ops.sink)
             return lvma_push_argerror(L, "target of '%s': the sink is closed", d->name);
         if (!d->is_vmstate && ud->size < d->size)
             return lvma_push_argerror(L, "target %s is smaller (%" G_GUINT64_FORMAT " bytes) "
                                       "than %s (%" G_GUINT64_FORMAT " bytes)", ud->label,
                                       ud->size, d->name, d->size);
-        ud->hooks.interrupted = vma_interrupted;
-        ud->hooks.domain = VMA_ERROR;
         lua_getfield(L, -1, "fresh");
         lua_getfield(L, -2, "write_zero");
         lua_getfield(L, -3, "bps");
@@ -368,7 +353,7 @@ static int open_target(lua_State *L, const vma_device *d, vma_target *t)
         t->write_zero = lua_toboolean(L, -2);
         t->bps = (uint64_t)lua_tointeger(L, -1);
         lua_pop(L, 3);
-        t->ops = ud->ops;
+        t->ops = ud->ops.sink;
         t->ctx = ud->ctx;
         t->label = ud->label;
         return 0;
@@ -510,10 +495,8 @@ static void on_missing(uint64_t start, uint64_t end, void *ud)
     uint64_t off = start * VMA_CLUSTER_SIZE;
     uint64_t stop = MIN(end * VMA_CLUSTER_SIZE, rl->d->size);
     lua_createtable(L, 0, 2);
-    lua_pushinteger(L, (lua_Integer)off);
-    lua_setfield(L, -2, "offset");
-    lua_pushinteger(L, (lua_Integer)(stop - off));
-    lua_setfield(L, -2, "length");
+    lvma_set_int(L, "offset", (lua_Integer)off);
+    lvma_set_int(L, "length", (lua_Integer)(stop - off));
     lua_rawseti(L, -2, ++rl->n);
 }
 
@@ -527,15 +510,12 @@ static void push_salvage_report(lua_State *L, vma_reader *r, const GArray *dmg)
     for (guint i = 0; i < dmg->len; i++) {
         const damage *d = &g_array_index(dmg, damage, i);
         lua_createtable(L, 0, 2);
-        lua_pushinteger(L, (lua_Integer)d->offset);
-        lua_setfield(L, -2, "offset");
-        lua_pushstring(L, d->what);
-        lua_setfield(L, -2, "what");
+        lvma_set_int(L, "offset", (lua_Integer)d->offset);
+        lvma_set_str(L, "what", d->what);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "damage");
-    lua_pushinteger(L, (lua_Integer)vma_reader_damage_events(r));
-    lua_setfield(L, -2, "damage_events");
+    lvma_set_int(L, "damage_events", (lua_Integer)vma_reader_damage_events(r));
     lua_newtable(L);
     for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++) {
         const vma_device *d = h->devices[id];
@@ -548,8 +528,7 @@ static void push_salvage_report(lua_State *L, vma_reader *r, const GArray *dmg)
         uint64_t bytes = missing * VMA_CLUSTER_SIZE;
         if (missing && !vma_reader_has_cluster(r, (uint8_t)id, (uint32_t)(last - 1)))
             bytes -= last * VMA_CLUSTER_SIZE - d->size;
-        lua_pushinteger(L, (lua_Integer)bytes);
-        lua_setfield(L, -2, "bytes");
+        lvma_set_int(L, "bytes", (lua_Integer)bytes);
         lua_newtable(L);
         range_list rl = {L, d, 0};
         vma_reader_foreach_missing(r, (uint8_t)id, on_missing, &rl);
@@ -645,34 +624,25 @@ static int archive_status(lua_State *L)
 
 /* r:prepare() / r:wait_complete() -> true | nil, msg, kind: random access
  * made ready (the index, or the decoder started); the decoded copy complete */
-static int archive_prepare(lua_State *L)
+static int archive_step(lua_State *L, int (*step)(vma_archive *a, GError **err))
 {
     larchive *la = lvma_check_archive(L, 1);
     GError *e = NULL;
-    if (vma_archive_prepare(la->a, &e) < 0)
+    if (step(la->a, &e) < 0)
         return lvma_wait_failure(L, la, e);
     lua_pushboolean(L, 1);
     return 1;
 }
 
+static int archive_prepare(lua_State *L) { return archive_step(L, vma_archive_prepare); }
 static int archive_wait_complete(lua_State *L)
 {
-    larchive *la = lvma_check_archive(L, 1);
-    GError *e = NULL;
-    if (vma_archive_wait_complete(la->a, &e) < 0)
-        return lvma_wait_failure(L, la, e);
-    lua_pushboolean(L, 1);
-    return 1;
+    return archive_step(L, vma_archive_wait_complete);
 }
 
 static int archive_wait_compacted(lua_State *L)
 {
-    larchive *la = lvma_check_archive(L, 1);
-    GError *e = NULL;
-    if (vma_archive_wait_compacted(la->a, &e) < 0)
-        return lvma_push_error(L, e);
-    lua_pushboolean(L, 1);
-    return 1;
+    return archive_step(L, vma_archive_wait_compacted);
 }
 
 static void get_uuid(lua_State *L, void *self)

@@ -40,24 +40,17 @@ static int l_cache_list(lua_State *L)
     for (guint i = 0; i < list->len; i++) {
         const vma_cache_entry *c = g_ptr_array_index(list, i);
         lua_createtable(L, 0, 11);
-        lua_pushstring(L, c->key);
-        lua_setfield(L, -2, "key");
+        lvma_set_str(L, "key", c->key);
         if (c->archive) {
-            lua_pushstring(L, c->archive);
-            lua_setfield(L, -2, "archive");
+            lvma_set_str(L, "archive", c->archive);
         }
         if (c->codec) {
-            lua_pushstring(L, c->codec);
-            lua_setfield(L, -2, "codec");
+            lvma_set_str(L, "codec", c->codec);
         }
-        lua_pushinteger(L, (lua_Integer)c->archive_size);
-        lua_setfield(L, -2, "archive_size");
-        lua_pushinteger(L, (lua_Integer)c->bytes);
-        lua_setfield(L, -2, "bytes");
-        lua_pushinteger(L, (lua_Integer)c->last_used);
-        lua_setfield(L, -2, "last_used");
-        lua_pushinteger(L, (lua_Integer)c->raw_frames);
-        lua_setfield(L, -2, "raw_frames");
+        lvma_set_int(L, "archive_size", (lua_Integer)c->archive_size);
+        lvma_set_int(L, "bytes", (lua_Integer)c->bytes);
+        lvma_set_int(L, "last_used", (lua_Integer)c->last_used);
+        lvma_set_int(L, "raw_frames", (lua_Integer)c->raw_frames);
         lua_pushboolean(L, c->has_index);
         lua_setfield(L, -2, "index");
         lua_pushboolean(L, c->has_data);

@@ -1,10 +1,12 @@
-/* lvma_class.c - the classes of the binding and the rules of progress
- * callbacks, in one place so that every object behaves alike.
+/* lvma_class.c - the classes of the binding, in one place so that every
+ * object behaves alike (the progress rules they share: lvma_progress.c).
  *
  * A class is a metatable whose __index looks a key up in its method table
  * (a plain table: methods are found as in Lua's io library), then in its
  * property getters; a property of a closed object raises "attempt to use
- * a closed vma.X", as every method of one does. */
+ * a closed vma.X", as every method of one does (lvma_check_open).
+ * Also the reading of an integer of an options table (lvma_opt_int).
+ * Nothing here calls libvma: vma.rbd compiles this file in. */
 #include "lvma.h"
 
 #include <string.h>
@@ -60,48 +62,20 @@ void lvma_add_methods(lua_State *L, const char *name, const luaL_Reg *methods)
     lua_pop(L, 2);
 }
 
-/* ---- progress ---- */
-
-lvma_progress lvma_progress_from(lua_State *L, int opts)
+void *lvma_check_open(lua_State *L, int idx, const char *name, gboolean (*is_open)(void *self))
 {
-    lvma_progress pc = {L, 0, FALSE};
-    if (opts && lua_istable(L, opts)) {
-        lua_getfield(L, opts, "progress");
-        if (lua_isfunction(L, -1))
-            pc.fn = lua_gettop(L);
-        else if (lua_isnil(L, -1))
-            lua_pop(L, 1);
-        else
-            luaL_error(L, "progress must be a function");
-    }
-    return pc;
+    void *self = luaL_checkudata(L, idx, name);
+    if (!is_open(self))
+        luaL_error(L, "attempt to use a closed %s", name);
+    return self;
 }
 
-void lvma_progress_push(lvma_progress *pc) { lua_pushvalue(pc->L, pc->fn); }
-
-int lvma_progress_call(lvma_progress *pc)
+lua_Integer lvma_opt_int(lua_State *L, int t, const char *k, lua_Integer def)
 {
-    lua_State *L = pc->L;
-    if (pc->failed)
-        return 1;
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        pc->failed = TRUE;
-        return 1; /* the message stays on the stack */
-    }
-    int stop = lua_type(L, -1) == LUA_TSTRING ||
-               (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1));
+    if (!lua_istable(L, t))
+        return def;
+    lua_getfield(L, t, k);
+    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
     lua_pop(L, 1);
-    return stop;
-}
-
-int lvma_progress_failure(lvma_progress *pc, GError *e)
-{
-    if (pc->failed) {
-        g_clear_error(&e);
-        lua_pushnil(pc->L);
-        lua_insert(pc->L, -2);
-        lua_pushliteral(pc->L, "callback");
-        return 3;
-    }
-    return lvma_push_error(pc->L, e);
+    return v;
 }

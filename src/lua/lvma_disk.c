@@ -60,10 +60,8 @@ static int on_index_progress(uint64_t done, uint64_t total, void *ud)
     lua_State *L = pc->L;
     lvma_progress_push(pc);
     lua_createtable(L, 0, 2);
-    lua_pushinteger(L, (lua_Integer)done);
-    lua_setfield(L, -2, "done");
-    lua_pushinteger(L, (lua_Integer)total);
-    lua_setfield(L, -2, "total");
+    lvma_set_int(L, "done", (lua_Integer)done);
+    lvma_set_int(L, "total", (lua_Integer)total);
     return lvma_progress_call(pc);
 }
 
@@ -139,40 +137,45 @@ static int disk_read(lua_State *L)
     return 1;
 }
 
-static const char *kind_name(vma_piece_kind k)
-{
-    return k == VMA_PIECE_DATA ? "data" : k == VMA_PIECE_ZERO ? "zero" : "missing";
-}
-
 static int first_piece(const vma_piece *p, void *ud)
 {
     *(vma_piece *)ud = *p;
     return 1; /* the first (merged) piece is all we want */
 }
 
-/* the iterator of disk:extents(): upvalues disk, next offset, end; an
- * error (the decoder failed) is raised, as io.lines does */
-static int extents_next(lua_State *L)
+int lvma_extents_step(lua_State *L, lvma_map_fn map, void *h, int up, uint64_t end)
 {
-    ldisk *dk = luaL_checkudata(L, lua_upvalueindex(1), DISK_MT);
-    uint64_t off = (uint64_t)lua_tointeger(L, lua_upvalueindex(2));
-    uint64_t end = (uint64_t)lua_tointeger(L, lua_upvalueindex(3));
-    if (!dk->a)
-        return luaL_error(L, "attempt to use a closed %s", DISK_MT);
+    uint64_t off = (uint64_t)lua_tointeger(L, lua_upvalueindex(up));
     if (off >= end)
         return 0;
     vma_piece p = {0};
     GError *e = NULL;
-    if (vma_archive_map(dk->a, dk->id, off, end - off, first_piece, &p, &e) < 0)
+    if (map(h, off, end - off, first_piece, &p, &e) < 0)
         return lvma_raise(L, e);
     if (p.length == 0)
         return 0;
     lua_pushinteger(L, (lua_Integer)(p.offset + p.length));
-    lua_replace(L, lua_upvalueindex(2));
+    lua_replace(L, lua_upvalueindex(up));
     lua_pushinteger(L, (lua_Integer)p.offset);
     lua_pushinteger(L, (lua_Integer)p.length);
-    lua_pushstring(L, kind_name(p.kind));
+    lua_pushstring(L, p.kind == VMA_PIECE_DATA ? "data" : p.kind == VMA_PIECE_ZERO ? "zero"
+                                                                                   : "missing");
     return 3;
+}
+
+static int map_disk(void *h, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud, GError **err)
+{
+    ldisk *dk = h;
+    return vma_archive_map(dk->a, dk->id, off, len, fn, ud, err);
+}
+
+/* the iterator of disk:extents(): upvalues disk, next offset, end */
+static int extents_next(lua_State *L)
+{
+    ldisk *dk = luaL_checkudata(L, lua_upvalueindex(1), DISK_MT);
+    if (!dk->a)
+        return luaL_error(L, "attempt to use a closed %s", DISK_MT);
+    return lvma_extents_step(L, map_disk, dk, 2, (uint64_t)lua_tointeger(L, lua_upvalueindex(3)));
 }
 
 /* for offset, length, kind in disk:extents([offset, length]) */
@@ -226,9 +229,7 @@ static int disk_copy_to(lua_State *L)
 static int disk_close(lua_State *L)
 {
     ldisk *dk = luaL_checkudata(L, 1, DISK_MT);
-    vma_archive *a = dk->a;
-    dk->a = NULL;
-    vma_archive_free(a);
+    lvma_drop_archive(&dk->a);
     g_free(dk->name);
     dk->name = NULL;
     return 0;

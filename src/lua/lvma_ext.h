@@ -10,7 +10,8 @@
  * libvma: a second copy would have its own globals (the interrupt flag).
  *
  * The userdata owns ctx: it stays valid until the module's close method or
- * __gc; ops is NULL once it is closed.
+ * __gc; ops is NULL once it is closed.  (The layout is that of ABI 1, when
+ * the two were structs of their own.)
  */
 #ifndef LVMA_EXT_H
 #define LVMA_EXT_H
@@ -30,22 +31,18 @@ typedef struct {
     GQuark domain;
 } vma_ext_hooks;
 
+/* the block a sink's (VMA_SINK_MT) or a source's (VMA_SOURCE_MT) userdata
+ * starts with */
 typedef struct {
-    const vma_sink_ops *ops;  /* NULL once closed */
+    union {
+        const vma_sink_ops *sink;     /* a VMA_SINK_MT userdata */
+        const vma_source_ops *source; /* a VMA_SOURCE_MT userdata */
+    } ops;                    /* NULL once closed */
     void *ctx;
-    const char *label;        /* the target in messages */
+    const char *label;        /* the target or image in messages */
     uint64_t size;            /* bytes of the image */
     int abi;                  /* VMA_EXT_ABI */
     vma_ext_hooks hooks;      /* filled by the binding */
-} vma_sink_ud;
-
-typedef struct {
-    const vma_source_ops *ops; /* NULL once closed */
-    void *ctx;
-    const char *label;        /* the image in messages */
-    uint64_t size;            /* bytes of the image */
-    int abi;                  /* VMA_EXT_ABI */
-    vma_ext_hooks hooks;      /* filled by the binding */
-} vma_source_ud;
+} vma_ext_ud;
 
 #endif

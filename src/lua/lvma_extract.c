@@ -170,13 +170,8 @@ static void writer_cleanup(fwriter *w)
     w->open = FALSE;
 }
 
-static fwriter *check_writer(lua_State *L)
-{
-    fwriter *w = luaL_checkudata(L, 1, WRITER_MT);
-    if (!w->open)
-        luaL_error(L, "attempt to use a closed file writer");
-    return w;
-}
+static gboolean writer_open(void *self) { return ((fwriter *)self)->open; }
+static fwriter *check_writer(lua_State *L) { return lvma_check_open(L, 1, WRITER_MT, writer_open); }
 
 /* vma.file_writer(dest [, {force=, preserve_owner=}]) -> writer | nil, msg */
 int lvma_guest_writer_open(lua_State *L)
@@ -294,22 +289,13 @@ static void note_top(fwriter *w, lua_State *L, int idx, char **parts)
     g_hash_table_add(w->top_names, t->name);
 }
 
-static lua_Integer field_int(lua_State *L, int t, const char *k, lua_Integer def)
-{
-    if (!lua_istable(L, t))
-        return def;
-    lua_getfield(L, t, k);
-    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
-    lua_pop(L, 1);
-    return v;
-}
 
 static void stat_times(lua_State *L, int t, struct timespec ts[2])
 {
-    ts[0].tv_sec = (time_t)field_int(L, t, "atime", 0);
-    ts[0].tv_nsec = (long)field_int(L, t, "atime_ns", 0);
-    ts[1].tv_sec = (time_t)field_int(L, t, "mtime", 0);
-    ts[1].tv_nsec = (long)field_int(L, t, "mtime_ns", 0);
+    ts[0].tv_sec = (time_t)lvma_opt_int(L, t, "atime", 0);
+    ts[0].tv_nsec = (long)lvma_opt_int(L, t, "atime_ns", 0);
+    ts[1].tv_sec = (time_t)lvma_opt_int(L, t, "mtime", 0);
+    ts[1].tv_nsec = (long)lvma_opt_int(L, t, "mtime_ns", 0);
     for (int i = 0; i < 2; i++)
         if (ts[i].tv_nsec < 0 || ts[i].tv_nsec > 999999999)
             ts[i].tv_nsec = 0;
@@ -320,7 +306,7 @@ static void stat_times(lua_State *L, int t, struct timespec ts[2])
 
 static uint32_t final_mode(fwriter *w, lua_State *L, int t, uint32_t def)
 {
-    uint32_t mode = (uint32_t)field_int(L, t, "mode", def) & 07777;
+    uint32_t mode = (uint32_t)lvma_opt_int(L, t, "mode", def) & 07777;
     if (!w->preserve_owner)
         mode &= ~(uint32_t)(S_ISUID | S_ISGID);
     return mode;
@@ -364,8 +350,8 @@ static int w_mkdir(lua_State *L)
     pending_dir *d = g_new0(pending_dir, 1);
     d->path = g_strdup(path);
     d->mode = final_mode(w, L, 3, 0755);
-    d->uid = (uint32_t)field_int(L, 3, "uid", 0);
-    d->gid = (uint32_t)field_int(L, 3, "gid", 0);
+    d->uid = (uint32_t)lvma_opt_int(L, 3, "uid", 0);
+    d->gid = (uint32_t)lvma_opt_int(L, 3, "gid", 0);
     stat_times(L, 3, d->times);
     g_ptr_array_add(w->dirs, d);
     w->folders++;
@@ -398,8 +384,8 @@ static int w_symlink(lua_State *L)
         return fail_errno(L, e, "create the link", path);
     }
     if (w->preserve_owner)
-        (void)!fchownat(pfd, leaf, (uid_t)field_int(L, 4, "uid", 0),
-                        (gid_t)field_int(L, 4, "gid", 0), AT_SYMLINK_NOFOLLOW);
+        (void)!fchownat(pfd, leaf, (uid_t)lvma_opt_int(L, 4, "uid", 0),
+                        (gid_t)lvma_opt_int(L, 4, "gid", 0), AT_SYMLINK_NOFOLLOW);
     struct timespec ts[2];
     stat_times(L, 4, ts);
     utimensat(pfd, leaf, ts, AT_SYMLINK_NOFOLLOW);
@@ -658,7 +644,7 @@ static int w_file(lua_State *L)
         set_errno(&err, errno, "cannot write %s", path), rc = -1;
     if (rc == 0) {
         if (w->preserve_owner &&
-            fchown(fd, (uid_t)field_int(L, 4, "uid", 0), (gid_t)field_int(L, 4, "gid", 0)) < 0)
+            fchown(fd, (uid_t)lvma_opt_int(L, 4, "uid", 0), (gid_t)lvma_opt_int(L, 4, "gid", 0)) < 0)
             set_errno(&err, errno, "cannot set the owner of %s", path), rc = -1;
         else if (fchmod(fd, (mode_t)final_mode(w, L, 4, 0644)) < 0)
             set_errno(&err, errno, "cannot set the mode of %s", path), rc = -1;
@@ -877,10 +863,5 @@ static const luaL_Reg writer_meta[] = {
 
 void lvma_open_writer_class(lua_State *L)
 {
-    luaL_newmetatable(L, WRITER_MT);
-    luaL_setfuncs(L, writer_meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, writer_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    lvma_new_class(L, WRITER_MT, writer_meta, writer_methods, NULL, writer_open);
 }

@@ -63,44 +63,47 @@ static int push_gerror(lua_State *L, GError *e, const char *path)
     return lvma_push_error(L, e);
 }
 
-static void set_int(lua_State *L, const char *k, lua_Integer v)
-{
-    lua_pushinteger(L, v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_str(lua_State *L, const char *k, const char *v)
-{
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
-}
-
 static void push_stat(lua_State *L, const vma_stat *st)
 {
     lua_createtable(L, 0, 16);
-    set_str(L, "type", ftype_name(st->type));
-    set_int(L, "ino", (lua_Integer)st->ino);
-    set_int(L, "mode", st->mode);
-    set_int(L, "uid", st->uid);
-    set_int(L, "gid", st->gid);
-    set_int(L, "nlink", st->nlink);
-    set_int(L, "size", (lua_Integer)st->size);
-    set_int(L, "blocks", (lua_Integer)st->blocks);
-    set_int(L, "mtime", st->mtime);
-    set_int(L, "mtime_ns", st->mtime_ns);
-    set_int(L, "atime", st->atime);
-    set_int(L, "atime_ns", st->atime_ns);
-    set_int(L, "ctime", st->ctime);
-    set_int(L, "ctime_ns", st->ctime_ns);
+    lvma_set_str(L, "type", ftype_name(st->type));
+    lvma_set_int(L, "ino", (lua_Integer)st->ino);
+    lvma_set_int(L, "mode", st->mode);
+    lvma_set_int(L, "uid", st->uid);
+    lvma_set_int(L, "gid", st->gid);
+    lvma_set_int(L, "nlink", st->nlink);
+    lvma_set_int(L, "size", (lua_Integer)st->size);
+    lvma_set_int(L, "blocks", (lua_Integer)st->blocks);
+    lvma_set_int(L, "mtime", st->mtime);
+    lvma_set_int(L, "mtime_ns", st->mtime_ns);
+    lvma_set_int(L, "atime", st->atime);
+    lvma_set_int(L, "atime_ns", st->atime_ns);
+    lvma_set_int(L, "ctime", st->ctime);
+    lvma_set_int(L, "ctime_ns", st->ctime_ns);
     if (st->btime || st->btime_ns) {
-        set_int(L, "btime", st->btime);
-        set_int(L, "btime_ns", st->btime_ns);
+        lvma_set_int(L, "btime", st->btime);
+        lvma_set_int(L, "btime_ns", st->btime_ns);
     }
     if (st->type == VMA_FT_CHR || st->type == VMA_FT_BLK) {
-        set_int(L, "rdev_major", st->rdev_major);
-        set_int(L, "rdev_minor", st->rdev_minor);
+        lvma_set_int(L, "rdev_major", st->rdev_major);
+        lvma_set_int(L, "rdev_minor", st->rdev_minor);
     }
 }
+
+/* the rest of an iterator's step after its name: the stat, or (rc < 0)
+ * nil and e's message; the count of values pushed with the name */
+static int push_entry(lua_State *L, int rc, const vma_stat *st, GError *e)
+{
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, e->message);
+        g_error_free(e);
+        return 3;
+    }
+    push_stat(L, st);
+    return 2;
+}
+
 
 /* call require("vma.guest")[fn] with the arguments of this call */
 static int call_lua(lua_State *L, const char *fn)
@@ -148,6 +151,39 @@ static void new_info(lua_State *L)
 {
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);
+}
+
+/* a property of a guest object: pushes its value from the handle */
+typedef struct {
+    const char *name;
+    void (*push)(lua_State *L, void *handle);
+} gprop;
+
+/* __index of a guest object whose userdata starts with its handle (NULL
+ * once closed): its properties while open, then its methods and fields */
+static int index_props(lua_State *L, const char *mt, const gprop *props)
+{
+    void **h = luaL_checkudata(L, 1, mt);
+    const char *k = luaL_checkstring(L, 2);
+    for (const gprop *p = props; *h && p->name; p++)
+        if (strcmp(k, p->name) == 0) {
+            p->push(L, *h);
+            return 1;
+        }
+    return index_with_info(L, mt);
+}
+
+static void free_volume(void *v) { vma_volume_free(v); }
+static void free_fs(void *fs) { vma_fs_free(fs); }
+static void free_file(void *f) { vma_file_free(f); }
+
+/* close: the handle freed and NULL from then on */
+static int close_handle(lua_State *L, const char *mt, void (*free_fn)(void *))
+{
+    void **h = luaL_checkudata(L, 1, mt);
+    free_fn(*h);
+    *h = NULL;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- volumes */
@@ -249,39 +285,18 @@ static int vol_read(lua_State *L)
     return 1;
 }
 
-static const char *piece_kind(vma_piece_kind k)
+static int map_volume(void *h, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud,
+                      GError **err)
 {
-    return k == VMA_PIECE_DATA ? "data" : k == VMA_PIECE_ZERO ? "zero" : "missing";
-}
-
-static int first_piece(const vma_piece *p, void *ud)
-{
-    *(vma_piece *)ud = *p;
-    return 1;
+    return vma_volume_map(h, off, len, fn, ud, err);
 }
 
 static int vol_extents_next(lua_State *L)
 {
     lvolume *lv = luaL_checkudata(L, lua_upvalueindex(1), VOLUME_MT);
-    uint64_t off = (uint64_t)lua_tointeger(L, lua_upvalueindex(2));
-    uint64_t end = (uint64_t)lua_tointeger(L, lua_upvalueindex(3));
-    if (!lv->v || off >= end)
+    if (!lv->v)
         return 0;
-    vma_piece p = {0};
-    GError *e = NULL;
-    if (vma_volume_map(lv->v, off, end - off, first_piece, &p, &e) < 0) {
-        lua_pushstring(L, e->message);
-        g_error_free(e);
-        return lua_error(L);
-    }
-    if (p.length == 0)
-        return 0;
-    lua_pushinteger(L, (lua_Integer)(p.offset + p.length));
-    lua_replace(L, lua_upvalueindex(2));
-    lua_pushinteger(L, (lua_Integer)p.offset);
-    lua_pushinteger(L, (lua_Integer)p.length);
-    lua_pushstring(L, piece_kind(p.kind));
-    return 3;
+    return lvma_extents_step(L, map_volume, lv->v, 2, (uint64_t)lua_tointeger(L, lua_upvalueindex(3)));
 }
 
 /* for offset, length, kind in vol:extents([offset, length]) */
@@ -300,42 +315,60 @@ static int vol_extents(lua_State *L)
     return 1;
 }
 
-/* vol:partitions() -> {scheme=, disk_uuid=, sector=, warning=, {number=,
- * start=, length=, type=, uuid=, name=, extended=, bootable=, truncated=},
- * ...} | false (no table) | nil, message, kind */
-static int vol_partitions(lua_State *L)
+/* the volume at 1 read by a reader of what it may hold (1 found, 0
+ * nothing there, -1 with err): 0 with *out filled, else the values pushed
+ * (false, or nil, message, kind) */
+typedef int (*vol_reader)(vma_volume *v, void *out, GError **err);
+static int read_volume(lua_State *L, vol_reader read, void *out)
 {
-    lvolume *lv = check_volume(L);
-    vma_partition_table t;
     GError *e = NULL;
-    int r = vma_partitions_read(lv->v, &t, &e);
+    int r = read(check_volume(L)->v, out, &e);
     if (r < 0)
         return lvma_push_error(L, e);
     if (r == 0) {
         lua_pushboolean(L, 0);
         return 1;
     }
+    return 0;
+}
+
+static int read_partitions(vma_volume *v, void *out, GError **err)
+{
+    return vma_partitions_read(v, out, err);
+}
+
+static int read_lvm_pv(vma_volume *v, void *out, GError **err)
+{
+    return vma_lvm_pv_read(v, out, err);
+}
+
+/* vol:partitions() -> {scheme=, disk_uuid=, sector=, warning=, {number=,
+ * start=, length=, type=, uuid=, name=, extended=, bootable=, truncated=},
+ * ...} | false (no table) | nil, message, kind */
+static int vol_partitions(lua_State *L)
+{
+    vma_partition_table t;
+    int n = read_volume(L, read_partitions, &t);
+    if (n)
+        return n;
     lua_createtable(L, (int)t.n, 4);
-    set_str(L, "scheme", t.scheme);
-    set_str(L, "disk_uuid", t.disk_uuid);
-    set_int(L, "sector", t.sector);
+    lvma_set_str(L, "scheme", t.scheme);
+    lvma_set_str(L, "disk_uuid", t.disk_uuid);
+    lvma_set_int(L, "sector", t.sector);
     if (t.warning)
-        set_str(L, "warning", t.warning);
+        lvma_set_str(L, "warning", t.warning);
     for (unsigned i = 0; i < t.n; i++) {
         const vma_partition *p = &t.parts[i];
         lua_createtable(L, 0, 9);
-        set_int(L, "number", p->number);
-        set_int(L, "start", (lua_Integer)p->start);
-        set_int(L, "length", (lua_Integer)p->length);
-        set_str(L, "type", p->type);
-        set_str(L, "uuid", p->uuid);
-        set_str(L, "name", p->name);
-        lua_pushboolean(L, p->extended);
-        lua_setfield(L, -2, "extended");
-        lua_pushboolean(L, p->bootable);
-        lua_setfield(L, -2, "bootable");
-        lua_pushboolean(L, p->truncated);
-        lua_setfield(L, -2, "truncated");
+        lvma_set_int(L, "number", p->number);
+        lvma_set_int(L, "start", (lua_Integer)p->start);
+        lvma_set_int(L, "length", (lua_Integer)p->length);
+        lvma_set_str(L, "type", p->type);
+        lvma_set_str(L, "uuid", p->uuid);
+        lvma_set_str(L, "name", p->name);
+        lvma_set_bool(L, "extended", p->extended);
+        lvma_set_bool(L, "bootable", p->bootable);
+        lvma_set_bool(L, "truncated", p->truncated);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     vma_partition_table_clear(&t);
@@ -351,14 +384,14 @@ static int vol_probe(lua_State *L)
     if (vma_volume_probe(lv->v, &p, &e) < 0)
         return lvma_push_error(L, e);
     lua_createtable(L, 0, 6);
-    set_str(L, "type", p.type);
-    set_str(L, "usage", p.usage);
-    set_str(L, "label", p.label);
-    set_str(L, "uuid", p.uuid);
+    lvma_set_str(L, "type", p.type);
+    lvma_set_str(L, "usage", p.usage);
+    lvma_set_str(L, "label", p.label);
+    lvma_set_str(L, "uuid", p.uuid);
     if (p.size)
-        set_int(L, "size", (lua_Integer)p.size);
+        lvma_set_int(L, "size", (lua_Integer)p.size);
     if (p.has_free)
-        set_int(L, "free", (lua_Integer)p.free);
+        lvma_set_int(L, "free", (lua_Integer)p.free);
     return 1;
 }
 
@@ -366,20 +399,14 @@ static int vol_probe(lua_State *L)
  * false (no LVM label) | nil, message, kind */
 static int vol_lvm_pv(lua_State *L)
 {
-    lvolume *lv = check_volume(L);
     vma_lvm_pv pv;
-    GError *e = NULL;
-    int r = vma_lvm_pv_read(lv->v, &pv, &e);
-    if (r < 0)
-        return lvma_push_error(L, e);
-    if (r == 0) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
+    int n = read_volume(L, read_lvm_pv, &pv);
+    if (n)
+        return n;
     lua_createtable(L, 0, 4);
-    set_str(L, "pv_uuid", pv.pv_uuid);
-    set_int(L, "device_size", (lua_Integer)pv.device_size);
-    set_int(L, "data_offset", (lua_Integer)pv.data_offset);
+    lvma_set_str(L, "pv_uuid", pv.pv_uuid);
+    lvma_set_int(L, "device_size", (lua_Integer)pv.device_size);
+    lvma_set_int(L, "data_offset", (lua_Integer)pv.data_offset);
     if (pv.metadata) {
         lua_pushlstring(L, pv.metadata, pv.metadata_len);
         lua_setfield(L, -2, "metadata");
@@ -449,24 +476,10 @@ static int vol_fs(lua_State *L)
     return call_lua(L, "fs");
 }
 
-static int vol_close(lua_State *L)
-{
-    lvolume *lv = luaL_checkudata(L, 1, VOLUME_MT);
-    vma_volume_free(lv->v);
-    lv->v = NULL;
-    return 0;
-}
-
-static int vol_index(lua_State *L)
-{
-    lvolume *lv = luaL_checkudata(L, 1, VOLUME_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (lv->v && strcmp(k, "size") == 0) {
-        lua_pushinteger(L, (lua_Integer)vma_volume_size(lv->v));
-        return 1;
-    }
-    return index_with_info(L, VOLUME_MT);
-}
+static void vol_size(lua_State *L, void *v) { lua_pushinteger(L, (lua_Integer)vma_volume_size(v)); }
+static const gprop volume_props[] = {{"size", vol_size}, {NULL, NULL}};
+static int vol_close(lua_State *L) { return close_handle(L, VOLUME_MT, free_volume); }
+static int vol_index(lua_State *L) { return index_props(L, VOLUME_MT, volume_props); }
 
 static int vol_tostring(lua_State *L)
 {
@@ -491,16 +504,45 @@ static lfs *check_fs(lua_State *L)
     return f;
 }
 
+/* the guest path at argument 2 of f looked up (links at its end followed
+ * or not): 0, or the error pushed (its count) */
+static int lookup_arg(lua_State *L, lfs *f, gboolean follow, vma_stat *st)
+{
+    const char *path = luaL_checkstring(L, 2);
+    GError *e = NULL;
+    return vma_fs_lookup(f->fs, path, follow, st, &e) < 0 ? push_gerror(L, e, path) : 0;
+}
+
+/* what the guest path at argument 2 of the fs at 1 names, looked up and
+ * opened by open (a folder, a walk, a file, a link's target): it, or NULL
+ * with the error pushed (*n values) */
+typedef void *(*ino_open_fn)(vma_fs *fs, uint64_t ino, GError **err);
+static void *open_path(lua_State *L, gboolean follow, ino_open_fn open, vma_stat *st, int *n)
+{
+    lfs *f = check_fs(L);
+    *n = lookup_arg(L, f, follow, st);
+    if (*n)
+        return NULL;
+    GError *e = NULL;
+    void *x = open(f->fs, st->ino, &e);
+    if (!x)
+        *n = push_gerror(L, e, lua_tostring(L, 2));
+    return x;
+}
+
+static void *open_link(vma_fs *fs, uint64_t ino, GError **err) { return vma_fs_readlink(fs, ino, err); }
+static void *open_dir(vma_fs *fs, uint64_t ino, GError **err) { return vma_fs_opendir(fs, ino, err); }
+static void *open_walk(vma_fs *fs, uint64_t ino, GError **err) { return vma_fs_walk(fs, ino, err); }
+static void *open_file(vma_fs *fs, uint64_t ino, GError **err) { return vma_fs_open_file(fs, ino, err); }
+
 /* fs:stat(path [, follow]) -> stat | nil, message, kind */
 static int fs_stat(lua_State *L)
 {
     lfs *f = check_fs(L);
-    const char *path = luaL_checkstring(L, 2);
-    int follow = lua_toboolean(L, 3);
     vma_stat st;
-    GError *e = NULL;
-    if (vma_fs_lookup(f->fs, path, follow, &st, &e) < 0)
-        return push_gerror(L, e, path);
+    int n = lookup_arg(L, f, lua_toboolean(L, 3), &st);
+    if (n)
+        return n;
     push_stat(L, &st);
     return 1;
 }
@@ -508,15 +550,11 @@ static int fs_stat(lua_State *L)
 /* fs:readlink(path) -> target | nil, message, kind */
 static int fs_readlink(lua_State *L)
 {
-    lfs *f = check_fs(L);
-    const char *path = luaL_checkstring(L, 2);
     vma_stat st;
-    GError *e = NULL;
-    if (vma_fs_lookup(f->fs, path, FALSE, &st, &e) < 0)
-        return push_gerror(L, e, path);
-    char *t = vma_fs_readlink(f->fs, st.ino, &e);
+    int n;
+    char *t = open_path(L, FALSE, open_link, &st, &n);
     if (!t)
-        return push_gerror(L, e, path);
+        return n;
     lua_pushstring(L, t);
     g_free(t);
     return 1;
@@ -555,14 +593,7 @@ static int dir_next(lua_State *L)
     lua_pushstring(L, de->name);
     vma_stat st;
     GError *e = NULL;
-    if (vma_fs_stat(f->fs, de->ino, &st, &e) < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, e->message);
-        g_error_free(e);
-        return 3;
-    }
-    push_stat(L, &st);
-    return 2;
+    return push_entry(L, vma_fs_stat(f->fs, de->ino, &st, &e), &st, e);
 }
 
 /* fs:dir(path) -> iterator of name, stat (nil, message for an entry whose
@@ -570,15 +601,11 @@ static int dir_next(lua_State *L)
  * that cannot be a path component) | nil, message, kind */
 static int fs_dir(lua_State *L)
 {
-    lfs *f = check_fs(L);
-    const char *path = luaL_checkstring(L, 2);
     vma_stat st;
-    GError *e = NULL;
-    if (vma_fs_lookup(f->fs, path, TRUE, &st, &e) < 0)
-        return push_gerror(L, e, path);
-    vma_dir *vd = vma_fs_opendir(f->fs, st.ino, &e);
+    int n;
+    vma_dir *vd = open_path(L, TRUE, open_dir, &st, &n);
     if (!vd)
-        return push_gerror(L, e, path);
+        return n;
     lua_pushvalue(L, 1);
     ldir *d = lua_newuserdatauv(L, sizeof(ldir), 0);
     d->d = vd;
@@ -643,14 +670,7 @@ static int walk_next(lua_State *L)
         return 0;
     }
     lua_pushstring(L, path ? path : "");
-    if (r < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, e->message);
-        g_error_free(e);
-        return 3;
-    }
-    push_stat(L, &st);
-    return 2;
+    return push_entry(L, r, &st, e);
 }
 
 /* for relpath, stat in fs:walk(path) ... : every entry under path, depth
@@ -658,15 +678,11 @@ static int walk_next(lua_State *L)
  * is the walker (w:prune() skips the folder just given) */
 static int fs_walk(lua_State *L)
 {
-    lfs *f = check_fs(L);
-    const char *path = luaL_checkstring(L, 2);
     vma_stat st;
-    GError *e = NULL;
-    if (vma_fs_lookup(f->fs, path, TRUE, &st, &e) < 0)
-        return push_gerror(L, e, path);
-    vma_walk *vw = vma_fs_walk(f->fs, st.ino, &e);
+    int n;
+    vma_walk *vw = open_path(L, TRUE, open_walk, &st, &n);
     if (!vw)
-        return push_gerror(L, e, path);
+        return n;
     lua_pushcfunction(L, walk_next);
     lwalk *w = lua_newuserdatauv(L, sizeof(lwalk), 0);
     w->w = vw;
@@ -687,15 +703,11 @@ typedef struct {
 /* fs:open(path) -> file | nil, message, kind (links are followed) */
 static int fs_open(lua_State *L)
 {
-    lfs *f = check_fs(L);
-    const char *path = luaL_checkstring(L, 2);
     vma_stat st;
-    GError *e = NULL;
-    if (vma_fs_lookup(f->fs, path, TRUE, &st, &e) < 0)
-        return push_gerror(L, e, path);
-    vma_file *vf = vma_fs_open_file(f->fs, st.ino, &e);
+    int n;
+    vma_file *vf = open_path(L, TRUE, open_file, &st, &n);
     if (!vf)
-        return push_gerror(L, e, path);
+        return n;
     lgfile *g = lua_newuserdatauv(L, sizeof(lgfile), 1);
     memset(g, 0, sizeof(*g));
     g->f = vf;
@@ -709,37 +721,23 @@ static int fs_open(lua_State *L)
     return 1;
 }
 
-static int fs_close(lua_State *L)
+static int fs_close(lua_State *L) { return close_handle(L, FS_MT, free_fs); }
+
+static void fs_type(lua_State *L, void *fs) { lua_pushstring(L, vma_fs_type(fs)); }
+static void fs_label(lua_State *L, void *fs) { lua_pushstring(L, vma_fs_label(fs)); }
+static void fs_case(lua_State *L, void *fs) { lua_pushboolean(L, vma_fs_case_insensitive(fs)); }
+static void fs_engine(lua_State *L, void *fs)
 {
-    lfs *f = luaL_checkudata(L, 1, FS_MT);
-    vma_fs_free(f->fs);
-    f->fs = NULL;
-    return 0;
+    (void)fs;
+    lua_pushliteral(L, "in-process");
 }
 
 static int fs_index(lua_State *L)
 {
-    lfs *f = luaL_checkudata(L, 1, FS_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (f->fs) {
-        if (strcmp(k, "type") == 0) {
-            lua_pushstring(L, vma_fs_type(f->fs));
-            return 1;
-        }
-        if (strcmp(k, "label") == 0) {
-            lua_pushstring(L, vma_fs_label(f->fs));
-            return 1;
-        }
-        if (strcmp(k, "case_insensitive") == 0) {
-            lua_pushboolean(L, vma_fs_case_insensitive(f->fs));
-            return 1;
-        }
-        if (strcmp(k, "engine") == 0) {
-            lua_pushliteral(L, "in-process");
-            return 1;
-        }
-    }
-    return index_with_info(L, FS_MT);
+    static const gprop props[] = {{"type", fs_type}, {"label", fs_label},
+                                  {"case_insensitive", fs_case}, {"engine", fs_engine},
+                                  {NULL, NULL}};
+    return index_props(L, FS_MT, props);
 }
 
 static int fs_tostring(lua_State *L)
@@ -946,27 +944,17 @@ static int gfile_lines(lua_State *L)
     return 1;
 }
 
+static int map_file(void *h, uint64_t off, uint64_t len, vma_piece_fn fn, void *ud, GError **err)
+{
+    return vma_file_map(h, off, len, fn, ud, err);
+}
+
 static int gfile_extents_next(lua_State *L)
 {
     lgfile *g = luaL_checkudata(L, lua_upvalueindex(1), GFILE_MT);
-    uint64_t off = (uint64_t)lua_tointeger(L, lua_upvalueindex(2));
-    if (!g->f || off >= vma_file_size(g->f))
+    if (!g->f)
         return 0;
-    vma_piece p = {0};
-    GError *e = NULL;
-    if (vma_file_map(g->f, off, vma_file_size(g->f) - off, first_piece, &p, &e) < 0) {
-        lua_pushstring(L, e->message);
-        g_error_free(e);
-        return lua_error(L);
-    }
-    if (p.length == 0)
-        return 0;
-    lua_pushinteger(L, (lua_Integer)(p.offset + p.length));
-    lua_replace(L, lua_upvalueindex(2));
-    lua_pushinteger(L, (lua_Integer)p.offset);
-    lua_pushinteger(L, (lua_Integer)p.length);
-    lua_pushstring(L, piece_kind(p.kind));
-    return 3;
+    return lvma_extents_step(L, map_file, g->f, 2, vma_file_size(g->f));
 }
 
 /* for offset, length, kind in f:extents(): "data", "zero" (holes) or
@@ -1016,26 +1004,17 @@ static int gfile_copy_to(lua_State *L)
     return 1;
 }
 
+/* the file and its read-ahead */
 static int gfile_close(lua_State *L)
 {
     lgfile *g = luaL_checkudata(L, 1, GFILE_MT);
-    vma_file_free(g->f);
-    g->f = NULL;
-    g_free(g->buf);
-    g->buf = NULL;
-    return 0;
+    g_clear_pointer(&g->buf, g_free);
+    return close_handle(L, GFILE_MT, free_file);
 }
 
-static int gfile_index(lua_State *L)
-{
-    lgfile *g = luaL_checkudata(L, 1, GFILE_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (g->f && strcmp(k, "size") == 0) {
-        lua_pushinteger(L, (lua_Integer)vma_file_size(g->f));
-        return 1;
-    }
-    return index_with_info(L, GFILE_MT);
-}
+static void gfile_size(lua_State *L, void *f) { lua_pushinteger(L, (lua_Integer)vma_file_size(f)); }
+static const gprop gfile_props[] = {{"size", gfile_size}, {NULL, NULL}};
+static int gfile_index(lua_State *L) { return index_props(L, GFILE_MT, gfile_props); }
 
 static int gfile_tostring(lua_State *L)
 {

@@ -1,4 +1,5 @@
-/* lvma_os.c - the file and process helpers of the Lua module "vma", over the
+/* lvma_os.c - the file and process helpers of the Lua module "vma" (the
+ * table vma.os; the processes in lvma_proc.c), over the
  * helpers of libvma (os.c): what the bundled commands need beyond Lua's own
  * io and os libraries - stat with block-device sizes, new files that never
  * replace one, renames that never replace, signals that stop long work. */
@@ -25,8 +26,8 @@ static const char *type_name(mode_t m)
          : S_ISSOCK(m) ? "socket" : "other";
 }
 
-/* vma.stat(path) -> {type=, size=, mtime=, mode=, uid=, gid=} | nil, msg;
- * block devices report their size.  vma.lstat: the same of a symbolic link
+/* vma.os.stat(path) -> {type=, size=, mtime=, mode=, uid=, gid=} | nil, msg;
+ * block devices report their size.  vma.os.lstat: the same of a symbolic link
  * itself (type "link") */
 static int do_stat(lua_State *L, gboolean follow)
 {
@@ -44,25 +45,19 @@ static int do_stat(lua_State *L, gboolean follow)
             close(fd);
     }
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, type_name(st.st_mode));
-    lua_setfield(L, -2, "type");
-    lua_pushinteger(L, size);
-    lua_setfield(L, -2, "size");
-    lua_pushinteger(L, (lua_Integer)st.st_mtime);
-    lua_setfield(L, -2, "mtime");
-    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
-    lua_setfield(L, -2, "mode");
-    lua_pushinteger(L, (lua_Integer)st.st_uid);
-    lua_setfield(L, -2, "uid");
-    lua_pushinteger(L, (lua_Integer)st.st_gid);
-    lua_setfield(L, -2, "gid");
+    lvma_set_str(L, "type", type_name(st.st_mode));
+    lvma_set_int(L, "size", size);
+    lvma_set_int(L, "mtime", (lua_Integer)st.st_mtime);
+    lvma_set_int(L, "mode", (lua_Integer)(st.st_mode & 07777));
+    lvma_set_int(L, "uid", (lua_Integer)st.st_uid);
+    lvma_set_int(L, "gid", (lua_Integer)st.st_gid);
     return 1;
 }
 
 static int l_stat(lua_State *L) { return do_stat(L, TRUE); }
 static int l_lstat(lua_State *L) { return do_stat(L, FALSE); }
 
-/* vma.addresses() -> { {name=, family="inet"|"inet6", address=}... }: the
+/* vma.os.addresses() -> { {name=, family="inet"|"inet6", address=}... }: the
  * addresses of this host's interfaces that are up, loopback left out */
 static int l_addresses(lua_State *L)
 {
@@ -82,19 +77,16 @@ static int l_addresses(lua_State *L)
         if (getnameinfo(i->ifa_addr, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
             continue;
         lua_createtable(L, 0, 3);
-        lua_pushstring(L, i->ifa_name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, fam == AF_INET ? "inet" : "inet6");
-        lua_setfield(L, -2, "family");
-        lua_pushstring(L, host);
-        lua_setfield(L, -2, "address");
+        lvma_set_str(L, "name", i->ifa_name);
+        lvma_set_str(L, "family", fam == AF_INET ? "inet" : "inet6");
+        lvma_set_str(L, "address", host);
         lua_rawseti(L, -2, ++n);
     }
     freeifaddrs(list);
     return 1;
 }
 
-/* vma.is_all_holes(path) -> true | false | nil, msg: a regular file that
+/* vma.os.is_all_holes(path) -> true | false | nil, msg: a regular file that
  * holds no data at all (as a volume just allocated by qmrestore) */
 static int l_is_all_holes(lua_State *L)
 {
@@ -111,7 +103,7 @@ static int l_is_all_holes(lua_State *L)
     return 1;
 }
 
-/* vma.access(path, how) -> true | nil, msg: how is a string of "r", "w",
+/* vma.os.access(path, how) -> true | nil, msg: how is a string of "r", "w",
  * "x" (what this process may do with path; "" : it exists) */
 static int l_access(lua_State *L)
 {
@@ -153,7 +145,7 @@ static int l_rmdir(lua_State *L)
     return 1;
 }
 
-/* vma.write_file(path, data [, mode]): a new file (never an existing one),
+/* vma.os.write_file(path, data [, mode]): a new file (never an existing one),
  * fsynced; mode 0600 unless given */
 static int l_write_file(lua_State *L)
 {
@@ -168,7 +160,7 @@ static int l_write_file(lua_State *L)
     return 1;
 }
 
-/* vma.rename(old, new): never replaces an existing file */
+/* vma.os.rename(old, new): never replaces an existing file */
 static int l_rename(lua_State *L)
 {
     GError *e = NULL;
@@ -218,7 +210,7 @@ static void on_signal(int sig)
     vma_interrupt();
 }
 
-/* vma.catch_signals(): SIGINT, SIGTERM and SIGHUP stop long work at the next
+/* vma.os.catch_signals(): SIGINT, SIGTERM and SIGHUP stop long work at the next
  * extent (and interrupt blocked reads and writes), so that the caller can
  * clean up; SIGPIPE is ignored, so that a closed output is an error that
  * is handled like any other */
@@ -236,7 +228,7 @@ static int l_catch_signals(lua_State *L)
     return 0;
 }
 
-/* vma.clock(): seconds on a monotonic clock (for durations) */
+/* vma.os.clock(): seconds on a monotonic clock (for durations) */
 static int l_clock(lua_State *L)
 {
     struct timespec ts;
@@ -270,8 +262,11 @@ static const luaL_Reg os_funcs[] = {
     {NULL, NULL},
 };
 
+/* vma.os: the helpers of this file and of lvma_proc.c, in a table of their
+ * own beside the archive functions of vma */
 void lvma_open_os(lua_State *L)
 {
-    luaL_setfuncs(L, os_funcs, 0);
+    luaL_newlib(L, os_funcs);
     lvma_open_proc(L);
+    lua_setfield(L, -2, "os");
 }

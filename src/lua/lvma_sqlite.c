@@ -33,7 +33,7 @@ typedef struct {
 } ldb;
 
 /* waiting for another process's lock: 10 ms at a time, up to the timeout,
- * and not after a signal (vma.catch_signals): Ctrl-C stops the wait */
+ * and not after a signal (vma.os.catch_signals): Ctrl-C stops the wait */
 static int on_busy(void *ud, int count)
 {
     ldb *d = ud;

@@ -38,13 +38,8 @@ static int parse_uuid(const char *s, uint8_t out[16])
 
 /* ---------------------------------------------------------------- writer */
 
-static lwriter *check_writer(lua_State *L)
-{
-    lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
-    if (!lw->w)
-        luaL_error(L, "attempt to use a closed vma writer");
-    return lw;
-}
+static gboolean writer_open_p(void *self);
+static lwriter *check_writer(lua_State *L) { return lvma_check_open(L, 1, WRITER_MT, writer_open_p); }
 
 /* vma.create(path, {compress=, level=, threads=, uuid=, ctime=, overwrite=,
  * canonical=}) */
@@ -169,15 +164,14 @@ static int write_progress(const vma_write_progress *p, void *ud)
     lvma_progress *pc = ud;
     lua_State *L = pc->L;
     lvma_progress_push(pc);
+    const struct {
+        const char *k;
+        uint64_t v;
+    } f[] = {{"size", p->size}, {"done", p->done}, {"zero_bytes", p->zero_bytes},
+             {"total_done", p->total_done}};
     lua_createtable(L, 0, 5);
-    lua_pushinteger(L, (lua_Integer)p->size);
-    lua_setfield(L, -2, "size");
-    lua_pushinteger(L, (lua_Integer)p->done);
-    lua_setfield(L, -2, "done");
-    lua_pushinteger(L, (lua_Integer)p->zero_bytes);
-    lua_setfield(L, -2, "zero_bytes");
-    lua_pushinteger(L, (lua_Integer)p->total_done);
-    lua_setfield(L, -2, "total_done");
+    for (unsigned i = 0; i < G_N_ELEMENTS(f); i++)
+        lvma_set_int(L, f[i].k, (lua_Integer)f[i].v);
     lua_pushnumber(L, p->elapsed);
     lua_setfield(L, -2, "elapsed");
     return lvma_progress_call(pc);
@@ -186,15 +180,13 @@ static int write_progress(const vma_write_progress *p, void *ud)
 /* w:write_device(id, <vma.source>, {progress = fn}): a module's own image */
 static int write_device_source(lua_State *L, lwriter *lw, lua_Integer id)
 {
-    vma_source_ud *ud = luaL_testudata(L, 3, VMA_SOURCE_MT);
-    if (!ud || ud->abi != VMA_EXT_ABI)
+    vma_ext_ud *ud = lvma_ext_ud(L, 3, VMA_SOURCE_MT);
+    if (!ud)
         return luaL_argerror(L, 3, "a path or a vma.source of this vma expected");
-    if (!ud->ops)
+    if (!ud->ops.source)
         return lvma_push_argerror(L, "the source is closed");
-    ud->hooks.interrupted = vma_interrupted;
-    ud->hooks.domain = VMA_ERROR;
     lvma_progress pc = lvma_progress_from(L, 4);
-    vma_source src = {ud->ops, ud->ctx, ud->size, ud->label};
+    vma_source src = {ud->ops.source, ud->ctx, ud->size, ud->label};
     GError *e = NULL;
     int rc = vma_writer_write_source(lw->w, (uint8_t)id, &src, pc.fn ? write_progress : NULL, &pc,
                                      &e);
@@ -261,12 +253,9 @@ static int writer_stats(lua_State *L)
     vma_device_stats st;
     vma_writer_device_stats(lw->w, (uint8_t)id, &st);
     lua_createtable(L, 0, 3);
-    lua_pushinteger(L, (lua_Integer)st.size);
-    lua_setfield(L, -2, "size");
-    lua_pushinteger(L, (lua_Integer)st.zero_bytes);
-    lua_setfield(L, -2, "zero_bytes");
-    lua_pushinteger(L, (lua_Integer)st.clusters);
-    lua_setfield(L, -2, "clusters");
+    lvma_set_int(L, "size", (lua_Integer)st.size);
+    lvma_set_int(L, "zero_bytes", (lua_Integer)st.zero_bytes);
+    lvma_set_int(L, "clusters", (lua_Integer)st.clusters);
     return 1;
 }
 

@@ -14,14 +14,19 @@
  *   c:pool_full(pool)                     --> boolean
  *   c:sink(pool, ns, image [, {max_bytes =, max_ops =, stall =}])  --> vma.sink
  *   c:source(pool, ns, image, snap [, {window =}])                 --> vma.source
- *   c.timeout, c:close()
+ *   c.timeout, c.who, c:close()
  *   sink:close(), source:close(), source:data_bytes(), x.size, x.label
+ *
+ * Each object is a class of the binding's rules (lvma_class.c, compiled in):
+ * its methods in a table, its properties through getters, and once closed
+ * every method and property but close raises "attempt to use a closed X".
  *
  * ns is the RADOS namespace ("" or nil: none).  Errors are nil, message,
  * code (an errno name; "ENOPOOL" for a pool that does not exist).  The connection is shared, counted, by every image
  * opened through it. */
 #define _GNU_SOURCE
 #include "rbd.h"
+#include "lvma.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -256,24 +261,33 @@ static int l_connect(lua_State *L)
     return 1;
 }
 
+static gboolean cluster_open(void *self) { return ((lcluster *)self)->c != NULL; }
+
 static vrbd_cluster *check_cluster(lua_State *L)
 {
-    lcluster *lc = luaL_checkudata(L, 1, CLUSTER_MT);
-    if (!lc->c)
-        luaL_error(L, "attempt to use a closed Ceph connection");
-    return lc->c;
+    return ((lcluster *)lvma_check_open(L, 1, CLUSTER_MT, cluster_open))->c;
 }
 
-static const char *opt_ns(lua_State *L, int i)
+/* an image named by the arguments pool, ns, image at 2, 3, 4 (ns "" or nil:
+ * none), and its name in messages, "pool[/ns]/image" (a string left on
+ * the stack, collected with it) */
+typedef struct {
+    const char *pool, *ns, *image, *name;
+} image_ref;
+
+static image_ref image_args(lua_State *L)
 {
-    const char *ns = luaL_optstring(L, i, "");
-    return ns;
+    image_ref ir = {luaL_checkstring(L, 2), luaL_optstring(L, 3, ""), luaL_checkstring(L, 4),
+                    NULL};
+    ir.name = *ir.ns ? lua_pushfstring(L, "%s/%s/%s", ir.pool, ir.ns, ir.image)
+                     : lua_pushfstring(L, "%s/%s", ir.pool, ir.image);
+    return ir;
 }
 
-/* pool/ns/image for messages */
-static char *image_name(const char *pool, const char *ns, const char *image)
+static int push_true(lua_State *L)
 {
-    return *ns ? g_strdup_printf("%s/%s/%s", pool, ns, image) : g_strdup_printf("%s/%s", pool, image);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* told apart from a missing image by its code */
@@ -299,66 +313,68 @@ static int open_ioctx(lua_State *L, vrbd_cluster *c, const char *pool, const cha
     return 0;
 }
 
-static int image_error(lua_State *L, int r, const char *pool, const char *ns, const char *image,
-                       const char *snap)
+static int image_error(lua_State *L, int r, const image_ref *ir)
 {
-    (void)snap;
-    char *name = image_name(pool, ns, image);
-    int n;
     if (r == -ENOENT)
-        n = push_fail(L, r, "no RBD image %s", name);
-    else if (r == -EACCES || r == -EPERM)
-        n = push_fail(L, r, "cannot open the RBD image %s: permission denied", name);
-    else if (r == -ETIMEDOUT)
-        n = push_fail(L, r, "cannot open the RBD image %s: Ceph did not answer in time (is an "
-                            "OSD down? ceph -s)", name);
-    else
-        n = push_fail(L, r, "cannot open the RBD image %s: %s", name, g_strerror(-r));
-    g_free(name);
-    return n;
+        return push_fail(L, r, "no RBD image %s", ir->name);
+    if (r == -EACCES || r == -EPERM)
+        return push_fail(L, r, "cannot open the RBD image %s: permission denied", ir->name);
+    if (r == -ETIMEDOUT)
+        return push_fail(L, r, "cannot open the RBD image %s: Ceph did not answer in time (is "
+                               "an OSD down? ceph -s)", ir->name);
+    return push_fail(L, r, "cannot open the RBD image %s: %s", ir->name, g_strerror(-r));
 }
 
 /* open read-only at snap (NULL: the image itself): 0, or the error pushed */
-static int open_ro(lua_State *L, vrbd_cluster *c, const char *pool, const char *ns,
-                   const char *image, const char *snap, rados_ioctx_t *io, rbd_image_t *img)
+static int open_ro(lua_State *L, vrbd_cluster *c, const image_ref *ir, const char *snap,
+                   rados_ioctx_t *io, rbd_image_t *img)
 {
-    int n = open_ioctx(L, c, pool, ns, io);
+    int n = open_ioctx(L, c, ir->pool, ir->ns, io);
     if (n)
         return n;
-    int r = rbd_open_read_only(*io, image, img, snap);
+    int r = rbd_open_read_only(*io, ir->image, img, snap);
     if (r < 0) {
         /* which of the two is missing: the image or its snapshot */
-        int r2 = r == -ENOENT && snap ? rbd_open_read_only(*io, image, img, NULL) : -1;
+        int r2 = r == -ENOENT && snap ? rbd_open_read_only(*io, ir->image, img, NULL) : -1;
         if (r2 == 0)
             rbd_close(*img);
         rados_ioctx_destroy(*io);
-        if (r2 == 0) {
-            char *name = image_name(pool, ns, image);
-            int n2 = push_fail(L, r, "the RBD image %s has no snapshot '%s'", name, snap);
-            g_free(name);
-            return n2;
-        }
-        return image_error(L, r, pool, ns, image, NULL);
+        if (r2 == 0)
+            return push_fail(L, r, "the RBD image %s has no snapshot '%s'", ir->name, snap);
+        return image_error(L, r, ir);
     }
     return 0;
+}
+
+/* the size of an open image: 0, or (the image and io closed) the error
+ * pushed, its count */
+static int get_size(lua_State *L, rados_ioctx_t io, rbd_image_t img, const image_ref *ir,
+                    uint64_t *size)
+{
+    int r = rbd_get_size(img, size);
+    if (r >= 0)
+        return 0;
+    rbd_close(img);
+    rados_ioctx_destroy(io);
+    return image_error(L, r, ir);
 }
 
 static int c_stat(lua_State *L)
 {
     vrbd_cluster *c = check_cluster(L);
-    const char *pool = luaL_checkstring(L, 2), *ns = opt_ns(L, 3), *image = luaL_checkstring(L, 4);
     const char *snap = luaL_optstring(L, 5, NULL);
+    image_ref ir = image_args(L);
     rados_ioctx_t io;
     rbd_image_t img;
-    int n = open_ro(L, c, pool, ns, image, snap, &io, &img);
+    int n = open_ro(L, c, &ir, snap, &io, &img);
     if (n)
         return n;
     uint64_t size = 0;
-    int r = rbd_get_size(img, &size);
+    n = get_size(L, io, img, &ir, &size);
+    if (n)
+        return n;
     rbd_close(img);
     rados_ioctx_destroy(io);
-    if (r < 0)
-        return image_error(L, r, pool, ns, image, snap);
     lua_pushinteger(L, (lua_Integer)size);
     return 1;
 }
@@ -366,88 +382,81 @@ static int c_stat(lua_State *L)
 static int c_create(lua_State *L)
 {
     vrbd_cluster *c = check_cluster(L);
-    const char *pool = luaL_checkstring(L, 2), *ns = opt_ns(L, 3), *image = luaL_checkstring(L, 4);
     lua_Integer size = luaL_checkinteger(L, 5);
+    image_ref ir = image_args(L);
     rados_ioctx_t io;
-    int n = open_ioctx(L, c, pool, ns, &io);
+    int n = open_ioctx(L, c, ir.pool, ir.ns, &io);
     if (n)
         return n;
     int order = 0;
-    int r = rbd_create(io, image, (uint64_t)size, &order);
+    int r = rbd_create(io, ir.image, (uint64_t)size, &order);
     rados_ioctx_destroy(io);
-    if (r < 0) {
-        char *name = image_name(pool, ns, image);
-        if (r == -EEXIST)
-            n = push_fail(L, r, "the RBD image %s exists already", name);
-        else if (r == -ETIMEDOUT && vrbd_pool_full(c, pool) == 1)
-            n = push_fail(L, r, "cannot create the RBD image %s: pool %s is full", name, pool);
-        else if (r == -ETIMEDOUT)
-            n = push_fail(L, r, "cannot create the RBD image %s: Ceph did not answer in time "
-                                "(is an OSD down? ceph -s)", name);
-        else
-            n = push_fail(L, r, "cannot create the RBD image %s: %s", name, g_strerror(-r));
-        g_free(name);
-        return n;
+    if (r == -EEXIST)
+        return push_fail(L, r, "the RBD image %s exists already", ir.name);
+    if (r == -ETIMEDOUT && vrbd_pool_full(c, ir.pool) == 1)
+        return push_fail(L, r, "cannot create the RBD image %s: pool %s is full", ir.name,
+                         ir.pool);
+    if (r == -ETIMEDOUT)
+        return push_fail(L, r, "cannot create the RBD image %s: Ceph did not answer in time "
+                               "(is an OSD down? ceph -s)", ir.name);
+    if (r < 0)
+        return push_fail(L, r, "cannot create the RBD image %s: %s", ir.name, g_strerror(-r));
+    return push_true(L);
+}
+
+/* one try of c:remove, through a connection of its own: 0 or a negative
+ * errno (*nopool set when the pool does not exist) */
+static int remove_once(vrbd_cluster *c, const image_ref *ir, gboolean *nopool)
+{
+    int r;
+    vrbd_cluster *k = vrbd_cluster_child(c, &r);
+    if (!k)
+        return r;
+    rados_ioctx_t io;
+    r = rados_ioctx_create(k->cl, ir->pool, &io);
+    *nopool = r == -ENOENT;
+    if (r == 0) {
+        if (*ir->ns)
+            rados_ioctx_set_namespace(io, ir->ns);
+        r = rbd_remove(io, ir->image);
+        rados_ioctx_destroy(io);
     }
-    lua_pushboolean(L, 1);
-    return 1;
+    vrbd_cluster_unref(k);
+    return r;
 }
 
 /* c:remove(pool, ns, image [, seconds]): retried while the image is busy
  * or Ceph does not answer, for up to seconds (default 0: once).  Each try
  * has a connection of its own: one that has met a dead OSD may keep talking
- * to its old address after it restarted (measured: every try of the shared
- * connection timed out for 25 s after the OSD was back, a new one removed
- * the image in 0.9 s). */
+ * to its old address after it restarted (docs/ceph.md). */
 static int c_remove(lua_State *L)
 {
     vrbd_cluster *c = check_cluster(L);
-    const char *pool = luaL_checkstring(L, 2), *ns = opt_ns(L, 3), *image = luaL_checkstring(L, 4);
     double budget = luaL_optnumber(L, 5, 0);
+    image_ref ir = image_args(L);
     double start = vrbd_now();
     int r;
-    for (;;) {
-        vrbd_cluster *k = vrbd_cluster_child(c, &r);
-        if (k) {
-            rados_ioctx_t io;
-            r = rados_ioctx_create(k->cl, pool, &io);
-            if (r == 0) {
-                if (*ns)
-                    rados_ioctx_set_namespace(io, ns);
-                r = rbd_remove(io, image);
-                rados_ioctx_destroy(io);
-            } else if (r == -ENOENT) {
-                vrbd_cluster_unref(k);
-                return push_nopool(L, pool);
-            }
-            vrbd_cluster_unref(k);
-        }
-        if (r == 0 || r == -ENOENT)
-            break;
-        if ((r != -EBUSY && r != -ETIMEDOUT && r != -EAGAIN) || vrbd_now() - start + 1 > budget)
-            break;
+    gboolean nopool;
+    while ((r = remove_once(c, &ir, &nopool)) != 0 && r != -ENOENT && !nopool &&
+           (r == -EBUSY || r == -ETIMEDOUT || r == -EAGAIN) && vrbd_now() - start + 1 <= budget)
         g_usleep(G_USEC_PER_SEC);
-    }
+    if (nopool)
+        return push_nopool(L, ir.pool);
     if (r == -ENOENT) {
         lua_pushliteral(L, "gone");
         return 1;
     }
-    if (r < 0) {
-        char *name = image_name(pool, ns, image);
-        int n = push_fail(L, r, "cannot remove the RBD image %s: %s%s", name, g_strerror(-r),
-                          r == -EBUSY ? " (it is open somewhere: rbd status)" :
-                          r == -ETIMEDOUT ? " (is an OSD down? ceph -s)" : "");
-        g_free(name);
-        return n;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    if (r < 0)
+        return push_fail(L, r, "cannot remove the RBD image %s: %s%s", ir.name, g_strerror(-r),
+                         r == -EBUSY ? " (it is open somewhere: rbd status)" :
+                         r == -ETIMEDOUT ? " (is an OSD down? ceph -s)" : "");
+    return push_true(L);
 }
 
 static int c_list(lua_State *L)
 {
     vrbd_cluster *c = check_cluster(L);
-    const char *pool = luaL_checkstring(L, 2), *ns = opt_ns(L, 3);
+    const char *pool = luaL_checkstring(L, 2), *ns = luaL_optstring(L, 3, "");
     rados_ioctx_t io;
     int n = open_ioctx(L, c, pool, ns, &io);
     if (n)
@@ -479,10 +488,10 @@ static int c_list(lua_State *L)
 static int c_watchers(lua_State *L)
 {
     vrbd_cluster *c = check_cluster(L);
-    const char *pool = luaL_checkstring(L, 2), *ns = opt_ns(L, 3), *image = luaL_checkstring(L, 4);
+    image_ref ir = image_args(L);
     rados_ioctx_t io;
     rbd_image_t img;
-    int n = open_ro(L, c, pool, ns, image, NULL, &io, &img);
+    int n = open_ro(L, c, &ir, NULL, &io, &img);
     if (n)
         return n;
     size_t max = 16;
@@ -498,7 +507,7 @@ static int c_watchers(lua_State *L)
     rados_ioctx_destroy(io);
     if (r < 0) {
         g_free(w);
-        return image_error(L, r, pool, ns, image, NULL);
+        return image_error(L, r, &ir);
     }
     rbd_watchers_list_cleanup(w, max);
     g_free(w);
@@ -516,15 +525,6 @@ static int c_pool_full(lua_State *L)
     return 1;
 }
 
-static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer dflt)
-{
-    if (!lua_istable(L, t))
-        return dflt;
-    lua_getfield(L, t, k);
-    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : dflt;
-    lua_pop(L, 1);
-    return v;
-}
 
 static double opt_num(lua_State *L, int t, const char *k, double dflt)
 {
@@ -536,181 +536,130 @@ static double opt_num(lua_State *L, int t, const char *k, double dflt)
     return v;
 }
 
+/* ---- sinks and sources: the userdata of lvma_ext.h ---- */
+
+static vma_ext_ud *new_ext(lua_State *L)
+{
+    vma_ext_ud *ud = lua_newuserdatauv(L, sizeof(vma_ext_ud), 0);
+    memset(ud, 0, sizeof(*ud));
+    ud->abi = VMA_EXT_ABI;
+    return ud;
+}
+
+/* the userdata on top (its ops set) holds ctx: of class mt from now on */
+static int ext_ready(lua_State *L, vma_ext_ud *ud, const char *mt, void *ctx, const char *label,
+                     uint64_t size)
+{
+    ud->ctx = ctx;
+    ud->label = label;
+    ud->size = size;
+    luaL_setmetatable(L, mt);
+    return 1;
+}
+
+static gboolean ext_open(void *self) { return ((vma_ext_ud *)self)->ops.sink != NULL; }
+static void ext_size(lua_State *L, void *self)
+{
+    lua_pushinteger(L, (lua_Integer)((vma_ext_ud *)self)->size);
+}
+static void ext_label(lua_State *L, void *self) { lua_pushstring(L, ((vma_ext_ud *)self)->label); }
+
+/* x:close() -> true | nil, message (a second close: true); __gc, __close */
+static int ext_close(lua_State *L, const char *mt, int (*close)(void *ctx, GError **err))
+{
+    vma_ext_ud *ud = luaL_checkudata(L, 1, mt);
+    void *ctx = ud->ctx;
+    gboolean was_open = ext_open(ud);
+    ud->ops.sink = NULL;
+    ud->ctx = NULL;
+    ud->label = "(closed)";
+    GError *e = NULL;
+    if (was_open && close(ctx, &e) < 0)
+        return push_gerror(L, e);
+    return push_true(L);
+}
+
 /* ---- sinks ---- */
 
 static int c_sink(lua_State *L)
 {
     vrbd_cluster *c = check_cluster(L);
-    const char *pool = luaL_checkstring(L, 2), *ns = opt_ns(L, 3), *image = luaL_checkstring(L, 4);
+    image_ref ir = image_args(L);
     /* a connection of its own, which can be fenced alone */
     int r;
     vrbd_cluster *sc = vrbd_cluster_child(c, &r);
     if (!sc)
         return push_fail(L, r, "cannot connect to Ceph as %s: %s", c->who, g_strerror(-r));
     rados_ioctx_t io;
-    int n = open_ioctx(L, sc, pool, ns, &io);
+    rbd_image_t img;
+    uint64_t size = 0;
+    int n = open_ioctx(L, sc, ir.pool, ir.ns, &io);
+    if (!n && (r = rbd_open(io, ir.image, &img, NULL)) < 0) {
+        rados_ioctx_destroy(io);
+        n = image_error(L, r, &ir);
+    }
+    if (!n)
+        n = get_size(L, io, img, &ir, &size);
     if (n) {
         vrbd_cluster_unref(sc);
         return n;
     }
-    rbd_image_t img;
-    r = rbd_open(io, image, &img, NULL);
-    if (r < 0) {
-        rados_ioctx_destroy(io);
-        vrbd_cluster_unref(sc);
-        return image_error(L, r, pool, ns, image, NULL);
-    }
-    uint64_t size = 0;
-    rbd_get_size(img, &size);
     vrbd_sink_opts o = {
-        .max_bytes = (size_t)opt_int(L, 5, "max_bytes", (lua_Integer)64 << 20),
-        .max_ops = (unsigned)opt_int(L, 5, "max_ops", 512),
+        .max_bytes = (size_t)lvma_opt_int(L, 5, "max_bytes", (lua_Integer)64 << 20),
+        .max_ops = (unsigned)lvma_opt_int(L, 5, "max_ops", 512),
         .stall = opt_num(L, 5, "stall", 5),
     };
-    vma_sink_ud *ud = lua_newuserdatauv(L, sizeof(vma_sink_ud), 0);
-    memset(ud, 0, sizeof(*ud));
-    ud->abi = VMA_EXT_ABI;
-    char *name = image_name(pool, ns, image);
-    char *label = g_strdup_printf("rbd:%s", name);
-    g_free(name);
-    vrbd_sink *s = vrbd_sink_new(c, sc, io, img, pool, label, size, &o, &ud->hooks);
+    vma_ext_ud *ud = new_ext(L);
+    char *label = g_strdup_printf("rbd:%s", ir.name);
+    vrbd_sink *s = vrbd_sink_new(c, sc, io, img, ir.pool, label, size, &o, &ud->hooks);
     g_free(label);
-    ud->ops = &vrbd_sink_ops;
-    ud->ctx = s;
-    ud->label = vrbd_sink_label(s);
-    ud->size = size;
-    luaL_setmetatable(L, VMA_SINK_MT);
-    return 1;
+    ud->ops.sink = &vrbd_sink_ops;
+    return ext_ready(L, ud, VMA_SINK_MT, s, vrbd_sink_label(s), size);
 }
 
-static vma_sink_ud *check_sink(lua_State *L)
-{
-    return luaL_checkudata(L, 1, VMA_SINK_MT);
-}
+static int close_sink(void *ctx, GError **err) { return vrbd_sink_close(ctx, err); }
 
 /* sink:close() -> true | nil, message; also __gc and __close */
-static int sink_close(lua_State *L)
-{
-    vma_sink_ud *ud = check_sink(L);
-    if (!ud->ops) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    vrbd_sink *s = ud->ctx;
-    ud->ops = NULL;
-    ud->ctx = NULL;
-    ud->label = "(closed)";
-    GError *e = NULL;
-    if (vrbd_sink_close(s, &e) < 0)
-        return push_gerror(L, e);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int sink_index(lua_State *L)
-{
-    vma_sink_ud *ud = check_sink(L);
-    const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "size") == 0) {
-        lua_pushinteger(L, (lua_Integer)ud->size);
-    } else if (strcmp(k, "label") == 0) {
-        lua_pushstring(L, ud->label);
-    } else if (strcmp(k, "close") == 0) {
-        lua_pushcfunction(L, sink_close);
-    } else {
-        lua_pushnil(L);
-    }
-    return 1;
-}
+static int sink_close(lua_State *L) { return ext_close(L, VMA_SINK_MT, close_sink); }
 
 /* ---- sources ---- */
 
 static int c_source(lua_State *L)
 {
     vrbd_cluster *c = check_cluster(L);
-    const char *pool = luaL_checkstring(L, 2), *ns = opt_ns(L, 3), *image = luaL_checkstring(L, 4);
     const char *snap = luaL_optstring(L, 5, NULL);
+    size_t window = (size_t)lvma_opt_int(L, 6, "window", (lua_Integer)32 << 20);
+    image_ref ir = image_args(L);
     rados_ioctx_t io;
     rbd_image_t img;
-    int n = open_ro(L, c, pool, ns, image, snap, &io, &img);
+    uint64_t size = 0;
+    int n = open_ro(L, c, &ir, snap, &io, &img);
+    if (!n)
+        n = get_size(L, io, img, &ir, &size);
     if (n)
         return n;
-    uint64_t size = 0;
-    int r = rbd_get_size(img, &size);
-    if (r < 0) {
-        rbd_close(img);
-        rados_ioctx_destroy(io);
-        return image_error(L, r, pool, ns, image, snap);
-    }
-    size_t window = (size_t)opt_int(L, 6, "window", (lua_Integer)32 << 20);
-    vma_source_ud *ud = lua_newuserdatauv(L, sizeof(vma_source_ud), 0);
-    memset(ud, 0, sizeof(*ud));
-    ud->abi = VMA_EXT_ABI;
-    char *name = image_name(pool, ns, image);
-    char *label = snap ? g_strdup_printf("rbd:%s@%s", name, snap) : g_strdup_printf("rbd:%s", name);
-    g_free(name);
+    vma_ext_ud *ud = new_ext(L);
+    char *label = snap ? g_strdup_printf("rbd:%s@%s", ir.name, snap) : g_strdup_printf("rbd:%s", ir.name);
     GError *e = NULL;
-    vrbd_source *s = vrbd_source_new(c, io, img, pool, label, size, window, &ud->hooks, &e);
+    vrbd_source *s = vrbd_source_new(c, io, img, ir.pool, label, size, window, &ud->hooks, &e);
     g_free(label);
     if (!s) {
         rbd_close(img);
         rados_ioctx_destroy(io);
         return push_gerror(L, e);
     }
-    ud->ops = &vrbd_source_ops;
-    ud->ctx = s;
-    ud->label = vrbd_source_label(s);
-    ud->size = size;
-    luaL_setmetatable(L, VMA_SOURCE_MT);
-    return 1;
+    ud->ops.source = &vrbd_source_ops;
+    return ext_ready(L, ud, VMA_SOURCE_MT, s, vrbd_source_label(s), size);
 }
 
-static vma_source_ud *check_source(lua_State *L)
-{
-    return luaL_checkudata(L, 1, VMA_SOURCE_MT);
-}
+static int close_source(void *ctx, GError **err) { return vrbd_source_close(ctx, err); }
 
-static int source_close(lua_State *L)
-{
-    vma_source_ud *ud = check_source(L);
-    if (!ud->ops) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    vrbd_source *s = ud->ctx;
-    ud->ops = NULL;
-    ud->ctx = NULL;
-    ud->label = "(closed)";
-    GError *e = NULL;
-    if (vrbd_source_close(s, &e) < 0)
-        return push_gerror(L, e);
-    lua_pushboolean(L, 1);
-    return 1;
-}
+static int source_close(lua_State *L) { return ext_close(L, VMA_SOURCE_MT, close_source); }
 
 static int source_data_bytes(lua_State *L)
 {
-    vma_source_ud *ud = check_source(L);
-    if (!ud->ops)
-        return luaL_error(L, "attempt to use a closed vma.source");
+    vma_ext_ud *ud = lvma_check_open(L, 1, VMA_SOURCE_MT, ext_open);
     lua_pushinteger(L, (lua_Integer)vrbd_source_data_bytes(ud->ctx));
-    return 1;
-}
-
-static int source_index(lua_State *L)
-{
-    vma_source_ud *ud = check_source(L);
-    const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "size") == 0)
-        lua_pushinteger(L, (lua_Integer)ud->size);
-    else if (strcmp(k, "label") == 0)
-        lua_pushstring(L, ud->label);
-    else if (strcmp(k, "close") == 0)
-        lua_pushcfunction(L, source_close);
-    else if (strcmp(k, "data_bytes") == 0)
-        lua_pushcfunction(L, source_data_bytes);
-    else
-        lua_pushnil(L);
     return 1;
 }
 
@@ -726,23 +675,11 @@ static int c_close(lua_State *L)
     return 0;
 }
 
-static int c_index(lua_State *L)
+static void c_timeout(lua_State *L, void *self)
 {
-    lcluster *lc = luaL_checkudata(L, 1, CLUSTER_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "timeout") == 0 && lc->c) {
-        lua_pushnumber(L, lc->c->timeout);
-        return 1;
-    }
-    if (strcmp(k, "who") == 0 && lc->c) {
-        lua_pushstring(L, lc->c->who);
-        return 1;
-    }
-    luaL_getmetatable(L, CLUSTER_MT);
-    lua_getfield(L, -1, "methods");
-    lua_getfield(L, -1, k);
-    return 1;
+    lua_pushnumber(L, ((lcluster *)self)->c->timeout);
 }
+static void c_who(lua_State *L, void *self) { lua_pushstring(L, ((lcluster *)self)->c->who); }
 
 static const luaL_Reg cluster_methods[] = {
     {"stat", c_stat},       {"create", c_create},     {"remove", c_remove},
@@ -750,39 +687,24 @@ static const luaL_Reg cluster_methods[] = {
     {"sink", c_sink},       {"source", c_source},     {"close", c_close},
     {NULL, NULL},
 };
+static const luaL_Reg cluster_meta[] = {{"__gc", c_close}, {"__close", c_close}, {NULL, NULL}};
+static const lvma_getter cluster_getters[] = {{"timeout", c_timeout}, {"who", c_who}, {NULL, NULL}};
+
+/* sinks and sources: size and label */
+static const lvma_getter ext_getters[] = {{"size", ext_size}, {"label", ext_label}, {NULL, NULL}};
+static const luaL_Reg sink_methods[] = {{"close", sink_close}, {NULL, NULL}};
+static const luaL_Reg sink_meta[] = {{"__gc", sink_close}, {"__close", sink_close}, {NULL, NULL}};
+static const luaL_Reg source_methods[] = {
+    {"close", source_close}, {"data_bytes", source_data_bytes}, {NULL, NULL}};
+static const luaL_Reg source_meta[] = {
+    {"__gc", source_close}, {"__close", source_close}, {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_vma_rbd(lua_State *L);
 int luaopen_vma_rbd(lua_State *L)
 {
-    luaL_newmetatable(L, CLUSTER_MT);
-    lua_pushcfunction(L, c_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, c_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, c_close);
-    lua_setfield(L, -2, "__close");
-    lua_newtable(L);
-    luaL_setfuncs(L, cluster_methods, 0);
-    lua_setfield(L, -2, "methods");
-    lua_pop(L, 1);
-
-    luaL_newmetatable(L, VMA_SINK_MT);
-    lua_pushcfunction(L, sink_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, sink_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, sink_close);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
-
-    luaL_newmetatable(L, VMA_SOURCE_MT);
-    lua_pushcfunction(L, source_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, source_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, source_close);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
+    lvma_new_class(L, CLUSTER_MT, cluster_meta, cluster_methods, cluster_getters, cluster_open);
+    lvma_new_class(L, VMA_SINK_MT, sink_meta, sink_methods, ext_getters, ext_open);
+    lvma_new_class(L, VMA_SOURCE_MT, source_meta, source_methods, ext_getters, ext_open);
 
     lua_newtable(L);
     lua_pushcfunction(L, l_connect);

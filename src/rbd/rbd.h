@@ -1,11 +1,14 @@
 /* rbd.h - what the files of the vma.rbd module share (src/rbd): the
  * connection to a cluster, the sink (restore into an image) and the source
  * (back up an image or a snapshot).  The module links librbd, librados and
- * GLib, never libvma: it includes vma.h and lvma_ext.h for the types only. */
+ * GLib, never libvma: it includes vma.h and lvma_ext.h for the types only,
+ * and compiles in libvma's threads (base/thread.c) and the class rules of
+ * the binding (lvma_class.c). */
 #ifndef VMA_RBD_H
 #define VMA_RBD_H
 
 #include "lvma_ext.h"
+#include "base/thread.h"
 
 #include <rados/librados.h>
 #include <rbd/librbd.h>
@@ -31,6 +34,9 @@ vrbd_cluster *vrbd_cluster_child(vrbd_cluster *c, int *r);
  * operations in flight can never land, and the watches it holds go once the
  * OSDs see it; 0 or a negative errno */
 int vrbd_fence(vrbd_cluster *admin, vrbd_cluster *c, unsigned expire);
+
+/* the result of a finished aio operation, which is released */
+ssize_t vrbd_aio_result(rbd_completion_t c);
 
 /* seconds, monotonic */
 double vrbd_now(void);
@@ -79,6 +85,13 @@ const char *vrbd_source_label(const vrbd_source *s);
 /* the bytes the extents cover (what will be read) */
 uint64_t vrbd_source_data_bytes(const vrbd_source *s);
 int vrbd_source_close(vrbd_source *s, GError **err);
+
+/* how long a close waits for what is in flight: a failed one 3 s, else
+ * twice the client timeout and some (60 s without one) */
+double vrbd_close_bound(const vrbd_cluster *c, gboolean failed);
+/* wait (under lock, woken through cond) until *count operations in flight
+ * are none or bound seconds have passed: how many are left */
+unsigned vrbd_drain(vma_mutex *lock, vma_cond *cond, const unsigned *count, double bound);
 
 /* close an image (and destroy io) with a bound on the wait; takes over one
  * reference of c.  0 closed, 1 still closing in the background after bound

@@ -46,8 +46,8 @@ struct vrbd_sink {
     uint64_t size, obj;
     const vma_ext_hooks *hooks;
     vrbd_sink_opts o;
-    GMutex lock;
-    GCond cond;
+    vma_mutex lock;
+    vma_cond cond;
     vrbd_op *head, *tail;  /* in flight, oldest first */
     size_t bytes;
     unsigned nops;
@@ -81,13 +81,9 @@ static int report(vrbd_sink *s, GError **err)
     return -1;
 }
 
-static void op_done(rbd_completion_t c, void *arg)
+/* (locked) an operation leaves the list in flight, with its weight */
+static void unlink_op(vrbd_sink *s, vrbd_op *o, size_t weight)
 {
-    vrbd_op *o = arg;
-    vrbd_sink *s = o->s;
-    ssize_t r = rbd_aio_get_return_value(c);
-    rbd_aio_release(c);
-    g_mutex_lock(&s->lock);
     if (o->prev)
         o->prev->next = o->next;
     else
@@ -96,15 +92,24 @@ static void op_done(rbd_completion_t c, void *arg)
         o->next->prev = o->prev;
     else
         s->tail = o->prev;
-    s->bytes -= o->weight;
+    s->bytes -= weight;
     s->nops--;
+}
+
+static void op_done(rbd_completion_t c, void *arg)
+{
+    vrbd_op *o = arg;
+    vrbd_sink *s = o->s;
+    ssize_t r = vrbd_aio_result(c);
+    vma_mutex_lock(&s->lock);
+    unlink_op(s, o, o->weight);
     if (r < 0 && !s->err) {
         s->err = (int)r;
         s->err_off = o->off;
         s->err_kind = o->kind;
     }
-    g_cond_broadcast(&s->cond);
-    g_mutex_unlock(&s->lock);
+    vma_cond_broadcast(&s->cond);
+    vma_mutex_unlock(&s->lock);
     g_free(o->buf);
     g_free(o);
 }
@@ -119,9 +124,9 @@ static void take_aio_error(vrbd_sink *s)
                      : g_strdup_printf("%s at offset %" G_GUINT64_FORMAT,
                                        s->err_kind == OP_ZERO ? "writing zeros" : "writing",
                                        s->err_off);
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
     char *msg = vrbd_describe(s->c, s->pool, s->err, what);
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     g_free(what);
     set_failed(s, VMA_ERR_IO, msg);
 }
@@ -140,16 +145,16 @@ static int wait_room(vrbd_sink *s, unsigned until, size_t need)
             set_failed(s, VMA_ERR_INTERRUPTED, g_strdup("interrupted"));
             return -1;
         }
-        g_cond_wait_until(&s->cond, &s->lock, g_get_monotonic_time() + G_TIME_SPAN_SECOND / 10);
+        vma_cond_wait_ms(&s->cond, &s->lock, 100);
         if (!s->head)
             continue;
         double now = vrbd_now(), age = now - s->head->t;
         if (age >= s->o.stall && now - s->last_check >= s->o.stall) {
             /* writes that block: a full pool (or OSDs that do not answer) */
             s->last_check = now;
-            g_mutex_unlock(&s->lock);
+            vma_mutex_unlock(&s->lock);
             int full = vrbd_pool_full(s->c, s->pool);
-            g_mutex_lock(&s->lock);
+            vma_mutex_lock(&s->lock);
             if (full == 1) {
                 set_failed(s, VMA_ERR_IO,
                            g_strdup_printf("pool %s is full: Ceph blocks writes to it (a write has "
@@ -171,20 +176,15 @@ static int wait_room(vrbd_sink *s, unsigned until, size_t need)
 static int submit(vrbd_sink *s, int kind, uint64_t off, uint64_t len, char *buf)
 {
     size_t weight = kind == OP_WRITE ? (size_t)len : kind == OP_ZERO ? ZERO_WEIGHT : 0;
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     if (wait_room(s, s->o.max_ops - 1, weight) < 0) {
-        g_mutex_unlock(&s->lock);
+        vma_mutex_unlock(&s->lock);
         g_free(buf);
         return -1;
     }
-    vrbd_op *o = g_new0(vrbd_op, 1);
-    o->s = s;
-    o->buf = buf;
-    o->weight = weight;
-    o->off = off;
-    o->len = len;
-    o->kind = kind;
-    o->t = vrbd_now();
+    vrbd_op *o = g_new(vrbd_op, 1);
+    *o = (vrbd_op){.s = s, .buf = buf, .weight = weight, .off = off, .len = len, .kind = kind,
+                   .t = vrbd_now()};
     o->prev = s->tail;
     if (s->tail)
         s->tail->next = o;
@@ -193,7 +193,7 @@ static int submit(vrbd_sink *s, int kind, uint64_t off, uint64_t len, char *buf)
     s->tail = o;
     s->bytes += weight;
     s->nops++;
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
 
     rbd_completion_t c;
     int r = rbd_aio_create_completion(o, op_done, &c);
@@ -209,18 +209,9 @@ static int submit(vrbd_sink *s, int kind, uint64_t off, uint64_t len, char *buf)
         rbd_aio_release(c);
     }
     /* not submitted: take it out again */
-    g_mutex_lock(&s->lock);
-    if (o->prev)
-        o->prev->next = o->next;
-    else
-        s->head = o->next;
-    if (o->next)
-        o->next->prev = o->prev;
-    else
-        s->tail = o->prev;
-    s->bytes -= weight;
-    s->nops--;
-    g_mutex_unlock(&s->lock);
+    vma_mutex_lock(&s->lock);
+    unlink_op(s, o, weight);
+    vma_mutex_unlock(&s->lock);
     char *what = g_strdup_printf("submitting a write at offset %" G_GUINT64_FORMAT, off);
     set_failed(s, VMA_ERR_IO, vrbd_describe(s->c, s->pool, r, what));
     g_free(what);
@@ -256,10 +247,10 @@ static uint64_t object_end(const vrbd_sink *s, uint64_t off)
 
 static gboolean failed_now(vrbd_sink *s)
 {
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     take_aio_error(s);
     gboolean f = s->failed != NULL;
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
     return f;
 }
 
@@ -322,14 +313,14 @@ static int sink_flush(void *ctx, GError **err)
     vrbd_sink *s = ctx;
     if (failed_now(s) || send_pending(s) < 0)
         return report(s, err);
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     int rc = wait_room(s, 0, 0);
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
     if (rc < 0 || submit(s, OP_FLUSH, 0, 0, NULL) < 0)
         return report(s, err);
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     rc = wait_room(s, 0, 0);
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
     return rc < 0 ? report(s, err) : 0;
 }
 
@@ -361,8 +352,8 @@ vrbd_sink *vrbd_sink_new(vrbd_cluster *admin, vrbd_cluster *c, rados_ioctx_t io,
         s->o.stall = 5;
     rbd_image_info_t info;
     s->obj = rbd_stat(img, &info, sizeof info) == 0 && info.obj_size ? info.obj_size : 4u << 20;
-    g_mutex_init(&s->lock);
-    g_cond_init(&s->cond);
+    vma_mutex_init(&s->lock);
+    vma_cond_init(&s->cond);
     return s;
 }
 
@@ -376,13 +367,8 @@ int vrbd_sink_close(vrbd_sink *s, GError **err)
     s->z_len = 0;
     /* what is in flight completes (or fails: at most 2 T with a dead OSD);
      * after a failure (a dead OSD, a full pool, Ctrl-C) it is given 3 s */
-    double bound = s->failed ? 3 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
-    double start = vrbd_now();
-    g_mutex_lock(&s->lock);
-    while (s->nops && vrbd_now() - start < bound)
-        g_cond_wait_until(&s->cond, &s->lock, g_get_monotonic_time() + G_TIME_SPAN_SECOND / 10);
-    unsigned left = s->nops;
-    g_mutex_unlock(&s->lock);
+    double bound = vrbd_close_bound(s->c, s->failed != NULL);
+    unsigned left = vrbd_drain(&s->lock, &s->cond, &s->nops, bound);
     /* a dead OSD, or a full pool: what cannot be closed is fenced, so that
      * none of its writes lands later and its watch on the image goes (an
      * image it created can then be removed once the OSDs answer again) */
@@ -403,8 +389,8 @@ int vrbd_sink_close(vrbd_sink *s, GError **err)
         vrbd_fence(s->admin, c, 600);
     vrbd_cluster_unref(c);
     vrbd_cluster_unref(s->admin);
-    g_mutex_clear(&s->lock);
-    g_cond_clear(&s->cond);
+    vma_mutex_clear(&s->lock);
+    vma_cond_clear(&s->cond);
     g_free(s->failed);
     g_free(s->pool);
     g_free(s->label);

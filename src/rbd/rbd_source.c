@@ -3,8 +3,8 @@
  *
  * next_data comes from the extents rbd_diff_iterate2 gives from the start
  * of time (NULL) with whole_object = 0: per object that exists, from its
- * start to its highest written byte (a superset of the data, read quickly:
- * measured 0.08 s for an 8 GiB image; unallocated objects are never read).
+ * start to its highest written byte (a superset of the data, found quickly
+ * (docs/performance.md); unallocated objects are never read).
  * The writer's reader thread reads the image in order, one chunk (up to
  * 59 * 64 KiB) at a time; the source reads ahead along the extents, with
  * up to `window` bytes of object-sized aio reads in flight, and pread copies
@@ -40,8 +40,8 @@ struct vrbd_source {
     GArray *ext;          /* extent, sorted, merged, whole clusters */
     uint64_t data_bytes;
     size_t window;
-    GMutex lock;
-    GCond cond;
+    vma_mutex lock;
+    vma_cond cond;
     piece *head, *tail;   /* read ahead, in image order */
     size_t queued;        /* bytes of the pieces */
     unsigned inflight;    /* pieces not done */
@@ -125,14 +125,13 @@ static void piece_done(rbd_completion_t c, void *arg)
 {
     piece *p = arg;
     vrbd_source *s = p->s;
-    ssize_t r = rbd_aio_get_return_value(c);
-    rbd_aio_release(c);
-    g_mutex_lock(&s->lock);
+    ssize_t r = vrbd_aio_result(c);
+    vma_mutex_lock(&s->lock);
     p->r = r;
     p->done = TRUE;
     s->inflight--;
-    g_cond_broadcast(&s->cond);
-    g_mutex_unlock(&s->lock);
+    vma_cond_broadcast(&s->cond);
+    vma_mutex_unlock(&s->lock);
 }
 
 /* drop the pieces that end at or before off (lock held) */
@@ -153,7 +152,7 @@ static void drop_before(vrbd_source *s, uint64_t off)
 static void read_ahead(vrbd_source *s, uint64_t off)
 {
     piece *todo = NULL, **last = &todo;
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     if (s->cur < off) {
         s->cur_ext = ext_find(s, off);
         s->cur = s->cur_ext < s->ext->len ? MAX(off, ext_at(s, s->cur_ext)->off) : s->size;
@@ -183,7 +182,7 @@ static void read_ahead(vrbd_source *s, uint64_t off)
         *last = p;
         last = &p->sub;
     }
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
     /* submitted without the lock: a completion may run at once */
     for (piece *p = todo, *next; p; p = next) {
         next = p->sub;
@@ -195,11 +194,11 @@ static void read_ahead(vrbd_source *s, uint64_t off)
                 rbd_aio_release(c);
         }
         if (r < 0) {
-            g_mutex_lock(&s->lock);
+            vma_mutex_lock(&s->lock);
             p->r = r;
             p->done = TRUE;
             s->inflight--;
-            g_mutex_unlock(&s->lock);
+            vma_mutex_unlock(&s->lock);
         }
     }
 }
@@ -224,7 +223,7 @@ static int wait_piece(vrbd_source *s, piece *p, GError **err)
             g_set_error_literal(err, vrbd_domain(s->hooks), VMA_ERR_INTERRUPTED, "interrupted");
             return -1;
         }
-        g_cond_wait_until(&s->cond, &s->lock, g_get_monotonic_time() + G_TIME_SPAN_SECOND / 10);
+        vma_cond_wait_ms(&s->cond, &s->lock, 100);
         double age = vrbd_now() - p->t;
         /* librbd may take up to 2 T (it re-acquires what it needs first) */
         if (!p->done && s->c->timeout > 0 && age > s->c->timeout + 5)
@@ -246,7 +245,7 @@ static ssize_t src_pread(void *ctx, void *buf, size_t n, uint64_t off, GError **
         n = (size_t)(s->size - off);
     read_ahead(s, off);
     uint64_t pos = off, end = off + n;
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     drop_before(s, off);
     piece *p = s->head;
     while (pos < end) {
@@ -254,7 +253,7 @@ static ssize_t src_pread(void *ctx, void *buf, size_t n, uint64_t off, GError **
             p = p->next;
         if (p && p->off <= pos) {
             if (wait_piece(s, p, err) < 0) {
-                g_mutex_unlock(&s->lock);
+                vma_mutex_unlock(&s->lock);
                 return -1;
             }
             uint64_t stop = MIN(end, p->off + p->len);
@@ -264,18 +263,18 @@ static ssize_t src_pread(void *ctx, void *buf, size_t n, uint64_t off, GError **
         }
         /* not read ahead (outside the extents): read it now */
         uint64_t stop = p ? MIN(end, p->off) : end;
-        g_mutex_unlock(&s->lock);
+        vma_mutex_unlock(&s->lock);
         ssize_t r = rbd_read(s->img, pos, (size_t)(stop - pos), (char *)buf + (pos - off));
         if (r < 0)
             return fail(s, (int)r, pos, err);
         if ((uint64_t)r < stop - pos)
             memset((char *)buf + (pos - off) + r, 0, (size_t)(stop - pos - (uint64_t)r));
         pos = stop;
-        g_mutex_lock(&s->lock);
+        vma_mutex_lock(&s->lock);
         p = s->head; /* the list may have changed meanwhile: look again */
     }
     drop_before(s, end);
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
     read_ahead(s, end);
     return (ssize_t)n;
 }
@@ -287,34 +286,35 @@ const char *vrbd_source_label(const vrbd_source *s)
 
 const vma_source_ops vrbd_source_ops = {src_next_data, src_pread};
 
+/* what the source holds of its own (the image is closed apart) */
+static void source_free(vrbd_source *s)
+{
+    g_array_free(s->ext, TRUE);
+    vma_mutex_clear(&s->lock);
+    vma_cond_clear(&s->cond);
+    g_free(s->pool);
+    g_free(s->label);
+    g_free(s);
+}
+
 vrbd_source *vrbd_source_new(vrbd_cluster *c, rados_ioctx_t io, rbd_image_t img, const char *pool,
                            const char *label, uint64_t size, size_t window,
                            const vma_ext_hooks *hooks, GError **err)
 {
-    vrbd_source *s = g_new0(vrbd_source, 1);
-    s->c = c;
-    s->io = io;
-    s->img = img;
-    s->pool = g_strdup(pool);
-    s->label = g_strdup(label);
-    s->size = size;
-    s->hooks = hooks;
-    s->window = window ? window : (size_t)32 << 20;
+    vrbd_source *s = g_new(vrbd_source, 1);
+    *s = (vrbd_source){.c = c, .io = io, .img = img, .pool = g_strdup(pool),
+                       .label = g_strdup(label), .size = size, .hooks = hooks,
+                       .window = window ? window : (size_t)32 << 20};
     rbd_image_info_t info;
     s->obj = rbd_stat(img, &info, sizeof info) == 0 && info.obj_size ? info.obj_size : 4u << 20;
     s->ext = g_array_new(FALSE, FALSE, sizeof(extent));
-    g_mutex_init(&s->lock);
-    g_cond_init(&s->cond);
+    vma_mutex_init(&s->lock);
+    vma_cond_init(&s->cond);
     int r = rbd_diff_iterate2(img, NULL, 0, size, 1, 0, diff_cb, s);
     if (r < 0) {
         fail(s, r, 0, err);
         g_prefix_error(err, "finding the data of %s: ", label);
-        g_array_free(s->ext, TRUE);
-        g_mutex_clear(&s->lock);
-        g_cond_clear(&s->cond);
-        g_free(s->pool);
-        g_free(s->label);
-        g_free(s);
+        source_free(s);
         return NULL;
     }
     merge_extents(s);
@@ -330,13 +330,8 @@ uint64_t vrbd_source_data_bytes(const vrbd_source *s)
 int vrbd_source_close(vrbd_source *s, GError **err)
 {
     /* reads in flight end, or fail after T; after a failure 3 s at most */
-    double bound = s->failed ? 3 : s->c->timeout > 0 ? 2 * s->c->timeout + 15 : 60;
-    double start = vrbd_now();
-    g_mutex_lock(&s->lock);
-    while (s->inflight && vrbd_now() - start < bound)
-        g_cond_wait_until(&s->cond, &s->lock, g_get_monotonic_time() + G_TIME_SPAN_SECOND / 10);
-    unsigned left = s->inflight;
-    g_mutex_unlock(&s->lock);
+    double bound = vrbd_close_bound(s->c, s->failed);
+    unsigned left = vrbd_drain(&s->lock, &s->cond, &s->inflight, bound);
     if (left) {
         g_atomic_int_inc(&s->c->stuck); /* the pieces stay: their reads may still end */
         g_set_error(err, vrbd_domain(s->hooks), VMA_ERR_IO,
@@ -351,11 +346,6 @@ int vrbd_source_close(vrbd_source *s, GError **err)
         g_free(p);
     }
     vrbd_close_image(s->c, s->io, s->img, s->failed ? 3 : 10);
-    g_array_free(s->ext, TRUE);
-    g_mutex_clear(&s->lock);
-    g_cond_clear(&s->cond);
-    g_free(s->pool);
-    g_free(s->label);
-    g_free(s);
+    source_free(s);
     return 0;
 }

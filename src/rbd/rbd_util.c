@@ -164,59 +164,72 @@ char *vrbd_describe(vrbd_cluster *c, const char *pool, int r, const char *what)
     return g_strdup_printf("%s: %s", what, g_strerror(-r));
 }
 
+ssize_t vrbd_aio_result(rbd_completion_t c)
+{
+    ssize_t r = rbd_aio_get_return_value(c);
+    rbd_aio_release(c);
+    return r;
+}
+
 /* ---- closing with a bound ---- */
 
+double vrbd_close_bound(const vrbd_cluster *c, gboolean failed)
+{
+    return failed ? 3 : c->timeout > 0 ? 2 * c->timeout + 15 : 60;
+}
+
+unsigned vrbd_drain(vma_mutex *lock, vma_cond *cond, const unsigned *count, double bound)
+{
+    double start = vrbd_now();
+    vma_mutex_lock(lock);
+    while (*count && vrbd_now() - start < bound)
+        vma_cond_wait_ms(cond, lock, 100);
+    unsigned left = *count;
+    vma_mutex_unlock(lock);
+    return left;
+}
+
+/* what a closing thread owns: it frees it, and says it is done through
+ * `done` (a reference of its own), which the waiter may have left */
 typedef struct {
-    vrbd_cluster *c;
     rados_ioctx_t io;
     rbd_image_t img;
-    GMutex lock;
-    GCond cond;
-    int state;            /* 0 closing, 1 closed, 2 nobody waits any more */
+    vma_queue *done;
 } closer;
 
-static gpointer close_thread(gpointer data)
+static int closed_token;
+
+static void *close_thread(void *data)
 {
     closer *k = data;
     rbd_close(k->img);
     rados_ioctx_destroy(k->io);
-    g_mutex_lock(&k->lock);
-    if (k->state == 2) {
-        /* the waiter gave up: the cluster stays (stuck), and so does k */
-        g_mutex_unlock(&k->lock);
-        return NULL;
-    }
-    k->state = 1;
-    g_cond_broadcast(&k->cond);
-    g_mutex_unlock(&k->lock);
+    vma_queue_push(k->done, &closed_token);
+    vma_queue_unref(k->done);
+    g_free(k);
     return NULL;
 }
 
 int vrbd_close_image(vrbd_cluster *c, rados_ioctx_t io, rbd_image_t img, double bound)
 {
+    vma_queue *done = vma_queue_new();
     closer *k = g_new0(closer, 1);
-    k->c = c;
     k->io = io;
     k->img = img;
-    g_mutex_init(&k->lock);
-    g_cond_init(&k->cond);
-    GThread *th = g_thread_new("vma-rbd-close", close_thread, k);
-    gint64 deadline = g_get_monotonic_time() + (gint64)(bound * G_TIME_SPAN_SECOND);
-    g_mutex_lock(&k->lock);
-    while (k->state == 0 && g_cond_wait_until(&k->cond, &k->lock, deadline))
-        ;
-    if (k->state == 0) {
-        k->state = 2;
+    k->done = vma_queue_ref(done);
+    vma_thread *th = vma_thread_new("vma-rbd-close", close_thread, k, NULL);
+    if (!th) {
+        close_thread(k); /* no thread to spare: close here, without a bound */
+    } else if (!vma_queue_pop_timeout(done, (unsigned)(bound * 1000), NULL)) {
+        /* still closing: the thread ends on its own; the cluster stays */
+        vma_thread_detach(th);
+        vma_queue_unref(done);
         g_atomic_int_inc(&c->stuck);
-        g_mutex_unlock(&k->lock);
-        g_thread_unref(th);
         return 1;
+    } else {
+        vma_thread_join(th);
     }
-    g_mutex_unlock(&k->lock);
-    g_thread_join(th);
-    g_mutex_clear(&k->lock);
-    g_cond_clear(&k->cond);
-    g_free(k);
+    vma_queue_unref(done);
     vrbd_cluster_unref(c);
     return 0;
 }

@@ -111,10 +111,20 @@ static int count_piece(const vma_piece *p, void *ud)
     return 0;
 }
 
+/* a read's wait for the background decoder: counted, from the threads
+ * that read (the decoder's status taken while it decodes) */
+static int count_wait(const vma_wait_info *w, void *ud)
+{
+    (void)w;
+    g_atomic_int_inc((gint *)ud);
+    return 0;
+}
+
 static void check_archive(const char *path, const uint8_t *d0, const uint8_t *d1, const char *what)
 {
     GError *e = NULL;
-    vma_archive_opts o = {.cache = VMA_CACHE_OFF};
+    gint waits = 0;
+    vma_archive_opts o = {.cache = VMA_CACHE_OFF, .wait = count_wait, .wait_ud = &waits};
     vma_archive *a = vma_archive_open(path, &o, &e);
     CHECK(a != NULL, "%s: open: %s", what, e ? e->message : "");
     g_clear_error(&e);

@@ -6,6 +6,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +255,35 @@ static void test_incomplete_writer(void)
     g_free(arch);
 }
 
+/* a new archive has the mode of a new file (0666 less the umask), and
+ * making it leaves the umask as it was */
+static void test_archive_mode(void)
+{
+    static const mode_t masks[] = {022, 027, 077, 0};
+    mode_t saved = umask(022);
+    for (unsigned i = 0; i < G_N_ELEMENTS(masks); i++) {
+        char *arch = tpath("mode.vma");
+        umask(masks[i]);
+        GError *e = NULL;
+        vma_writer *w = vma_writer_create(arch, NULL, &e);
+        CHECK(w && vma_writer_add_config(w, "a.conf", "x", 1, &e) == 0 &&
+              vma_writer_close(w, &e) == 0, "umask %03o: write: %s", (unsigned)masks[i],
+              e ? e->message : "");
+        g_clear_error(&e);
+        vma_writer_free(w);
+        struct stat st;
+        CHECK(stat(arch, &st) == 0 && (st.st_mode & 07777) == (0666 & ~masks[i]),
+              "umask %03o: the archive's mode is %04o", (unsigned)masks[i],
+              (unsigned)(st.st_mode & 07777));
+        mode_t now = umask(0);
+        CHECK(now == masks[i], "umask %03o: the umask is left as it was (%03o)",
+              (unsigned)masks[i], (unsigned)now);
+        unlink(arch);
+        g_free(arch);
+    }
+    umask(saved);
+}
+
 /* a sparse image goes through write_fd and comes back identical */
 static void test_sparse_fd(void)
 {
@@ -299,6 +332,123 @@ static void test_sparse_fd(void)
     g_free(img);
     g_free(arch);
     g_free(out);
+}
+
+/* ---- salvage on a stream that fails in resync ---- */
+
+/* a good archive (one extent of one cluster), then a bad extent header and
+ * 2 KiB of garbage: salvage goes looking for the next extent header */
+static gchar *salvage_stream(gsize *n)
+{
+    char *arch = tpath("salvage-src.vma");
+    vma_writer *w = vma_writer_create(arch, NULL, NULL);
+    vma_writer_add_device(w, "disk0", VMA_CLUSTER_SIZE, NULL);
+    uint8_t cl[VMA_CLUSTER_SIZE];
+    fill_random(cl, sizeof(cl), 9);
+    vma_writer_write_cluster(w, 1, 0, cl, NULL);
+    CHECK(vma_writer_close(w, NULL) == 0, "salvage: the archive");
+    vma_writer_free(w);
+    gchar *good = NULL;
+    gsize len = 0;
+    g_file_get_contents(arch, &good, &len, NULL);
+    unlink(arch);
+    g_free(arch);
+    gchar *all = g_malloc(len + 2560);
+    memcpy(all, good, len);
+    memset(all + len, 0xaa, 2560);
+    g_free(good);
+    *n = len + 2560;
+    return all;
+}
+
+static void no_damage_note(uint64_t off, const char *what, void *ud)
+{
+    (void)off;
+    (void)what;
+    (*(int *)ud)++;
+}
+
+/* the salvage reader on fd: the first extent, then the second call's
+ * result (its error in *e) */
+static int salvage_second(int fd, int *damage, GError **e)
+{
+    vma_reader *r = vma_reader_open_fd(fd, e);
+    CHECK(r != NULL, "salvage: open: %s", *e ? (*e)->message : "");
+    if (!r)
+        return 99;
+    vma_reader_set_salvage(r, no_damage_note, damage);
+    vma_extent *ext = g_new(vma_extent, 1);
+    int first = vma_reader_next(r, ext, e);
+    CHECK(first == 1, "salvage: the first extent");
+    int rc = vma_reader_next(r, ext, e);
+    g_free(ext);
+    vma_reader_free(r);
+    return rc;
+}
+
+static pthread_t salvage_main;
+static int salvage_fd;
+
+static void on_usr1(int sig) { (void)sig; }
+
+/* once the reader has taken every byte sent, and waits for more in its
+ * search for an extent: Ctrl-C (the flag, then a signal that interrupts
+ * the read) */
+static void *interrupt_when_drained(void *p)
+{
+    (void)p;
+    int left = 1;
+    while (ioctl(salvage_fd, FIONREAD, &left) == 0 && left > 0)
+        g_usleep(1000);
+    g_usleep(100 * 1000);
+    vma_interrupt();
+    pthread_kill(salvage_main, SIGUSR1);
+    return NULL;
+}
+
+/* a read error (the peer of a socket gone: ECONNRESET) or Ctrl-C while
+ * salvage looks for the next extent fails the salvage; it is not "nothing
+ * valid up to the end" */
+static void test_salvage_errors(void)
+{
+    gsize n;
+    gchar *bytes = salvage_stream(&n);
+    int sv[2];
+    /* the read error: all the bytes sent, then the peer closes with data
+     * of ours unread, which makes our next read fail after them */
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    CHECK(vma_write_all(sv[1], bytes, n, NULL) == 0 && write(sv[0], "x", 1) == 1, "send");
+    close(sv[1]);
+    int damage = 0;
+    GError *e = NULL;
+    int rc = salvage_second(sv[0], &damage, &e);
+    CHECK(rc == -1 && e && e->code == VMA_ERR_IO,
+          "salvage: a read error while looking for an extent fails it (%d: %s)", rc,
+          e ? e->message : "no error");
+    g_clear_error(&e);
+
+    /* Ctrl-C while the search waits for more bytes */
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    CHECK(vma_write_all(sv[1], bytes, n, NULL) == 0, "send");
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_usr1; /* no SA_RESTART: the read returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, &old);
+    salvage_main = pthread_self();
+    salvage_fd = sv[0];
+    pthread_t th;
+    pthread_create(&th, NULL, interrupt_when_drained, NULL);
+    damage = 0;
+    rc = salvage_second(sv[0], &damage, &e);
+    pthread_join(th, NULL);
+    CHECK(rc == -1 && e && e->code == VMA_ERR_INTERRUPTED,
+          "salvage: Ctrl-C while looking for an extent fails it (%d: %s)", rc,
+          e ? e->message : "no error");
+    g_clear_error(&e);
+    vma_interrupt_clear();
+    sigaction(SIGUSR1, &old, NULL);
+    close(sv[1]);
+    g_free(bytes);
 }
 
 /* corruptions of a good archive are reported with the right kind */
@@ -670,11 +820,14 @@ int main(int argc, char **argv)
     test_round_trip(VMA_COMPRESS_NONE, "rt.vma");
     test_round_trip(VMA_COMPRESS_ZSTD, "rt.vma.zst");
     test_round_trip(VMA_COMPRESS_GZIP, "rt.vma.gz");
+    test_round_trip(VMA_COMPRESS_LZO, "rt.vma.lzo");
     test_seekable();
     test_levels();
     test_incomplete_writer();
+    test_archive_mode();
     test_sparse_fd();
     test_corruption();
+    test_salvage_errors();
     test_fixtures(fixtures);
     test_bitmap_scale();
     test_cluster_set();

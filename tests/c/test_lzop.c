@@ -1,11 +1,15 @@
-/* test_lzop.c - the lzop decoder (src/lib/lzop.c) on files written by the
- * real lzop program (every option that changes the format), read in pieces
- * of every size, cut at many places, damaged, and forged. */
+/* test_lzop.c - the lzop decoder (src/lib/codec/lzop.c) on files written by
+ * the real lzop program (every option that changes the format), read in
+ * pieces of every size, cut at many places, damaged, and forged; and the
+ * lzop files our writer makes (src/lib/codec/output.c), for every level,
+ * against the lzop program. */
 #include "check.h"
 #include "access/access.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 typedef struct {
@@ -81,11 +85,11 @@ static uint8_t *sample(size_t *len)
     return p;
 }
 
-/* lzop OPTS of the file `in`, through standard input (as vzdump pipes it) */
+/* lzop OPTS of the file `in`, through a pipe (as vzdump pipes it) */
 static uint8_t *lzop_of(const char *in, const char *opts, size_t *len)
 {
     char *out = g_strdup_printf("%s/s.lzo", tmpdir);
-    char *cmd = g_strdup_printf("lzop -c %s < %s > %s", opts, in, out);
+    char *cmd = g_strdup_printf("cat %s | lzop -c %s > %s", in, opts, out);
     uint8_t *data = NULL;
     gsize n = 0;
     if (system(cmd) == 0)
@@ -287,6 +291,68 @@ static void test_forged(void)
     g_byte_array_free(a, TRUE);
 }
 
+/* our writer's lzop file of orig at a level (threads workers, written in
+ * pieces of 100000 bytes): its bytes, or NULL */
+static uint8_t *our_lzop(const uint8_t *orig, size_t olen, int level, int threads, size_t *len)
+{
+    char *path = g_strdup_printf("%s/ours.lzo", tmpdir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    GError *e = NULL;
+    vma_out *o = fd >= 0 ? vma_out_new(fd, VMA_COMPRESS_LZO, level, threads, &e) : NULL;
+    int rc = o ? 0 : -1;
+    for (size_t at = 0; rc == 0 && at < olen; at += 100000)
+        rc = vma_out_write(o, orig + at, MIN((size_t)100000, olen - at), &e);
+    if (rc == 0)
+        rc = vma_out_finish(o, &e);
+    CHECK(rc == 0, "level %d: our lzop file: %s", level, e ? e->message : "");
+    g_clear_error(&e);
+    vma_out_free(o);
+    if (fd >= 0)
+        close(fd);
+    uint8_t *data = NULL;
+    gsize n = 0;
+    char *cmd = g_strdup_printf("lzop -t -q %s", path);
+    CHECK(rc == 0 && system(cmd) == 0, "level %d: lzop -t accepts our file", level);
+    if (rc == 0)
+        g_file_get_contents(path, (char **)&data, &n, NULL);
+    g_free(cmd);
+    unlink(path);
+    g_free(path);
+    *len = n;
+    return data;
+}
+
+/* what our writer makes is what `lzop -c -LEVEL` makes of the same bytes
+ * read from a pipe, but for the header's mode and time: lzop -t and lzop
+ * -d take it, for every level; the bytes do not depend on the threads */
+static void test_our_files(const char *in, const uint8_t *orig, size_t olen)
+{
+    enum { HEADER = 9 + 29 }; /* no name: the same length as lzop's */
+    for (int level = 1; level <= 9; level++) {
+        size_t n, n3, rn;
+        uint8_t *ours = our_lzop(orig, olen, level, 1, &n);
+        uint8_t *ours3 = our_lzop(orig, olen, level, 3, &n3);
+        char *opt = g_strdup_printf("-%d", level);
+        uint8_t *ref = lzop_of(in, opt, &rn);
+        g_free(opt);
+        CHECK(ours && ref && n == rn && memcmp(ours + HEADER, ref + HEADER, n - HEADER) == 0 &&
+              memcmp(ours, ref, 15) == 0 && ours[15] == ref[15] && ours[16] == ref[16],
+              "level %d: our file is lzop's (%zu and %zu bytes)", level, n, rn);
+        CHECK(ours && ours3 && n == n3 && memcmp(ours + HEADER, ours3 + HEADER, n - HEADER) == 0,
+              "level %d: the same bytes with 1 and 3 threads", level);
+        size_t dlen = 0;
+        GError *e = NULL;
+        uint8_t *back = ours ? decode_all(ours, n, 65536, &dlen, &e) : NULL;
+        CHECK(back && !e && dlen == olen && memcmp(back, orig, olen) == 0,
+              "level %d: our file decodes to the bytes written", level);
+        g_clear_error(&e);
+        g_free(back);
+        g_free(ours);
+        g_free(ours3);
+        g_free(ref);
+    }
+}
+
 void test_lzop(void)
 {
     size_t olen;
@@ -299,6 +365,7 @@ void test_lzop(void)
     } else {
         test_real_files(in, orig, olen);
         test_concatenated_and_cut(in, orig, olen);
+        test_our_files(in, orig, olen);
     }
     test_forged();
     unlink(in);

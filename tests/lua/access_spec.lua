@@ -40,7 +40,7 @@ describe_("the disk API", function()
       for _, name in ipairs(fx.names) do
         local d = assert(r:disk(name))
         local raw = fx.disks[name]
-        local size = vma.stat(raw).size
+        local size = vma.os.stat(raw).size
         assert.are.equal(size, d.size)
         for i = 1, 300 do
           local off, len
@@ -103,7 +103,7 @@ describe_("the disk API", function()
   -- the spill file of a compressible .vma.zst: open (unlinked) in spill_dir
   -- once frames were read out of order, none with spill_mb = 0
   local function spill_files(sdir)
-    local _, out = H.sh("ls -l /proc/" .. vma.getpid() .. "/fd")
+    local _, out = H.sh("ls -l /proc/" .. vma.os.getpid() .. "/fd")
     local n = 0
     for _ in out:gmatch(sdir:gsub("%p", "%%%0") .. "/[^\n]-%(deleted%)") do n = n + 1 end
     return n

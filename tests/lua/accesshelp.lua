@@ -14,7 +14,7 @@ A.PVE = H.fixtures .. "/proxmox"
 
 local function abs(p)
   if p:sub(1, 1) == "/" then return p end
-  return (vma.realpath(p) or p)
+  return (vma.os.realpath(p) or p)
 end
 A.bin = abs(H.bin)
 A.root = abs(H.root)
@@ -245,7 +245,7 @@ function A.start(dir, ...)
       b.pid = tonumber(p:match("%d+"))
       break
     end
-    vma.sleep(0.01)
+    vma.os.sleep(0.01)
   end
   assert(b.pid, "the background vma did not start")
   A.running = A.running or {}
@@ -259,7 +259,7 @@ function A.status(b, secs)
   for i = 0, tries do
     local rc = H.read(b.rcf)
     if rc and rc:match("%d+\n") then return tonumber(rc:match("%d+")) end
-    if i < tries then vma.sleep(0.02) end
+    if i < tries then vma.os.sleep(0.02) end
   end
   return nil
 end
@@ -271,7 +271,7 @@ function A.wait_output(b, pattern, secs)
     local out = H.read(b.out) or ""
     if out:match(pattern) then return out end
     if A.status(b) then return nil, "ended: " .. (H.read(b.err) or "") end
-    vma.sleep(0.02)
+    vma.os.sleep(0.02)
   end
   return nil, "timed out; stderr: " .. (H.read(b.err) or "")
 end

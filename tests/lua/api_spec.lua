@@ -24,6 +24,26 @@ describe("the vma module", function()
     assert.matches("bad uuid", msg)
   end)
 
+  it("keeps the system helpers in vma.os only (docs/lua-api.md: Moved to vma.os)", function()
+    local moved = { "stat", "lstat", "addresses", "is_all_holes", "mkdir", "rmdir", "write_file",
+      "rename", "fsync_dir", "isatty", "terminal_width", "catch_signals", "interrupted", "spawn",
+      "wait", "kill", "sleep", "mkdtemp", "realpath", "getpid", "fork", "access", "clock" }
+    for _, name in ipairs(moved) do
+      assert.are.equal("function", type(vma.os[name]), "vma.os." .. name)
+      assert.is_nil(rawget(vma, name), "vma." .. name)
+    end
+    local names = {}
+    for k in pairs(vma.os) do names[#names + 1] = k end
+    table.sort(names)
+    table.sort(moved)
+    assert.are.same(moved, names)
+    assert.are.equal("file", assert(vma.os.stat(A)).type)
+    local doc = assert(io.open(H.root .. "/docs/lua-api.md")):read("a")
+    for _, name in ipairs(moved) do
+      assert.truthy(doc:find("- `vma." .. name .. "` → `vma.os." .. name .. "`", 1, true), name)
+    end
+  end)
+
   it("an archive file is read as often as asked, a stream once; it closes twice safely", function()
     local r = assert(vma.open(A))
     local first = assert(r:verify())
@@ -90,5 +110,37 @@ describe("the vma module", function()
     assert.is_nil(ok)
     assert.matches("not a regular file or a block device", msg)
     w:abort()
+  end)
+end)
+
+describe("vma.os.spawn and vma.process", function()
+  local process = require "vma.process"
+
+  it("runs a program without a shell and, with capture, returns how it ended and what it wrote", function()
+    local how, code, out, err = vma.os.spawn({ "sh", "-c", "echo out; echo err >&2; exit 3" },
+      { capture = true })
+    assert.are.same({ "exit", 3, "out\n", "err\n" }, { how, code, out, err })
+    -- a word is never parsed by a shell
+    how, code, out = vma.os.spawn({ "echo", "$(id); rm -rf x" }, { capture = true })
+    assert.are.same({ "exit", 0, "$(id); rm -rf x\n" }, { how, code, out })
+    -- far more error output than a pipe holds, beside output: no deadlock
+    how, code, out, err = vma.os.spawn({ "sh", "-c", "head -c 300000 /dev/zero >&2; echo done" },
+      { capture = true })
+    assert.are.same({ "exit", 0, "done\n", 300000 }, { how, code, out, #err })
+    how, code = vma.os.spawn({ "sh", "-c", "kill -TERM $$" }, { capture = true })
+    assert.are.same({ "signal", 15 }, { how, code })
+    local ok, msg = vma.os.spawn({ "no-such-program-here" }, { capture = true })
+    assert.is_nil(ok)
+    assert.matches("cannot run no%-such%-program%-here", msg)
+  end)
+
+  it("process.run: true and the output, or a message with the program's own words", function()
+    assert.are.same({ true, "a b\n" }, { process.run { "echo", "a", "b" } })
+    local ok, msg = process.run { "sh", "-c", "echo 'no such volume group' >&2; exit 5" }
+    assert.is_nil(ok)
+    assert.are.equal("sh failed (exit 5): no such volume group", msg)
+    assert.is_truthy(process.which("sh"))
+    assert.is_nil(process.which("no-such-program-here"))
+    assert.are.equal("'a b' 'it'\\''s'", process.command_line { "a b", "it's" })
   end)
 end)

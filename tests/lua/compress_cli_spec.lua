@@ -42,7 +42,7 @@ local function write_archive(path, img, opts)
   local o = { uuid = UUID, ctime = CTIME, overwrite = true }
   for k, v in pairs(opts or {}) do o[k] = v end
   local w = assert(vma.create(path, o))
-  local id = assert(w:add_device("drive-scsi0", assert(vma.stat(img)).size))
+  local id = assert(w:add_device("drive-scsi0", assert(vma.os.stat(img)).size))
   assert(w:add_config("qemu-server.conf", "memory: 512\n"))
   assert(w:write_device(id, img))
   assert(w:close())

@@ -34,7 +34,7 @@ local function one_json(out)
 end
 
 local function mode_of(path)
-  local st = vma.stat(path)
+  local st = vma.os.stat(path)
   return st and string.format("%04o", st.mode) or nil
 end
 
@@ -240,7 +240,7 @@ echo "  $last"
     end)
 
     local function can_use_dev()
-      if not vma.stat("/dev/zvol") then
+      if not vma.os.stat("/dev/zvol") then
         if not os.execute("mkdir /dev/zvol 2>/dev/null") then return false end
         created_zvol = true
       end
@@ -583,7 +583,7 @@ describe("item 4: signals leave nothing behind", function()
     local function running(p)
       assert.is_true(wait_for(function()
         for _, f in ipairs(H.ls(dir) or {}) do
-          local st = f:match("^%.tmp%-vma%-") and vma.stat(dir .. "/" .. f)
+          local st = f:match("^%.tmp%-vma%-") and vma.os.stat(dir .. "/" .. f)
           if st and st.size > 0 then return true end
         end
         return false
@@ -1068,7 +1068,7 @@ describe("item 7: salvage", function()
     assert.are.equal(3, rc, err)
     assert.are.equal("DEVINFO " .. dir .. "/x/tmp-disk-drive-scsi0.raw 10737418240\n", out)
     assert.are.same({ "disk-drive-scsi0.raw", "qemu-server.conf" }, H.ls(dir .. "/x"))
-    assert.are.equal(10737418240, vma.stat(dir .. "/x/disk-drive-scsi0.raw").size)
+    assert.are.equal(10737418240, vma.os.stat(dir .. "/x/disk-drive-scsi0.raw").size)
     local _, blocks = H.sh("stat -c %b " .. H.q(dir .. "/x/disk-drive-scsi0.raw"))
     assert.is_true(tonumber(blocks) * 512 < 16 * 1048576, "not sparse: " .. blocks .. " blocks")
     assert.are.equal(table.concat({
@@ -1590,10 +1590,10 @@ return {
       assert.are.equal(dir .. " is a folder, not a disk image", err)
     end)
 
-    it("vma.write_file's mode", function()
-      assert.is_true(vma.write_file(dir .. "/f", "x"))
+    it("vma.os.write_file's mode", function()
+      assert.is_true(vma.os.write_file(dir .. "/f", "x"))
       assert.are.equal("0600", mode_of(dir .. "/f"))
-      assert.is_truthy(api:find("**`vma.write_file(path, data, mode)`** creates a new file with exactly\n"
+      assert.is_truthy(api:find("**`vma.os.write_file(path, data, mode)`** creates a new file with exactly\n"
         .. "  `mode` (default 0600, `tonumber(\"600\", 8)`; the umask does not apply", 1, true))
     end)
 
@@ -1602,9 +1602,9 @@ return {
       assert.is_nil(api:find("A second signal of the same kind ends the process", 1, true))
       -- a process that catches signals gets two SIGINTs and SIGTERM, and lives on
       local rc, out, err = H.sh("LUA_CPATH=" .. H.q(H.root .. "/build/?.so;;") .. " lua5.4 -e "
-        .. H.q("local vma = require 'vma'; vma.catch_signals(); "
-          .. "for _, s in ipairs { 'INT', 'INT', 'TERM' } do assert(vma.kill(vma.getpid(), s)) end; "
-          .. "vma.sleep(0.1); print(vma.interrupted())"))
+        .. H.q("local vma = require 'vma'; vma.os.catch_signals(); "
+          .. "for _, s in ipairs { 'INT', 'INT', 'TERM' } do assert(vma.os.kill(vma.os.getpid(), s)) end; "
+          .. "vma.os.sleep(0.1); print(vma.os.interrupted())"))
       assert.are.equal(0, rc, err)
       assert.are.equal("true\n", out)
     end)

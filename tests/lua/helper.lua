@@ -59,7 +59,7 @@ function H.write(path, data)
 end
 
 function H.exists(path)
-  return vma.stat(path) ~= nil
+  return vma.os.stat(path) ~= nil
 end
 
 function H.ls(dir)

@@ -194,7 +194,7 @@ describe("instant access", function()
         seen = true
         break
       end
-      vma.sleep(0.002)
+      vma.os.sleep(0.002)
     end
     assert.is_true(seen, "the decoder started")
     assert.are.same({}, files(cache, "%.vma%.zst$"), "stopped before its end")
@@ -259,13 +259,13 @@ describe("instant access", function()
       local rc, _, err = H.sh("VMA_CACHE_MB=30 VMA_CACHE_DIR=" .. H.q(cache) .. " " .. H.q(A.bin)
         .. " cache add -q " .. H.q(dir .. "/lim" .. i .. ".vma.gz"))
       assert.are.equal(0, rc, err)
-      vma.sleep(1.1) -- a later use is a later second
+      vma.os.sleep(1.1) -- a later use is a later second
     end
     add(1)
     add(2)
     -- lim1 used again: lim2 is now the least recently used
     assert.are.equal(0, (vma_in(cache, "cat", dir .. "/lim1.vma.gz", "scsi0", "--length", "4K", "-q")))
-    vma.sleep(1.1)
+    vma.os.sleep(1.1)
     add(3)
     local rc, out = vma_in(cache, "cache", "ls", "--json")
     assert.are.equal(0, rc)

@@ -179,7 +179,7 @@ describe("vma mount", function()
     local b = A.start(dir, "mount", "-f", fx.plain, m)
     for _ = 1, 500 do
       if A.is_mounted(m) then break end
-      require("vma").sleep(0.01)
+      require("vma").os.sleep(0.01)
     end
     assert.is_true(A.is_mounted(m), H.read(b.err))
     assert.is_true(A.same(fx.disks["drive-sata0"], m .. "/drive-sata0.raw"))
@@ -232,6 +232,27 @@ describe("vma mount", function()
       assert.is_truthy(err:match("^vma%-fuse: "), err)
       assert.are.same({}, A.mounts_under(dir), name)
     end
+  end)
+
+  it("vma-fuse reads its command line with fuse_opt_parse: --label=NAME, -o lists, usage errors", function()
+    local fuse = H.q(A.root .. "/build/vma-fuse")
+    local full = newdir()
+    H.write(full .. "/x", "")
+    -- --label=NAME and --expect=MD5 (the = forms), a -o list: the run gets as
+    -- far as the folder, and names itself as told
+    local rc, _, err = H.sh(fuse .. " --label=named --expect=00 -o ro,allow_other " .. H.q(fx.plain)
+      .. " " .. H.q(full))
+    assert.are.equal(1, rc, err)
+    assert.are.equal("named: " .. full .. " is not empty\n", err)
+    rc, _, err = H.sh(fuse .. " --label named --bogus " .. H.q(fx.plain) .. " " .. H.q(full))
+    assert.are.equal(2, rc)
+    assert.matches("^named: unknown option %-%-bogus\nusage: vma%-fuse ", err)
+    rc, _, err = H.sh(fuse .. " " .. H.q(fx.plain))
+    assert.are.equal(2, rc)
+    assert.matches("^usage: vma%-fuse ", err)
+    rc, _, err = H.sh(fuse .. " --help")
+    assert.are.equal(0, rc)
+    assert.matches("^usage: vma%-fuse .*%-%-no%-cache%] ARCHIVE DIR\n$", err)
   end)
 
   it("umount refuses what vma did not mount", function()

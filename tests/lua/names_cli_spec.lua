@@ -15,7 +15,7 @@ local function make_archive(path, devs)
   local w = assert(vma.create(path))
   local ids = {}
   for i, d in ipairs(devs) do
-    local st = assert(vma.stat(d[2]))
+    local st = assert(vma.os.stat(d[2]))
     ids[i] = assert(w:add_device(d[1], st.size))
   end
   for i, d in ipairs(devs) do assert(w:write_device(ids[i], d[2])) end

@@ -50,7 +50,7 @@ local function tmp_of(dir)
 end
 
 local function mode_of(path)
-  local st = vma.stat(path)
+  local st = vma.os.stat(path)
   return st and string.format("%04o", st.mode) or nil
 end
 
@@ -60,7 +60,7 @@ local function make_archive(path, configs, devs)
   local w = assert(vma.create(path))
   for _, c in ipairs(configs) do assert(w:add_config(c[1], c[2])) end
   local ids = {}
-  for i, d in ipairs(devs) do ids[i] = assert(w:add_device(d[1], assert(vma.stat(d[2])).size)) end
+  for i, d in ipairs(devs) do ids[i] = assert(w:add_device(d[1], assert(vma.os.stat(d[2])).size)) end
   for i, d in ipairs(devs) do assert(w:write_device(ids[i], d[2])) end
   assert(w:close())
 end
@@ -80,7 +80,7 @@ describe("extract: nothing under its final name before the restore is complete",
     local pid, log = start(dir, "extract", "-r", dir .. "/map", dir .. "/a.vma", dir .. "/x")
     assert.is_true(wait_for(function()
       local t = tmp_of(dir)
-      local st = t and vma.stat(t)
+      local st = t and vma.os.stat(t)
       return st ~= nil and st.size > 0
     end, 10), "the restore did not start: " .. tostring(H.read(log)))
     sleep(0.5)
@@ -145,7 +145,7 @@ describe("extract: only what it made is removed, and no symbolic link is written
     assert.are.equal(1, rc)
     assert.are.equal("vma extract: " .. dir .. "/tgt/vm-100-disk-0.raw already exists (not writing "
       .. "over it; --force writes over it, zeros included)\n", err)
-    assert.are.equal("link", vma.lstat(dir .. "/tgt/vm-100-disk-0.raw").type)
+    assert.are.equal("link", vma.os.lstat(dir .. "/tgt/vm-100-disk-0.raw").type)
     assert.are.same({ "vm-100-disk-0.raw" }, H.ls(dir .. "/tgt"))
     assert.is_false(H.exists(dir .. "/ex"))
     -- a restore map line naming it
@@ -154,7 +154,7 @@ describe("extract: only what it made is removed, and no symbolic link is written
     assert.are.equal(1, rc)
     assert.are.equal("vma extract: target " .. dir .. "/tgt/vm-100-disk-0.raw is a symbolic link to "
       .. "nothing\n", err)
-    assert.are.equal("link", vma.lstat(dir .. "/tgt/vm-100-disk-0.raw").type)
+    assert.are.equal("link", vma.os.lstat(dir .. "/tgt/vm-100-disk-0.raw").type)
   end)
 
   it("--force never follows a symbolic link out of the target folder", function()
@@ -164,7 +164,7 @@ describe("extract: only what it made is removed, and no symbolic link is written
     assert.are.equal("vma extract: target " .. dir .. "/tgt/vm-100-disk-0.raw is a symbolic link: "
       .. "not writing through it\n", err)
     assert.are.equal(string.rep("V", #DISK0), H.read(dir .. "/elsewhere/victim.img"))
-    assert.are.equal("link", vma.lstat(dir .. "/tgt/vm-100-disk-0.raw").type)
+    assert.are.equal("link", vma.os.lstat(dir .. "/tgt/vm-100-disk-0.raw").type)
     assert.are.same({ "vm-100-disk-0.raw" }, H.ls(dir .. "/tgt"))
     assert.is_false(H.exists(dir .. "/ex"))
   end)
@@ -240,7 +240,7 @@ describe("extract -r: a 0: line onto a file that holds data", function()
     assert.are.equal(0, rc, err)
     assert.are.equal("", err)
     assert.matches("^DEV: dev_id=1 size: 2097152 devname: drive%-scsi0\nCTIME: [^\n]+\n$", out)
-    assert.are.equal(size, vma.stat(dir .. "/t.raw").size)
+    assert.are.equal(size, vma.os.stat(dir .. "/t.raw").size)
     local t = H.read(dir .. "/t.raw")
     assert.is_true(t:sub(1, 32 * 65536) == H.read(dir .. "/img.raw"))
     assert.is_true(t:sub(32 * 65536 + 1) == string.rep("\0", MiB))

@@ -293,7 +293,7 @@ describe("qmrestore simulation", function()
         .. "163840 clusters %(first missing: cluster 23%)\n$", res.err)
       assert.is_false(H.exists(res.dir))
       local t = res.targets["drive-scsi0"]
-      assert.are.equal(10737418240, require("vma").stat(t.path).size)
+      assert.are.equal(10737418240, require("vma").os.stat(t.path).size)
     end)
 
     it("a target vma created itself (not allocated) is removed again", function()

@@ -324,6 +324,42 @@ end
     assert.is_true(now() - t0 < 20)
   end)
 
+  it("vma.rbd's objects: methods and properties, and once closed they raise 'closed'", function()
+    if not ready() then return end
+    local script = dir .. "/closed.lua"
+    H.write(script, [[
+local rbd = require "vma.rbd"
+local c = assert(rbd.connect { conf = os.getenv("CEPH_CONF") })
+assert(type(c.timeout) == "number" and c.who == "client.admin", "the connection's properties")
+assert(c.nosuchkey == nil, "an unknown key is nil")
+assert(c:create("rbd", "", "closedtest", 1048576))
+local s = assert(c:sink("rbd", "", "closedtest"))
+assert(s.size == 1048576 and s.label == "rbd:rbd/closedtest", "the sink's properties")
+assert(s:close() == true and s:close() == true, "a sink closes once, then again quietly")
+local function closed(f, what)
+  local ok, err = pcall(f)
+  assert(not ok and tostring(err):find("attempt to use a closed " .. what, 1, true), tostring(err))
+end
+closed(function() return s.size end, "vma.sink")
+closed(function() return s.label end, "vma.sink")
+local src = assert(c:source("rbd", "", "closedtest"))
+assert(src.size == 1048576 and src:data_bytes() == 0, "the source's properties")
+assert(src:close() == true)
+closed(function() return src:data_bytes() end, "vma.source")
+closed(function() return src.label end, "vma.source")
+assert(c:remove("rbd", "", "closedtest"))
+c:close()
+c:close()
+closed(function() return c:list("rbd") end, "vma.rbd.cluster")
+closed(function() return c.timeout end, "vma.rbd.cluster")
+print("all held")
+]])
+    local rc, out, err = sh("LUA_CPATH=" .. H.q(ROOT .. "/build/cmod/?.so;;") .. " lua5.4 " .. H.q(script))
+    assert.are.equal(0, rc, err)
+    assert.are.equal("all held\n", out)
+    assert.is_nil(images().closedtest)
+  end)
+
   if ONLY_CLI then return end
 
   it("is valgrind clean: a restore into RBD, a backup of a snapshot, a failed restore", function()

@@ -387,7 +387,7 @@ describe("the index cache file", function()
     assert.are.equal(0, rc, err)
     assert.is_true(out == fx.img)
     assert.is_true(is_regular(p))
-    local size = vma.stat(p).size
+    local size = vma.os.stat(p).size
     assert.is_true(size < 1 << 20, tostring(size))
   end)
 end)

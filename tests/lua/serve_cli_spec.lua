@@ -255,7 +255,7 @@ describe("vma serve", function()
   it("--listen 0.0.0.0 warns that NBD has no authentication and prints a reachable address", function()
     if not A.need("nbdkit", "nbdinfo") then return end
     local v4
-    for _, a in ipairs(require("vma").addresses()) do
+    for _, a in ipairs(require("vma").os.addresses()) do
       if a.family == "inet" then v4 = v4 or a.address end
     end
     if not v4 then pending("this host has no IPv4 address but the loopback") return end

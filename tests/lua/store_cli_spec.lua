@@ -231,7 +231,7 @@ describe("the backup store", function()
       local n13 = "vzdump-qemu-101-2025_01_13-01_00_00.vma"
       local path = dir .. "/" .. n13
       local data = H.read(path)
-      local mtime = vma.stat(path).mtime
+      local mtime = vma.os.stat(path).mtime
       local hsize = string.unpack(">I4", data, 57)
       local header = data:sub(1, 24) .. string.pack(">i8", 12345) .. string.rep("\0", 16)
         .. data:sub(49, hsize)
@@ -239,7 +239,7 @@ describe("the backup store", function()
       os.remove(path)
       H.write(path, header .. data:sub(hsize + 1))
       assert(os.execute("touch -d @" .. mtime .. " " .. q(path)))
-      assert.equal(#data, vma.stat(path).size)
+      assert.equal(#data, vma.os.stat(path).size)
       assert.equal(0, (run("verify", "-q", "--no-catalog", path)))
       rc, obj = run_json("catalog", "--json", "-v", dir)
       assert.equal(1, obj.catalogs[1].read)
@@ -271,9 +271,9 @@ describe("the backup store", function()
         n = tonumber(out:match("%d+")) or 0
         if n >= 1 then break end
       end
-      vma.sleep(0.005)
+      vma.os.sleep(0.005)
     end
-    vma.kill(pid, "KILL")
+    vma.os.kill(pid, "KILL")
     os.execute("sleep 0.2")
     local _, out = H.sh("sqlite3 -batch " .. q(part) .. " 'SELECT count(*) FROM archives'")
     local left = tonumber(out:match("%d+"))
@@ -283,15 +283,15 @@ describe("the backup store", function()
     -- lost, nothing half written
     local lock = assert(vma.sqlite_open(part))
     assert(lock:exec("BEGIN IMMEDIATE"))
-    pid = assert(vma.spawn({ H.bin, "catalog", "-q", "--verify", "--db", part, dir },
+    pid = assert(vma.os.spawn({ H.bin, "catalog", "-q", "--verify", "--db", part, dir },
       { stdout = "/dev/null", stderr = root .. "/int.err" }))
-    vma.sleep(0.5)
-    vma.kill(pid, "INT")
+    vma.os.sleep(0.5)
+    vma.os.kill(pid, "INT")
     local how, code
     for _ = 1, 1000 do
-      how, code = vma.wait(pid, true)
+      how, code = vma.os.wait(pid, true)
       if how then break end
-      vma.sleep(0.01)
+      vma.os.sleep(0.01)
     end
     assert(lock:exec("ROLLBACK"))
     lock:close()

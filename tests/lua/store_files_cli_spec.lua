@@ -187,7 +187,7 @@ describe("the guest's files across a store", function()
   it("vma get DIR: any version of a file", function()
     if not need_guest() then return end
     local out = root .. "/got"
-    for i = 1, 3 do assert(vma.mkdir(out .. i)) end
+    for i = 1, 3 do assert(vma.os.mkdir(out .. i)) end
     local rc, _, err = run("get", dir, "--vmid", "100", "--version", "2", "/etc/app.conf", out .. "1")
     assert.equal(0, rc, err)
     assert.equal("threads = 8\n", H.read(out .. "1/app.conf"))
@@ -258,17 +258,17 @@ describe("the guest's files across a store", function()
     if not need_guest() then return end
     local whole, part = root .. "/whole.sqlite", root .. "/part.sqlite"
     assert.equal(0, (run("catalog", "-q", "--files", "--verify", "--db", whole, dir)))
-    local pid = assert(vma.spawn({ H.bin, "catalog", "-q", "--files", "--verify", "--db", part, dir },
+    local pid = assert(vma.os.spawn({ H.bin, "catalog", "-q", "--files", "--verify", "--db", part, dir },
       { stdout = "/dev/null", stderr = "/dev/null" }))
     for _ = 1, 4000 do
       if H.exists(part) then
         local _, out = H.sh("sqlite3 -batch " .. q(part) .. " 'SELECT count(*) FROM archives' 2>/dev/null")
         if (tonumber(out:match("%d+")) or 0) >= 1 then break end
       end
-      vma.sleep(0.005)
+      vma.os.sleep(0.005)
     end
-    vma.kill(pid, "KILL")
-    vma.wait(pid)
+    vma.os.kill(pid, "KILL")
+    vma.os.wait(pid)
     local _, out = H.sh("sqlite3 -batch " .. q(part) .. " 'SELECT count(*) FROM archives'")
     local left = tonumber(out:match("%d+"))
     assert.is_true(left >= 1 and left < 14, "killed with " .. tostring(left) .. " archives in")

@@ -209,7 +209,7 @@ local function backup(st, store_dir, work, vm, b)
     H.write(path, data:sub(1, b.cut))
     facts.broken = true
   end
-  facts.size = require("vma").stat(store_dir .. "/" .. name).size
+  facts.size = require("vma").os.stat(store_dir .. "/" .. name).size
   return facts
 end
 
@@ -315,7 +315,7 @@ function G.make(root)
     st .. "/manual/export.vma", "disk0=" .. img)
   assert(rc == 0, err .. out)
   S.archives["export.vma"] = { name = "export.vma", rel = "manual/export.vma", ctime = ts(2025, 1, 5, 12),
-    compression = "none", size = require("vma").stat(st .. "/manual/export.vma").size,
+    compression = "none", size = require("vma").os.stat(st .. "/manual/export.vma").size,
     disks = { { name = "disk0", size = 4 << 20, data_bytes = G.data_bytes(img), image = img } } }
   S.order[#S.order + 1] = "export.vma"
   return S

@@ -78,7 +78,7 @@ end
 
 local function remove(dir, a)
   if #a.archives == 0 then
-    return select(2, ui.usage_error("cache", "rm needs archives (or keys)"))
+    return ui.usage("cache", "rm needs archives (or keys)")
   end
   local keys, err = keys_of(a)
   if not keys then return ui.fail("cache", err, a.json) end
@@ -123,20 +123,20 @@ end
 
 local function add(a)
   if #a.archives == 0 then
-    return select(2, ui.usage_error("cache", "add needs archives"))
+    return ui.usage("cache", "add needs archives")
   end
-  vma.catch_signals()
+  vma.os.catch_signals()
   local out = ui.array()
   for _, p in ipairs(a.archives) do
     local prog = ui.progress { quiet = a.quiet or a.json, label = "vma cache: " }
-    local start = vma.clock()
+    local start = vma.os.clock()
     local r, err = vma.open(p, { cache = "on",
       wait = function(w)
-        if w.input_total > 0 then prog.update(w.input_done, w.input_total, vma.clock() - start) end
+        if w.input_total > 0 then prog.update(w.input_done, w.input_total, vma.os.clock() - start) end
       end })
     if not r then return ui.fail("cache", err, a.json) end
     local ok, werr = r:wait_complete()
-    local filled = vma.clock() - start
+    local filled = vma.os.clock() - start
     if ok then ok, werr = r:wait_compacted() end
     prog.finish()
     if not ok then
@@ -151,9 +151,9 @@ local function add(a)
       if e.key == key then bytes = e.bytes end
     end
     out[#out + 1] = { archive = p, key = key, seekable = st.seekable, bytes = bytes,
-      fill_seconds = filled, seconds = vma.clock() - start }
+      fill_seconds = filled, seconds = vma.os.clock() - start }
     ui.summary("cache", string.format("%s: %s %s (%s) in %.1f s", p,
-      st.seekable and "index" or "decoded copy", key, ui.human(bytes), vma.clock() - start),
+      st.seekable and "index" or "decoded copy", key, ui.human(bytes), vma.os.clock() - start),
       a.quiet or a.json)
   end
   if a.json then io.write(ui.json({ added = out }), "\n") end
@@ -165,7 +165,7 @@ local function run(args)
   if not a then return st end
   local action = a.action or "ls"
   if (action == "ls" or action == "clear") and #a.archives > 0 then
-    return select(2, ui.usage_error("cache", action .. " takes no archive"))
+    return ui.usage("cache", action .. " takes no archive")
   end
   if action == "add" then return add(a) end
   local dir = vma.cache_dir()

@@ -3,6 +3,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local devices = require "vma.devices"
 local argparse = require "argparse"
 
 local function parser()
@@ -21,18 +22,14 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "cat")
   if not a then return st end
-  local function usage(msg)
-    io.stderr:write("vma cat: " .. msg .. " (see 'vma help cat')\n")
-    return 2
-  end
-  local off = access.parse_size(a.offset)
-  if not off then return usage("--offset must be a size, not '" .. a.offset .. "'") end
+  local off = devices.parse_size(a.offset)
+  if not off then return ui.usage("cat", "--offset must be a size, not '" .. a.offset .. "'") end
   local len
   if a.length then
-    len = access.parse_size(a.length)
-    if not len then return usage("--length must be a size, not '" .. a.length .. "'") end
+    len = devices.parse_size(a.length)
+    if not len then return ui.usage("cat", "--length must be a size, not '" .. a.length .. "'") end
   end
-  if vma.isatty(1) then
+  if vma.os.isatty(1) then
     return ui.fail("cat", "standard output is a terminal: redirect it to a file or a pipe")
   end
   local wait, unwait = ui.waiter("cat", a.quiet)
@@ -57,15 +54,15 @@ local function run(args)
       a.disk, size))
   end
   len = math.min(len or d.size - off, d.size - off)
-  vma.catch_signals()
-  local name, start = d.name, vma.clock()
+  vma.os.catch_signals()
+  local name, start = d.name, vma.os.clock()
   local n, cerr = d:copy_to(io.stdout, off, len)
   unwait()
   d:close()
   r:close()
   if not n then return ui.fail("cat", cerr) end
   ui.summary("cat", string.format("wrote %s of %s from byte %d: %s", name, a.archive, off,
-    ui.throughput(n, vma.clock() - start)), a.quiet)
+    ui.throughput(n, vma.os.clock() - start)), a.quiet)
   return 0
 end
 

@@ -70,14 +70,14 @@ local function run(args)
     local sf = require "vma.storefiles"
     lister = sf.lister { hash_max = hash_max }
   end
-  vma.catch_signals()
+  vma.os.catch_signals()
   local results, status = ui.array(), 0
   for _, dir in ipairs(a.dirs) do
     local prog = ui.progress { quiet = a.quiet or a.json, label = "vma catalog: " }
-    local t0 = vma.clock()
+    local t0 = vma.os.clock()
     local counts, err = catalog.update(dir, {
       db = a.db, verify = a.verify, files = lister, jobs = jobs, max = max,
-      progress = function(done, total) prog.update(done, total, vma.clock() - t0) end,
+      progress = function(done, total) prog.update(done, total, vma.os.clock() - t0) end,
       on_event = a.verbose and not a.json and function(kind, e, info, secs)
         prog.finish()
         if kind == "read" then
@@ -103,7 +103,7 @@ local function run(args)
         io.stderr:write("vma catalog: ", pr, "\n")
       end
       if counts.interrupted then status = 130 end
-      local secs = vma.clock() - t0
+      local secs = vma.os.clock() - t0
       if a.json then
         results[#results + 1] = { dir = dir, ok = not counts.interrupted, db = counts.db,
           found = counts.found, read = counts.read, unchanged = counts.unchanged,

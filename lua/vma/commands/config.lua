@@ -10,10 +10,8 @@ local function parser()
 end
 
 local function run(args)
-  local a, st = ui.parse(parser(), args, "config")
-  if not a then return st end
-  local r, err = ui.open("config", a.archive)
-  if not r then return ui.fail("config", err) end
+  local a, r = ui.parse_open(parser(), args, "config")
+  if not a then return r end
   local data, cerr = r:config(a.config)
   r:close()
   if not data then return ui.fail("config", cerr) end

@@ -4,6 +4,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local process = require "vma.process"
 local argparse = require "argparse"
 
 -- the formats of qemu-img that -O takes (vpc: VHD), in the order help gives them
@@ -35,13 +36,11 @@ local function run(args)
   local a, st = ui.parse(parser(), args, "convert")
   if not a then return st end
   local fmt = a.format or BY_EXT[(a.out:match("%.(%w+)$") or ""):lower()] or "qcow2"
-  local started = vma.clock()
+  local started = vma.os.clock()
   if not FORMATS[fmt] then
-    io.stderr:write("vma convert: unknown format '" .. fmt .. "': " .. FORMAT_LIST
-      .. " (see 'vma help convert')\n")
-    return 2
+    return ui.usage("convert", "unknown format '" .. fmt .. "': " .. FORMAT_LIST)
   end
-  local ost = vma.stat(a.out)
+  local ost = vma.os.stat(a.out)
   if ost and not a.force then
     return ui.fail("convert", a.out .. " exists (--force replaces it)")
   end
@@ -55,20 +54,17 @@ local function run(args)
   local expect = r.header_md5
   r:close()
   if not d then
-    if dst == 2 then
-      io.stderr:write("vma convert: " .. derr .. " (see 'vma help convert')\n")
-      return 2
-    end
+    if dst == 2 then return ui.usage("convert", derr) end
     return ui.fail("convert", derr)
   end
-  if not access.which("qemu-img") then
+  if not process.which("qemu-img") then
     return ui.fail("convert", "qemu-img is not installed (Debian: apt-get install qemu-utils)")
   end
 
   local dir, base = a.out:match("^(.*)/([^/]+)$")
   if not dir then dir, base = ".", a.out end
   if dir == "" then dir = "/" end
-  local dst_st = vma.stat(dir)
+  local dst_st = vma.os.stat(dir)
   if not dst_st or dst_st.type ~= "directory" then
     return ui.fail("convert", "no folder " .. dir .. " for " .. a.out)
   end
@@ -80,9 +76,9 @@ local function run(args)
   -- that nobody else uses it, in OUT's folder; short, whatever OUT's length
   local part, perr
   for _ = 1, 100 do
-    part = string.format("%s/.tmp-vma-%d-%06d", dir, vma.getpid(), math.random(0, 999999))
+    part = string.format("%s/.tmp-vma-%d-%06d", dir, vma.os.getpid(), math.random(0, 999999))
     local ok
-    ok, perr = vma.write_file(part, "", 0x180)
+    ok, perr = vma.os.write_file(part, "", 0x180)
     if ok then break end
     part = nil
   end
@@ -91,13 +87,13 @@ local function run(args)
     return ui.fail("convert", perr)
   end
 
-  vma.catch_signals()
-  local nb, nerr = access.start_nbdkit { archive = a.archive, disk = d.name, socket = socket,
+  vma.os.catch_signals()
+  local nb, nerr = process.start_nbdkit { archive = a.archive, disk = d.name, socket = socket,
     dir = tmp, expect = expect, cache = not a.no_cache }
   local qpid
   local function cleanup(keep_part)
-    if qpid then access.stop(qpid) end
-    if nb then access.stop(nb.pid) end
+    if qpid then process.stop(qpid) end
+    if nb then process.stop(nb.pid) end
     if not keep_part then os.remove(part) end
     access.rmtmp(tmp, { "nbd.sock", "nbdkit.pid" })
   end
@@ -107,16 +103,16 @@ local function run(args)
   end
 
   local argv = { "qemu-img", "convert", "-f", "raw", "-O", fmt, "-t", "writeback" }
-  if vma.isatty(1) and not a.quiet then argv[#argv + 1] = "-p" end
+  if vma.os.isatty(1) and not a.quiet then argv[#argv + 1] = "-p" end
   argv[#argv + 1] = access.uri(d.name, socket)
   argv[#argv + 1] = part
   local qerr
-  qpid, qerr = vma.spawn(argv, { stdin = "/dev/null" })
+  qpid, qerr = vma.os.spawn(argv, { stdin = "/dev/null" })
   if not qpid then
     cleanup()
     return ui.fail("convert", qerr)
   end
-  local how, code = access.wait(qpid, true)
+  local how, code = process.wait(qpid, true)
   if how == "interrupted" then
     cleanup()
     return ui.fail("convert", "interrupted")
@@ -124,25 +120,25 @@ local function run(args)
   qpid = nil
   if how ~= "exit" or code ~= 0 then
     cleanup()
-    return ui.fail("convert", "qemu-img failed (" .. access.status_text(how, code) .. ")")
+    return ui.fail("convert", "qemu-img failed (" .. process.status_text(how, code) .. ")")
   end
-  access.stop(nb.pid)
+  process.stop(nb.pid)
   nb = nil
   local ok, rerr
   if a.force then
     ok, rerr = os.rename(part, a.out)
   else
-    ok, rerr = vma.rename(part, a.out)
+    ok, rerr = vma.os.rename(part, a.out)
   end
   if not ok then
     cleanup()
     return ui.fail("convert", rerr)
   end
-  vma.fsync_dir(dir)
+  vma.os.fsync_dir(dir)
   cleanup(true)
-  local st = vma.stat(a.out)
+  local st = vma.os.stat(a.out)
   ui.summary("convert", string.format("%s -> %s (%s%s) in %.1f s", a.archive, a.out, fmt,
-    st and (", " .. ui.human(st.size)) or "", vma.clock() - started), a.quiet)
+    st and (", " .. ui.human(st.size)) or "", vma.os.clock() - started), a.quiet)
   return 0
 end
 

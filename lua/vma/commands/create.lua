@@ -41,7 +41,7 @@ end
 
 -- the archive's path: a folder with --vmid gets a vzdump name in it
 local function archive_path(a)
-  local st = a.archive ~= "-" and vma.stat(a.archive)
+  local st = a.archive ~= "-" and vma.os.stat(a.archive)
   if st and st.type == "directory" then
     if not a.vmid then
       return nil, a.archive .. " is a folder (give --vmid N to name the archive as vzdump does)"
@@ -105,7 +105,7 @@ end
 -- the size of a device's image (an rbd: one opened as a source)
 local function check_device(d)
   if ceph.is_spec(d.path) then return rbd_device(d) end
-  local st, err = vma.stat(d.path)
+  local st, err = vma.os.stat(d.path)
   if not st then return nil, err end
   if st.type == "directory" then return nil, d.path .. " is a folder, not a disk image" end
   if st.type ~= "file" and st.type ~= "block" then
@@ -148,8 +148,8 @@ local function collect_configs(a, devs)
   local configs, notes = {}, {}
   for _, spec in ipairs(a.config) do
     local name, path = spec:match("^([^=/]+)=(.+)$")
-    if not name then name, path = require("vma.sys").basename(spec), spec end
-    local st = vma.stat(path)
+    if not name then name, path = spec:match("([^/]+)/*$") or spec, spec end
+    local st = vma.os.stat(path)
     if st and st.type == "directory" then
       return nil, "config " .. path .. " is a folder, not a file (-c takes one file: -c DIR/qemu-server.conf)"
     end
@@ -253,14 +253,14 @@ local function stable_uuid(a, configs, devs, ctime)
   local total = 0
   for _, d in ipairs(devs) do total = total + d.size end
   local prog = ui.progress { quiet = a.quiet or a.json, label = "reading for --stable: " }
-  local t0, base = vma.clock(), 0
+  local t0, base = vma.os.clock(), 0
   local h = vma.hash("xxh128")
   h:update(string.pack("<zi8I4", "vma create --stable 1", ctime, #configs))
   for _, c in ipairs(configs) do h:update(string.pack("<s4s4", c.name, c.data)) end
   h:update(string.pack("<I4", #devs))
   for _, d in ipairs(devs) do
     local dig, err = vma.image_digest(d.source or d.path, { progress = function(p)
-      prog.update(base + p.done, total, vma.clock() - t0)
+      prog.update(base + p.done, total, vma.os.clock() - t0)
     end })
     if not dig then
       prog.finish()
@@ -284,29 +284,29 @@ local function run(args)
   local a, status = ui.parse(parser(), args, "create")
   if not a then return status end
   if #a.devices == 0 and #a.device == 0 and #a.config == 0 then
-    return select(2, ui.usage_error("create", "nothing to archive: give config files and/or devices"))
+    return ui.usage("create", "nothing to archive: give config files and/or devices")
   end
   if a.vmid and not a.vmid:match("^[1-9]%d%d+$") then
-    return select(2, ui.usage_error("create", "bad --vmid '" .. a.vmid .. "' (100 or more)"))
+    return ui.usage("create", "bad --vmid '" .. a.vmid .. "' (100 or more)")
   end
   local ctime
   if a.ctime then
     ctime = parse_ctime(a.ctime)
     if not ctime then
-      return select(2, ui.usage_error("create", "bad --ctime '" .. a.ctime
-        .. "' (seconds since 1970, @SECONDS, or 'YYYY-MM-DD HH:MM:SS' in UTC)"))
+      return ui.usage("create", "bad --ctime '" .. a.ctime
+        .. "' (seconds since 1970, @SECONDS, or 'YYYY-MM-DD HH:MM:SS' in UTC)")
     end
   end
   if a.uuid and not a.uuid:lower():match("^%x%x%x%x%x%x%x%x%-?%x%x%x%x%-?%x%x%x%x%-?%x%x%x%x%-?%x%x%x%x%x%x%x%x%x%x%x%x$") then
-    return select(2, ui.usage_error("create", "bad --uuid '" .. a.uuid
-      .. "' (32 hex digits, as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))
+    return ui.usage("create", "bad --uuid '" .. a.uuid
+      .. "' (32 hex digits, as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
   end
   if a.stable and not ctime then
     local sde = os.getenv("SOURCE_DATE_EPOCH")
     if sde and sde ~= "" then
       ctime = sde:match("^%d+$") and math.tointeger(tonumber(sde))
       if not ctime then
-        return select(2, ui.usage_error("create", "SOURCE_DATE_EPOCH is not a number: " .. sde))
+        return ui.usage("create", "SOURCE_DATE_EPOCH is not a number: " .. sde)
       end
     else
       ctime = 0
@@ -322,7 +322,7 @@ local function run(args)
     end
     return ui.fail("create", msg, json_to)
   end
-  if a.archive == "-" and vma.isatty(1) then
+  if a.archive == "-" and vma.os.isatty(1) then
     return fail("standard output is a terminal: not writing an archive there "
       .. "(redirect it to a file or a pipe)")
   end
@@ -330,7 +330,7 @@ local function run(args)
   if not path then return fail(perr) end
   local comp = a.compress or default_comp or compression_for(a, path)
   local uerr = compression.check(comp, a.level, a.threads)
-  if uerr then return select(2, ui.usage_error("create", uerr)) end
+  if uerr then return ui.usage("create", uerr) end
   local devs, derr = collect_devices(a)
   if not devs then return fail(derr) end
   local configs, notes = collect_configs(a, devs)
@@ -340,7 +340,7 @@ local function run(args)
   end
   for _, n in ipairs(notes) do io.stderr:write("vma create: note: ", n, "\n") end
 
-  vma.catch_signals()
+  vma.os.catch_signals()
   local uuid = a.uuid and a.uuid:lower()
   if a.stable and not uuid then
     local serr

@@ -33,7 +33,7 @@ end
 -- the catalog record of an archive (same identity), and the catalog
 local function recorded(path, r, db, cats)
   local cpath = db or catalog.path_for(dirname(path))
-  if not vma.stat(cpath) then return nil end
+  if not vma.os.stat(cpath) then return nil end
   local cat = cats[cpath]
   if cat == nil then
     local err
@@ -41,7 +41,7 @@ local function recorded(path, r, db, cats)
     if not cat then error(err, 0) end
     cats[cpath] = cat
   end
-  local st = vma.stat(path)
+  local st = vma.os.stat(path)
   local row = cat:archive(cat:key_of(path))
   if row and st and row.size == st.size and row.mtime == st.mtime and
      row.header_md5 == r.header_md5 then
@@ -124,7 +124,7 @@ local function run(args)
   local rb
   rb, err = vma.open(a.b)
   if not rb then return ui.fail("diff", err, a.json) end
-  vma.catch_signals()
+  vma.os.catch_signals()
   local ok, res = pcall(function()
     local vz = require "vma.vzdump"
     local va, vb = vz.parse(a.a:match("[^/]*$")), vz.parse(a.b:match("[^/]*$"))
@@ -152,7 +152,7 @@ local function run(args)
       if by_b[d.name] then total = total + math.max(d.size, by_b[d.name].size) end
     end
     local prog = ui.progress { quiet = a.quiet or a.json, label = "vma diff: " }
-    local t0, base = vma.clock(), 0
+    local t0, base = vma.os.clock(), 0
     for _, d in ipairs(disks_a) do
       local e = by_b[d.name]
       if not e then
@@ -169,7 +169,7 @@ local function run(args)
           local db = assert(rb:disk(e.name))
           local derr, dkind
           diff, derr, dkind = vma.diff(da, db, { progress = function(p)
-            prog.update(base + p.done, total, vma.clock() - t0)
+            prog.update(base + p.done, total, vma.os.clock() - t0)
           end })
           da:close()
           db:close()

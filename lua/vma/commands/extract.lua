@@ -93,12 +93,12 @@ local function check_existing(a, p, e, st)
   -- (qmrestore allocates one), not of one that holds data (a preallocated
   -- file of written zeros, old data): there the archive's zero blocks are
   -- punched out where the file holds data, so that the result is exact
-  if st.type == "file" and not p.write_zero and not vma.is_all_holes(e.path) then
+  if st.type == "file" and not p.write_zero and not vma.os.is_all_holes(e.path) then
     p.clear_data = true
   end
   if not a.dry_run then return true end
   -- what the real run would fail on
-  local ok, aerr = vma.access(e.path, "w")
+  local ok, aerr = vma.os.access(e.path, "w")
   if not ok then return nil, "target " .. aerr end
   return true
 end
@@ -153,11 +153,11 @@ local function plan_mapped(a, p, e, created)
     e.nofollow
   if ceph.is_spec(e.path) then return plan_rbd(p, e, created[e.path]) end
   if created[e.path] then return true end -- a volume the target makes
-  local lst = vma.lstat(e.path)
+  local lst = vma.os.lstat(e.path)
   if lst and lst.type == "link" and e.nofollow then
     return nil, "target " .. e.path .. " is a symbolic link: not writing through it"
   end
-  local st = vma.stat(e.path)
+  local st = vma.os.stat(e.path)
   if not st and lst then
     return nil, "target " .. e.path .. " is a symbolic link to nothing"
   elseif not st and e.path:match("^/dev/") then
@@ -167,16 +167,16 @@ local function plan_mapped(a, p, e, created)
     -- a new file of the device's size, made under a temporary name beside it
     -- and renamed when the restore is complete
     local dir = folder_of(e.path)
-    local dst = vma.stat(dir)
+    local dst = vma.os.stat(dir)
     if not dst or dst.type ~= "directory" then
       return nil, "no folder " .. dir .. " for the target " .. e.path
     end
     if a.dry_run then
-      local ok, aerr = vma.access(dir, "w")
+      local ok, aerr = vma.os.access(dir, "w")
       if not ok then return nil, "cannot create " .. e.path .. ": " .. aerr end
     end
     p.fresh = true
-    p.tmp = string.format("%s/.tmp-vma-%d-%d", dir, vma.getpid(), p.dev.id)
+    p.tmp = string.format("%s/.tmp-vma-%d-%d", dir, vma.os.getpid(), p.dev.id)
     return true
   end
   return check_existing(a, p, e, st)
@@ -289,7 +289,7 @@ function Job:cleanup()
   self.created = {}
   for i = #self.undo, 1, -1 do pcall(self.undo[i]) end
   self.undo = {}
-  if self.dir_made then vma.rmdir(self.a.dir) end
+  if self.dir_made then vma.os.rmdir(self.a.dir) end
 end
 
 --- DIR and the config files, complete, under their temporary names, or with
@@ -297,21 +297,21 @@ end
 function Job:write_configs(configs, final)
   local a = self.a
   local mode = tonumber(a.mode, 8)
-  local ok, err = vma.mkdir(a.dir) -- 0755 less the umask
+  local ok, err = vma.os.mkdir(a.dir) -- 0755 less the umask
   if not ok then return nil, err end
   self.dir_made = true
   for _, c in ipairs(configs) do
-    ok, err = vma.write_file(c.tmp, c.data, mode)
+    ok, err = vma.os.write_file(c.tmp, c.data, mode)
     if not ok then return nil, err end
     self:remember(c.tmp)
     if final then
-      ok, err = vma.rename(c.tmp, c.final)
+      ok, err = vma.os.rename(c.tmp, c.final)
       if not ok then return nil, err end
       self:renamed(c.tmp, c.final)
       c.tmp = nil
     end
   end
-  return vma.fsync_dir(a.dir)
+  return vma.os.fsync_dir(a.dir)
 end
 
 --- the target's volumes (lvcreate, zfs create): made now, undone on failure
@@ -356,7 +356,7 @@ function Job:restore(r, plan, out)
       if p.tmp then
         -- made here, empty, never over an existing file: only what this run
         -- made is ever removed
-        local ok, err = vma.write_file(p.tmp, "", mode)
+        local ok, err = vma.os.write_file(p.tmp, "", mode)
         if not ok then return nil, err end
         self:remember(p.tmp)
         created = true
@@ -380,7 +380,7 @@ end
 function Job:keep(plan, configs)
   local folders, order = {}, {}
   local function move(from, to)
-    local ok, err = vma.rename(from, to)
+    local ok, err = vma.os.rename(from, to)
     if not ok then return nil, err end
     self:renamed(from, to)
     local f = folder_of(to)
@@ -403,7 +403,7 @@ function Job:keep(plan, configs)
     end
   end
   for _, f in ipairs(order) do
-    local ok, err = vma.fsync_dir(f)
+    local ok, err = vma.os.fsync_dir(f)
     if not ok then return nil, err end
   end
   return true
@@ -516,42 +516,42 @@ local function run(args)
   if not a then return status end
   local nmaps = (a.map and 1 or 0) + (a.map_script and 1 or 0) + (a.target and 1 or 0)
   if nmaps > 1 then
-    return select(2, ui.usage_error("extract", "give only one of -r, --map-script and --target"))
+    return ui.usage("extract", "give only one of -r, --map-script and --target")
   end
   if not tonumber(a.mode, 8) or not a.mode:match("^0?[0-7][0-7][0-7]$") then
-    return select(2, ui.usage_error("extract", "bad --mode '" .. a.mode .. "' (octal, e.g. 0600)"))
+    return ui.usage("extract", "bad --mode '" .. a.mode .. "' (octal, e.g. 0600)")
   end
   if a.drives then
     local _, derr = ui.split_list(a.drives, "-d")
-    if derr then return select(2, ui.usage_error("extract", derr)) end
+    if derr then return ui.usage("extract", derr) end
   end
   -- with --json, stdout carries one JSON document and nothing else
   local out = a.json and io.stderr or nil
   local function fail(msg) return ui.fail("extract", msg, a.json) end
-  local ast, dst = vma.stat(a.archive), vma.lstat(a.dir)
+  local ast, dst = vma.os.stat(a.archive), vma.os.lstat(a.dir)
   if ast and ast.type == "directory" and dst and dst.type ~= "directory" then
     return fail(a.archive .. " is a folder and " .. a.dir .. " is not: the archive comes first "
       .. "(vma extract ARCHIVE DIR)")
   end
   if dst then return fail(a.dir .. " already exists") end
   local parent = folder_of(a.dir)
-  local pst = vma.stat(parent)
+  local pst = vma.os.stat(parent)
   if not pst or pst.type ~= "directory" then
     return fail("cannot create " .. a.dir .. ": no folder " .. parent)
   end
   if a.dry_run then
-    local ok, aerr = vma.access(parent, "w")
+    local ok, aerr = vma.os.access(parent, "w")
     if not ok then return fail("cannot create " .. a.dir .. ": " .. aerr) end
   end
   -- a map from a FIFO is qmrestore's protocol: it reads DIR/qemu-server.conf
   -- at the CTIME: line, then writes the map
-  local mst = a.map and vma.stat(a.map)
+  local mst = a.map and vma.os.stat(a.map)
   if mst and mst.type == "directory" then
     return fail("restore map " .. a.map .. " is a folder, not a file")
   end
   local map_fifo = mst and mst.type == "fifo" or false
 
-  vma.catch_signals()
+  vma.os.catch_signals()
   local r, err = vma.open(a.archive)
   if not r then return fail(err) end
   local configs, cerr = config_files(a, r)
@@ -591,7 +591,7 @@ local function run(args)
   local plan, perr, pstatus = plan_targets(a, r, entries, made)
   if not plan then
     job:cleanup()
-    if pstatus == 2 then return select(2, ui.usage_error("extract", perr)) end
+    if pstatus == 2 then return ui.usage("extract", perr) end
     return fail(perr)
   end
   if a.dry_run then
@@ -602,12 +602,12 @@ local function run(args)
     local ok, werr = job:write_configs(configs, false)
     if not ok then return abort(werr) end
   end
-  if vma.interrupted() then return abort("interrupted") end
+  if vma.os.interrupted() then return abort("interrupted") end
 
   local ok, stats, xerr = pcall(job.restore, job, r, plan, out)
   if not ok then return abort(stats) end
   if not stats then return abort(xerr) end
-  if vma.interrupted() then return abort("interrupted") end
+  if vma.os.interrupted() then return abort("interrupted") end
   local kept, kerr = job:keep(plan, configs)
   if not kept then return abort(kerr) end
   local fok, code = pcall(finish_report, a, stats, configs, plan, out)

@@ -69,7 +69,7 @@ local function run(args)
       end
     end
   end
-  vma.catch_signals()
+  vma.os.catch_signals()
   local ok, err = pcall(function()
     if not obj then error(path, 0) end
     local top, terr = obj:stat(path, true)
@@ -91,9 +91,7 @@ local function run(args)
     end
   end)
   if not ok then
-    g:close()
-    unwait()
-    r:close()
+    files.close(r, g, unwait)
     return ui.fail("find", err, a.json)
   end
   if a.json then
@@ -101,9 +99,7 @@ local function run(args)
   else
     ui.out(table.concat(out))
   end
-  g:close()
-  unwait()
-  r:close()
+  files.close(r, g, unwait)
   return failed and 1 or 0
 end
 

@@ -60,9 +60,7 @@ function run(args)
   local r, g, unwait = files.open("get", a.archive, a)
   if not r then return ui.fail("get", g) end
   local function finish(code)
-    g:close()
-    unwait()
-    r:close()
+    files.close(r, g, unwait)
     return code
   end
 
@@ -76,7 +74,7 @@ function run(args)
     end
     local f, ferr = obj:open(path)
     if not f then return finish(ui.fail("get", ferr)) end
-    vma.catch_signals()
+    vma.os.catch_signals()
     local n, cerr = f:copy_to(io.stdout)
     f:close()
     if not n then return finish(ui.fail("get", cerr)) end
@@ -85,7 +83,7 @@ function run(args)
 
   -- where each item goes: inside DEST when it is a folder, else DEST is
   -- the new name of the one item
-  local dst = vma.stat(dest)
+  local dst = vma.os.stat(dest)
   local folder, as_name
   if dst and dst.type == "directory" then
     folder = dest
@@ -98,7 +96,7 @@ function run(args)
     if #items ~= 1 then return finish(usage(dest .. " is not a folder: several PATHs need one")) end
     local parent = dest:match("^(.*)/[^/]*$") or "."
     if parent == "" then parent = "/" end
-    local pst = vma.stat(parent)
+    local pst = vma.os.stat(parent)
     if not pst or pst.type ~= "directory" then
       return finish(ui.fail("get", "the folder of " .. dest .. " does not exist"))
     end
@@ -138,13 +136,13 @@ function run(args)
     end
   end
 
-  vma.catch_signals()
-  local tty = vma.isatty(2) and not a.quiet
+  vma.os.catch_signals()
+  local tty = vma.os.isatty(2) and not a.quiet
   local errors, skipped, last_draw = 0, 0, 0
-  local start = vma.clock()
+  local start = vma.os.clock()
   local function status(force_draw)
     if not tty then return end
-    local now = vma.clock()
+    local now = vma.os.clock()
     if not force_draw and now - last_draw < 0.2 then return end
     last_draw = now
     local s = w:stats()
@@ -160,13 +158,13 @@ function run(args)
     local progress
     if tty and est.size >= (64 << 20) then
       local bar = ui.progress { label = files.escape(rel) .. " " }
-      local t0 = vma.clock()
-      progress = function(done) bar.update(done, est.size, vma.clock() - t0) end
+      local t0 = vma.os.clock()
+      progress = function(done) bar.update(done, est.size, vma.os.clock() - t0) end
       local ok, cerr = w:file(rel, f, est, { progress = progress })
       bar.finish()
       f:close()
       if not ok then
-        if vma.interrupted() then error("interrupted", 0) end
+        if vma.os.interrupted() then error("interrupted", 0) end
         return fail_entry(top_path, cerr)
       end
       return
@@ -174,7 +172,7 @@ function run(args)
     local ok, cerr = w:file(rel, f, est)
     f:close()
     if not ok then
-      if vma.interrupted() then error("interrupted", 0) end
+      if vma.os.interrupted() then error("interrupted", 0) end
       return fail_entry(top_path, cerr)
     end
   end
@@ -196,7 +194,7 @@ function run(args)
         if not it then error(e2, 0) end
         local inner = p.path == "/" and "/" or p.path .. "/"
         for rel, est, fs, fspath, eerr in it do
-          if vma.interrupted() then error("interrupted", 0) end
+          if vma.os.interrupted() then error("interrupted", 0) end
           local shown = p.spec:gsub("/+$", "") .. "/" .. rel
           local target = p.name .. "/" .. rel
           fs, fspath = fs or p.obj, fspath or (inner .. rel)
@@ -223,7 +221,7 @@ function run(args)
   if tty then io.stderr:write("\r\27[K") end
   if not ok then
     w:abort()
-    return finish(ui.fail("get", vma.interrupted() and "interrupted: nothing was left in " .. folder
+    return finish(ui.fail("get", vma.os.interrupted() and "interrupted: nothing was left in " .. folder
       or err))
   end
   local s = w:stats()
@@ -234,7 +232,7 @@ function run(args)
   if s.links > 0 then parts[#parts + 1] = string.format("%d link%s", s.links, s.links == 1 and "" or "s") end
   if skipped > 0 then parts[#parts + 1] = string.format("%d special file%s skipped", skipped, skipped == 1 and "" or "s") end
   ui.summary("get", string.format("%s copied to %s: %s", table.concat(parts, ", "), folder,
-    ui.throughput(s.bytes, vma.clock() - start)), a.quiet)
+    ui.throughput(s.bytes, vma.os.clock() - start)), a.quiet)
   if errors > 0 then
     io.stderr:write(string.format("vma get: %d entr%s could not be read (see above)\n", errors,
       errors == 1 and "y" or "ies"))

@@ -174,9 +174,7 @@ local function run(args)
     end
     ui.out(table.concat(out, "\n"), "\n")
   end
-  g:close()
-  unwait()
-  r:close()
+  files.close(r, g, unwait)
   return 0
 end
 

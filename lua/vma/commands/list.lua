@@ -10,10 +10,8 @@ local function parser()
 end
 
 local function run(args)
-  local a, st = ui.parse(parser(), args, "list")
-  if not a then return st end
-  local r, err = ui.open("list", a.archive)
-  if not r then return ui.fail("list", err, a.json) end
+  local a, r = ui.parse_open(parser(), args, "list")
+  if not a then return r end
   if a.json then
     local configs, devices = ui.array(), ui.array()
     for _, c in ipairs(r:configs()) do configs[#configs + 1] = { name = c.name, size = #c.data } end

@@ -145,9 +145,7 @@ local function run(args)
     emit(ui.json { ok = not failed, paths = json } .. "\n")
   end
   ui.out(table.concat(out))
-  g:close()
-  unwait()
-  r:close()
+  files.close(r, g, unwait)
   return failed and 1 or 0
 end
 

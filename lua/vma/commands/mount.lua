@@ -4,6 +4,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local process = require "vma.process"
 local files = require "vma.files"
 local argparse = require "argparse"
 
@@ -90,25 +91,25 @@ end
 local function files_program()
   local env = os.getenv("VMA_FUSE_FILES")
   if env and env ~= "" then return env end
-  local fuse = access.fuse_program()
+  local fuse = process.fuse_program()
   if fuse then
     local p = fuse:gsub("vma%-fuse$", "vma-fuse-files")
-    if p ~= fuse and access.which(p) then return p end
+    if p ~= fuse and process.which(p) then return p end
   end
   local ok, s = pcall(require, "vma.site")
-  if ok and type(s) == "table" and s.fuse_files and access.which(s.fuse_files) then return s.fuse_files end
-  return access.which("vma-fuse-files")
+  if ok and type(s) == "table" and s.fuse_files and process.which(s.fuse_files) then return s.fuse_files end
+  return process.which("vma-fuse-files")
 end
 
 -- the absolute path of dir; a mount whose FUSE process is gone cannot be
 -- resolved itself ("Transport endpoint is not connected"): its folder is
 local function absolute(dir)
-  local p = vma.realpath(dir)
+  local p = vma.os.realpath(dir)
   if p then return p end
   local trimmed = dir:gsub("/+$", "")
   local parent, base = trimmed:match("^(.*)/([^/]+)$")
   if not parent then parent, base = ".", trimmed end
-  local ap = vma.realpath(parent == "" and "/" or parent)
+  local ap = vma.os.realpath(parent == "" and "/" or parent)
   return ap and ((ap == "/" and "" or ap) .. "/" .. base) or nil
 end
 
@@ -121,7 +122,7 @@ local function check_dir(dir)
   elseif typ then
     return nil, dir .. " is a mount point already (" .. typ .. ")"
   end
-  local st = vma.stat(dir)
+  local st = vma.os.stat(dir)
   if not st then return nil, dir .. " does not exist" end
   if st.type ~= "directory" then return nil, dir .. " is not a folder" end
   local ok, lfs = pcall(require, "lfs")
@@ -162,20 +163,20 @@ end
 -- with -f in a new session, in the background; returns once the folder is
 -- mounted (or says why the server ended).
 local function start_guestfs_server(a)
-  local self = vma.realpath("/proc/self/exe")
+  local self = vma.os.realpath("/proc/self/exe")
   if not self or not access.which("setsid") then
     return ui.fail("mount", "cannot start the server (no /proc/self/exe or setsid): use -f")
   end
   local tmp, terr = access.tmpdir("mount")
   if not tmp then return ui.fail("mount", terr) end
-  vma.catch_signals()
+  vma.os.catch_signals()
   local log, keyfile = tmp .. "/log", nil
   local argv = { "setsid", self, "mount", "--files", "-f" }
   local function add(...) for _, w in ipairs { ... } do argv[#argv + 1] = w end end
   if a.no_cache then add("--no-cache") end
   if a.root then add("--root", a.root) end
   if a.engine then add("--engine", a.engine) end
-  if a.keyfile then add("--keyfile", vma.realpath(a.keyfile) or a.keyfile) end
+  if a.keyfile then add("--keyfile", vma.os.realpath(a.keyfile) or a.keyfile) end
   if a.key then
     -- never on a command line: in the private folder (0700) until the
     -- server has read it
@@ -188,13 +189,13 @@ local function start_guestfs_server(a)
     add("--keyfile", keyfile)
   end
   if a.options then add("-o", a.options) end
-  add(vma.realpath(a.archive) or a.archive, absolute(a.dir))
-  local pid, serr = vma.spawn(argv, { stdin = "/dev/null", stdout = log, stderr = log })
+  add(vma.os.realpath(a.archive) or a.archive, absolute(a.dir))
+  local pid, serr = vma.os.spawn(argv, { stdin = "/dev/null", stdout = log, stderr = log })
   if not pid then
     access.rmtmp(tmp, { "key", "log" })
     return ui.fail("mount", serr)
   end
-  local tty = vma.isatty(2)
+  local tty = vma.os.isatty(2)
   if tty then io.stderr:write("vma mount: starting libguestfs (its appliance boots a small VM)...") end
   local abs = absolute(a.dir)
   local code
@@ -203,7 +204,7 @@ local function start_guestfs_server(a)
       code = 0
       break
     end
-    local how = vma.wait(pid, true)
+    local how = vma.os.wait(pid, true)
     if how then
       if tty then io.stderr:write("\r\27[K") end
       local f = io.open(log, "r")
@@ -216,13 +217,13 @@ local function start_guestfs_server(a)
       code = 1
       break
     end
-    if vma.interrupted() then
+    if vma.os.interrupted() then
       access.stop(pid)
       if tty then io.stderr:write("\r\27[K") end
       code = ui.fail("mount", "interrupted")
       break
     end
-    vma.sleep(0.1)
+    vma.os.sleep(0.1)
   end
   if tty and code == 0 then io.stderr:write("\r\27[K") end
   access.rmtmp(tmp, { "key", "log" })
@@ -245,7 +246,7 @@ local function run(args)
     prog = files_program()
     if not prog then return ui.fail("mount", "vma-fuse-files is not installed (make install)") end
   else
-    prog = access.fuse_program()
+    prog = process.fuse_program()
     if not prog then return ui.fail("mount", "vma-fuse is not installed (make install)") end
     local r, err = access.open(a.archive, { cache = not a.no_cache })
     if not r then return ui.fail("mount", err) end
@@ -263,13 +264,13 @@ local function run(args)
   end
   argv[#argv + 1] = a.archive
   argv[#argv + 1] = a.dir
-  vma.catch_signals()
-  local pid, serr = vma.spawn(argv)
+  vma.os.catch_signals()
+  local pid, serr = vma.os.spawn(argv)
   if not pid then return ui.fail("mount", serr) end
   -- without -f, vma-fuse's first process ends once the mount is ready
-  local how, code = access.wait(pid, true)
+  local how, code = process.wait(pid, true)
   if how == "interrupted" then
-    access.stop(pid)
+    process.stop(pid)
     return a.foreground and 0 or ui.fail("mount", "interrupted")
   end
   if how == "exit" and code == 0 then return 0 end

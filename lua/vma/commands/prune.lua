@@ -308,7 +308,7 @@ local function use_color()
   if nc ~= nil and nc ~= "" then return false end -- no-color.org: a non-empty value
   local term = os.getenv("TERM")
   if term == nil or term == "" or term == "dumb" then return false end
-  return require("vma").isatty(1)
+  return require("vma").os.isatty(1)
 end
 
 -- ---- the command ----------------------------------------------------------------
@@ -335,7 +335,7 @@ function M.run(args)
     if #groups == 0 then
       io.stdout:write("no vzdump backups in " .. opts.dir .. "\n")
     else
-      io.stdout:write(calendar.render(groups, use_color(), require("vma").terminal_width(1)))
+      io.stdout:write(calendar.render(groups, use_color(), require("vma").os.terminal_width(1)))
     end
     return 0
   end

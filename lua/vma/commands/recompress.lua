@@ -29,12 +29,12 @@ local function run(args)
   local a, status = ui.parse(parser(), args, "recompress")
   if not a then return status end
   local function fail(msg) return ui.fail("recompress", msg, a.output ~= "-" and a.json) end
-  if a.output == "-" and vma.isatty(1) then
+  if a.output == "-" and vma.os.isatty(1) then
     return fail("standard output is a terminal: not writing an archive there")
   end
   local uerr = compression.check(compression_for(a), a.level, a.threads)
-  if uerr then return select(2, ui.usage_error("recompress", uerr)) end
-  vma.catch_signals()
+  if uerr then return ui.usage("recompress", uerr) end
+  vma.os.catch_signals()
   local r, err = ui.open("recompress", a.input)
   if not r then return fail(err) end
   local w, werr = vma.create(a.output, { compress = compression_for(a), level = a.level,
@@ -52,7 +52,7 @@ local function run(args)
   end
   local cok, clerr = w:close()
   if not cok then return fail(clerr) end
-  local st = vma.stat(a.output)
+  local st = vma.os.stat(a.output)
   if a.json then
     local f = a.output == "-" and io.stderr or io.stdout
     f:write(ui.json { ok = true, input = a.input, output = a.output,

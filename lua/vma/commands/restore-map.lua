@@ -46,7 +46,7 @@ local function run(args)
   local a, status = ui.parse(parser(), args or {}, "restore-map")
   if not a then return status end
   if not a.target and not a.script then
-    return select(2, ui.usage_error("restore-map", "one of --target or --script is required"))
+    return ui.usage("restore-map", "one of --target or --script is required")
   end
   local function fail(msg) return ui.fail("restore-map", msg, a.json) end
   local vma = require "vma"

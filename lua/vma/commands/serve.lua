@@ -3,6 +3,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local process = require "vma.process"
 local argparse = require "argparse"
 
 local DEFAULT_PORT = 10809
@@ -27,7 +28,7 @@ end
 -- this host's first IPv4 address, else its first global IPv6 one, else its
 -- name
 local function reachable_host(listen)
-  local list = vma.addresses() or {}
+  local list = vma.os.addresses() or {}
   for _, fam in ipairs { "inet", "inet6" } do
     if fam == "inet" or listen ~= "0.0.0.0" then
       for _, a in ipairs(list) do
@@ -74,13 +75,13 @@ local function serve(a, nb, shown, socket, port, listen)
       ui.out(line, "\n")
     end
   end
-  if vma.isatty(2) then
+  if vma.os.isatty(2) then
     io.stderr:write("vma serve: serving " .. a.archive .. " read-only; Ctrl-C stops\n")
   end
-  local how, code = access.wait(nb.pid, true)
+  local how, code = process.wait(nb.pid, true)
   if how ~= "interrupted" then
     nb.ended = true
-    error("nbdkit ended (" .. access.status_text(how, code) .. ")", 0)
+    error("nbdkit ended (" .. process.status_text(how, code) .. ")", 0)
   end
   return 0
 end
@@ -88,15 +89,11 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "serve")
   if not a then return st end
-  local function usage(msg)
-    io.stderr:write("vma serve: " .. msg .. " (see 'vma help serve')\n")
-    return 2
-  end
-  if a.socket and (a.port or a.listen) then return usage("--socket and --port/--listen exclude each other") end
+  if a.socket and (a.port or a.listen) then return ui.usage("serve", "--socket and --port/--listen exclude each other") end
   local port
   if a.port or a.listen then
     port = math.tointeger(tonumber(a.port or DEFAULT_PORT))
-    if not port or port < 1 or port > 65535 then return usage("--port must be a number from 1 to 65535") end
+    if not port or port < 1 or port > 65535 then return ui.usage("serve", "--port must be a number from 1 to 65535") end
   end
   local listen = a.listen or "127.0.0.1"
 
@@ -121,10 +118,10 @@ local function run(args)
 
   local socket = a.socket
   if socket then
-    if vma.lstat(socket) then return ui.fail("serve", socket .. " already exists") end
+    if vma.os.lstat(socket) then return ui.fail("serve", socket .. " already exists") end
     local dir, base = socket:match("^(.*)/([^/]+)$")
     if not dir then dir, base = ".", socket end
-    local abs = vma.realpath(dir == "" and "/" or dir)
+    local abs = vma.os.realpath(dir == "" and "/" or dir)
     if not abs then return ui.fail("serve", "no folder " .. dir .. " for the socket") end
     socket = (abs == "/" and "" or abs) .. "/" .. base
   end
@@ -137,16 +134,16 @@ local function run(args)
   if not tmp then return ui.fail("serve", terr) end
   if not socket and not port then socket = tmp .. "/nbd.sock" end
 
-  vma.catch_signals()
-  local nb, nerr = access.start_nbdkit { archive = a.archive, disk = a.disk and shown[1].name,
+  vma.os.catch_signals()
+  local nb, nerr = process.start_nbdkit { archive = a.archive, disk = a.disk and shown[1].name,
     socket = socket, port = port, listen = listen, dir = tmp, expect = expect,
     cache = not a.no_cache }
   -- everything made is removed whatever happens: nbdkit, the socket it made
   -- (it leaves it behind), the private folder
   local function cleanup()
-    if nb and not nb.ended then access.stop(nb.pid) end
+    if nb and not nb.ended then process.stop(nb.pid) end
     if nb and socket then
-      local sst = vma.lstat(socket)
+      local sst = vma.os.lstat(socket)
       if sst and sst.type == "socket" then os.remove(socket) end
     end
     access.rmtmp(tmp, { "nbdkit.pid" })

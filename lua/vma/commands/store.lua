@@ -215,7 +215,7 @@ local function run(args)
     ui.out("no VMA archives under " .. table.concat(a.dirs, ", ") .. "\n")
     return 0
   end
-  local width = vma.isatty(1) and vma.terminal_width(1) or 200
+  local width = vma.os.isatty(1) and vma.os.terminal_width(1) or 200
   ui.out(render_table(groups, width))
   if #used == 0 then
     io.stderr:write("vma store: no catalog: run 'vma catalog ", a.dirs[1], "' for the data "

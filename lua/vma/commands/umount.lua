@@ -2,6 +2,7 @@
 local vma = require "vma"
 local ui = require "vma.ui"
 local access = require "vma.access"
+local process = require "vma.process"
 local argparse = require "argparse"
 
 local function parser()
@@ -14,29 +15,20 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "umount")
   if not a then return st end
-  local path = vma.realpath(a.dir)
+  local path = vma.os.realpath(a.dir)
   if not path then return ui.fail("umount", a.dir .. " does not exist") end
   local typ = access.mounted(path)
   if not typ then return ui.fail("umount", a.dir .. " is not mounted") end
   if typ ~= "fuse.vma" and typ ~= "fuse.vma-files" then
     return ui.fail("umount", a.dir .. " is not mounted by vma mount (it is " .. typ .. ")")
   end
-  local prog = access.which("fusermount3") or access.which("fusermount")
+  local prog = process.which("fusermount3") or process.which("fusermount")
   local argv = prog and { prog, "-u", path } or { "umount", path }
-  local tmp = os.tmpname()
-  local pid, err = vma.spawn(argv, { stdin = "/dev/null", stdout = tmp, stderr = tmp })
-  if not pid then
-    os.remove(tmp)
-    return ui.fail("umount", err)
-  end
-  local how, code = access.wait(pid)
-  local f = io.open(tmp, "r")
-  local out = f and f:read("a") or ""
-  if f then f:close() end
-  os.remove(tmp)
+  local how, code, out, err = vma.os.spawn(argv, { capture = true })
+  if not how then return ui.fail("umount", code) end
   if how ~= "exit" or code ~= 0 then
-    out = out:gsub("%s+$", ""):gsub("^[%w]+: ", "")
-    return ui.fail("umount", out ~= "" and out or (argv[1] .. " failed: " .. access.status_text(how, code)))
+    local msg = (err .. out):gsub("%s+$", ""):gsub("^[%w]+: ", "")
+    return ui.fail("umount", msg ~= "" and msg or (argv[1] .. " failed: " .. process.status_text(how, code)))
   end
   return 0
 end

@@ -28,14 +28,14 @@ local function run(args)
   local a, st = ui.parse(parser(), args, "verify")
   if not a then return st end
   local out = a.json and io.stderr or nil
-  local t0 = vma.clock()
+  local t0 = vma.os.clock()
   local r, err = ui.open("verify", a.archive)
   if not r then
-    record(a, nil, false, err, vma.clock() - t0)
+    record(a, nil, false, err, vma.os.clock() - t0)
     return ui.fail("verify", err, a.json)
   end
   local md5 = r.header_md5
-  vma.catch_signals()
+  vma.os.catch_signals()
   local ok, perr = pcall(function()
     if a.verbose then ui.print_content(r, out) end
   end)
@@ -45,10 +45,10 @@ local function run(args)
   prog.finish()
   r:close()
   if not stats then
-    record(a, md5, false, verr, vma.clock() - t0)
+    record(a, md5, false, verr, vma.os.clock() - t0)
     return ui.fail("verify", verr, a.json)
   end
-  record(a, md5, true, nil, vma.clock() - t0)
+  record(a, md5, true, nil, vma.os.clock() - t0)
   if a.json then
     ui.out(ui.json { ok = true, clusters = stats.clusters_done, bytes_read = stats.bytes_read,
       zero_bytes = stats.zero_bytes, archive_bytes = stats.bytes_archive,

@@ -115,17 +115,17 @@ exit 3
 ]]
 
 local function start_watchdog(secs)
-  return vma.spawn({ "sh", "-c", WATCHDOG, "vma-guestfs-watchdog", tostring(math.ceil(secs)),
-    tostring(vma.getpid()) }, { stdin = "/dev/null", stdout = "/dev/null", stderr = "/dev/null" })
+  return vma.os.spawn({ "sh", "-c", WATCHDOG, "vma-guestfs-watchdog", tostring(math.ceil(secs)),
+    tostring(vma.os.getpid()) }, { stdin = "/dev/null", stdout = "/dev/null", stderr = "/dev/null" })
 end
 
 -- stop the watchdog; true when it had fired
 local function stop_watchdog(pid)
   if not pid then return false end
-  local how, code = vma.wait(pid, true)
+  local how, code = vma.os.wait(pid, true)
   if how == false then
-    vma.kill(pid, "TERM")
-    how, code = vma.wait(pid)
+    vma.os.kill(pid, "TERM")
+    how, code = vma.os.wait(pid)
   end
   return how == "exit" and code == 3
 end
@@ -184,18 +184,18 @@ function Session:start()
   self.socket = tmp .. "/nbd.sock"
   -- a signal sets a flag: the caller ends the appliance and nbdkit (a
   -- caller that wants signals to end the process says signals = false)
-  if self.opts.signals ~= false then vma.catch_signals() end
+  if self.opts.signals ~= false then vma.os.catch_signals() end
   local nb, nerr = access.start_nbdkit { archive = r.path, socket = self.socket, dir = tmp,
     expect = r.header_md5, cache = not self.opts.no_cache }
   if not nb then return nil, nerr end
   self.nbdkit = nb
-  local t0 = vma.clock()
+  local t0 = vma.os.clock()
   note(self, string.format("vma %s: starting libguestfs (its appliance boots a small VM)...",
     self.cmd))
   local kvm = kvm_possible()
   local ok, err, fired = self:_launch(false, kvm and seconds("VMA_GUESTFS_KVM_WAIT", 60)
     or seconds("VMA_GUESTFS_LAUNCH_WAIT", 600))
-  if not ok and fired and kvm and not vma.interrupted() then
+  if not ok and fired and kvm and not vma.os.interrupted() then
     -- KVM is there but does not boot the appliance (nested virtualisation
     -- without support): once more with software emulation
     call(self.h, "close")
@@ -203,21 +203,21 @@ function Session:start()
     unnote(self)
     io.stderr:write(string.format("vma %s: the libguestfs appliance did not start with KVM in %d s: "
       .. "starting it again without KVM (slower; LIBGUESTFS_BACKEND_SETTINGS=force_tcg "
-      .. "skips this wait)\n", self.cmd, math.floor(vma.clock() - t0 + 0.5)))
+      .. "skips this wait)\n", self.cmd, math.floor(vma.os.clock() - t0 + 0.5)))
     note(self, string.format("vma %s: starting libguestfs without KVM...", self.cmd))
     ok, err, fired = self:_launch(true, seconds("VMA_GUESTFS_LAUNCH_WAIT", 600))
   end
   unnote(self)
-  if vma.interrupted() then return nil, "interrupted" end
+  if vma.os.interrupted() then return nil, "interrupted" end
   if not ok then
     if fired then
       return nil, string.format("the libguestfs appliance did not start in %d s (if this "
         .. "machine's KVM cannot run a guest, set LIBGUESTFS_BACKEND_SETTINGS=force_tcg)",
-        math.floor(vma.clock() - t0 + 0.5))
+        math.floor(vma.os.clock() - t0 + 0.5))
     end
     return nil, "libguestfs did not start: " .. err
   end
-  self.launch_seconds = vma.clock() - t0
+  self.launch_seconds = vma.os.clock() - t0
   local devs = call(self.h, "list_devices")
   if type(devs) ~= "table" or #devs ~= #self.disks then
     return nil, "libguestfs shows " .. (type(devs) == "table" and #devs or 0) .. " disks, not "
@@ -240,7 +240,7 @@ function E.session(reader, opts)
   opts = opts or {}
   s = setmetatable({ reader = reader, opts = opts, cmd = opts.cmd or "guest", mounts = {},
     nmount = 0, unlocked = {}, nmapper = 0, fss = {},
-    tty = opts.quiet ~= true and vma.isatty(2) }, Session)
+    tty = opts.quiet ~= true and vma.os.isatty(2) }, Session)
   sessions[reader] = s
   local ok, err = s:start()
   if not ok then
@@ -266,7 +266,7 @@ function Session:close()
     self.nbdkit = nil
   end
   if self.tmp then
-    local st = vma.lstat(self.socket)
+    local st = vma.os.lstat(self.socket)
     if st and st.type == "socket" then os.remove(self.socket) end
     require("vma.access").rmtmp(self.tmp, { "nbdkit.pid" })
     self.tmp = nil
@@ -407,7 +407,7 @@ function File:_take(n)
     got = #piece
   end
   while got < n do
-    if vma.interrupted() then return nil, "interrupted" end
+    if vma.os.interrupted() then return nil, "interrupted" end
     local want = math.min(n - got, PREAD_MAX)
     local data, err = self.fs:_pread(self.apath, want, self.pos + got)
     if not data then return nil, self.path .. ": " .. err end
@@ -506,7 +506,7 @@ function File:copy_to(out)
   local n = 0
   self.pos = 0
   while true do
-    if vma.interrupted() then return nil, "interrupted" end
+    if vma.os.interrupted() then return nil, "interrupted" end
     local s, err = self:_take(PREAD_MAX)
     if err then return nil, err end
     if not s then break end
@@ -557,7 +557,7 @@ end
 
 function FS:_check()
   if self.closed then error("attempt to use a closed file system", 3) end
-  if vma.interrupted() then return nil, "interrupted", "interrupted" end
+  if vma.os.interrupted() then return nil, "interrupted", "interrupted" end
   return true
 end
 
@@ -712,7 +712,7 @@ function FS:walk(path)
   local w = setmetatable({ stack = {}, seen = {}, descend = { "", top, st } }, Walker)
   local function step()
     while true do
-      if vma.interrupted() then
+      if vma.os.interrupted() then
         if w.done then return nil end
         w.done = true
         return "", nil, "interrupted"
@@ -1050,13 +1050,13 @@ function E.serve_guest(g, dir, o)
   if o.options and o.options ~= "" then fopts = fopts .. "," .. o.options end
   local okl, lerr = call(h, "mount_local", dir, { readonly = true, options = fopts })
   if not okl then return nil, "libguestfs cannot mount on " .. dir .. ": " .. lerr end
-  local cleaner = vma.spawn({ "sh", "-c", CLEANER, "vma-mount-cleaner", tostring(vma.getpid()),
+  local cleaner = vma.os.spawn({ "sh", "-c", CLEANER, "vma-mount-cleaner", tostring(vma.os.getpid()),
     dir, s.tmp }, { stdin = "/dev/null", stdout = "/dev/null", stderr = "/dev/null" })
   if o.ready then o.ready() end
   local okr, rerr = call(h, "mount_local_run")
   if cleaner then
-    vma.kill(cleaner, "TERM")
-    vma.wait(cleaner)
+    vma.os.kill(cleaner, "TERM")
+    vma.os.wait(cleaner)
   end
   if not okr then return nil, rerr end
   return true

@@ -45,17 +45,4 @@ local function volumes(archive, arg)
   return out
 end
 
-return {
-  description = "logical volumes /dev/VG/<volume> (made when missing)",
-  map = function(archive, arg, opts)
-    local map = {}
-    for _, v in ipairs(volumes(archive, arg)) do
-      local exists = volume.existing(v.path, opts)
-      map[v.dev.name] = { path = v.path, write_zero = exists or not v.thin, format = "raw" }
-    end
-    return map
-  end,
-  prepare = function(entries, archive, arg, opts)
-    return volume.prepare(entries, volumes(archive, arg), opts.dry_run)
-  end,
-}
+return volume.target("logical volumes /dev/VG/<volume> (made when missing)", volumes)

@@ -28,7 +28,7 @@ local function volumes(archive, arg)
     local dataset = pool .. "/" .. names[i]
     -- a volume size is a multiple of its block size (8 KiB by default)
     local size = (dev.size + 8191) // 8192 * 8192
-    out[i] = { dev = dev, path = "/dev/zvol/" .. dataset,
+    out[i] = { dev = dev, thin = true, path = "/dev/zvol/" .. dataset,
                create = { "zfs", "create", "-s", "-V", tostring(size), dataset },
                remove = { "zfs", "destroy", dataset },
                check = { what = "pool or dataset " .. pool,
@@ -37,16 +37,4 @@ local function volumes(archive, arg)
   return out
 end
 
-return {
-  description = "zvols /dev/zvol/POOL/<volume> (made when missing)",
-  map = function(archive, arg, opts)
-    local map = {}
-    for _, v in ipairs(volumes(archive, arg)) do
-      map[v.dev.name] = { path = v.path, write_zero = volume.existing(v.path, opts), format = "raw" }
-    end
-    return map
-  end,
-  prepare = function(entries, archive, arg, opts)
-    return volume.prepare(entries, volumes(archive, arg), opts.dry_run)
-  end,
-}
+return volume.target("zvols /dev/zvol/POOL/<volume> (made when missing)", volumes)

@@ -85,9 +85,12 @@ typedef struct {
     double seconds;
 } vma_decode_status;
 /* r: the stream (owned), its header read; part_fd: the copy's file (owned);
- * lock_fd (owned, -1: none); dir NULL: an unlinked copy, nothing kept */
+ * lock_fd (owned, -1: none); dir NULL: an unlinked copy, nothing kept.
+ * NULL with err (all it owns freed, KEY.part removed) when no thread can
+ * be started */
 vma_decoder *vma_decoder_start(vma_reader *r, int part_fd, int lock_fd, const char *dir,
-                               const char *key, const char *label, const vma_identity *id);
+                               const char *key, const char *label, const vma_identity *id,
+                               GError **err);
 /* the latest snapshot of the index (a reference), its number, and whether
  * the decoder has ended */
 vma_index *vma_decoder_index(vma_decoder *d, uint64_t *seq, gboolean *done);

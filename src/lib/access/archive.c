@@ -53,7 +53,7 @@ struct vma_archive {
     vma_archive_opts o;
     char *cache_dir, *spill_dir;
 
-    GMutex lock;          /* everything below */
+    vma_mutex lock;          /* everything below */
     vma_reader *pending;  /* the header's reader, positioned after it, not taken */
     vma_src *file_src;    /* random reads of the file (plain, seekable zstd) */
     ra_mode mode;
@@ -134,7 +134,7 @@ vma_archive *vma_archive_open_fd(int fd, const char *label, const vma_archive_op
     a->old_srcs = g_ptr_array_new();
     a->old_decs = g_ptr_array_new();
     a->fds = g_array_new(FALSE, FALSE, sizeof(int));
-    g_mutex_init(&a->lock);
+    vma_mutex_init(&a->lock);
     set_opts(a, o);
     GError *e = NULL;
     struct stat st;
@@ -248,7 +248,7 @@ void vma_archive_free(vma_archive *a)
     if (a->raw_header)
         g_byte_array_free(a->raw_header, TRUE);
     g_clear_error(&a->prep_err);
-    g_mutex_clear(&a->lock);
+    vma_mutex_clear(&a->lock);
     g_free(a->label);
     g_free(a->cache_dir);
     g_free(a->spill_dir);
@@ -274,7 +274,7 @@ void vma_archive_header_md5(const vma_archive *a, uint8_t out[16])
 
 vma_reader *vma_archive_stream(vma_archive *a, GError **err)
 {
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     vma_reader *r = NULL;
     /* the header's reader when it streams the file (a src-based one is
      * kept for the index, and reads slower than a stream) */
@@ -282,7 +282,7 @@ vma_reader *vma_archive_stream(vma_archive *a, GError **err)
         r = a->pending;
         a->pending = NULL;
     }
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     return r ? r : new_stream(a, err);
 }
 
@@ -445,7 +445,9 @@ static int start_decoder(vma_archive *a, GError **err)
         return -1;
     }
     a->dec = vma_decoder_start(r, fd, lock_fd, cached ? a->cache_dir : NULL, a->key, a->label,
-                               &a->id);
+                               &a->id, err);
+    if (!a->dec)
+        return -1;
     a->mode = RA_DECODER;
     return 0;
 }
@@ -508,9 +510,9 @@ static int prepare(vma_archive *a, vma_index_progress_fn progress, void *ud, GEr
             rc = start_decoder(a, &e);
         if (rc == -2) {
             g_clear_error(&e);
-            g_mutex_unlock(&a->lock);
+            vma_mutex_unlock(&a->lock);
             gboolean go_on = wait_for_other(a);
-            g_mutex_lock(&a->lock);
+            vma_mutex_lock(&a->lock);
             if (!go_on) {
                 g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED,
                             "interrupted while another vma decodes %s", a->label);
@@ -536,9 +538,9 @@ static int prepare(vma_archive *a, vma_index_progress_fn progress, void *ud, GEr
 int vma_archive_prepare_with(vma_archive *a, vma_index_progress_fn progress, void *ud,
                              GError **err)
 {
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     int rc = prepare(a, progress, ud, err);
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     return rc;
 }
 
@@ -591,7 +593,7 @@ static void switch_to_copy(vma_archive *a)
 static int get_view(vma_archive *a, view *v, GError **err)
 {
     memset(v, 0, sizeof(*v));
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     int rc = prepare(a, NULL, NULL, err);
     if (rc == 0 && a->mode == RA_DECODER) {
         v->ix = vma_decoder_index(a->dec, &v->seq, &v->done);
@@ -609,7 +611,7 @@ static int get_view(vma_archive *a, view *v, GError **err)
         v->src = a->src;
         v->done = TRUE;
     }
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     return rc;
 }
 
@@ -625,7 +627,7 @@ static gboolean rebuild(vma_archive *a, const view *v, const GError *e)
 {
     if (!e || e->code != VMA_ERR_FORMAT || a->file_src)
         return FALSE;
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     gboolean again = FALSE;
     if (!a->rebuilt && (a->src == v->src || a->dec == v->dec) && a->mode != RA_NONE) {
         a->rebuilt = TRUE;
@@ -645,7 +647,7 @@ static gboolean rebuild(vma_archive *a, const view *v, const GError *e)
         if (use_cache(a))
             vma_cache_remove_key(a->cache_dir, a->key, FALSE, NULL);
     }
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     return again;
 }
 
@@ -675,9 +677,9 @@ uint64_t vma_archive_device_length(vma_archive *a, uint8_t dev_id)
         return 0;
     /* a disk's size is in the header; only a vmstate's length needs the
      * index, and asking for it starts nothing */
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     gboolean ready = a->mode != RA_NONE;
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     view v;
     if (!d->is_vmstate || !ready || get_view(a, &v, NULL) < 0)
         return d->size;
@@ -868,7 +870,7 @@ int vma_archive_map(vma_archive *a, uint8_t dev_id, uint64_t off, uint64_t len,
 void vma_archive_status(vma_archive *a, vma_access_status *st)
 {
     memset(st, 0, sizeof(*st));
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     st->seekable = a->file_src != NULL;
     st->from_cache = a->from_cache;
     st->ready = a->mode != RA_NONE;
@@ -876,7 +878,7 @@ void vma_archive_status(vma_archive *a, vma_access_status *st)
     vma_decoder *dec = a->dec;
     if (a->ix)
         st->index_memory = vma_index_memory(a->ix);
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     if (dec) {
         vma_decode_status ds;
         vma_decoder_status(dec, &ds);
@@ -927,7 +929,14 @@ int vma_archive_wait_complete(vma_archive *a, GError **err)
     }
 }
 
-gboolean vma_archive_from_cache(const vma_archive *a) { return a->from_cache; }
+gboolean vma_archive_from_cache(const vma_archive *a)
+{
+    /* set by whichever thread prepared it, under the lock */
+    vma_mutex_lock((vma_mutex *)&a->lock);
+    gboolean c = a->from_cache;
+    vma_mutex_unlock((vma_mutex *)&a->lock);
+    return c;
+}
 
 uint64_t vma_archive_index_memory(vma_archive *a)
 {
@@ -938,9 +947,9 @@ uint64_t vma_archive_index_memory(vma_archive *a)
 
 vma_src *vma_archive_src(vma_archive *a)
 {
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     vma_src *s = a->src;
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     return s;
 }
 
@@ -948,9 +957,9 @@ const char *vma_archive_key(const vma_archive *a) { return a->key; }
 
 int vma_archive_wait_compacted(vma_archive *a, GError **err)
 {
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     vma_decoder *dec = a->dec;
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     if (dec && vma_decoder_wait_compacted(dec) < 0) {
         g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
         return -1;
@@ -960,8 +969,8 @@ int vma_archive_wait_compacted(vma_archive *a, GError **err)
 
 const GError *vma_archive_random_error(vma_archive *a)
 {
-    g_mutex_lock(&a->lock);
+    vma_mutex_lock(&a->lock);
     const GError *e = a->prep_err;
-    g_mutex_unlock(&a->lock);
+    vma_mutex_unlock(&a->lock);
     return e;
 }

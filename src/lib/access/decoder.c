@@ -23,31 +23,30 @@
 #include "access/access.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-#include <signal.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-/* zstd's level for the copy: --fast=1 kept the comp image's copy at 1.05x
- * of its level-3 archive at 600 MB/s a core (docs/performance.md) */
+/* zstd's level for the copy: its fastest (--fast=1); what that costs and
+ * saves against level 3 is in docs/performance.md */
 #define COPY_LEVEL (-1)
 #define SNAP_WAITED_S 0.05
 #define SNAP_EVERY_S  1.0
 
 struct vma_decoder {
-    GThread *thread;
+    vma_thread *thread;
     vma_reader *r;
     int part_fd;
     char *dir, *key, *label;
     vma_identity id;
     int lock_fd;
     vma_live *live;
-    GMutex lock;
-    GCond changed;        /* a snapshot was published, or the end */
+    vma_mutex lock;
+    vma_cond changed;        /* a snapshot was published, or the end */
     vma_index *snap;      /* the latest snapshot (a reference) */
     uint64_t seq;
     gint want;            /* a reader waits for a snapshot */
@@ -56,7 +55,8 @@ struct vma_decoder {
     GError *failure;
     uint64_t raw_frames;
     gboolean compacting;  /* the copy is being compressed again */
-    uint64_t stream_done; /* decompressed bytes decoded */
+    uint64_t stream_done; /* decompressed bytes decoded (at the last snapshot) */
+    _Atomic uint64_t stream_at; /* the same after each extent (any thread) */
     double start, end;
     char *final_path;
 };
@@ -72,10 +72,10 @@ static void publish(vma_decoder *d, vma_index *snap)
     vma_index *old = d->snap;
     d->snap = snap;
     d->seq++;
-    g_cond_broadcast(&d->changed);
-    g_mutex_unlock(&d->lock);
+    vma_cond_broadcast(&d->changed);
+    vma_mutex_unlock(&d->lock);
     vma_index_free(old);
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
 }
 
 /* the copy complete: the index and the info beside it, then the copy under
@@ -142,15 +142,16 @@ static int decode(vma_decoder *d, vma_index *ix, GError **err)
         }
         double now = vma_now();
         uint64_t at = vma_reader_offset(d->r);
+        atomic_store_explicit(&d->stream_at, at, memory_order_relaxed);
         gboolean wanted = g_atomic_int_get(&d->want);
         if ((wanted && now - last >= SNAP_WAITED_S) || now - last >= SNAP_EVERY_S) {
             vma_index *snap = vma_index_snapshot(ix, at);
             last = now;
-            g_mutex_lock(&d->lock);
+            vma_mutex_lock(&d->lock);
             g_atomic_int_set(&d->want, 0);
             d->stream_done = at;
             publish(d, snap);
-            g_mutex_unlock(&d->lock);
+            vma_mutex_unlock(&d->lock);
         }
     }
     g_free(ext);
@@ -217,13 +218,9 @@ static void compact(vma_decoder *d)
     g_free(tmp);
 }
 
-static gpointer decoder_main(gpointer data)
+static void *decoder_main(void *data)
 {
     vma_decoder *d = data;
-    /* signals go to the main thread; Ctrl-C is seen through vma_interrupted */
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
     const vma_header *h = vma_reader_header(d->r);
     for (unsigned id = 1; id <= VMA_MAX_DEV_ID; id++)
         if (h->devices[id])
@@ -246,7 +243,7 @@ static gpointer decoder_main(gpointer data)
         g_free(part);
     }
     vma_live_end(d->live, rc < 0 ? e : NULL);
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
     d->stream_done = size;
     d->end = vma_now();
     /* set with done, so that whoever sees done sees it too */
@@ -256,17 +253,17 @@ static gpointer decoder_main(gpointer data)
     if (rc < 0) {
         d->failure = e;
         vma_index_free(ix);
-        g_cond_broadcast(&d->changed);
+        vma_cond_broadcast(&d->changed);
     } else {
         publish(d, ix);
     }
-    g_mutex_unlock(&d->lock);
+    vma_mutex_unlock(&d->lock);
     if (compacting) {
         compact(d);
-        g_mutex_lock(&d->lock);
+        vma_mutex_lock(&d->lock);
         d->compacting = FALSE;
-        g_cond_broadcast(&d->changed);
-        g_mutex_unlock(&d->lock);
+        vma_cond_broadcast(&d->changed);
+        vma_mutex_unlock(&d->lock);
     }
     if (d->lock_fd >= 0) {
         close(d->lock_fd); /* releases the flock */
@@ -277,24 +274,25 @@ static gpointer decoder_main(gpointer data)
 
 gboolean vma_decoder_compacting(vma_decoder *d)
 {
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
     gboolean c = d->compacting;
-    g_mutex_unlock(&d->lock);
+    vma_mutex_unlock(&d->lock);
     return c;
 }
 
 int vma_decoder_wait_compacted(vma_decoder *d)
 {
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
     while (d->compacting && !vma_interrupted())
-        g_cond_wait_until(&d->changed, &d->lock, g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND);
+        vma_cond_wait_ms(&d->changed, &d->lock, 100);
     int rc = d->compacting ? -1 : 0;
-    g_mutex_unlock(&d->lock);
+    vma_mutex_unlock(&d->lock);
     return rc;
 }
 
 vma_decoder *vma_decoder_start(vma_reader *r, int part_fd, int lock_fd, const char *dir,
-                               const char *key, const char *label, const vma_identity *id)
+                               const char *key, const char *label, const vma_identity *id,
+                               GError **err)
 {
     vma_decoder *d = g_new0(vma_decoder, 1);
     d->r = r;
@@ -307,22 +305,31 @@ vma_decoder *vma_decoder_start(vma_reader *r, int part_fd, int lock_fd, const ch
         d->id = *id;
     int rfd = dup(part_fd);
     d->live = vma_live_new(rfd >= 0 ? rfd : -1);
-    g_mutex_init(&d->lock);
-    g_cond_init(&d->changed);
+    vma_mutex_init(&d->lock);
+    vma_cond_init(&d->changed);
     d->snap = vma_index_new(vma_reader_header(r));
     vma_index_finish(d->snap, 0);
     d->start = vma_now();
-    d->thread = g_thread_new("vma-decode", decoder_main, d);
+    d->thread = vma_thread_new("vma-copy", decoder_main, d, err);
+    if (!d->thread) {
+        if (dir) {
+            char *part = vma_cache_path(dir, key, ".part");
+            unlink(part);
+            g_free(part);
+        }
+        vma_decoder_free(d);
+        return NULL;
+    }
     return d;
 }
 
 vma_index *vma_decoder_index(vma_decoder *d, uint64_t *seq, gboolean *done)
 {
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
     vma_index *ix = vma_index_ref(d->snap);
     *seq = d->seq;
     *done = d->done;
-    g_mutex_unlock(&d->lock);
+    vma_mutex_unlock(&d->lock);
     return ix;
 }
 
@@ -330,35 +337,37 @@ int vma_decoder_wait(vma_decoder *d, uint64_t seq, double seconds)
 {
     g_atomic_int_set(&d->want, 1);
     gint64 until = g_get_monotonic_time() + (gint64)(seconds * G_TIME_SPAN_SECOND);
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
     while (d->seq == seq && !d->done && !vma_interrupted() && g_get_monotonic_time() < until)
-        g_cond_wait_until(&d->changed, &d->lock,
-                          MIN(until, g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND));
+        vma_cond_wait_until(&d->changed, &d->lock,
+                            MIN(until, g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND));
     int rc = d->seq != seq || d->done ? 1 : vma_interrupted() ? -1 : 0;
-    g_mutex_unlock(&d->lock);
+    vma_mutex_unlock(&d->lock);
     return rc;
 }
 
 void vma_decoder_status(vma_decoder *d, vma_decode_status *st)
 {
     memset(st, 0, sizeof(*st));
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
     st->done = d->done;
     st->complete = d->complete;
-    st->stream_done = d->done ? d->stream_done : vma_reader_offset(d->r);
+    st->stream_done = d->done ? d->stream_done
+                              : atomic_load_explicit(&d->stream_at, memory_order_relaxed);
     st->seconds = (d->done ? d->end : vma_now()) - d->start;
-    g_mutex_unlock(&d->lock);
-    st->input_done = d->done ? d->id.size : vma_reader_input_offset(d->r);
+    vma_mutex_unlock(&d->lock);
+    /* the input's count is an atomic of its own; its size never changes */
+    st->input_done = st->done ? d->id.size : vma_reader_input_offset(d->r);
     st->input_total = d->id.size;
 }
 
 gboolean vma_decoder_failure(vma_decoder *d, GError **err)
 {
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
     gboolean failed = d->failure != NULL;
     if (failed && err)
         g_propagate_error(err, g_error_copy(d->failure));
-    g_mutex_unlock(&d->lock);
+    vma_mutex_unlock(&d->lock);
     return failed;
 }
 
@@ -366,9 +375,9 @@ vma_live *vma_decoder_live(vma_decoder *d) { return d->live; }
 
 const char *vma_decoder_final_path(vma_decoder *d)
 {
-    g_mutex_lock(&d->lock);
+    vma_mutex_lock(&d->lock);
     const char *p = d->complete ? d->final_path : NULL;
-    g_mutex_unlock(&d->lock);
+    vma_mutex_unlock(&d->lock);
     return p;
 }
 
@@ -379,7 +388,8 @@ void vma_decoder_free(vma_decoder *d)
     if (!d)
         return;
     g_atomic_int_set(&d->stop, 1);
-    g_thread_join(d->thread);
+    if (d->thread)
+        vma_thread_join(d->thread);
     vma_index_free(d->snap);
     vma_reader_free(d->r);
     vma_live_free(d->live);
@@ -388,8 +398,8 @@ void vma_decoder_free(vma_decoder *d)
     if (d->lock_fd >= 0)
         close(d->lock_fd);
     g_clear_error(&d->failure);
-    g_mutex_clear(&d->lock);
-    g_cond_clear(&d->changed);
+    vma_mutex_clear(&d->lock);
+    vma_cond_clear(&d->changed);
     g_free(d->final_path);
     g_free(d->dir);
     g_free(d->key);

@@ -456,17 +456,26 @@ int vma_index_save(const vma_index *ix, const char *path, const uint8_t stamp[VM
     int rc = -1;
     if (fd < 0) {
         vma_set_errno(err, errno, "cannot create %s", tmp);
-    } else if (vma_write_all(fd, b->data, b->len, err) == 0 && fsync(fd) == 0 &&
-               close(fd) == 0) {
-        fd = -1;
-        rc = rename(tmp, path);
-        if (rc < 0)
-            vma_set_errno(err, errno, "cannot rename %s to %s", tmp, path);
-    } else if (err && !*err) {
-        vma_set_errno(err, errno, "cannot write %s", tmp);
+    } else {
+        GError *e = NULL;
+        int wrc = vma_write_all(fd, b->data, b->len, &e);
+        if (wrc == 0 && fsync(fd) < 0) {
+            vma_set_errno(&e, errno, "cannot write %s", tmp);
+            wrc = -1;
+        }
+        /* closed once, whatever close says: the descriptor is gone either way */
+        if (close(fd) < 0 && wrc == 0) {
+            vma_set_errno(&e, errno, "cannot write %s", tmp);
+            wrc = -1;
+        }
+        if (wrc == 0) {
+            rc = rename(tmp, path);
+            if (rc < 0)
+                vma_set_errno(&e, errno, "cannot rename %s to %s", tmp, path);
+        }
+        if (e)
+            g_propagate_error(err, e);
     }
-    if (fd >= 0)
-        close(fd);
     if (rc < 0)
         unlink(tmp);
     g_free(tmp);

@@ -25,25 +25,16 @@ typedef struct {
     uint32_t csize, dsize;
 } lframe;
 
-typedef struct {
-    int64_t frame;       /* -1: empty */
-    uint8_t *data;
-    size_t cap;
-    gboolean loading;
-    unsigned refs;
-    uint64_t used;
-} lslot;
-
 struct vma_live {
     int fd;
-    GMutex lock;
-    GCond grown;          /* a frame was appended, or the end came */
+    vma_mutex lock;
+    vma_cond grown;          /* a frame was appended, or the end came */
     GArray *frames;       /* lframe, in stream order */
     uint64_t size;        /* stream bytes in the frames so far */
     uint64_t file_end;    /* file bytes in the frames so far */
     gboolean ended;
     GError *failure;      /* why the decoder stopped early, or NULL */
-    lslot slots[LIVE_SLOTS];
+    vma_frame_slot slots[LIVE_SLOTS];
     uint64_t clock;
 };
 
@@ -51,8 +42,8 @@ vma_live *vma_live_new(int fd)
 {
     vma_live *l = g_new0(vma_live, 1);
     l->fd = fd;
-    g_mutex_init(&l->lock);
-    g_cond_init(&l->grown);
+    vma_mutex_init(&l->lock);
+    vma_cond_init(&l->grown);
     l->frames = g_array_new(FALSE, FALSE, sizeof(lframe));
     for (unsigned i = 0; i < LIVE_SLOTS; i++)
         l->slots[i].frame = -1;
@@ -67,8 +58,8 @@ void vma_live_free(vma_live *l)
         g_free(l->slots[i].data);
     g_array_free(l->frames, TRUE);
     g_clear_error(&l->failure);
-    g_mutex_clear(&l->lock);
-    g_cond_clear(&l->grown);
+    vma_mutex_clear(&l->lock);
+    vma_cond_clear(&l->grown);
     if (l->fd >= 0)
         close(l->fd);
     g_free(l);
@@ -76,30 +67,30 @@ void vma_live_free(vma_live *l)
 
 void vma_live_append(vma_live *l, uint64_t csize, uint64_t dsize)
 {
-    g_mutex_lock(&l->lock);
+    vma_mutex_lock(&l->lock);
     lframe f = {l->file_end, l->size, (uint32_t)csize, (uint32_t)dsize};
     g_array_append_val(l->frames, f);
     l->size += dsize;
     l->file_end += csize;
-    g_cond_broadcast(&l->grown);
-    g_mutex_unlock(&l->lock);
+    vma_cond_broadcast(&l->grown);
+    vma_mutex_unlock(&l->lock);
 }
 
 void vma_live_end(vma_live *l, const GError *failure)
 {
-    g_mutex_lock(&l->lock);
+    vma_mutex_lock(&l->lock);
     l->ended = TRUE;
     if (failure && !l->failure)
         l->failure = g_error_copy(failure);
-    g_cond_broadcast(&l->grown);
-    g_mutex_unlock(&l->lock);
+    vma_cond_broadcast(&l->grown);
+    vma_mutex_unlock(&l->lock);
 }
 
 uint64_t vma_live_size(vma_live *l)
 {
-    g_mutex_lock(&l->lock);
+    vma_mutex_lock(&l->lock);
     uint64_t n = l->size;
-    g_mutex_unlock(&l->lock);
+    vma_mutex_unlock(&l->lock);
     return n;
 }
 
@@ -119,22 +110,14 @@ static gboolean wait_for(vma_live *l, uint64_t end, GError **err)
             g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
             return FALSE;
         }
-        g_cond_wait_until(&l->grown, &l->lock, g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND);
+        vma_cond_wait_ms(&l->grown, &l->lock, 100);
     }
     return TRUE;
 }
 
 static guint find(const vma_live *l, uint64_t off)
 {
-    guint lo = 0, hi = l->frames->len;
-    while (hi - lo > 1) {
-        guint mid = lo + (hi - lo) / 2;
-        if (g_array_index(l->frames, lframe, mid).doff <= off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
+    return (guint)VMA_SEARCH_LE(l->frames->data, l->frames->len, lframe, doff, off);
 }
 
 /* decode frame f into out (f.dsize bytes), checked as a reader of the
@@ -179,38 +162,23 @@ static int decode(vma_live *l, const lframe *f, guint fi, uint8_t *out, GError *
     return rc;
 }
 
-static lslot *pick(vma_live *l)
-{
-    lslot *best = NULL;
-    for (unsigned i = 0; i < LIVE_SLOTS; i++) {
-        lslot *z = &l->slots[i];
-        if (z->loading || z->refs)
-            continue;
-        if (z->frame < 0)
-            return z;
-        if (!best || z->used < best->used)
-            best = z;
-    }
-    return best;
-}
-
 /* copy n bytes at off of frame fi (locked on entry and return) */
 static int read_frame(vma_live *l, guint fi, uint64_t off, uint8_t *buf, size_t n, GError **err)
 {
     for (;;) {
-        lslot *z = NULL;
+        vma_frame_slot *z = NULL;
         for (unsigned i = 0; i < LIVE_SLOTS; i++)
             if (l->slots[i].frame == (int64_t)fi)
                 z = &l->slots[i];
         if (z && z->loading) {
-            g_cond_wait(&l->grown, &l->lock);
+            vma_cond_wait(&l->grown, &l->lock);
             continue;
         }
         gboolean hit = z != NULL;
         if (!z) {
-            z = pick(l);
+            z = vma_frame_slot_pick(l->slots, LIVE_SLOTS);
             if (!z) {
-                g_cond_wait(&l->grown, &l->lock);
+                vma_cond_wait(&l->grown, &l->lock);
                 continue;
             }
             z->frame = fi;
@@ -219,35 +187,31 @@ static int read_frame(vma_live *l, guint fi, uint64_t off, uint8_t *buf, size_t 
         z->refs++;
         z->used = ++l->clock;
         lframe f = g_array_index(l->frames, lframe, fi);
-        g_mutex_unlock(&l->lock);
+        vma_mutex_unlock(&l->lock);
         int rc = 0;
         if (!hit) {
-            if (z->cap < f.dsize) {
-                g_free(z->data);
-                z->data = g_malloc(f.dsize);
-                z->cap = f.dsize;
-            }
+            vma_frame_slot_reserve(z, f.dsize);
             rc = decode(l, &f, fi, z->data, err);
         }
         if (rc == 0)
             memcpy(buf, z->data + off, n);
-        g_mutex_lock(&l->lock);
+        vma_mutex_lock(&l->lock);
         z->refs--;
         if (!hit) {
             z->loading = FALSE;
             if (rc < 0)
                 z->frame = -1;
         }
-        g_cond_broadcast(&l->grown);
+        vma_cond_broadcast(&l->grown);
         return rc;
     }
 }
 
 ssize_t vma_live_pread(vma_live *l, void *buf, size_t n, uint64_t off, GError **err)
 {
-    g_mutex_lock(&l->lock);
+    vma_mutex_lock(&l->lock);
     if (!wait_for(l, off + n, err)) {
-        g_mutex_unlock(&l->lock);
+        vma_mutex_unlock(&l->lock);
         return -1;
     }
     size_t done = 0;
@@ -257,12 +221,12 @@ ssize_t vma_live_pread(vma_live *l, void *buf, size_t n, uint64_t off, GError **
         uint64_t in = off + done - f.doff;
         size_t k = (size_t)MIN((uint64_t)(n - done), f.dsize - in);
         if (read_frame(l, fi, in, (uint8_t *)buf + done, k, err) < 0) {
-            g_mutex_unlock(&l->lock);
+            vma_mutex_unlock(&l->lock);
             return -1;
         }
         done += k;
         fi++;
     }
-    g_mutex_unlock(&l->lock);
+    vma_mutex_unlock(&l->lock);
     return (ssize_t)done;
 }

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -178,4 +179,23 @@ int vma_is_all_holes(int fd, GError **err)
     if (d < 0) /* no SEEK_DATA here: only allocated blocks tell */
         return st.st_blocks == 0;
     return 0;
+}
+
+int vma_process_umask(void)
+{
+    /* Linux 4.7 and later tell it in /proc/self/status: umask(2) would
+     * have to set it to read it, a race with every thread making files */
+    char *text = NULL;
+    int um = -1;
+    if (g_file_get_contents("/proc/self/status", &text, NULL, NULL)) {
+        const char *line = strstr(text, "\nUmask:");
+        if (line) {
+            char *end;
+            long v = strtol(line + 7, &end, 8);
+            if (end != line + 7 && v >= 0 && v <= 0777)
+                um = (int)v;
+        }
+    }
+    g_free(text);
+    return um;
 }

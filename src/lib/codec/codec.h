@@ -24,7 +24,7 @@ vma_compress vma_in_compression(const vma_in *in);
 uint64_t vma_in_raw_offset(vma_in *in);
 void vma_in_free(vma_in *in);
 
-/* random access to the decompressed bytes of an archive (seekable.c): a
+/* random access to the decompressed bytes of an archive (random.c): a
  * plain file, or a .vma.zst with a seek table; anything else is refused
  * with VMA_ERR_NOT_SEEKABLE.  fd is not owned.  Thread-safe. */
 typedef struct vma_src vma_src;
@@ -38,7 +38,7 @@ uint64_t vma_src_frames(const vma_src *s);
 void vma_src_set_cache(vma_src *s, uint64_t bytes);
 /* keep frames that are read out of order, once decoded, in an unlinked
  * file in dir, up to limit bytes (and half the space free there): later
- * reads of them are a pread (a .vma.zst only; see seekable.c) */
+ * reads of them are a pread (a .vma.zst only; see random.c) */
 void vma_src_enable_spill(vma_src *s, const char *dir, uint64_t limit);
 /* what the reads of a .vma.zst cost (for tests and benchmarks) */
 typedef struct {
@@ -52,25 +52,43 @@ typedef struct {
 void vma_src_get_stats(vma_src *s, vma_src_stats *st);
 /* n bytes at off of the stream: the count read (less only at the end), -1 */
 ssize_t vma_src_pread(vma_src *s, void *buf, size_t n, uint64_t off, GError **err);
+/* a slot of a cache of decoded frames: the seekable reader's (random.c)
+ * and the live reads of a copy being made (access/live.c) */
+typedef struct {
+    int64_t frame;        /* -1: empty */
+    uint8_t *data;
+    size_t cap;
+    gboolean loading;     /* a thread decodes into it */
+    unsigned refs;        /* threads copying out of it */
+    uint64_t used;        /* last use, for LRU */
+} vma_frame_slot;
+/* (under the cache's lock) a slot to load a frame into: a free one, else
+ * the least recently used that nobody loads or copies from; NULL when
+ * there is none */
+vma_frame_slot *vma_frame_slot_pick(vma_frame_slot *slots, unsigned n);
+/* room for n bytes in the slot (what it held is not kept) */
+void vma_frame_slot_reserve(vma_frame_slot *z, size_t n);
 /* sequential input over a random source (not owned): skips cost nothing */
 vma_in *vma_in_new_src(vma_src *src);
 
-/* ---- output with optional compression (compress.c) ---- */
+/* ---- output with optional compression (output.c) ---- */
 /* The zstd frames and gzip members of a compressed archive: a frame ends at
  * the first extent that starts when it holds at least VMA_FRAME_BYTES of
  * decompressed data; an extent of VMA_FRAME_BYTES or more starts a frame and
  * is cut every VMA_FRAME_BYTES.  4 MiB is above the largest extent, so every
  * frame of a writer's archive starts with an extent (or the header) and
- * holds less than 8 MiB; 1 MiB frames lost 9% on a file system image (see
- * docs/format.md).  -DVMA_FRAME_BYTES=... for experiments. */
+ * holds less than 8 MiB (see docs/format.md and, for the choice of the
+ * size, docs/performance.md).  lzo's frames are cut every VMA_FRAME_BYTES
+ * (runs of lzop's 256 KiB blocks).  -DVMA_FRAME_BYTES=... for
+ * experiments. */
 #ifndef VMA_FRAME_BYTES
 #define VMA_FRAME_BYTES (4u << 20)
 #endif
 typedef struct vma_out vma_out;
 /* level 0: the codec's default (zstd also takes its fast levels, < 0, for
  * the library's own caches, and then threads -1: no worker, every frame
- * stored raw); threads: compression workers for zstd and
- * gzip, 0 = one per core.  A level out of the codec's range is VMA_ERR_ARG. */
+ * stored raw); threads: compression workers, 0 = one per core.  A level
+ * out of the codec's range is VMA_ERR_ARG. */
 vma_out *vma_out_new(int fd, vma_compress c, int level, int threads,
                      GError **err); /* fd not owned */
 /* an extent (or the header) starts with the next byte written: where the
@@ -97,7 +115,9 @@ uint64_t vma_out_raw_frames(const vma_out *out);
 void vma_out_set_no_sync(vma_out *out);
 void vma_out_free(vma_out *out);
 
-/* ---- the lzop format, decoded with liblzo2 (lzop.c) ---- */
+/* ---- the lzop format, decoded with liblzo2 (lzop.c; written by output.c) ---- */
+/* liblzo2 initialised and fit for the header it was built with */
+gboolean vma_lzo_ready(void);
 typedef struct vma_lzop vma_lzop;
 /* n bytes of the input into buf: n, fewer only at its end, -1 with err */
 typedef ssize_t (*vma_lzop_read_fn)(void *ctx, void *buf, size_t n, GError **err);
@@ -108,21 +128,5 @@ vma_lzop *vma_lzop_new(vma_lzop_read_fn read, void *ctx);
  * err set; the bytes before the break are returned */
 ssize_t vma_lzop_read(vma_lzop *z, uint8_t *buf, size_t n, GError **err);
 void vma_lzop_free(vma_lzop *z);
-
-/* ---- a helper program as a child process (child.c; lzop) ---- */
-typedef struct {
-    pid_t pid;
-    int to_child;     /* socket: what we write is the child's stdin */
-    int errors;       /* pipe: the child's stderr, read when it failed */
-} vma_child;
-/* start argv with stdin from a socketpair and stdout on out_fd (or a new
- * pipe returned in *from_child when out_fd < 0); its stderr is kept from
- * ours and only used to explain a failure */
-gboolean vma_child_start(vma_child *c, const char *const argv[], int out_fd,
-                         int *from_child, GError **err);
-int vma_child_send(vma_child *c, const void *buf, size_t n, GError **err);
-/* close the child's input and wait for it; -1 if it failed (a truncated
- * lzo stream is VMA_ERR_INCOMPLETE); 0 when it was not running */
-int vma_child_finish(vma_child *c, const char *what, GError **err);
 
 #endif

@@ -21,8 +21,9 @@ static const vma_codec codecs[VMA_N_CODECS] = {
      VMA_MAX_THREADS},
     {VMA_COMPRESS_GZIP, "gzip", ".gz", gzip_alias, gzip_magic, sizeof(gzip_magic), 1, 9, 6,
      VMA_MAX_THREADS},
-    /* lzop -1 .. -9, its default -3 */
-    {VMA_COMPRESS_LZO, "lzo", ".lzo", lzo_alias, lzo_magic, sizeof(lzo_magic), 1, 9, 3, 1},
+    /* lzop -1 .. -9, its default -3 (written here with liblzo2, on threads) */
+    {VMA_COMPRESS_LZO, "lzo", ".lzo", lzo_alias, lzo_magic, sizeof(lzo_magic), 1, 9, 3,
+     VMA_MAX_THREADS},
 };
 
 const vma_codec *vma_codec_get(vma_compress c)

@@ -1,6 +1,6 @@
-/* io.c - buffered archive input with transparent decompression (zstd, gzip,
- * lzop: lzop.c), in a decoder thread that runs ahead of the reader.  The
- * output side is in compress.c. */
+/* input.c - buffered archive input with transparent decompression (zstd,
+ * gzip, lzop: lzop.c), in a decoder thread that runs ahead of the reader.
+ * The output side is in output.c. */
 #define _GNU_SOURCE
 #include "codec/codec.h"
 
@@ -42,13 +42,17 @@ typedef struct {
 struct vma_in {
     _Atomic uint64_t raw_read; /* bytes read from fd so far (any thread) */
     vma_src *src;         /* random access: reads and skips move pos */
-    GThread *ahead;       /* the decoder thread, or NULL */
-    GAsyncQueue *full, *empty;
+    vma_thread *ahead;    /* the decoder thread, or NULL */
+    vma_queue *full;      /* chunks decoded, for the reader */
+    vma_queue *empty;     /* chunks to fill, for the thread; closed: stop */
     ahead_chunk chunks[AHEAD_CHUNKS];
     ahead_chunk *cur;     /* being consumed */
     size_t cur_pos;
     gboolean ahead_done;  /* the last chunk was consumed */
     gboolean want_ahead;  /* a decoder thread once reads start in earnest */
+    gboolean no_thread;   /* none could be started: decode in the reader's */
+    gboolean polled;      /* reads of fd wait in steps (set before the thread
+                             starts, read by it) */
     gint ahead_stop;
     uint64_t pos;
     int fd;
@@ -91,7 +95,7 @@ static ssize_t read_fd(int fd, void *buf, size_t n, GError **err)
  * be stopped while a pipe stalls */
 static ssize_t read_some(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
-    if (in->ahead) {
+    if (in->polled) {
         struct pollfd pfd = {in->fd, POLLIN, 0};
         for (;;) {
             int pr = poll(&pfd, 1, 100);
@@ -152,7 +156,8 @@ static ssize_t raw_exact(void *ctx, void *buf, size_t n, GError **err)
     return (ssize_t)got;
 }
 
-static void ahead_start(vma_in *in);
+static gboolean ahead_start(vma_in *in);
+static void ahead_free(vma_in *in);
 
 vma_in *vma_in_new(int fd, GError **err)
 {
@@ -378,46 +383,61 @@ static gpointer ahead_thread(gpointer data)
 {
     vma_in *in = data;
     for (;;) {
-        ahead_chunk *c = g_async_queue_pop(in->empty);
-        if (g_atomic_int_get(&in->ahead_stop))
-            return NULL;
+        ahead_chunk *c = vma_queue_pop(in->empty);
+        if (!c)
+            return NULL; /* closed: stopped */
         c->err = NULL;
         c->len = (size_t)decode(in, c->data, AHEAD_CHUNK, &c->err);
         /* a decoder fills the chunk unless the stream ends; a pipe gives
          * what it has */
         c->last = c->err != NULL ||
                   (in->comp == VMA_COMPRESS_NONE ? in->raw_eof : c->len < AHEAD_CHUNK);
-        g_async_queue_push(in->full, c);
+        vma_queue_push(in->full, c);
         if (c->last)
             return NULL;
     }
 }
 
-static void ahead_start(vma_in *in)
+/* the decoder thread and its chunks; FALSE (nothing started) when the
+ * system has no thread to give: the reads then decode themselves */
+static gboolean ahead_start(vma_in *in)
 {
-    in->full = g_async_queue_new();
-    in->empty = g_async_queue_new();
+    in->full = vma_queue_new();
+    in->empty = vma_queue_new();
     for (unsigned i = 0; i < AHEAD_CHUNKS; i++) {
         in->chunks[i].data = g_malloc(AHEAD_CHUNK);
-        g_async_queue_push(in->empty, &in->chunks[i]);
+        vma_queue_push(in->empty, &in->chunks[i]);
     }
-    in->ahead = g_thread_new("vma-decode", ahead_thread, in);
+    in->polled = TRUE;
+    in->ahead = vma_thread_new("vma-decode", ahead_thread, in, NULL);
+    if (!in->ahead) {
+        in->polled = FALSE;
+        ahead_free(in);
+    }
+    return in->ahead != NULL;
+}
+
+static void ahead_free(vma_in *in)
+{
+    for (unsigned i = 0; i < AHEAD_CHUNKS; i++) {
+        g_clear_error(&in->chunks[i].err);
+        g_clear_pointer(&in->chunks[i].data, g_free);
+    }
+    g_clear_pointer(&in->full, vma_queue_unref);
+    g_clear_pointer(&in->empty, vma_queue_unref);
 }
 
 static void ahead_stop(vma_in *in)
 {
     if (!in->ahead)
         return;
+    /* a thread that waits for a chunk sees the queue closed; one that
+     * waits for its input sees the flag within 100 ms (read_some) */
     g_atomic_int_set(&in->ahead_stop, 1);
-    g_async_queue_push(in->empty, &in->chunks[0]); /* wakes it if it waits */
-    g_thread_join(in->ahead);
+    vma_queue_close(in->empty);
+    vma_thread_join(in->ahead);
     in->ahead = NULL;
-    for (unsigned i = 0; i < AHEAD_CHUNKS; i++) {
-        g_clear_error(&in->chunks[i].err);
-        g_free(in->chunks[i].data);
-    }
-    g_async_queue_unref(in->full);
-    g_async_queue_unref(in->empty);
+    ahead_free(in);
 }
 
 /* the next chunk of the decoder, waiting in steps so that a signal stops
@@ -425,7 +445,7 @@ static void ahead_stop(vma_in *in)
 static ahead_chunk *ahead_next(vma_in *in, GError **err)
 {
     for (;;) {
-        ahead_chunk *c = g_async_queue_timeout_pop(in->full, 100000);
+        ahead_chunk *c = vma_queue_pop_timeout(in->full, 100, NULL);
         if (c)
             return c;
         if (vma_interrupted()) {
@@ -460,7 +480,7 @@ static ssize_t read_ahead(vma_in *in, uint8_t *buf, size_t n, GError **err)
                 return -1;
             }
         } else {
-            g_async_queue_push(in->empty, c);
+            vma_queue_push(in->empty, c);
         }
         in->cur = NULL;
     }
@@ -469,9 +489,11 @@ static ssize_t read_ahead(vma_in *in, uint8_t *buf, size_t n, GError **err)
 
 void vma_in_start(vma_in *in)
 {
-    if (in->want_ahead && !in->ahead && !in->ahead_done) {
-        in->want_ahead = FALSE;
-        ahead_start(in);
+    if (in->want_ahead && !in->ahead && !in->ahead_done && !in->no_thread) {
+        if (ahead_start(in))
+            in->want_ahead = FALSE;
+        else
+            in->no_thread = TRUE;
     }
 }
 
@@ -482,8 +504,8 @@ ssize_t vma_in_read(vma_in *in, void *buf, size_t n, GError **err)
     if (in->ahead)
         return read_ahead(in, buf, n, err);
     if (in->want_ahead && in->comp != VMA_COMPRESS_NONE) {
-        /* before vma_in_start: in this thread; a break is an error, as the
-         * decoder thread's last chunk is */
+        /* before vma_in_start (or without a thread): in this thread; a
+         * break is an error, as the decoder thread's last chunk is */
         GError *e = NULL;
         ssize_t r = decode(in, buf, n, &e);
         if (e) {

@@ -1,9 +1,5 @@
-/* lzop.c - the lzop file format, decoded in this process with liblzo2.
- *
- * Proxmox's vzdump writes .vma.lzo by piping the archive through `lzop`; so
- * does our writer (compress.c).  Reading used to run `lzop -dc` as a child
- * too, which cost two extra copies of the whole stream through the kernel;
- * the format is small enough to read here, and liblzo2 does the work:
+/* lzop.c - the lzop file format, decoded in this process with liblzo2 (our
+ * writer of the format is output.c):
  *
  *   magic (9 bytes) | header | block... | a block length 0 (the end)
  *   header:  version u16, lib_version u16, [version_needed u16 if version >=
@@ -28,11 +24,11 @@
  * read first (a batch), then checked and decompressed by two threads, the
  * caller's and a helper (even and odd blocks), then their results taken in
  * order, so that the first damaged block is the one named and every byte
- * returned is checked.  Verify of a .vma.lzo went from about 1.1x the time
- * of `lzop -dc` to 0.7x. */
+ * returned is checked (docs/performance.md: what this gained). */
 #include "codec/codec.h"
 
 #include <lzo1x.h>
+#include <pthread.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -63,16 +59,14 @@ typedef struct {
 
 #define MAX_JOBS 64
 
+/* the second thread: it takes a batch (the jobs array, n_jobs of them) from
+ * todo, runs its even jobs and gives it back through done; todo closed: it
+ * ends */
 typedef struct {
-    GThread *thread;
-    GMutex lock;
-    GCond cond;
-    lz_job *jobs;
-    int n;
-    int state;            /* HELPER_* */
+    vma_thread *thread;
+    vma_queue *todo, *done;
+    gboolean failed;      /* it could not be started: the caller runs every job */
 } lz_helper;
-
-enum { HELPER_IDLE, HELPER_WORK, HELPER_DONE, HELPER_QUIT };
 
 struct vma_lzop {
     vma_lzop_read_fn read;
@@ -86,18 +80,28 @@ struct vma_lzop {
     uint8_t *batch;       /* the compressed blocks of one batch of jobs */
     size_t batch_size;
     lz_job jobs[MAX_JOBS];
+    int n_jobs;           /* in the batch handed to the helper */
     lz_helper helper;     /* the second thread, started at the first batch */
 };
 
+static int lzo_ok = -1;
+
+static void lzo_setup(void)
+{
+    /* checks that the library fits the header it was built with */
+    lzo_ok = lzo_init() == LZO_E_OK;
+}
+
+gboolean vma_lzo_ready(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, lzo_setup);
+    return lzo_ok == 1;
+}
+
 vma_lzop *vma_lzop_new(vma_lzop_read_fn read, void *ctx)
 {
-    static gsize once;
-    if (g_once_init_enter(&once)) {
-        /* checks that the library fits the header it was built with */
-        gsize ok = lzo_init() == LZO_E_OK ? 1 : 2;
-        g_once_init_leave(&once, ok);
-    }
-    if (once != 1)
+    if (!vma_lzo_ready())
         return NULL;
     vma_lzop *z = g_new0(vma_lzop, 1);
     z->read = read;
@@ -111,14 +115,11 @@ void vma_lzop_free(vma_lzop *z)
         return;
     lz_helper *h = &z->helper;
     if (h->thread) {
-        g_mutex_lock(&h->lock);
-        h->state = HELPER_QUIT;
-        g_cond_broadcast(&h->cond);
-        g_mutex_unlock(&h->lock);
-        g_thread_join(h->thread);
-        g_mutex_clear(&h->lock);
-        g_cond_clear(&h->cond);
+        vma_queue_close(h->todo);
+        vma_thread_join(h->thread);
     }
+    vma_queue_unref(h->todo);
+    vma_queue_unref(h->done);
     g_free(z->batch);
     g_free(z->dbuf);
     g_free(z);
@@ -314,26 +315,16 @@ static void run_job(lz_job *j, uint32_t flags)
         j->why = "the checksum of a block does not match (damaged data)";
 }
 
-static gpointer helper_main(gpointer data)
+static void *helper_main(void *data)
 {
     vma_lzop *z = data;
     lz_helper *h = &z->helper;
-    g_mutex_lock(&h->lock);
-    for (;;) {
-        while (h->state == HELPER_IDLE || h->state == HELPER_DONE)
-            g_cond_wait(&h->cond, &h->lock);
-        if (h->state == HELPER_QUIT)
-            break;
-        lz_job *jobs = h->jobs;
-        int n = h->n;
-        g_mutex_unlock(&h->lock);
-        for (int i = 0; i < n; i += 2) /* the even ones; the caller does the odd */
+    lz_job *jobs;
+    while ((jobs = vma_queue_pop(h->todo))) {
+        for (int i = 0; i < z->n_jobs; i += 2) /* the even ones; the caller does the odd */
             run_job(&jobs[i], z->flags);
-        g_mutex_lock(&h->lock);
-        h->state = HELPER_DONE;
-        g_cond_broadcast(&h->cond);
+        vma_queue_push(h->done, jobs);
     }
-    g_mutex_unlock(&h->lock);
     return NULL;
 }
 
@@ -341,29 +332,22 @@ static gpointer helper_main(gpointer data)
 static void run_jobs(vma_lzop *z, int n)
 {
     lz_helper *h = &z->helper;
-    if (n < 2) {
+    if (n >= 2 && !h->thread && !h->failed) {
+        h->todo = vma_queue_new();
+        h->done = vma_queue_new();
+        h->thread = vma_thread_new("vma-lzo", helper_main, z, NULL);
+        h->failed = !h->thread;
+    }
+    if (n < 2 || !h->thread) {
         for (int i = 0; i < n; i++)
             run_job(&z->jobs[i], z->flags);
         return;
     }
-    if (!h->thread) {
-        g_mutex_init(&h->lock);
-        g_cond_init(&h->cond);
-        h->thread = g_thread_new("vma-lzo", helper_main, z);
-    }
-    g_mutex_lock(&h->lock);
-    h->jobs = z->jobs;
-    h->n = n;
-    h->state = HELPER_WORK;
-    g_cond_broadcast(&h->cond);
-    g_mutex_unlock(&h->lock);
+    z->n_jobs = n;
+    vma_queue_push(h->todo, z->jobs);
     for (int i = 1; i < n; i += 2)
         run_job(&z->jobs[i], z->flags);
-    g_mutex_lock(&h->lock);
-    while (h->state != HELPER_DONE)
-        g_cond_wait(&h->cond, &h->lock);
-    h->state = HELPER_IDLE;
-    g_mutex_unlock(&h->lock);
+    vma_queue_pop(h->done); /* the helper is done with the even ones */
 }
 
 /* the next block's dst_len, across the ends and starts of concatenated

@@ -1,24 +1,29 @@
-/* compress.c - archive output with optional compression.
+/* output.c - archive output with optional compression.
  *
- * zstd and gzip: the stream is cut into frames (zstd frames, gzip members)
- * at extent boundaries where it can be (vma_out_mark), each compressed on its
- * own by a pool of worker threads and written in order by the thread that
- * calls vma_out_write.  zstd output ends with the seek table of the zstd
- * seekable format.  The bytes written depend only on the data and the level,
- * never on the number of threads.  lzo: the lzop program (child.c).  none:
- * straight writes.  See docs/format.md, "The compressed container". */
+ * zstd, gzip and lzo: the stream is cut into frames (zstd frames, gzip
+ * members, runs of lzop blocks), each compressed on its own by a pool of
+ * worker threads and written in order by the thread that calls
+ * vma_out_write.  zstd and gzip frames start at extent boundaries where
+ * they can (vma_out_mark), and zstd output ends with the seek table of the
+ * zstd seekable format.  lzo is the lzop file format, as `lzop -c` writes
+ * it (its header, blocks of 256 KiB compressed with liblzo2 by the method
+ * and level lzop uses for each of -1 .. -9, the end marker): `lzop -d`, and
+ * with it Proxmox's restore, reads it.  The bytes written depend only on
+ * the data and the level, never on the number of threads (lzo's header
+ * holds the time, as lzop's does).  none: straight writes.  See
+ * docs/format.md, "The compressed container". */
 #define _GNU_SOURCE
 #include "codec/codec.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <time.h>
 #include <zlib.h>
+#include <lzo1x.h>
 #include <xxhash.h>
 /* for ZSTD_c_stableInBuffer / ZSTD_c_stableOutBuffer, parameters of the
  * stable ZSTD_CCtx_setParameter (no experimental function is called) */
@@ -41,6 +46,19 @@
 #define SKIPPABLE_MAGIC 0x184D2A5Eu
 #define SEEKABLE_MAGIC 0x8F92EAB1u
 
+/* lzop's blocks: 256 KiB of the stream each, a header of their decompressed
+ * and compressed lengths and the Adler-32 of the decompressed bytes (the
+ * flags lzop sets by default), stored as they are when they do not shrink */
+#define LZO_BLOCK ((size_t)256 << 10)
+#define LZO_BLOCK_HEADER 12
+/* what LZO1X may write for a block that does not compress (it is then
+ * stored, but the compressor needs the room first) */
+#define LZO_SLACK (LZO_BLOCK / 16 + 64 + 3)
+#define LZO_F_ADLER32_D 0x00000001u
+#define LZO_F_STDIN     0x00000004u
+#define LZO_F_STDOUT    0x00000008u
+#define LZO_F_OS_UNIX   0x03000000u
+
 /* ---- frames and workers ---- */
 
 /* One frame: its decompressed bytes, filled by the writing thread, then its
@@ -62,7 +80,9 @@ typedef struct {
     ZSTD_CCtx *zc;
     z_stream zs;
     gboolean zs_init;
-    GThread *thread;
+    void *lzo_mem;        /* liblzo2's work memory */
+    uint8_t *lzo_tmp;     /* levels 7-9: a block decoded again by lzo1x_optimize */
+    vma_thread *thread;
 } worker;
 
 struct vma_out {
@@ -76,10 +96,9 @@ struct vma_out {
 
     unsigned n_workers;
     worker *workers;
-    GAsyncQueue *todo;    /* job * for the workers; &quit ends one */
-    job quit;
-    GMutex lock;          /* guards the pools and the done flags */
-    GCond cond;           /* a job is done */
+    vma_queue *todo;      /* job * for the workers; closed: they end */
+    vma_mutex lock;       /* guards the pools and the done flags */
+    vma_cond cond;        /* a job is done */
     GQueue inflight;      /* job * handed to the workers, in stream order */
     GPtrArray *free_in;   /* free buffers of FRAME_CAP bytes */
     GPtrArray *free_out;  /* free buffers of out_size bytes */
@@ -91,8 +110,6 @@ struct vma_out {
     size_t ext_start;     /* where in fill the current extent began */
     GByteArray *seek;     /* zstd: the seek table entries, 8 bytes each */
     uint32_t n_frames;
-
-    vma_child lzop;
 
     gboolean kick;        /* a regular file: start its writeback as we go */
     uint64_t kick_from, kick_pending;
@@ -110,7 +127,7 @@ struct vma_out {
  * needed (only the pages used count). */
 static uint8_t *buf_get(vma_out *o, GPtrArray *pool, size_t size)
 {
-    g_mutex_lock(&o->lock);
+    vma_mutex_lock(&o->lock);
     uint8_t *b;
     if (pool->len) {
         b = g_ptr_array_steal_index_fast(pool, pool->len - 1);
@@ -118,15 +135,15 @@ static uint8_t *buf_get(vma_out *o, GPtrArray *pool, size_t size)
         b = g_malloc(size);
         g_ptr_array_add(o->all_bufs, b);
     }
-    g_mutex_unlock(&o->lock);
+    vma_mutex_unlock(&o->lock);
     return b;
 }
 
 static void buf_put(vma_out *o, GPtrArray *pool, uint8_t *b)
 {
-    g_mutex_lock(&o->lock);
+    vma_mutex_lock(&o->lock);
     g_ptr_array_add(pool, b);
-    g_mutex_unlock(&o->lock);
+    vma_mutex_unlock(&o->lock);
 }
 
 static gboolean stopped(vma_out *o, job *j)
@@ -135,6 +152,73 @@ static gboolean stopped(vma_out *o, job *j)
         return FALSE;
     j->error = g_strdup("interrupted");
     return TRUE;
+}
+
+/* lzo: lzop's blocks of the frame, each compressed by the method lzop
+ * uses for the level (1: LZO1X-1(15); 2-6: LZO1X-1; 7-9: LZO1X-999 at that
+ * level, then optimized as lzop does), or stored when it does not shrink */
+static void compress_lzo(worker *wk, job *j)
+{
+    vma_out *o = wk->o;
+    size_t pos = 0, out = 0;
+    while (pos < j->in_len) {
+        if (stopped(o, j))
+            return;
+        const uint8_t *src = j->in + pos;
+        size_t n = MIN(j->in_len - pos, LZO_BLOCK);
+        uint8_t *h = j->out + out, *dst = h + LZO_BLOCK_HEADER;
+        lzo_uint clen = 0;
+        int r = o->level == 1   ? lzo1x_1_15_compress(src, n, dst, &clen, wk->lzo_mem)
+                : o->level <= 6 ? lzo1x_1_compress(src, n, dst, &clen, wk->lzo_mem)
+                                : lzo1x_999_compress_level(src, n, dst, &clen, wk->lzo_mem, NULL,
+                                                           0, 0, o->level);
+        if (r == LZO_E_OK && clen < n && o->level >= 7) {
+            /* as lzop: LZO1X-999's output reordered for a faster decode */
+            lzo_uint back = n;
+            r = lzo1x_optimize(dst, clen, wk->lzo_tmp, &back, NULL);
+            if (r == LZO_E_OK && back != n)
+                r = LZO_E_ERROR;
+        }
+        if (r != LZO_E_OK) {
+            j->error = g_strdup_printf("lzo compression failed (%d)", r);
+            return;
+        }
+        if (clen >= n) { /* stored */
+            memcpy(dst, src, n);
+            clen = n;
+        }
+        vma_put_be32(h, (uint32_t)n);
+        vma_put_be32(h + 4, (uint32_t)clen);
+        vma_put_be32(h + 8, (uint32_t)adler32(1, src, (uInt)n));
+        out += LZO_BLOCK_HEADER + clen;
+        pos += n;
+    }
+    j->out_len = out;
+}
+
+/* the header of an lzop file, as `lzop -c` writes it when it reads a pipe
+ * (no name, mode 0, the time now, the method and level of -1 .. -9) */
+static int write_lzop_header(vma_out *o, GError **err)
+{
+    static const uint8_t magic[9] = {0x89, 'L', 'Z', 'O', 0x00, 0x0d, 0x0a, 0x1a, 0x0a};
+    uint8_t h[9 + 34];
+    memcpy(h, magic, 9);
+    uint8_t *p = h + 9;
+    int method = o->level == 1 ? 2 : o->level <= 6 ? 1 : 3;
+    int level = o->level == 1 ? 1 : o->level <= 6 ? 5 : o->level;
+    uint64_t now = (uint64_t)time(NULL);
+    vma_put_be16(p, 0x1040);                      /* as lzop 1.04 */
+    vma_put_be16(p + 2, (uint16_t)(lzo_version() & 0xffff));
+    vma_put_be16(p + 4, 0x0940);                  /* needed to extract */
+    p[6] = (uint8_t)method;
+    p[7] = (uint8_t)level;
+    vma_put_be32(p + 8, LZO_F_OS_UNIX | LZO_F_STDIN | LZO_F_STDOUT | LZO_F_ADLER32_D);
+    vma_put_be32(p + 12, 0);                      /* mode */
+    vma_put_be32(p + 16, (uint32_t)now);
+    vma_put_be32(p + 20, (uint32_t)(now >> 32));
+    p[24] = 0;                                    /* no name */
+    vma_put_be32(p + 25, (uint32_t)adler32(1, p, 25));
+    return vma_write_all(o->fd, h, 9 + 29, err);
 }
 
 /* one frame, fed to the compressor a slice at a time: the bytes do not
@@ -169,6 +253,10 @@ static void compress_job(worker *wk, job *j)
         j->out_len = out.pos;
         return;
     }
+    if (o->comp == VMA_COMPRESS_LZO) {
+        compress_lzo(wk, j);
+        return;
+    }
     /* gzip: one member */
     if (deflateReset(&wk->zs) != Z_OK) {
         j->error = g_strdup("gzip compression failed");
@@ -201,22 +289,18 @@ static gpointer worker_main(gpointer data)
 {
     worker *wk = data;
     vma_out *o = wk->o;
-    /* a signal for the process goes to the main thread, not here */
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
-        job *j = g_async_queue_pop(o->todo);
-        if (j == &o->quit)
-            return NULL;
+        job *j = vma_queue_pop(o->todo);
+        if (!j)
+            return NULL; /* closed */
         j->out = buf_get(o, o->free_out, o->out_size);
         compress_job(wk, j);
-        g_mutex_lock(&o->lock);
+        vma_mutex_lock(&o->lock);
         g_ptr_array_add(o->free_in, j->in);
         j->in = NULL;
         j->done = TRUE;
-        g_cond_broadcast(&o->cond);
-        g_mutex_unlock(&o->lock);
+        vma_cond_broadcast(&o->cond);
+        vma_mutex_unlock(&o->lock);
     }
 }
 
@@ -250,11 +334,11 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
     job *j = g_queue_peek_head(&o->inflight);
     if (!j)
         return 0;
-    g_mutex_lock(&o->lock);
+    vma_mutex_lock(&o->lock);
     while (!j->done && block && !vma_interrupted())
-        g_cond_wait_until(&o->cond, &o->lock, g_get_monotonic_time() + 50 * G_TIME_SPAN_MILLISECOND);
+        vma_cond_wait_ms(&o->cond, &o->lock, 50);
     gboolean done = j->done;
-    g_mutex_unlock(&o->lock);
+    vma_mutex_unlock(&o->lock);
     if (!done && block) {
         /* interrupted: the workers drop their frames */
         g_atomic_int_set(&o->stop, 1);
@@ -379,7 +463,7 @@ static int submit(vma_out *o, size_t len, GError **err)
             int w = write_oldest(o, FALSE, err);
             if (w < 0)
                 return -1;
-            if (w == 0 && g_async_queue_length(o->todo) > 0) {
+            if (w == 0 && vma_queue_length(o->todo) > 0) {
                 raw = TRUE; /* a frame still waits for a worker: do not add one */
                 break;
             }
@@ -400,7 +484,7 @@ static int submit(vma_out *o, size_t len, GError **err)
     if (raw)
         make_raw_frame(o, j);
     else
-        g_async_queue_push(o->todo, j);
+        vma_queue_push(o->todo, j);
     /* write what is ready, without waiting */
     int rc;
     while ((rc = write_oldest(o, FALSE, err)) > 0)
@@ -468,7 +552,9 @@ static int framed_write(vma_out *o, const struct iovec *iov, int n, GError **err
 
 void vma_out_mark(vma_out *o)
 {
-    if (!o->framed || !o->fill || o->failed)
+    /* lzo: nothing reads an lzop file at random; its frames are runs of
+     * whole 256 KiB blocks, cut every FRAME_BYTES as lzop cuts them */
+    if (!o->framed || !o->fill || o->failed || o->comp == VMA_COMPRESS_LZO)
         return;
     if (o->fill_len >= FRAME_BYTES) {
         /* an error shows at the next write or at the end, as it was */
@@ -477,6 +563,30 @@ void vma_out_mark(vma_out *o)
         return;
     }
     o->ext_start = o->fill_len;
+}
+
+/* a worker's zstd context: the level, a checksum and the content size in
+ * every frame, and the frame's buffers as zstd's window and output (no
+ * copies, no buffers of its own) */
+static gboolean zstd_setup(ZSTD_CCtx *zc, int level, GError **err)
+{
+    static const struct {
+        ZSTD_cParameter p;
+        const char *name;
+    } params[] = {
+        {ZSTD_c_compressionLevel, "level"},   {ZSTD_c_checksumFlag, "checksum"},
+        {ZSTD_c_contentSizeFlag, "content size"}, {ZSTD_c_stableInBuffer, "stable input"},
+        {ZSTD_c_stableOutBuffer, "stable output"},
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(params); i++) {
+        size_t r = ZSTD_CCtx_setParameter(zc, params[i].p, i == 0 ? level : 1);
+        if (ZSTD_isError(r)) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "zstd refused the parameter %s: %s",
+                        params[i].name, ZSTD_getErrorName(r));
+            return FALSE;
+        }
+    }
+    return TRUE;
 }
 
 vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **err)
@@ -490,11 +600,9 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
     vma_out *o = g_new0(vma_out, 1);
     o->fd = fd;
     o->comp = c;
-    o->lzop.to_child = -1;
-    o->lzop.errors = -1;
     struct stat st;
     off_t pos;
-    if (c != VMA_COMPRESS_LZO && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
         (pos = lseek(fd, 0, SEEK_CUR)) >= 0) {
         o->kick = TRUE;
         o->kick_from = (uint64_t)pos;
@@ -502,10 +610,16 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
     int def;
     vma_compress_levels(c, NULL, NULL, &def);
     o->level = level ? level : def;
-    g_mutex_init(&o->lock);
-    g_cond_init(&o->cond);
+    vma_mutex_init(&o->lock);
+    vma_cond_init(&o->cond);
     g_queue_init(&o->inflight);
-    if (c == VMA_COMPRESS_ZSTD || c == VMA_COMPRESS_GZIP) {
+    if (c == VMA_COMPRESS_LZO && !vma_lzo_ready()) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_IO, "liblzo2 does not work (lzo_init failed)");
+        goto fail;
+    }
+    if (c == VMA_COMPRESS_LZO && write_lzop_header(o, err) < 0)
+        goto fail;
+    if (c != VMA_COMPRESS_NONE) {
         o->framed = TRUE;
         /* threads < 0 (zstd, for vma_out_set_adaptive): no worker, every
          * frame stored raw */
@@ -514,12 +628,14 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
                                  : (unsigned)MAX(1, MIN(g_get_num_processors(), VMA_MAX_THREADS));
         o->adaptive = o->n_workers == 0;
         /* a frame is less than FRAME_CAP; compressed it may grow a little */
-        o->out_size = c == VMA_COMPRESS_ZSTD ? ZSTD_compressBound(FRAME_CAP)
-                                             : (size_t)compressBound((uLong)FRAME_CAP) + 64;
+        o->out_size = c == VMA_COMPRESS_ZSTD   ? ZSTD_compressBound(FRAME_CAP)
+                      : c == VMA_COMPRESS_LZO ? FRAME_CAP + (FRAME_CAP / LZO_BLOCK + 1) *
+                                                                LZO_BLOCK_HEADER + LZO_SLACK
+                                               : (size_t)compressBound((uLong)FRAME_CAP) + 64;
         o->free_in = g_ptr_array_new();
         o->free_out = g_ptr_array_new();
         o->all_bufs = g_ptr_array_new_with_free_func(g_free);
-        o->todo = g_async_queue_new();
+        o->todo = vma_queue_new();
         if (c == VMA_COMPRESS_ZSTD)
             o->seek = g_byte_array_new();
         o->workers = g_new0(worker, o->n_workers);
@@ -532,13 +648,14 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
                     g_set_error(err, VMA_ERROR, VMA_ERR_IO, "out of memory for zstd");
                     goto fail;
                 }
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_compressionLevel, o->level);
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_checksumFlag, 1);
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_contentSizeFlag, 1);
-                /* the frame's buffers are zstd's window and output: no
-                 * copies, no buffers of its own */
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_stableInBuffer, 1);
-                ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_stableOutBuffer, 1);
+                if (!zstd_setup(wk->zc, o->level, err))
+                    goto fail;
+            } else if (c == VMA_COMPRESS_LZO) {
+                wk->lzo_mem = g_malloc(o->level == 1   ? LZO1X_1_15_MEM_COMPRESS
+                                       : o->level <= 6 ? LZO1X_1_MEM_COMPRESS
+                                                       : LZO1X_999_MEM_COMPRESS);
+                if (o->level >= 7)
+                    wk->lzo_tmp = g_malloc(LZO_BLOCK);
             } else {
                 if (deflateInit2(&wk->zs, o->level, Z_DEFLATED, 15 + 16, 8,
                                  Z_DEFAULT_STRATEGY) != Z_OK) {
@@ -549,13 +666,9 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
             }
         }
         for (unsigned i = 0; i < o->n_workers; i++)
-            o->workers[i].thread = g_thread_new("vma-compress", worker_main, &o->workers[i]);
-    } else if (c == VMA_COMPRESS_LZO) {
-        char opt[4];
-        g_snprintf(opt, sizeof(opt), "-%d", o->level);
-        const char *const argv[] = {"lzop", "-c", opt, NULL};
-        if (!vma_child_start(&o->lzop, argv, fd, NULL, err))
-            goto fail;
+            if (!(o->workers[i].thread = vma_thread_new("vma-compress", worker_main,
+                                                         &o->workers[i], err)))
+                goto fail;
     }
     return o;
 fail:
@@ -565,43 +678,21 @@ fail:
 
 int vma_out_write(vma_out *o, const void *buf, size_t n, GError **err)
 {
-    switch (o->comp) {
-    case VMA_COMPRESS_ZSTD:
-    case VMA_COMPRESS_GZIP: {
-        struct iovec iov = {(void *)buf, n};
-        return framed_write(o, &iov, 1, err);
-    }
-    case VMA_COMPRESS_LZO:
-        return vma_child_send(&o->lzop, buf, n, err);
-    default:
-        if (vma_write_all(o->fd, buf, n, err) < 0)
-            return -1;
-        written(o, n);
-        return 0;
-    }
+    struct iovec iov = {(void *)buf, n};
+    return vma_out_writev(o, &iov, 1, err);
 }
 
 int vma_out_writev(vma_out *o, struct iovec *iov, int n, GError **err)
 {
-    switch (o->comp) {
-    case VMA_COMPRESS_ZSTD:
-    case VMA_COMPRESS_GZIP:
+    if (o->framed)
         return framed_write(o, iov, n, err);
-    case VMA_COMPRESS_LZO:
-        for (int i = 0; i < n; i++)
-            if (vma_child_send(&o->lzop, iov[i].iov_base, iov[i].iov_len, err) < 0)
-                return -1;
-        return 0;
-    default: {
-        size_t total = 0;
-        for (int i = 0; i < n; i++)
-            total += iov[i].iov_len;
-        if (vma_writev_all(o->fd, iov, n, -1, err) < 0)
-            return -1;
-        written(o, total);
-        return 0;
-    }
-    }
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (vma_writev_all(o->fd, iov, n, -1, err) < 0)
+        return -1;
+    written(o, total);
+    return 0;
 }
 
 /* the skippable frame of the zstd seekable format: every frame's
@@ -637,8 +728,10 @@ int vma_out_finish(vma_out *o, GError **err)
                 ret = -1;
         if (ret == 0 && o->comp == VMA_COMPRESS_ZSTD)
             ret = write_seek_table(o, err);
-    } else if (o->comp == VMA_COMPRESS_LZO) {
-        ret = vma_child_finish(&o->lzop, "compressing archive", err);
+        if (ret == 0 && o->comp == VMA_COMPRESS_LZO) {
+            static const uint8_t end[4] = {0}; /* a block of length 0: the end */
+            ret = vma_write_all(o->fd, end, sizeof(end), err);
+        }
     }
     if (ret < 0) {
         o->failed = TRUE;
@@ -674,17 +767,17 @@ void vma_out_free(vma_out *o)
     if (o->workers) {
         /* what is still queued or compressed is dropped */
         g_atomic_int_set(&o->stop, 1);
-        for (unsigned i = 0; i < o->n_workers; i++)
-            if (o->workers[i].thread)
-                g_async_queue_push(o->todo, &o->quit);
+        vma_queue_close(o->todo);
         for (unsigned i = 0; i < o->n_workers; i++) {
             worker *wk = &o->workers[i];
             if (wk->thread)
-                g_thread_join(wk->thread);
+                vma_thread_join(wk->thread);
             if (wk->zc)
                 ZSTD_freeCCtx(wk->zc);
             if (wk->zs_init)
                 deflateEnd(&wk->zs);
+            g_free(wk->lzo_mem);
+            g_free(wk->lzo_tmp);
         }
         g_free(o->workers);
     }
@@ -698,16 +791,11 @@ void vma_out_free(vma_out *o)
         g_ptr_array_free(o->free_out, TRUE);
     if (o->all_bufs)
         g_ptr_array_free(o->all_bufs, TRUE);
-    if (o->todo)
-        g_async_queue_unref(o->todo);
+    vma_queue_unref(o->todo);
     if (o->seek)
         g_byte_array_free(o->seek, TRUE);
-    if (o->lzop.pid > 0) {
-        kill(o->lzop.pid, SIGTERM);
-        vma_child_finish(&o->lzop, "lzop", NULL);
-    }
     g_clear_error(&o->failure);
-    g_mutex_clear(&o->lock);
-    g_cond_clear(&o->cond);
+    vma_mutex_clear(&o->lock);
+    vma_cond_clear(&o->cond);
     g_free(o);
 }

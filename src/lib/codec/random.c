@@ -125,14 +125,6 @@ typedef struct {
 /* a frame's place in the spill file (see vma_src_enable_spill) */
 enum { SPILL_NONE = 0, SPILL_WRITING, SPILL_DONE };
 
-typedef struct {
-    int64_t frame;        /* -1: empty */
-    uint8_t *data;
-    size_t cap;
-    gboolean loading;     /* a thread decompresses into it */
-    unsigned refs;        /* threads copying out of it */
-    uint64_t used;        /* last use, for LRU */
-} zslot;
 
 struct vma_src {
     int fd;
@@ -143,9 +135,9 @@ struct vma_src {
     uint64_t n_frames;
     uint32_t max_dsize;   /* of the largest frame */
     uint64_t n_checked;   /* frames checked (under the lock) */
-    GMutex lock;
-    GCond loaded;
-    zslot *slots;         /* made at the first read */
+    vma_mutex lock;
+    vma_cond loaded;
+    vma_frame_slot *slots;         /* made at the first read */
     unsigned n_slots;
     int32_t *slot_of;     /* frame -> slot, -1 */
     uint64_t cache_bytes;
@@ -155,12 +147,14 @@ struct vma_src {
     uint32_t max_csize;
     vma_src_stats stats;  /* under the lock */
     /* the spill file: decoded frames read out of order, at their stream
-     * offset (a sparse copy of the stream); opened at the first spill */
+     * offset (a sparse copy of the stream); made at the first spill, by
+     * the reader that wants it, without the lock */
     gboolean spill_on;
+    gboolean spill_opening;   /* a reader makes the file */
     char *spill_dir;
     int spill_fd;
-    GThread *spill_thread;    /* writes the frames queued in spill_jobs */
-    GAsyncQueue *spill_jobs;  /* zslot *, with a reference; &spill_stop ends */
+    vma_thread *spill_thread; /* writes the frames queued in spill_jobs */
+    vma_queue *spill_jobs;    /* vma_frame_slot *, with a reference; closed: it ends */
     unsigned spill_pending;   /* queued or being written (under the lock) */
     uint64_t spill_limit, spill_used;
     /* the last frames read (each once), to tell readers from start to end
@@ -297,8 +291,8 @@ vma_src *vma_src_open(int fd, GError **err)
     s->fd = fd;
     s->file_size = (uint64_t)fsize;
     s->size = (uint64_t)fsize;
-    g_mutex_init(&s->lock);
-    g_cond_init(&s->loaded);
+    vma_mutex_init(&s->lock);
+    vma_cond_init(&s->loaded);
     s->dctx = g_ptr_array_new();
     s->inbufs = g_ptr_array_new_with_free_func(g_free);
     s->cache_bytes = CACHE_BYTES;
@@ -320,8 +314,6 @@ vma_src *vma_src_open(int fd, GError **err)
     return s;
 }
 
-static zslot spill_stop;
-
 void vma_src_free(vma_src *s)
 {
     if (!s)
@@ -329,10 +321,10 @@ void vma_src_free(vma_src *s)
     if (s->spill_thread) {
         /* the frames queued are written first: they are few (each holds a
          * slot of the cache) */
-        g_async_queue_push(s->spill_jobs, &spill_stop);
-        g_thread_join(s->spill_thread);
-        g_async_queue_unref(s->spill_jobs);
+        vma_queue_close(s->spill_jobs);
+        vma_thread_join(s->spill_thread);
     }
+    vma_queue_unref(s->spill_jobs);
     for (unsigned i = 0; i < s->n_slots; i++)
         g_free(s->slots[i].data);
     g_free(s->slots);
@@ -341,8 +333,8 @@ void vma_src_free(vma_src *s)
     for (guint i = 0; i < s->dctx->len; i++)
         ZSTD_freeDCtx(g_ptr_array_index(s->dctx, i));
     g_ptr_array_free(s->dctx, TRUE);
-    g_mutex_clear(&s->lock);
-    g_cond_clear(&s->loaded);
+    vma_mutex_clear(&s->lock);
+    vma_cond_clear(&s->loaded);
     for (uint64_t i = 0; i < s->n_frames; i++)
         if (s->frames[i].map != &no_direct)
             g_free((zmap *)s->frames[i].map);
@@ -357,33 +349,39 @@ uint64_t vma_src_size(const vma_src *s) { return s->size; }
 
 void vma_src_set_cache(vma_src *s, uint64_t bytes)
 {
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     if (!s->slots && bytes)
         s->cache_bytes = bytes;
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
 }
 
 void vma_src_enable_spill(vma_src *s, const char *dir, uint64_t limit)
 {
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     if (s->comp == VMA_COMPRESS_ZSTD && !s->spill_on && limit) {
         s->spill_on = TRUE;
         s->spill_dir = g_strdup(dir);
         s->spill_limit = limit;
     }
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
 }
 
-static gpointer spill_main(gpointer data);
+static void *spill_main(void *data);
 
-/* the spill file, opened at the first spill (called locked): an unlinked
- * file (O_TMPFILE, else a name removed at once) that nobody else can open
- * and that goes with the process; its limit lowered to half of the space
- * free there.  FALSE (and spilling off) when it cannot be made. */
+/* a job of the spill thread: a slot and the source it belongs to */
+typedef struct {
+    vma_src *s;
+    vma_frame_slot *z;
+} spill_job;
+
+/* the spill file, made by the first reader that spills, without the lock
+ * (called unlocked, with spill_opening set): an unlinked file (O_TMPFILE,
+ * else a name removed at once) that nobody else can open and that goes
+ * with the process, and the thread that writes it; installed under the
+ * lock, its limit lowered to half of the space free there.  FALSE (and
+ * spilling off) when it cannot be made. */
 static gboolean open_spill(vma_src *s)
 {
-    if (s->spill_fd >= 0)
-        return TRUE;
     int fd = open(s->spill_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
         char *tmpl = g_build_filename(s->spill_dir, ".vma-spill-XXXXXX", NULL);
@@ -393,16 +391,35 @@ static gboolean open_spill(vma_src *s)
         g_free(tmpl);
     }
     struct statvfs v;
+    uint64_t room = UINT64_MAX;
     if (fd >= 0 && fstatvfs(fd, &v) == 0)
-        s->spill_limit = MIN(s->spill_limit, (uint64_t)v.f_bavail * v.f_frsize / 2);
-    if (fd >= 0) {
-        s->spill_jobs = g_async_queue_new();
-        s->spill_thread = g_thread_new("vma-spill", spill_main, s);
+        room = (uint64_t)v.f_bavail * v.f_frsize / 2;
+    vma_queue *jobs = fd >= 0 ? vma_queue_new() : NULL;
+    vma_thread *th = NULL;
+    if (jobs) {
+        /* the thread starts with the queue of its own reference: it reads
+         * nothing of s before its first frame */
+        th = vma_thread_new("vma-spill", spill_main, vma_queue_ref(jobs), NULL);
+        if (!th)
+            vma_queue_unref(jobs); /* the thread's reference */
+    }
+    vma_mutex_lock(&s->lock);
+    s->spill_opening = FALSE;
+    if (th) {
+        s->spill_fd = fd;
+        s->spill_jobs = jobs;
+        s->spill_thread = th;
+        s->spill_limit = MIN(s->spill_limit, room);
     } else {
         s->spill_on = FALSE;
     }
-    s->spill_fd = fd;
-    return fd >= 0;
+    vma_mutex_unlock(&s->lock);
+    if (!th) {
+        vma_queue_unref(jobs);
+        if (fd >= 0)
+            close(fd);
+    }
+    return th != NULL;
 }
 
 /* was frame fi among the last frames read? (called locked) */
@@ -429,21 +446,35 @@ static void note_read(vma_src *s, uint64_t fi)
  * a second time, or one whose predecessor was not among the last frames
  * read): a reader from start to end (cat, convert, a file copied from a
  * mount) would only pay the writes. */
-static gboolean want_spill(vma_src *s, uint64_t fi)
+static gboolean want_spill(vma_src *s, uint64_t fi, gboolean *make_file)
 {
     zframe *f = &s->frames[fi];
     if (!s->spill_on)
         return FALSE; /* the index being built: that reads in order */
     gboolean out_of_order = f->decoded || (fi > 0 && !was_recent(s, fi - 1));
     f->decoded = 1;
-    /* the limit before the file is made (none when nothing fits), and
-     * again after: open_spill lowers it to half the free space */
-    if (f->spill != SPILL_NONE || !out_of_order || s->spill_used + f->dsize > s->spill_limit ||
-        !open_spill(s) || s->spill_used + f->dsize > s->spill_limit)
+    if (f->spill != SPILL_NONE || !out_of_order || s->spill_used + f->dsize > s->spill_limit)
         return FALSE;
+    if (s->spill_fd < 0) {
+        /* the file first (by one reader, the others do without it) */
+        if (!s->spill_opening)
+            s->spill_opening = *make_file = TRUE;
+        return FALSE;
+    }
     f->spill = SPILL_WRITING;
     s->spill_used += f->dsize;
     return TRUE;
+}
+
+/* with the lock: the slot z of frame fi, referenced, goes to the spill
+ * thread, which drops the reference once written */
+static void queue_spill(vma_src *s, vma_frame_slot *z)
+{
+    spill_job *j = g_new(spill_job, 1);
+    j->s = s;
+    j->z = z;
+    s->spill_pending++;
+    vma_queue_push(s->spill_jobs, j);
 }
 
 /* write frame fi's decoded bytes into the spill file (without the lock);
@@ -460,7 +491,7 @@ static void write_spill(vma_src *s, uint64_t fi, const uint8_t *data)
             break;
         done += (size_t)w;
     }
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     if (done == f->dsize) {
         f->spill = SPILL_DONE;
         s->stats.spilled++;
@@ -469,26 +500,49 @@ static void write_spill(vma_src *s, uint64_t fi, const uint8_t *data)
         s->spill_used -= f->dsize;
         s->spill_on = FALSE;
     }
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
 }
 
 /* the spill thread: the reader that decoded a frame goes on at once, the
  * frame is written here, on another core, while its slot stays referenced
  * (it cannot leave the cache before it is in the file) */
-static gpointer spill_main(gpointer data)
+static void *spill_main(void *data)
 {
-    vma_src *s = data;
+    vma_queue *jobs = data;
     for (;;) {
-        zslot *z = g_async_queue_pop(s->spill_jobs);
-        if (z == &spill_stop)
+        spill_job *j = vma_queue_pop(jobs);
+        if (!j) { /* closed: every frame queued is written */
+            vma_queue_unref(jobs);
             return NULL;
+        }
+        vma_src *s = j->s;
+        vma_frame_slot *z = j->z;
+        g_free(j);
         write_spill(s, (uint64_t)z->frame, z->data);
-        g_mutex_lock(&s->lock);
+        vma_mutex_lock(&s->lock);
         z->refs--;
         s->spill_pending--;
-        g_cond_broadcast(&s->loaded);
-        g_mutex_unlock(&s->lock);
+        vma_cond_broadcast(&s->loaded);
+        vma_mutex_unlock(&s->lock);
     }
+}
+
+/* the first frame to spill made the file (unlocked): then it goes there
+ * too, if it still fits the limit (lowered to half the space free) */
+static void spill_after_open(vma_src *s, uint64_t fi, vma_frame_slot *z)
+{
+    gboolean ok = open_spill(s);
+    zframe *f = &s->frames[fi];
+    vma_mutex_lock(&s->lock);
+    if (ok && s->spill_on && f->spill == SPILL_NONE && s->spill_used + f->dsize <= s->spill_limit) {
+        f->spill = SPILL_WRITING;
+        s->spill_used += f->dsize;
+        queue_spill(s, z);
+    } else {
+        z->refs--;
+        vma_cond_broadcast(&s->loaded); /* the slot may be free again */
+    }
+    vma_mutex_unlock(&s->lock);
 }
 
 /* read [off, off + n) of frame fi from the spill file */
@@ -505,7 +559,7 @@ static void make_slots(vma_src *s)
 {
     uint64_t n = s->cache_bytes / MAX(1u, s->max_dsize);
     s->n_slots = (unsigned)MIN(MAX(n, (uint64_t)MIN_SLOTS), MIN((uint64_t)MAX_SLOTS, s->n_frames));
-    s->slots = g_new0(zslot, s->n_slots);
+    s->slots = g_new0(vma_frame_slot, s->n_slots);
     for (unsigned i = 0; i < s->n_slots; i++)
         s->slots[i].frame = -1;
     s->slot_of = g_new(int32_t, s->n_frames);
@@ -516,26 +570,18 @@ vma_compress vma_src_compression(const vma_src *s) { return s->comp; }
 
 void vma_src_get_stats(vma_src *s, vma_src_stats *st)
 {
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     while (s->spill_pending) /* the frames being spilled count once written */
-        g_cond_wait(&s->loaded, &s->lock);
+        vma_cond_wait(&s->loaded, &s->lock);
     *st = s->stats;
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
 }
 uint64_t vma_src_frames(const vma_src *s) { return s->n_frames; }
 
 /* the frame holding stream offset off */
 static uint64_t find_frame(const vma_src *s, uint64_t off)
 {
-    uint64_t lo = 0, hi = s->n_frames;
-    while (hi - lo > 1) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        if (s->frames[mid].doff <= off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
+    return VMA_SEARCH_LE(s->frames, s->n_frames, zframe, doff, off);
 }
 
 /* the map being made while a frame is decoded */
@@ -705,10 +751,10 @@ static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, const zmap **
     const zframe *f = &s->frames[fi];
     *map = NULL;
     *map_bytes = 0;
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     uint8_t *in = s->inbufs->len ? g_ptr_array_steal_index_fast(s->inbufs, s->inbufs->len - 1) : NULL;
     ZSTD_DCtx *dc = s->dctx->len ? g_ptr_array_steal_index_fast(s->dctx, s->dctx->len - 1) : NULL;
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
     if (!in)
         in = g_malloc(s->max_csize);
     ssize_t got = vma_pread_all(s->fd, in, f->csize, f->coff, err);
@@ -731,14 +777,20 @@ static int decompress_frame(vma_src *s, uint64_t fi, uint8_t *out, const zmap **
         else if (z && z != &no_direct)
             g_free((zmap *)z);
     }
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     g_ptr_array_add(s->inbufs, in);
     if (dc)
         g_ptr_array_add(s->dctx, dc);
     if (rc == 0)
         s->stats.frames_decoded++;
-    g_mutex_unlock(&s->lock);
+    vma_mutex_unlock(&s->lock);
     return rc;
+}
+
+/* the run of a map (n > 0) that holds decoded offset off */
+static uint32_t run_at(const zmap *m, uint64_t off)
+{
+    return (uint32_t)VMA_SEARCH_LE(m->runs, m->n, zrun, doff, off);
 }
 
 /* can [off, off + n) of frame f be read through its map, without decoding? */
@@ -746,14 +798,7 @@ static gboolean map_covers(const zframe *f, const zmap *m, uint64_t off, size_t 
 {
     if (m->n == 0)
         return FALSE;
-    uint32_t lo = 0, hi = m->n;
-    while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (m->runs[mid].doff <= off)
-            lo = mid;
-        else
-            hi = mid;
-    }
+    uint32_t lo = run_at(m, off);
     if (m->runs[lo].doff > off)
         return FALSE; /* never: a map starts at 0 */
     for (uint32_t i = lo; i < m->n; i++) {
@@ -771,9 +816,7 @@ static int read_direct(vma_src *s, uint64_t fi, const zmap *m, uint64_t off, uin
                        size_t n, GError **err)
 {
     const zframe *f = &s->frames[fi];
-    uint32_t i = 0;
-    while (i + 1 < m->n && m->runs[i + 1].doff <= off)
-        i++;
+    uint32_t i = run_at(m, off);
     while (n > 0) {
         const zrun *r = &m->runs[i];
         uint64_t end = i + 1 < m->n ? m->runs[i + 1].doff : f->dsize;
@@ -801,13 +844,11 @@ static int read_direct(vma_src *s, uint64_t fi, const zmap *m, uint64_t off, uin
     return 0;
 }
 
-/* a slot to load a frame into: a free one, else the least recently used
- * that nobody loads or copies from; NULL when there is none (called locked) */
-static zslot *pick_slot(vma_src *s)
+vma_frame_slot *vma_frame_slot_pick(vma_frame_slot *slots, unsigned n)
 {
-    zslot *best = NULL;
-    for (unsigned i = 0; i < s->n_slots; i++) {
-        zslot *z = &s->slots[i];
+    vma_frame_slot *best = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        vma_frame_slot *z = &slots[i];
         if (z->loading || z->refs)
             continue;
         if (z->frame < 0)
@@ -816,6 +857,16 @@ static zslot *pick_slot(vma_src *s)
             best = z;
     }
     return best;
+}
+
+void vma_frame_slot_reserve(vma_frame_slot *z, size_t n)
+{
+    if (!z->data || z->cap < n) {
+        /* at least a byte: frames of 0 bytes decode into it too */
+        g_free(z->data);
+        z->cap = MAX(n, (size_t)1);
+        z->data = g_malloc(z->cap);
+    }
 }
 
 /* with the lock held: make the map of frame fi the one just built, unless
@@ -835,28 +886,28 @@ static void publish_map(vma_src *s, uint64_t fi, const zmap *made, uint64_t made
 /* copy n bytes at off of frame fi into buf, through the cache */
 static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n, GError **err)
 {
-    g_mutex_lock(&s->lock);
+    vma_mutex_lock(&s->lock);
     if (!s->slots)
         make_slots(s);
     note_read(s, fi);
     for (;;) {
         int32_t si = s->slot_of[fi];
-        zslot *z = si >= 0 ? &s->slots[si] : NULL;
+        vma_frame_slot *z = si >= 0 ? &s->slots[si] : NULL;
         const zmap *m = s->frames[fi].map;
         if ((!z || z->loading) && m && map_covers(&s->frames[fi], m, off, n)) {
             /* raw and RLE blocks of a frame decoded before: no need for it */
             s->stats.direct_reads++;
-            g_mutex_unlock(&s->lock);
+            vma_mutex_unlock(&s->lock);
             return read_direct(s, fi, m, off, buf, n, err);
         }
         if (!z && s->frames[fi].spill == SPILL_DONE) {
             /* decoded before, read out of order: from the spill file */
             s->stats.spill_reads++;
-            g_mutex_unlock(&s->lock);
+            vma_mutex_unlock(&s->lock);
             return read_spill(s, fi, off, buf, n, err);
         }
         if (z && z->loading) { /* another thread is decompressing it */
-            g_cond_wait(&s->loaded, &s->lock);
+            vma_cond_wait(&s->loaded, &s->lock);
             continue;
         }
         /* no byte of a frame is served before all of it was decoded and
@@ -864,9 +915,9 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
          * the spill file hold only frames that were */
         gboolean hit = z != NULL;
         if (!z) {
-            z = pick_slot(s);
+            z = vma_frame_slot_pick(s->slots, s->n_slots);
             if (!z) {
-                g_cond_wait(&s->loaded, &s->lock);
+                vma_cond_wait(&s->loaded, &s->lock);
                 continue;
             }
             if (z->frame >= 0)
@@ -877,31 +928,28 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
         }
         z->refs++;
         z->used = ++s->clock;
-        g_mutex_unlock(&s->lock);
+        vma_mutex_unlock(&s->lock);
         int rc = 0;
         const zmap *made = NULL;
         uint64_t made_bytes = 0;
         if (!hit) {
-            if (!z->data || z->cap < s->max_dsize) {
-                /* at least a byte: frames of 0 bytes decode into it too */
-                g_free(z->data);
-                z->cap = MAX(s->max_dsize, 1u);
-                z->data = g_malloc(z->cap);
-            }
+            vma_frame_slot_reserve(z, s->max_dsize);
             rc = decompress_frame(s, fi, z->data, &made, &made_bytes, err);
         }
         if (rc == 0)
             memcpy(buf, z->data + off, n);
-        g_mutex_lock(&s->lock);
+        vma_mutex_lock(&s->lock);
         if (!hit && rc == 0 && !s->frames[fi].checked) {
             s->frames[fi].checked = 1;
             s->n_checked++;
         }
         if (made)
             publish_map(s, fi, made, made_bytes);
-        /* the slot stays referenced while its bytes go to the spill file */
-        gboolean spill = !hit && rc == 0 && want_spill(s, fi);
-        if (!spill)
+        /* the slot stays referenced while its bytes go to the spill file
+         * (and while the file is made) */
+        gboolean make_file = FALSE;
+        gboolean spill = !hit && rc == 0 && want_spill(s, fi, &make_file);
+        if (!spill && !make_file)
             z->refs--;
         if (!hit) {
             z->loading = FALSE;
@@ -909,15 +957,15 @@ static int read_frame(vma_src *s, uint64_t fi, uint64_t off, void *buf, size_t n
                 s->slot_of[fi] = -1;
                 z->frame = -1;
             }
-            g_cond_broadcast(&s->loaded);
+            vma_cond_broadcast(&s->loaded);
         } else if (z->refs == 0) {
-            g_cond_broadcast(&s->loaded); /* a slot may be free again */
+            vma_cond_broadcast(&s->loaded); /* a slot may be free again */
         }
-        if (spill) {
-            s->spill_pending++;
-            g_async_queue_push(s->spill_jobs, z); /* the thread drops the reference */
-        }
-        g_mutex_unlock(&s->lock);
+        if (spill)
+            queue_spill(s, z);
+        vma_mutex_unlock(&s->lock);
+        if (make_file)
+            spill_after_open(s, fi, z);
         return rc;
     }
 }
@@ -931,11 +979,11 @@ static int check_all(vma_src *s, GError **err)
 {
     uint64_t fi = 0;
     for (;;) {
-        g_mutex_lock(&s->lock);
+        vma_mutex_lock(&s->lock);
         gboolean all = s->n_checked == s->n_frames;
         while (!all && fi < s->n_frames && s->frames[fi].checked)
             fi++;
-        g_mutex_unlock(&s->lock);
+        vma_mutex_unlock(&s->lock);
         if (all || fi >= s->n_frames)
             return 0;
         uint8_t none;

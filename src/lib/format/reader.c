@@ -4,7 +4,8 @@
  *
  * Two modes change what happens on damage or at the end, never what is
  * checked: with salvage, a bad extent is skipped (the reader looks for the
- * next valid extent header) and a cut archive simply ends; without the data
+ * next valid extent header) and a cut archive simply ends (a failed read and
+ * an interrupt still fail); without the data
  * (vma_reader_skip_data), extents are decoded and checked but their blocks
  * are skipped over, for building an index. */
 #define _GNU_SOURCE
@@ -196,26 +197,29 @@ static gboolean read_fixed(vma_reader *r, uint8_t fixed[VMA_HEADER_FIXED_SIZE],
  * back costs no memory; NULL on error */
 static GByteArray *read_header(vma_reader *r, GError **err)
 {
-    uint8_t fixed[VMA_HEADER_FIXED_SIZE];
+    /* read straight into the array, a step at a time (no buffer on the
+     * stack of whatever thread reads) */
     uint32_t header_size;
-    if (!read_fixed(r, fixed, &header_size, err))
+    GByteArray *hb = g_byte_array_sized_new(VMA_HEADER_FIXED_SIZE);
+    g_byte_array_set_size(hb, VMA_HEADER_FIXED_SIZE);
+    if (!read_fixed(r, hb->data, &header_size, err)) {
+        g_byte_array_free(hb, TRUE);
         return NULL;
-    GByteArray *hb = g_byte_array_new();
-    g_byte_array_append(hb, fixed, sizeof(fixed));
-    uint8_t chunk[65536];
+    }
     while (hb->len < header_size) {
-        size_t want = MIN(sizeof(chunk), header_size - hb->len);
-        ssize_t n = vma_in_read(r->in, chunk, want, err);
+        guint have = hb->len;
+        size_t want = MIN((size_t)65536, (size_t)(header_size - have));
+        g_byte_array_set_size(hb, have + (guint)want);
+        ssize_t n = vma_in_read(r->in, hb->data + have, want, err);
         if (n >= 0 && (size_t)n < want)
             g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
                         "archive is truncated: the header ends after %" G_GUINT64_FORMAT
-                        " of %u bytes", (uint64_t)hb->len + (uint64_t)n, header_size);
+                        " of %u bytes", (uint64_t)have + (uint64_t)n, header_size);
         if (n < 0 || (size_t)n < want) {
             g_byte_array_free(hb, TRUE);
             return NULL;
         }
         r->offset += (uint64_t)n;
-        g_byte_array_append(hb, chunk, (guint)want);
     }
     return hb;
 }
@@ -613,9 +617,18 @@ static int check_slot(vma_reader *r, const vma_slot *s, uint64_t off, GError **e
     return 0;
 }
 
+/* salvage: an error that is no damage of the archive (a read that failed:
+ * VMA_ERR_IO; an interrupt) fails the salvage; anything else (a cut, an
+ * undecodable stream) is damage, reported, and the archive ends there */
+static gboolean fails_salvage(const GError *e)
+{
+    return e->code == VMA_ERR_IO || e->code == VMA_ERR_INTERRUPTED;
+}
+
 /* salvage: read 512-byte steps after a bad header at off until a valid
- * extent header turns up; 1 with it in r->ext and ext decoded, 0 at the end,
- * -1 on a read error.  Extents start at multiples of 512, so none is missed. */
+ * extent header turns up; 1 with it in r->ext and ext decoded, 0 at the end
+ * (or where the stream breaks), -1 with err on a read error or an
+ * interrupt.  Extents start at multiples of 512, so none is missed. */
 static int resync(vma_reader *r, vma_extent *ext, uint64_t off, const char *why, GError **err)
 {
     uint64_t start = off;
@@ -625,14 +638,24 @@ static int resync(vma_reader *r, vma_extent *ext, uint64_t off, const char *why,
             return -1;
         }
         off = r->offset;
-        ssize_t got = vma_in_read(r->in, r->ext, VMA_EXTENT_HEADER_SIZE, NULL);
+        GError *e = NULL;
+        ssize_t got = vma_in_read(r->in, r->ext, VMA_EXTENT_HEADER_SIZE, &e);
+        if (got < 0 && fails_salvage(e)) {
+            g_propagate_error(err, e);
+            return -1;
+        }
         if (got > 0)
             r->offset += (uint64_t)got;
         if (got < (ssize_t)VMA_EXTENT_HEADER_SIZE) {
-            char *m = g_strdup_printf("%s; nothing valid in the %" G_GUINT64_FORMAT
-                                      " bytes after it, up to the end", why, r->offset - start);
+            char *m = e ? g_strdup_printf("%s; nothing valid in the %" G_GUINT64_FORMAT
+                                          " bytes after it, then: %s", why, r->offset - start,
+                                          e->message)
+                        : g_strdup_printf("%s; nothing valid in the %" G_GUINT64_FORMAT
+                                          " bytes after it, up to the end", why,
+                                          r->offset - start);
             report_damage(r, start, m);
             g_free(m);
+            g_clear_error(&e);
             return 0;
         }
         if (vma_extent_decode(r->ext, r->h.uuid, off, ext, NULL) == 0) {
@@ -686,11 +709,12 @@ static int check_slots(vma_reader *r, vma_extent *ext, GError **err)
     return 0;
 }
 
-/* salvage: an error that ends the archive (a cut, an I/O or a decompression
- * error) is reported and makes it end here */
+/* salvage: an error that ends the archive (a cut, a decompression error)
+ * is reported and makes it end here; a read that failed or an interrupt
+ * fails */
 static int end_damaged(vma_reader *r, GError *e, uint64_t off, GError **err)
 {
-    if (!r->damage || e->code == VMA_ERR_INTERRUPTED) {
+    if (!r->damage || fails_salvage(e)) {
         g_propagate_error(err, e);
         return -1;
     }

@@ -31,6 +31,18 @@ typedef struct {
     size_t len;
 } wconfig;
 
+static void wconfig_free(gpointer p)
+{
+    wconfig *c = p;
+    g_free(c->name);
+    g_free(c->data);
+    g_free(c);
+}
+
+/* the pieces of one extent written from the caller's buffer: its header,
+ * then at most one per stored block */
+#define CHUNK_IOV (1 + VMA_SLOTS_PER_EXTENT * VMA_BLOCKS_PER_CLUSTER)
+
 struct vma_writer {
     int fd;
     char *path;       /* final name, NULL for a descriptor */
@@ -46,6 +58,7 @@ struct vma_writer {
     gboolean any_extent;
     gboolean failed;
     uint8_t *ext;
+    struct iovec *iov;    /* write_chunk's pieces (not on the stack) */
     unsigned n_slots;
     size_t data_len;
     uint64_t total_done;
@@ -65,14 +78,6 @@ static gboolean name_ok(const char *name, GError **err)
     return FALSE;
 }
 
-static void wconfig_free(gpointer p)
-{
-    wconfig *c = p;
-    g_free(c->name);
-    g_free(c->data);
-    g_free(c);
-}
-
 static vma_writer *writer_new(int fd, const vma_writer_opts *opts, GError **err)
 {
     vma_writer *w = g_new0(vma_writer, 1);
@@ -85,6 +90,7 @@ static vma_writer *writer_new(int fd, const vma_writer_opts *opts, GError **err)
     w->ctime = (opts && opts->ctime >= 0) ? opts->ctime : (int64_t)time(NULL);
     w->canonical = opts && opts->canonical;
     w->ext = g_malloc(VMA_EXTENT_HEADER_SIZE + VMA_MAX_EXTENT_DATA);
+    w->iov = g_new(struct iovec, CHUNK_IOV);
     w->start = vma_now();
     w->out = vma_out_new(fd, opts ? opts->compress : VMA_COMPRESS_NONE,
                          opts ? opts->level : 0, opts ? opts->threads : 0, err);
@@ -127,9 +133,10 @@ vma_writer *vma_writer_create(const char *path, const vma_writer_opts *opts, GEr
         g_free(tmp);
         return NULL;
     }
-    mode_t um = umask(0);
-    umask(um);
-    if (fchmod(fd, 0666 & ~um) < 0) {
+    /* the mode of a new file (0666 less the umask), read without setting
+     * the umask: another thread may be making files */
+    int um = vma_process_umask();
+    if (um >= 0 && fchmod(fd, 0666 & ~(mode_t)um) < 0) {
         /* keep going: the archive is still private to its owner */
     }
     vma_writer *w = writer_new(fd, opts, err);
@@ -422,7 +429,7 @@ static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n
 {
     if (w->n_slots && flush_extent(w, err) < 0)
         return -1;
-    struct iovec iov[1 + VMA_SLOTS_PER_EXTENT * VMA_BLOCKS_PER_CLUSTER];
+    struct iovec *iov = w->iov;
     int niov = 1;
     size_t data_len = 0;
     for (unsigned k = 0; k < n; k++) {
@@ -471,7 +478,7 @@ static int write_chunk(vma_writer *w, uint8_t dev_id, uint32_t first, unsigned n
 #define CHUNK_BYTES ((size_t)CHUNK_CLUSTERS * VMA_CLUSTER_SIZE)
 #define READ_BUFFERS 3
 
-enum { ITEM_DATA, ITEM_HOLE, ITEM_ZERO_CHUNK, ITEM_END, ITEM_ERROR };
+enum { ITEM_DATA, ITEM_HOLE, ITEM_ZERO_CHUNK, ITEM_ERROR };
 
 typedef struct {
     int kind;
@@ -485,8 +492,8 @@ typedef struct {
 typedef struct {
     const vma_source *src;
     uint64_t size;         /* the device size as recorded */
-    GAsyncQueue *full;     /* read_item * for the writer */
-    GAsyncQueue *free;     /* uint8_t * buffers for the reader */
+    vma_queue *full;       /* read_item * for the writer; closed: the reader ended */
+    vma_queue *free;       /* uint8_t * buffers for the reader; closed: stop */
     gint stop;
     gboolean canonical;    /* chunks of 59 clusters from cluster 0, holes or not */
 } read_ctx;
@@ -508,7 +515,7 @@ static void push_item(read_ctx *c, int kind, uint64_t pos, uint64_t len, uint8_t
             it->masks[k] = m;
         }
     }
-    g_async_queue_push(c->full, it);
+    vma_queue_push(c->full, it);
 }
 
 static gboolean reader_stopped(read_ctx *c)
@@ -520,15 +527,16 @@ static gboolean reader_stopped(read_ctx *c)
  * 1 when queued, 0 when asked to stop, -1 after queueing the error */
 static int read_chunk(read_ctx *c, uint64_t pos, uint64_t len)
 {
-    uint8_t *buf = g_async_queue_pop(c->free);
-    if (reader_stopped(c)) {
-        g_async_queue_push(c->free, buf);
+    uint8_t *buf = vma_queue_pop(c->free);
+    if (!buf || reader_stopped(c)) {
+        if (buf)
+            vma_queue_push(c->free, buf);
         return 0;
     }
     GError *e = NULL;
     ssize_t got = c->src->ops->pread(c->src->ctx, buf, (size_t)len, pos, &e);
     if (got < 0) {
-        g_async_queue_push(c->free, buf);
+        vma_queue_push(c->free, buf);
         push_item(c, ITEM_ERROR, pos, 0, NULL, e);
         return -1;
     }
@@ -540,8 +548,8 @@ static int read_chunk(read_ctx *c, uint64_t pos, uint64_t len)
 
 /* the canonical layout (vma_writer_opts.canonical): every extent holds the
  * 59 clusters from a multiple of 59 (the last one fewer), whatever holes the
- * image has; a chunk without data is not read */
-static gpointer canonical_reader(read_ctx *c)
+ * image has; a chunk without data is not read.  The caller closes the queue. */
+static void canonical_read(read_ctx *c)
 {
     uint64_t end = vma_clusters(c->size) * VMA_CLUSTER_SIZE;
     uint64_t ds = 0, de = 0;
@@ -556,32 +564,28 @@ static gpointer canonical_reader(read_ctx *c)
             int rc = c->src->ops->next_data(c->src->ctx, pos, &ds, &de, &e);
             if (rc < 0) {
                 push_item(c, ITEM_ERROR, pos, 0, NULL, e);
-                return NULL;
+                break;
             }
             if (rc == 0)
                 ds = de = end;
             known = TRUE;
         }
-        if (ds >= pos + len || ds >= c->size) {
+        if (ds >= pos + len || ds >= c->size)
             push_item(c, ITEM_ZERO_CHUNK, pos, len, NULL, NULL);
-        } else {
-            int rc = read_chunk(c, pos, len);
-            if (rc < 0)
-                return NULL;
-            if (rc == 0)
-                break;
-        }
+        else if (read_chunk(c, pos, len) <= 0)
+            break;
         pos += len;
     }
-    push_item(c, ITEM_END, pos, 0, NULL, NULL);
-    return NULL;
 }
 
-static gpointer reader_thread(gpointer data)
+static void *reader_thread(void *data)
 {
     read_ctx *c = data;
-    if (c->canonical)
-        return canonical_reader(c);
+    if (c->canonical) {
+        canonical_read(c);
+        vma_queue_close(c->full);
+        return NULL;
+    }
     uint64_t pos = 0;             /* always a cluster boundary */
     uint64_t ds = 0, de = 0;      /* the next data known: [ds, de); ds >= size: none */
     gboolean known = FALSE;
@@ -595,7 +599,7 @@ static gpointer reader_thread(gpointer data)
             int rc = c->src->ops->next_data(c->src->ctx, pos, &ds, &de, &e);
             if (rc < 0) {
                 push_item(c, ITEM_ERROR, pos, 0, NULL, e);
-                return NULL;
+                break;
             }
             if (rc == 0)
                 ds = de = c->size; /* zeros up to the end */
@@ -614,14 +618,11 @@ static gpointer reader_thread(gpointer data)
         /* up to the end of the data, rounded up to a cluster */
         uint64_t dend = (de + VMA_CLUSTER_SIZE - 1) & ~(uint64_t)(VMA_CLUSTER_SIZE - 1);
         uint64_t len = MIN(MIN((uint64_t)CHUNK_BYTES, end - pos), dend - pos);
-        int rc = read_chunk(c, pos, len);
-        if (rc < 0)
-            return NULL;
-        if (rc == 0)
+        if (read_chunk(c, pos, len) <= 0)
             break;
         pos += len;
     }
-    push_item(c, ITEM_END, pos, 0, NULL, NULL);
+    vma_queue_close(c->full); /* the end, an error or a stop: no more items */
     return NULL;
 }
 
@@ -657,36 +658,44 @@ static int write_item(vma_writer *w, uint8_t dev_id, wdev *d, const read_item *i
     return 0;
 }
 
-/* take the reader's items until it has said END (or failed): after a
+/* the reader is asked to stop: it sees the flag, or its queue of free
+ * buffers closed while it waits for one */
+static void stop_reader(read_ctx *c)
+{
+    g_atomic_int_set(&c->stop, 1);
+    vma_queue_close(c->free);
+}
+
+/* take the reader's items until it has ended (closed its queue): after a
  * failure the reader is stopped and its items only drained */
 static int consume(vma_writer *w, uint8_t dev_id, wdev *d, read_ctx *c,
                    vma_write_progress_fn progress, void *ud, GError **err)
 {
     gboolean failed = FALSE;
     vma_write_progress pr = {.size = d->size};
-    for (;;) {
-        read_item *it = g_async_queue_pop(c->full);
-        int kind = it->kind;
-        if (kind == ITEM_ERROR && !failed) {
+    read_item *it;
+    while ((it = vma_queue_pop(c->full))) {
+        if (it->kind == ITEM_ERROR && !failed) {
             g_propagate_prefixed_error(err, it->error, "%s: ", c->src->label);
             it->error = NULL;
             failed = TRUE;
-        } else if (kind == ITEM_END && !failed && (vma_interrupted() || pr.done < d->size)) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
-            failed = TRUE;
-        } else if (kind != ITEM_END && kind != ITEM_ERROR && !failed &&
+        } else if (it->kind != ITEM_ERROR && !failed &&
                    write_item(w, dev_id, d, it, &pr, progress, ud, err) < 0) {
             failed = TRUE;
-            g_atomic_int_set(&c->stop, 1);
+            stop_reader(c);
         }
         if (it->buf)
-            g_async_queue_push(c->free, it->buf);
+            vma_queue_push(c->free, it->buf);
         if (it->error)
             g_error_free(it->error);
         g_free(it);
-        if (kind == ITEM_END || kind == ITEM_ERROR)
-            return failed ? -1 : 0;
     }
+    /* the reader ended short of the end without an error: stopped */
+    if (!failed && (vma_interrupted() || pr.done < d->size)) {
+        g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
+        failed = TRUE;
+    }
+    return failed ? -1 : 0;
 }
 
 int vma_writer_write_source(vma_writer *w, uint8_t dev_id, const vma_source *src,
@@ -706,20 +715,24 @@ int vma_writer_write_source(vma_writer *w, uint8_t dev_id, const vma_source *src
         return -1;
     }
     read_ctx c = {.src = src, .size = d->size, .canonical = w->canonical};
-    c.full = g_async_queue_new();
-    c.free = g_async_queue_new();
+    c.full = vma_queue_new();
+    c.free = vma_queue_new();
     for (unsigned i = 0; i < READ_BUFFERS; i++)
-        g_async_queue_push(c.free, g_malloc(CHUNK_BYTES));
-    GThread *th = g_thread_new("vma-read", reader_thread, &c);
-    int ret = consume(w, dev_id, d, &c, progress, ud, err);
-    g_thread_join(th);
+        vma_queue_push(c.free, g_malloc(CHUNK_BYTES));
+    int ret = -1;
+    vma_thread *th = vma_thread_new("vma-read", reader_thread, &c, err);
+    if (th) {
+        ret = consume(w, dev_id, d, &c, progress, ud, err);
+        vma_thread_join(th);
+    }
     if (ret < 0)
         w->failed = TRUE;
     /* the reader has ended: every buffer is back in the free queue */
-    for (unsigned i = 0; i < READ_BUFFERS; i++)
-        g_free(g_async_queue_pop(c.free));
-    g_async_queue_unref(c.full);
-    g_async_queue_unref(c.free);
+    uint8_t *b;
+    while ((b = vma_queue_try_pop(c.free)))
+        g_free(b);
+    vma_queue_unref(c.full);
+    vma_queue_unref(c.free);
     return ret;
 }
 
@@ -940,5 +953,6 @@ void vma_writer_free(vma_writer *w)
         g_free(w->devs[id]);
     }
     g_free(w->ext);
+    g_free(w->iov);
     g_free(w);
 }

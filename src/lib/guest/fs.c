@@ -74,11 +74,11 @@ vma_fs *vma_fs_open(vma_volume *v, const char *type, GError **err)
     fs->ops = ops;
     fs->v = vma_volume_ref(v);
     g_strlcpy(fs->type, type, sizeof(fs->type));
-    g_mutex_init(&fs->lock);
+    vma_mutex_init(&fs->lock);
     fs->dirs = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, (GDestroyNotify)dir_unref);
     if (ops->open(fs, err) < 0) {
         g_hash_table_destroy(fs->dirs);
-        g_mutex_clear(&fs->lock);
+        vma_mutex_clear(&fs->lock);
         vma_volume_free(fs->v);
         g_free(fs);
         return NULL;
@@ -100,7 +100,7 @@ void vma_fs_free(vma_fs *fs)
         return;
     g_hash_table_destroy(fs->dirs);
     fs->ops->close(fs);
-    g_mutex_clear(&fs->lock);
+    vma_mutex_clear(&fs->lock);
     vma_volume_free(fs->v);
     g_free(fs->label);
     g_free(fs);
@@ -174,11 +174,11 @@ static vma_dir *read_dir(vma_fs *fs, uint64_t ino, GError **err)
 
 vma_dir *vma_fs_opendir(vma_fs *fs, uint64_t ino, GError **err)
 {
-    g_mutex_lock(&fs->lock);
+    vma_mutex_lock(&fs->lock);
     vma_dir *d = g_hash_table_lookup(fs->dirs, &ino);
     if (d)
         g_atomic_int_inc(&d->refs);
-    g_mutex_unlock(&fs->lock);
+    vma_mutex_unlock(&fs->lock);
     if (d)
         return d;
     vma_stat st;
@@ -191,12 +191,12 @@ vma_dir *vma_fs_opendir(vma_fs *fs, uint64_t ino, GError **err)
     d = read_dir(fs, ino, err);
     if (!d)
         return NULL;
-    g_mutex_lock(&fs->lock);
+    vma_mutex_lock(&fs->lock);
     vma_dir *other = g_hash_table_lookup(fs->dirs, &ino);
     if (other) {
         /* another thread read it meanwhile: keep one */
         g_atomic_int_inc(&other->refs);
-        g_mutex_unlock(&fs->lock);
+        vma_mutex_unlock(&fs->lock);
         dir_unref(d);
         return other;
     }
@@ -209,7 +209,7 @@ vma_dir *vma_fs_opendir(vma_fs *fs, uint64_t ino, GError **err)
         g_hash_table_insert(fs->dirs, &d->ino, d);
         fs->dir_names += d->ents->len;
     }
-    g_mutex_unlock(&fs->lock);
+    vma_mutex_unlock(&fs->lock);
     return d;
 }
 
@@ -431,6 +431,85 @@ gboolean vma_extents_check(GArray *ext, uint64_t vol_size, GError **err)
         }
     }
     return TRUE;
+}
+
+vma_ftype vma_mode_type(uint32_t mode)
+{
+    switch (mode & 0170000) {
+    case 0100000: return VMA_FT_FILE;
+    case 0040000: return VMA_FT_DIR;
+    case 0120000: return VMA_FT_LINK;
+    case 0020000: return VMA_FT_CHR;
+    case 0060000: return VMA_FT_BLK;
+    case 0010000: return VMA_FT_FIFO;
+    case 0140000: return VMA_FT_SOCK;
+    default: return VMA_FT_UNKNOWN;
+    }
+}
+
+void vma_fs_damaged(GError **err, const char *name, const char *what)
+{
+    g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "the %s file system is damaged: %s", name, what);
+}
+
+int vma_fs_read_super(vma_fs *fs, void *sb, size_t len, uint64_t off, const char *name,
+                      GError **err)
+{
+    char *what = g_strdup_printf("the %s superblock", name);
+    int rc = vma_volume_read_exact(fs->v, sb, len, off, what, err);
+    g_free(what);
+    return rc;
+}
+
+/* ---- a content held in memory ---- */
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+} bytes_content;
+
+static ssize_t bytes_read(void *ctx, void *buf, size_t n, uint64_t off, GError **err)
+{
+    (void)err;
+    bytes_content *d = ctx;
+    if (off >= d->len)
+        return 0;
+    size_t take = MIN(n, d->len - (size_t)off);
+    memcpy(buf, d->data + off, take);
+    return (ssize_t)take;
+}
+
+static void bytes_close(void *ctx)
+{
+    bytes_content *d = ctx;
+    g_free(d->data);
+    g_free(d);
+}
+
+void vma_content_reader(vma_content *c, ssize_t (*read)(void *, void *, size_t, uint64_t, GError **),
+                        void (*close)(void *), void *ctx)
+{
+    c->read = read;
+    c->close = close;
+    c->ctx = ctx;
+}
+
+void vma_content_bytes(vma_content *c, uint8_t *data, size_t len)
+{
+    bytes_content *d = g_new(bytes_content, 1);
+    *d = (bytes_content){data, len};
+    vma_content_reader(c, bytes_read, bytes_close, d);
+}
+
+int vma_content_extents(vma_content *c, vma_extents_fill_fn fill, vma_fs *fs, const uint8_t *in,
+                        uint64_t size, GError **err)
+{
+    c->extents = g_array_new(FALSE, FALSE, sizeof(vma_extent_map));
+    if (fill(fs, in, size, c->extents, err) == 0)
+        return 0;
+    g_array_free(c->extents, TRUE);
+    c->extents = NULL;
+    return -1;
 }
 
 vma_file *vma_fs_open_file(vma_fs *fs, uint64_t ino, GError **err)

@@ -104,15 +104,23 @@ static int node(walk *w, const uint8_t *p, size_t room, int depth_want, GError *
     return 0;
 }
 
+/* a walk of a file's blocks; FALSE with err for a block size no ext has */
+static gboolean walk_init(walk *w, vma_volume *v, uint32_t block_size, uint64_t blocks,
+                          uint64_t file_size, GArray *out, GError **err)
+{
+    *w = (walk){v, block_size, blocks, (file_size + block_size - 1) / block_size, out, 0, 0};
+    if (block_size >= 1024 && block_size <= 65536)
+        return TRUE;
+    g_set_error_literal(err, VMA_ERROR, VMA_ERR_FORMAT, "the block size of the file system is damaged");
+    return FALSE;
+}
+
 int vma_ext4_extents(vma_volume *v, const uint8_t iblock[60], uint32_t block_size,
                      uint64_t blocks, uint64_t file_size, GArray *out, GError **err)
 {
-    walk w = {v, block_size, blocks, (file_size + block_size - 1) / block_size, out, 0, 0};
-    if (block_size < 1024 || block_size > 65536) {
-        g_set_error_literal(err, VMA_ERROR, VMA_ERR_FORMAT, "the block size of the file system is damaged");
-        return -1;
-    }
-    return node(&w, iblock, 60, -1, err);
+    walk w;
+    return walk_init(&w, v, block_size, blocks, file_size, out, err) ? node(&w, iblock, 60, -1, err)
+                                                                      : -1;
 }
 
 /* the pointers of an indirect block of this level (1: to data blocks),
@@ -168,11 +176,9 @@ static int indirect(walk *w, uint64_t blk, int level, uint64_t *lblk, GError **e
 int vma_ext2_blockmap(vma_volume *v, const uint32_t iblock[15], uint32_t block_size,
                       uint64_t blocks, uint64_t file_size, GArray *out, GError **err)
 {
-    walk w = {v, block_size, blocks, (file_size + block_size - 1) / block_size, out, 0, 0};
-    if (block_size < 1024 || block_size > 65536) {
-        g_set_error_literal(err, VMA_ERROR, VMA_ERR_FORMAT, "the block size of the file system is damaged");
+    walk w;
+    if (!walk_init(&w, v, block_size, blocks, file_size, out, err))
         return -1;
-    }
     uint64_t lblk = 0;
     for (int i = 0; i < 12 && lblk < w.fblocks; i++, lblk++)
         if (iblock[i] && !add(&w, lblk, 1, iblock[i], FALSE, err))
@@ -212,15 +218,12 @@ typedef struct {
     uint32_t incompat, ro_compat;
 } ext_info;
 
-static void ext_bad(GError **err, const char *what)
-{
-    g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "the ext file system is damaged: %s", what);
-}
+#define ext_bad(err, what) vma_fs_damaged(err, "ext", what)
 
 static int e_open(vma_fs *fs, GError **err)
 {
     uint8_t sb[1024];
-    if (vma_volume_read_exact(fs->v, sb, sizeof(sb), 1024, "the ext superblock", err) < 0)
+    if (vma_fs_read_super(fs, sb, sizeof(sb), 1024, "ext", err) < 0)
         return -1;
     if (g_le16(sb + 0x38) != 0xef53) {
         ext_bad(err, "no superblock");
@@ -329,6 +332,10 @@ static int inode_table(vma_fs *fs, uint64_t g, uint64_t *out, GError **err)
     return 0;
 }
 
+/* what an inode is read into: the largest inode there may be (its fields
+ * are read at fixed offsets, past a small inode's end too: zeros there) */
+#define INODE_BUF 65536
+
 static int read_ext_inode(vma_fs *fs, uint64_t ino, uint8_t *buf, GError **err)
 {
     const ext_info *x = fs->priv;
@@ -359,19 +366,6 @@ static void ext_time(const uint8_t *in, unsigned isize, unsigned base, unsigned 
     }
 }
 
-static vma_ftype ext_mode_type(uint16_t mode)
-{
-    switch (mode & 0170000) {
-    case 0100000: return VMA_FT_FILE;
-    case 0040000: return VMA_FT_DIR;
-    case 0120000: return VMA_FT_LINK;
-    case 0020000: return VMA_FT_CHR;
-    case 0060000: return VMA_FT_BLK;
-    case 0010000: return VMA_FT_FIFO;
-    case 0140000: return VMA_FT_SOCK;
-    default: return VMA_FT_UNKNOWN;
-    }
-}
 
 static uint64_t ext_size(const uint8_t *in)
 {
@@ -382,11 +376,11 @@ static uint64_t ext_size(const uint8_t *in)
 static int e_stat(vma_fs *fs, uint64_t ino, vma_stat *st, GError **err)
 {
     const ext_info *x = fs->priv;
-    uint8_t in[65536];
+    g_autofree uint8_t *in = g_malloc0(INODE_BUF); /* not on a reader's stack */
     if (read_ext_inode(fs, ino, in, err) < 0)
         return -1;
     uint16_t mode = g_le16(in);
-    st->type = ext_mode_type(mode);
+    st->type = vma_mode_type(mode);
     st->mode = mode & 07777;
     st->uid = g_le16(in + 2) | (uint32_t)g_le16(in + 0x78) << 16;
     st->gid = g_le16(in + 0x18) | (uint32_t)g_le16(in + 0x7a) << 16;
@@ -520,11 +514,11 @@ static int parse_dirents(const ext_info *x, const uint8_t *b, size_t n, GArray *
 static int e_readdir(vma_fs *fs, uint64_t ino, GArray *out, GError **err)
 {
     const ext_info *x = fs->priv;
-    uint8_t in[65536];
+    g_autofree uint8_t *in = g_malloc0(INODE_BUF); /* not on a reader's stack */
     if (read_ext_inode(fs, ino, in, err) < 0)
         return -1;
     uint32_t flags = g_le32(in + 0x20);
-    if (ext_mode_type(g_le16(in)) != VMA_FT_DIR) {
+    if (vma_mode_type(g_le16(in)) != VMA_FT_DIR) {
         g_set_error_literal(err, VMA_ERROR, VMA_ERR_NOT_FOUND, "not a folder");
         return -1;
     }
@@ -576,7 +570,7 @@ out:
 static char *e_readlink(vma_fs *fs, uint64_t ino, const vma_stat *st, GError **err)
 {
     const ext_info *x = fs->priv;
-    uint8_t in[65536];
+    g_autofree uint8_t *in = g_malloc0(INODE_BUF); /* not on a reader's stack */
     if (read_ext_inode(fs, ino, in, err) < 0)
         return NULL;
     uint32_t flags = g_le32(in + 0x20);
@@ -614,33 +608,10 @@ static char *e_readlink(vma_fs *fs, uint64_t ino, const vma_stat *st, GError **e
     return t;
 }
 
-typedef struct {
-    uint8_t *data;
-    size_t len;
-} ext_inline;
-
-static ssize_t ext_inline_read(void *ctx, void *buf, size_t n, uint64_t off, GError **err)
-{
-    (void)err;
-    ext_inline *d = ctx;
-    if (off >= d->len)
-        return 0;
-    size_t take = MIN(n, d->len - (size_t)off);
-    memcpy(buf, d->data + off, take);
-    return (ssize_t)take;
-}
-
-static void ext_inline_close(void *ctx)
-{
-    ext_inline *d = ctx;
-    g_free(d->data);
-    g_free(d);
-}
-
 static int e_content(vma_fs *fs, uint64_t ino, const vma_stat *st, vma_content *c, GError **err)
 {
     const ext_info *x = fs->priv;
-    uint8_t in[65536];
+    g_autofree uint8_t *in = g_malloc0(INODE_BUF); /* not on a reader's stack */
     if (read_ext_inode(fs, ino, in, err) < 0)
         return -1;
     uint32_t flags = g_le32(in + 0x20);
@@ -649,31 +620,17 @@ static int e_content(vma_fs *fs, uint64_t ino, const vma_stat *st, vma_content *
         return -1;
     }
     if (flags & FL_INLINE) {
-        ext_inline *d = g_new0(ext_inline, 1);
-        if (inline_bytes(x, in, st->size, &d->data, &d->len, err) < 0) {
-            g_free(d);
+        uint8_t *data;
+        size_t len;
+        if (inline_bytes(x, in, st->size, &data, &len, err) < 0)
             return -1;
-        }
-        c->read = ext_inline_read;
-        c->close = ext_inline_close;
-        c->ctx = d;
+        vma_content_bytes(c, data, len);
         return 0;
     }
-    c->extents = g_array_new(FALSE, FALSE, sizeof(vma_extent_map));
-    if (e_extents(fs, in, st->size, c->extents, err) < 0) {
-        g_array_free(c->extents, TRUE);
-        c->extents = NULL;
-        return -1;
-    }
-    return 0;
+    return vma_content_extents(c, e_extents, fs, in, st->size, err);
 }
 
 const vma_fs_ops vma_fs_ext_ops = {
-    .name = "ext",
-    .open = e_open,
-    .stat = e_stat,
-    .readdir = e_readdir,
-    .readlink = e_readlink,
-    .content = e_content,
-    .close = e_close,
+    .name = "ext", .open = e_open, .stat = e_stat, .readdir = e_readdir,
+    .readlink = e_readlink, .content = e_content, .close = e_close,
 };

@@ -14,6 +14,7 @@
 #include "guest/guest.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <string.h>
 #include <tsk/libtsk.h>
 
@@ -106,10 +107,19 @@ static gpointer load_tsk(gpointer unused)
     return &T;
 }
 
+static gboolean tsk_loaded;
+
+static void load_tsk_once(void)
+{
+    tsk_loaded = load_tsk(NULL) != NULL;
+}
+
 static gboolean have_tsk(GError **err)
 {
-    static GOnce once = G_ONCE_INIT;
-    if (g_once(&once, load_tsk, NULL))
+    /* pthread_once, not g_once: a hand-off ThreadSanitizer sees */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, load_tsk_once);
+    if (tsk_loaded)
         return TRUE;
     g_set_error_literal(err, VMA_ERROR, VMA_ERR_FORMAT, tsk_load_error);
     return FALSE;
@@ -124,7 +134,7 @@ typedef struct {
 typedef struct {
     vimg *img;
     TSK_FS_INFO *fs;
-    GMutex lock;
+    vma_mutex lock;
     gboolean unix_modes;  /* the file system keeps Unix modes and owners */
 } tsk_priv;
 
@@ -235,7 +245,7 @@ static int t_open(vma_fs *fs, GError **err)
         g_free(t);
         return -1;
     }
-    g_mutex_init(&t->lock);
+    vma_mutex_init(&t->lock);
     t->unix_modes = strcmp(fs->type, "ufs") == 0 || strcmp(fs->type, "hfsplus") == 0;
     fs->priv = t;
     fs->root = t->fs->root_inum;
@@ -250,7 +260,7 @@ static void t_close(vma_fs *fs)
     tsk_priv *t = fs->priv;
     tsk_fs_close(t->fs);
     tsk_img_close(&t->img->img);
-    g_mutex_clear(&t->lock);
+    vma_mutex_clear(&t->lock);
     g_free(t);
 }
 
@@ -323,13 +333,13 @@ static TSK_FS_FILE *open_meta(tsk_priv *t, uint64_t ino, GError **err)
 static int t_stat(vma_fs *fs, uint64_t ino, vma_stat *st, GError **err)
 {
     tsk_priv *t = fs->priv;
-    g_mutex_lock(&t->lock);
+    vma_mutex_lock(&t->lock);
     TSK_FS_FILE *f = open_meta(t, ino, err);
     if (f) {
         fill_stat(t, f->meta, st);
         tsk_fs_file_close(f);
     }
-    g_mutex_unlock(&t->lock);
+    vma_mutex_unlock(&t->lock);
     return f ? 0 : -1;
 }
 
@@ -357,11 +367,11 @@ static gboolean hidden(const vma_fs *fs, const tsk_priv *t, const TSK_FS_NAME *n
 static int t_readdir(vma_fs *fs, uint64_t ino, GArray *out, GError **err)
 {
     tsk_priv *t = fs->priv;
-    g_mutex_lock(&t->lock);
+    vma_mutex_lock(&t->lock);
     TSK_FS_DIR *d = tsk_fs_dir_open_meta(t->fs, (TSK_INUM_T)ino);
     if (!d) {
         tsk_fail(t, err, "cannot read the folder");
-        g_mutex_unlock(&t->lock);
+        vma_mutex_unlock(&t->lock);
         return -1;
     }
     size_t n = tsk_fs_dir_getsize(d);
@@ -374,7 +384,7 @@ static int t_readdir(vma_fs *fs, uint64_t ino, GArray *out, GError **err)
     }
     tsk_fs_dir_close(d);
     tsk_error_reset();
-    g_mutex_unlock(&t->lock);
+    vma_mutex_unlock(&t->lock);
     return 0;
 }
 
@@ -388,28 +398,28 @@ typedef struct {
 static ssize_t tsk_read_fn(void *ctx, void *buf, size_t n, uint64_t off, GError **err)
 {
     tsk_reader *r = ctx;
-    g_mutex_lock(&r->t->lock);
+    vma_mutex_lock(&r->t->lock);
     size_t done = 0;
     while (done < n) {
         ssize_t got = tsk_fs_file_read(r->f, (TSK_OFF_T)(off + done), (char *)buf + done, n - done,
                                        TSK_FS_FILE_READ_FLAG_NONE);
         if (got <= 0) {
             tsk_fail(r->t, err, "cannot read the file");
-            g_mutex_unlock(&r->t->lock);
+            vma_mutex_unlock(&r->t->lock);
             return -1;
         }
         done += (size_t)got;
     }
-    g_mutex_unlock(&r->t->lock);
+    vma_mutex_unlock(&r->t->lock);
     return (ssize_t)done;
 }
 
 static void tsk_read_close(void *ctx)
 {
     tsk_reader *r = ctx;
-    g_mutex_lock(&r->t->lock);
+    vma_mutex_lock(&r->t->lock);
     tsk_fs_file_close(r->f);
-    g_mutex_unlock(&r->t->lock);
+    vma_mutex_unlock(&r->t->lock);
     g_free(r);
 }
 
@@ -417,33 +427,30 @@ static int t_content(vma_fs *fs, uint64_t ino, const vma_stat *st, vma_content *
 {
     (void)st;
     tsk_priv *t = fs->priv;
-    g_mutex_lock(&t->lock);
+    vma_mutex_lock(&t->lock);
     TSK_FS_FILE *f = open_meta(t, ino, err);
     if (!f) {
-        g_mutex_unlock(&t->lock);
+        vma_mutex_unlock(&t->lock);
         return -1;
     }
     tsk_reader *r = g_new0(tsk_reader, 1);
-    r->t = t;
-    r->f = f;
-    c->read = tsk_read_fn;
-    c->close = tsk_read_close;
-    c->ctx = r;
-    g_mutex_unlock(&t->lock);
+    *r = (tsk_reader){.t = t, .f = f};
+    vma_content_reader(c, tsk_read_fn, tsk_read_close, r);
+    vma_mutex_unlock(&t->lock);
     return 0;
 }
 
 static char *t_readlink(vma_fs *fs, uint64_t ino, const vma_stat *st, GError **err)
 {
     tsk_priv *t = fs->priv;
-    g_mutex_lock(&t->lock);
+    vma_mutex_lock(&t->lock);
     TSK_FS_FILE *f = open_meta(t, ino, err);
     char *link = NULL;
     if (f && f->meta->link && f->meta->link[0])
         link = g_strndup(f->meta->link, st->size ? st->size : strlen(f->meta->link));
     if (f)
         tsk_fs_file_close(f);
-    g_mutex_unlock(&t->lock);
+    vma_mutex_unlock(&t->lock);
     if (link || !f)
         return link;
     /* a target kept in blocks (TSK only reads those of block-mapped links) */
@@ -481,11 +488,6 @@ static char *t_readlink(vma_fs *fs, uint64_t ino, const vma_stat *st, GError **e
 }
 
 const vma_fs_ops vma_fs_tsk_ops = {
-    .name = "tsk",
-    .open = t_open,
-    .stat = t_stat,
-    .readdir = t_readdir,
-    .readlink = t_readlink,
-    .content = t_content,
-    .close = t_close,
+    .name = "tsk", .open = t_open, .stat = t_stat, .readdir = t_readdir,
+    .readlink = t_readlink, .content = t_content, .close = t_close,
 };

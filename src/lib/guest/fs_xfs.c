@@ -37,15 +37,12 @@ static uint64_t be64(const uint8_t *p) { return vma_get_be64(p); }
 
 static gboolean pow2(uint64_t v) { return v && !(v & (v - 1)); }
 
-static void bad(GError **err, const char *what)
-{
-    g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "the XFS file system is damaged: %s", what);
-}
+#define bad(err, what) vma_fs_damaged(err, "XFS", what)
 
 static int x_open(vma_fs *fs, GError **err)
 {
     uint8_t sb[512];
-    if (vma_volume_read_exact(fs->v, sb, sizeof(sb), 0, "the XFS superblock", err) < 0)
+    if (vma_fs_read_super(fs, sb, sizeof(sb), 0, "XFS", err) < 0)
         return -1;
     if (memcmp(sb, "XFSB", 4) != 0) {
         bad(err, "no superblock");
@@ -177,19 +174,6 @@ static void set_time(const uint8_t *in, const uint8_t *t, int64_t *sec, uint32_t
     }
 }
 
-static vma_ftype mode_type(uint16_t mode)
-{
-    switch (mode & 0170000) {
-    case 0100000: return VMA_FT_FILE;
-    case 0040000: return VMA_FT_DIR;
-    case 0120000: return VMA_FT_LINK;
-    case 0020000: return VMA_FT_CHR;
-    case 0060000: return VMA_FT_BLK;
-    case 0010000: return VMA_FT_FIFO;
-    case 0140000: return VMA_FT_SOCK;
-    default: return VMA_FT_UNKNOWN;
-    }
-}
 
 static int x_stat(vma_fs *fs, uint64_t ino, vma_stat *st, GError **err)
 {
@@ -198,7 +182,7 @@ static int x_stat(vma_fs *fs, uint64_t ino, vma_stat *st, GError **err)
     if (read_inode(fs, ino, in, err) < 0)
         return -1;
     uint16_t mode = be16(in + 2);
-    st->type = mode_type(mode);
+    st->type = vma_mode_type(mode);
     st->mode = mode & 07777;
     st->uid = be32(in + 8);
     st->gid = be32(in + 12);
@@ -498,7 +482,7 @@ static int x_readdir(vma_fs *fs, uint64_t ino, GArray *out, GError **err)
     uint8_t in[2048];
     if (read_inode(fs, ino, in, err) < 0)
         return -1;
-    if (mode_type(be16(in + 2)) != VMA_FT_DIR) {
+    if (vma_mode_type(be16(in + 2)) != VMA_FT_DIR) {
         g_set_error_literal(err, VMA_ERROR, VMA_ERR_NOT_FOUND, "not a folder");
         return -1;
     }
@@ -609,30 +593,6 @@ out:
     return t;
 }
 
-/* a small file kept in the inode itself (local format) */
-typedef struct {
-    uint8_t *data;
-    size_t len;
-} inline_data;
-
-static ssize_t inline_read(void *ctx, void *buf, size_t n, uint64_t off, GError **err)
-{
-    (void)err;
-    inline_data *d = ctx;
-    if (off >= d->len)
-        return 0;
-    size_t take = MIN(n, d->len - (size_t)off);
-    memcpy(buf, d->data + off, take);
-    return (ssize_t)take;
-}
-
-static void inline_close(void *ctx)
-{
-    inline_data *d = ctx;
-    g_free(d->data);
-    g_free(d);
-}
-
 static int x_content(vma_fs *fs, uint64_t ino, const vma_stat *st, vma_content *c, GError **err)
 {
     const xfs_info *x = fs->priv;
@@ -646,29 +606,14 @@ static int x_content(vma_fs *fs, uint64_t ino, const vma_stat *st, vma_content *
             bad(err, "a file kept in its inode");
             return -1;
         }
-        inline_data *d = g_new0(inline_data, 1);
-        d->data = g_memdup2(p, (gsize)st->size);
-        d->len = (size_t)st->size;
-        c->read = inline_read;
-        c->close = inline_close;
-        c->ctx = d;
+        /* a small file kept in the inode itself (local format) */
+        vma_content_bytes(c, g_memdup2(p, (gsize)st->size), (size_t)st->size);
         return 0;
     }
-    c->extents = g_array_new(FALSE, FALSE, sizeof(vma_extent_map));
-    if (data_extents(fs, in, st->size, c->extents, err) < 0) {
-        g_array_free(c->extents, TRUE);
-        c->extents = NULL;
-        return -1;
-    }
-    return 0;
+    return vma_content_extents(c, data_extents, fs, in, st->size, err);
 }
 
 const vma_fs_ops vma_fs_xfs_ops = {
-    .name = "xfs",
-    .open = x_open,
-    .stat = x_stat,
-    .readdir = x_readdir,
-    .readlink = x_readlink,
-    .content = x_content,
-    .close = x_close,
+    .name = "xfs", .open = x_open, .stat = x_stat, .readdir = x_readdir,
+    .readlink = x_readlink, .content = x_content, .close = x_close,
 };

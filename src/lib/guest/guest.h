@@ -48,6 +48,26 @@ typedef struct {
     void (*close)(void *ctx);
     void *ctx;
 } vma_content;
+/* the type of a POSIX mode's file (ext, XFS: the same bits) */
+vma_ftype vma_mode_type(uint32_t mode);
+/* VMA_ERR_FORMAT "the NAME file system is damaged: WHAT" */
+void vma_fs_damaged(GError **err, const char *name, const char *what);
+/* the superblock of NAME, len bytes at off of the file system's volume */
+int vma_fs_read_super(vma_fs *fs, void *sb, size_t len, uint64_t off, const char *name,
+                      GError **err);
+
+/* a content held in memory (a file kept in its inode): c reads data, and
+ * frees it when closed */
+void vma_content_bytes(vma_content *c, uint8_t *data, size_t len);
+/* a content read by a function of the reader's own (TSK's) */
+void vma_content_reader(vma_content *c, ssize_t (*read)(void *, void *, size_t, uint64_t, GError **),
+                        void (*close)(void *), void *ctx);
+/* a content of extents, which fill lists from the inode in (size bytes of
+ * file); 0, or -1 with err (c left empty) */
+typedef int (*vma_extents_fill_fn)(vma_fs *fs, const uint8_t *in, uint64_t size, GArray *out,
+                                   GError **err);
+int vma_content_extents(vma_content *c, vma_extents_fill_fn fill, vma_fs *fs, const uint8_t *in,
+                        uint64_t size, GError **err);
 
 typedef struct {
     const char *name;
@@ -73,7 +93,7 @@ struct vma_fs {
     gboolean case_insensitive;
     void *priv;
     /* the folders read (fs.c) */
-    GMutex lock;
+    vma_mutex lock;
     GHashTable *dirs;     /* ino -> vma_dir */
     size_t dir_names;     /* entries kept in dirs */
 };
