@@ -238,13 +238,11 @@ static int l_image_digest(lua_State *L)
     uint8_t out[16];
     GError *e = NULL;
     int rc;
-    vma_source_ud *su = luaL_testudata(L, 1, VMA_SOURCE_MT);
+    vma_ext_ud *su = lvma_ext_ud(L, 1, VMA_SOURCE_MT);
     if (su) {
-        if (su->abi != VMA_EXT_ABI || !su->ops)
-            return lvma_push_argerror(L, "the source is closed or not of this vma");
-        su->hooks.interrupted = vma_interrupted;
-        su->hooks.domain = VMA_ERROR;
-        vma_source src = {su->ops, su->ctx, su->size, su->label};
+        if (!su->ops.source)
+            return lvma_push_argerror(L, "the source is closed");
+        vma_source src = {su->ops.source, su->ctx, su->size, su->label};
         rc = vma_source_digest(&src, out, pc.fn ? on_write_progress : NULL, &pc, &e);
     } else {
         const char *path = luaL_checkstring(L, 1);
