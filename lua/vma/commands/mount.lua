@@ -164,7 +164,7 @@ end
 -- mounted (or says why the server ended).
 local function start_guestfs_server(a)
   local self = vma.os.realpath("/proc/self/exe")
-  if not self or not access.which("setsid") then
+  if not self or not process.which("setsid") then
     return ui.fail("mount", "cannot start the server (no /proc/self/exe or setsid): use -f")
   end
   local tmp, terr = access.tmpdir("mount")
@@ -218,7 +218,7 @@ local function start_guestfs_server(a)
       break
     end
     if vma.os.interrupted() then
-      access.stop(pid)
+      process.stop(pid)
       if tty then io.stderr:write("\r\27[K") end
       code = ui.fail("mount", "interrupted")
       break

@@ -185,7 +185,7 @@ function Session:start()
   -- a signal sets a flag: the caller ends the appliance and nbdkit (a
   -- caller that wants signals to end the process says signals = false)
   if self.opts.signals ~= false then vma.os.catch_signals() end
-  local nb, nerr = access.start_nbdkit { archive = r.path, socket = self.socket, dir = tmp,
+  local nb, nerr = require("vma.process").start_nbdkit { archive = r.path, socket = self.socket, dir = tmp,
     expect = r.header_md5, cache = not self.opts.no_cache }
   if not nb then return nil, nerr end
   self.nbdkit = nb
@@ -262,7 +262,7 @@ function Session:close()
     self.h = nil
   end
   if self.nbdkit then
-    require("vma.access").stop(self.nbdkit.pid)
+    require("vma.process").stop(self.nbdkit.pid)
     self.nbdkit = nil
   end
   if self.tmp then
