@@ -41,6 +41,21 @@ function M.out(...)
   if not ok then error("cannot write to standard output: " .. tostring(err), 0) end
 end
 
+--- Lines for standard output, written 512 at a time: emit(text) adds one,
+--- flush() writes what is left (as M.out does).
+function M.lines()
+  local out = {}
+  local function flush()
+    M.out(table.concat(out))
+    out = {}
+  end
+  local function emit(text)
+    out[#out + 1] = text
+    if #out >= 512 then flush() end
+  end
+  return emit, flush
+end
+
 --- Seconds between plain progress lines when stderr is not a terminal
 -- ($VMA_PROGRESS_INTERVAL, default 5; 0 turns them off).
 local function line_interval()

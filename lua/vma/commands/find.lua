@@ -55,18 +55,15 @@ local function run(args)
   if not r then return ui.fail("find", g, a.json) end
   local spec = a.path or "/"
   local obj, path = g:locate(spec)
-  local entries, out, failed = ui.array(), {}, false
+  local entries, failed = ui.array(), false
+  local lines, flush = ui.lines()
   local function emit(p, est)
     if a.json then
       local j, raw = files.json_name(p)
       entries[#entries + 1] = { path = j, path_escaped = raw, type = est.type, size = est.size,
         mtime = est.mtime, mode = est.mode, uid = est.uid, gid = est.gid }
     else
-      out[#out + 1] = files.escape(p) .. "\n"
-      if #out >= 512 then
-        ui.out(table.concat(out))
-        out = {}
-      end
+      lines(files.escape(p) .. "\n")
     end
   end
   vma.os.catch_signals()
@@ -97,7 +94,7 @@ local function run(args)
   if a.json then
     ui.out(ui.json { ok = not failed, entries = entries }, "\n")
   else
-    ui.out(table.concat(out))
+    flush()
   end
   files.close(r, g, unwait)
   return failed and 1 or 0

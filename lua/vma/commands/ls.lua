@@ -43,14 +43,8 @@ local function run(args)
   local paths = #a.path > 0 and a.path or { "/" }
   local users, groups = {}, {}
   if a.long and not a.numeric and not a.json then users, groups = files.owner_names(g) end
-  local out, json, failed = {}, {}, false
-  local function emit(s)
-    out[#out + 1] = s
-    if #out >= 512 then
-      ui.out(table.concat(out))
-      out = {}
-    end
-  end
+  local json, failed = {}, false
+  local emit, flush = ui.lines()
   local function line(path, est, target)
     if not a.long then
       emit(files.escape(path) .. "\n")
@@ -144,7 +138,7 @@ local function run(args)
   if a.json then
     emit(ui.json { ok = not failed, paths = json } .. "\n")
   end
-  ui.out(table.concat(out))
+  flush()
   files.close(r, g, unwait)
   return failed and 1 or 0
 end
