@@ -107,7 +107,7 @@ local function find_parser()
   p:option("--vmid", "only the backups of this VM"):argname("N")
   p:option("--db", "the catalog file"):argname("PATH")
   p:flag("--all", "a line for every backup holding a match, not one per version")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   return p
 end
 M.find_usage = find_parser
@@ -169,7 +169,7 @@ function M.history_parser()
   p:argument("path", "the guest path (as vma find prints it)")
   p:option("--vmid", "the VM"):argname("N")
   p:option("--db", "the catalog file"):argname("PATH")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   return p
 end
 

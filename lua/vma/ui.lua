@@ -56,6 +56,38 @@ function M.lines()
   return emit, flush
 end
 
+-- ---- what several commands' parsers share (the same names and help)
+
+local ARCHIVE_HELP = {
+  random = "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in "
+    .. "order is decoded into the cache folder as it is read)",
+  stdin = "the archive (- for standard input)",
+  stream = "the archive (- for standard input; .zst/.gz/.lzo are read directly)",
+}
+
+--- The argument ARCHIVE of a command that reads one: at random ("random":
+--- cat, serve, mount, convert and the file commands), in order from a path
+--- or standard input ("stdin"), or that and compressed ("stream").
+function M.archive_argument(p, how)
+  local help = assert(ARCHIVE_HELP[how], how)
+  return p:argument("archive", help)
+end
+
+--- --no-cache, of the commands that read an archive at random.
+function M.no_cache_flag(p)
+  return p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
+end
+
+--- -q --quiet of the commands that show progress and a summary.
+function M.quiet_flag(p)
+  return p:flag("-q --quiet", "no progress and no summary")
+end
+
+--- --json of the commands whose whole output is one JSON object.
+function M.json_flag(p)
+  return p:flag("--json", "print a JSON object")
+end
+
 --- Seconds between plain progress lines when stderr is not a terminal
 -- ($VMA_PROGRESS_INTERVAL, default 5; 0 turns them off).
 local function line_interval()

@@ -27,7 +27,7 @@ local function parser()
   p:option("--max", "read at most N archives in this run (the others on the next)"):argname("N")
   p:flag("--json", "print a JSON summary on standard output")
   p:flag("-v --verbose", "a line for every archive read or removed")
-  p:flag("-q --quiet", "no progress and no summary")
+  ui.quiet_flag(p)
   return p
 end
 

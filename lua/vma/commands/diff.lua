@@ -21,7 +21,7 @@ local function parser()
     :argname("PATH")
   p:option("--ranges", "print at most N ranges per disk (default 20; JSON has them all)")
     :argname("N")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   p:flag("-q --quiet", "no progress")
   return p
 end

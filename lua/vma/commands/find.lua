@@ -10,14 +10,14 @@ local function parser()
     .. "the forms of 'vma ls'), depth first, each folder in name order. The tests all apply; "
     .. "links are not followed. With a folder instead of an archive: which catalogued "
     .. "backups of a store hold a file (vma find DIR PATTERN; 'vma find DIR --help').")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:argument("path", "where to look"):args("?")
   p:option("--name", "the name matches this glob (*, ?, [...])")
   p:option("--newer", "modified after this date: 2024-05-01, '2024-05-01 12:00' (UTC), @EPOCH, "
     .. "or an age: 7d, 12h, 30m, 2w")
   p:option("--size", "the size in bytes: +N more than N, N exactly, a minus sign before N less than N (K, M, G)")
   p:option("--type", "f (file), d (folder), l (link)"):choices { "f", "d", "l" }
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   files.options(p)
   return p
 end

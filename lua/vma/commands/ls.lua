@@ -11,13 +11,13 @@ local function parser()
     .. "mounted on /var), C:/Users or C:\\Users on a Windows guest, or a path in one volume "
     .. "as 'vma inspect' names it (scsi0:2:/etc, pve/root:/etc). Names are printed with "
     .. "control characters and bytes that are not UTF-8 escaped (\\n, \\xNN).")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:argument("path", "what to list (default /)"):args("*")
   p:flag("-l --long", "mode, links, owner, group, size, modification time (UTC), name")
   p:flag("-R --recursive", "everything under each folder, one path a line")
   p:flag("-d --directory", "a folder itself, not its entries")
   p:flag("-n --numeric", "numeric owners and groups")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   files.options(p)
   return p
 end
