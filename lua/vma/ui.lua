@@ -255,6 +255,16 @@ function M.usage_error(cmd, msg)
   return nil, 2
 end
 
+--- The value of an option that takes a whole number from 0 up (text as
+--- given; default when it was not given); or nil, 2 after the usage error
+--- "OPTION: a number, not 'TEXT'".
+function M.whole_number(cmd, option, text, default)
+  if text == nil then return default end
+  local n = math.tointeger(tonumber(text))
+  if not n or n < 0 then return M.usage_error(cmd, option .. ": a number, not '" .. text .. "'") end
+  return n
+end
+
 --- The same, returning only the exit status (2): a command's run ends with it.
 function M.usage(cmd, msg)
   return select(2, M.usage_error(cmd, msg))

@@ -107,13 +107,8 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "diff")
   if not a then return st end
-  local max_ranges = 20
-  if a.ranges then
-    max_ranges = math.tointeger(tonumber(a.ranges))
-    if not max_ranges or max_ranges < 0 then
-      return select(2, ui.usage_error("diff", "--ranges: a number, not '" .. a.ranges .. "'"))
-    end
-  end
+  local max_ranges, rerr = ui.whole_number("diff", "--ranges", a.ranges, 20)
+  if rerr then return rerr end
   local cats = {}
   local function close_all(...)
     for _, c in pairs(cats) do c:close() end
