@@ -9,7 +9,7 @@ local M = {}
 
 --- The options every command that reads guest files takes.
 function M.options(p)
-  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
+  ui.no_cache_flag(p)
   p:option("--root", "the volume holding the root file system (as 'vma inspect' names it), "
     .. "when the choice made is not the one wanted")
   p:option("--keyfile", "a file holding the key (passphrase) of the encrypted volumes (LUKS, "

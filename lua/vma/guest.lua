@@ -246,6 +246,51 @@ local function join(comps, n)
   return "/" .. table.concat(comps, "/", 1, n or #comps)
 end
 
+--- Follow a path through symbolic links, component by component from the
+--- root (the libguestfs engine's file systems and the guest's mounts):
+--- lstat(comps) gives the stat of the path so far (no link among comps,
+--- the last one not followed) or nil, message, kind; readlink(comps) the
+--- target of the link there or nil, message, kind.  Links are followed (an
+--- absolute target from the root; at most 40), the last one only with
+--- follow.  Returns the components (no link among them) and their stat when
+--- known (nil after "..", a link or no component: ask again), or nil,
+--- "path: message", kind.
+local function follow_links(path, follow, lstat, readlink)
+  local todo, cur, links, i, steps = split(path), {}, 0, 1, 0
+  local st = nil
+  while i <= #todo do
+    steps = steps + 1
+    if steps > 100000 then return nil, path .. ": the path is too long", "argument" end
+    local c = todo[i]
+    i = i + 1
+    if c == ".." then
+      if #cur > 0 then cur[#cur] = nil end
+      st = nil
+    else
+      cur[#cur + 1] = c
+      local err, kind
+      st, err, kind = lstat(cur)
+      if not st then return nil, path .. ": " .. err, kind end
+      local last = i > #todo
+      if st.type == "link" and (not last or follow) then
+        links = links + 1
+        if links > MAX_LINKS then return nil, path .. ": too many levels of symbolic links", "not-found" end
+        local target, terr, tkind = readlink(cur)
+        if not target then return nil, path .. ": " .. terr, tkind end
+        cur[#cur] = nil
+        if target:sub(1, 1) == "/" then cur = {} end
+        local rest = split(target)
+        for j = i, #todo do rest[#rest + 1] = todo[j] end
+        todo, i, st = rest, 1, nil
+      elseif not last and st.type ~= "directory" then
+        return nil, path .. ": not a folder", "not-found"
+      end
+    end
+  end
+  return cur, st
+end
+M.follow_links = follow_links
+
 -- ---------------------------------------------------------------- the guest
 
 local Guest = {}
@@ -632,40 +677,18 @@ end
 function Guest:resolve(path, follow)
   local ok, err = self:_need_root()
   if not ok then return nil, err end
-  local todo = split(path)
-  local cur, links, steps = {}, 0, 0
-  local i = 1
-  while i <= #todo do
-    steps = steps + 1
-    if steps > 100000 then return nil, path .. ": the path is too long", "argument" end
-    local c = todo[i]
-    i = i + 1
-    if c == ".." then
-      if #cur > 0 then cur[#cur] = nil end
-    else
-      cur[#cur + 1] = c
-      local m, rel = mount_for(self, cur)
-      if not m.fs then return nil, path .. ": " .. m.error, "format" end
-      local st, serr, kind = m.fs:stat(rel)
-      if not st then
-        return nil, path .. ": " .. (kind == "not-found" and "no such file or folder" or serr), kind
-      end
-      local last = i > #todo
-      if st.type == "link" and (not last or follow) then
-        links = links + 1
-        if links > MAX_LINKS then return nil, path .. ": too many levels of symbolic links", "not-found" end
-        local target, terr = m.fs:readlink(rel)
-        if not target then return nil, path .. ": " .. terr end
-        cur[#cur] = nil
-        if target:sub(1, 1) == "/" then cur = {} end
-        local rest = split(target)
-        for j = i, #todo do rest[#rest + 1] = todo[j] end
-        todo, i = rest, 1
-      elseif not last and st.type ~= "directory" then
-        return nil, path .. ": not a folder", "not-found"
-      end
-    end
-  end
+  local cur, ferr, fkind = follow_links(path, follow, function(comps)
+    local m, rel = mount_for(self, comps)
+    if not m.fs then return nil, m.error, "format" end
+    local st, serr, kind = m.fs:stat(rel)
+    if not st then return nil, kind == "not-found" and "no such file or folder" or serr, kind end
+    return st
+  end, function(comps)
+    local m, rel = mount_for(self, comps)
+    local target, terr = m.fs:readlink(rel)
+    return target, terr
+  end)
+  if not cur then return nil, ferr, fkind end
   local m, rel = mount_for(self, cur)
   if not m.fs then return nil, path .. ": " .. m.error, "format" end
   local st, serr, kind = m.fs:stat(rel)

@@ -57,14 +57,8 @@ local function side_files(e, dir, present)
     local base = e.name:gsub("%.vma[%.%w]*$", "")
     if present[base .. ".log"] then e.log_path = join(dir, base .. ".log") end
   end
-  for _, n in ipairs(names) do
-    if present[n] then
-      e.notes_path = join(dir, n)
-      local text = read_all(e.notes_path, 65536)
-      if text then e.notes = (text:gsub("%s+$", "")) end
-      break
-    end
-  end
+  local notes, text = vzdump.read_notes(dir, names, present, 65536)
+  if notes then e.notes_path, e.notes = join(dir, notes), text end
 end
 
 --- Every archive under dir (recursively).  Returns a list sorted by
@@ -76,27 +70,16 @@ end
 function M.scan(dir, opts)
   opts = opts or {}
   local lfs = require "lfs"
-  local mode, err = lfs.attributes(dir, "mode")
-  if not mode then
-    return nil, string.format("cannot open folder '%s': %s", dir, tostring(err))
-  end
-  if mode ~= "directory" then return nil, string.format("'%s' is not a folder", dir) end
+  local isdir, err = vzdump.check_dir(dir, "folder")
+  if not isdir then return nil, err end
   local list, problems = {}, {}
   local function walk(abs, rel, depth)
-    local ok, iter, state = pcall(lfs.dir, abs)
-    if not ok then
-      if rel == "" then return nil, string.format("cannot read folder '%s': %s", abs, tostring(iter)) end
-      problems[#problems + 1] = string.format("cannot read folder '%s': %s", abs, tostring(iter))
+    local names, present = vzdump.list_dir(abs)
+    if not names then
+      if rel == "" then return nil, string.format("cannot read folder '%s': %s", abs, tostring(present)) end
+      problems[#problems + 1] = string.format("cannot read folder '%s': %s", abs, tostring(present))
       return true
     end
-    local names, present = {}, {}
-    for name in iter, state do
-      if name ~= "." and name ~= ".." then
-        names[#names + 1] = name
-        present[name] = true
-      end
-    end
-    table.sort(names)
     for _, name in ipairs(names) do
       local p = join(abs, name)
       local r = join(rel, name)

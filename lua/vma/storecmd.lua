@@ -107,7 +107,7 @@ local function find_parser()
   p:option("--vmid", "only the backups of this VM"):argname("N")
   p:option("--db", "the catalog file"):argname("PATH")
   p:flag("--all", "a line for every backup holding a match, not one per version")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   return p
 end
 M.find_usage = find_parser
@@ -142,22 +142,18 @@ function M.find(args)
     ui.out(ui.json({ ok = true, pattern = a.pattern, matches = list }, { "ok", "pattern", "matches" }), "\n")
     return 0
   end
-  local out = {}
+  local emit, flush = ui.lines()
   for _, m in ipairs(matches) do
     local backups = a.all and m.backups or { m.backups[1] }
     for _, b in ipairs(backups) do
       local more = (not a.all and #m.backups > 1)
         and string.format(" (and %d older)", #m.backups - 1) or ""
-      out[#out + 1] = string.format("%s  %s  %10s  %s  %s%s\n", time_text(b.time),
+      emit(string.format("%s  %s  %10s  %s  %s%s\n", time_text(b.time),
         m.vmid or "-", m.type == "file" and tostring(m.size) or m.type, M.printable(m.path),
-        b.file, more)
-      if #out >= 512 then
-        ui.out(table.concat(out))
-        out = {}
-      end
+        b.file, more))
     end
   end
-  ui.out(table.concat(out))
+  flush()
   return 0
 end
 
@@ -173,7 +169,7 @@ function M.history_parser()
   p:argument("path", "the guest path (as vma find prints it)")
   p:option("--vmid", "the VM"):argname("N")
   p:option("--db", "the catalog file"):argname("PATH")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   return p
 end
 

@@ -41,6 +41,53 @@ function M.out(...)
   if not ok then error("cannot write to standard output: " .. tostring(err), 0) end
 end
 
+--- Lines for standard output, written 512 at a time: emit(text) adds one,
+--- flush() writes what is left (as M.out does).
+function M.lines()
+  local out = {}
+  local function flush()
+    M.out(table.concat(out))
+    out = {}
+  end
+  local function emit(text)
+    out[#out + 1] = text
+    if #out >= 512 then flush() end
+  end
+  return emit, flush
+end
+
+-- ---- what several commands' parsers share (the same names and help)
+
+local ARCHIVE_HELP = {
+  random = "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in "
+    .. "order is decoded into the cache folder as it is read)",
+  stdin = "the archive (- for standard input)",
+  stream = "the archive (- for standard input; .zst/.gz/.lzo are read directly)",
+}
+
+--- The argument ARCHIVE of a command that reads one: at random ("random":
+--- cat, serve, mount, convert and the file commands), in order from a path
+--- or standard input ("stdin"), or that and compressed ("stream").
+function M.archive_argument(p, how)
+  local help = assert(ARCHIVE_HELP[how], how)
+  return p:argument("archive", help)
+end
+
+--- --no-cache, of the commands that read an archive at random.
+function M.no_cache_flag(p)
+  return p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
+end
+
+--- -q --quiet of the commands that show progress and a summary.
+function M.quiet_flag(p)
+  return p:flag("-q --quiet", "no progress and no summary")
+end
+
+--- --json of the commands whose whole output is one JSON object.
+function M.json_flag(p)
+  return p:flag("--json", "print a JSON object")
+end
+
 --- Seconds between plain progress lines when stderr is not a terminal
 -- ($VMA_PROGRESS_INTERVAL, default 5; 0 turns them off).
 local function line_interval()
@@ -206,6 +253,16 @@ function M.usage_error(cmd, msg)
   msg = tostring(msg):gsub("%s*\n%s*", "; ")
   io.stderr:write(string.format("vma %s: %s (see 'vma help %s')\n", cmd, msg, cmd))
   return nil, 2
+end
+
+--- The value of an option that takes a whole number from 0 up (text as
+--- given; default when it was not given); or nil, 2 after the usage error
+--- "OPTION: a number, not 'TEXT'".
+function M.whole_number(cmd, option, text, default)
+  if text == nil then return default end
+  local n = math.tointeger(tonumber(text))
+  if not n or n < 0 then return M.usage_error(cmd, option .. ": a number, not '" .. text .. "'") end
+  return n
 end
 
 --- The same, returning only the exit status (2): a command's run ends with it.

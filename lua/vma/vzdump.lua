@@ -213,12 +213,65 @@ local function join(dir, name)
 end
 M.join = join
 
-local function read_all(path)
+local function read_all(path, max)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read(max or "a")
   f:close()
   return s
+end
+
+--- true when dir is a folder; else nil and a message that calls it a
+--- word ("folder", "directory": the caller's word).
+function M.check_dir(dir, word)
+  local mode, err = require("lfs").attributes(dir, "mode")
+  if not mode then
+    return nil, string.format("cannot open %s '%s': %s", word, dir, tostring(err))
+  end
+  if mode ~= "directory" then return nil, string.format("'%s' is not a %s", dir, word) end
+  return true
+end
+
+--- The names in a folder but . and .., sorted, and the set of them (name
+--- -> true); or nil and what lfs.dir raised.
+function M.list_dir(dir)
+  local lfs = require "lfs"
+  local ok, iter, state = pcall(lfs.dir, dir)
+  if not ok then return nil, iter end
+  local names, present = {}, {}
+  for name in iter, state do
+    if name ~= "." and name ~= ".." then
+      names[#names + 1] = name
+      present[name] = true
+    end
+  end
+  table.sort(names)
+  return names, present
+end
+
+--- The names in the folder dir and their set, as list_dir gives them; or
+--- nil and a message that calls it a word, as check_dir does.
+function M.read_dir(dir, word)
+  local isdir, err = M.check_dir(dir, word)
+  if not isdir then return nil, err end
+  local names, present = M.list_dir(dir)
+  if not names then
+    return nil, string.format("cannot read %s '%s': %s", word, dir, tostring(present))
+  end
+  return names, present
+end
+
+--- The notes file of a backup: the first of names (notes_names) present in
+--- the folder dir (present as list_dir gives it), and its text without
+--- trailing white space (nil when it cannot be read; at most max bytes
+--- read, default all); nothing when there is none.
+function M.read_notes(dir, names, present, max)
+  for _, n in ipairs(names) do
+    if present[n] then
+      local text = read_all(join(dir, n), max)
+      return n, text and (text:gsub("%s+$", "")) or nil
+    end
+  end
 end
 
 local function group_less(a, b)
@@ -256,25 +309,8 @@ end
 function M.scan(dir, opts)
   opts = opts or {}
   local lfs = require "lfs"
-  local mode, err = lfs.attributes(dir, "mode")
-  if not mode then
-    return nil, string.format("cannot open directory '%s': %s", dir, tostring(err))
-  end
-  if mode ~= "directory" then
-    return nil, string.format("'%s' is not a directory", dir)
-  end
-  local ok, iter, state = pcall(lfs.dir, dir)
-  if not ok then
-    return nil, string.format("cannot read directory '%s': %s", dir, tostring(iter))
-  end
-  local names, present = {}, {}
-  for name in iter, state do
-    if name ~= "." and name ~= ".." then
-      names[#names + 1] = name
-      present[name] = true
-    end
-  end
-  table.sort(names)
+  local names, present = M.read_dir(dir, "directory")
+  if not names then return nil, present end
   local list = {}
   for _, name in ipairs(names) do
     local b = M.parse(name)
@@ -289,14 +325,8 @@ function M.scan(dir, opts)
         b.protected_path = join(dir, M.protected_name(b))
         b.protected = present[M.protected_name(b)] == true
         if present[M.log_name(b)] then b.log = join(dir, M.log_name(b)) end
-        for _, n in ipairs(M.notes_names(b)) do
-          if present[n] then
-            b.notes_path = join(dir, n)
-            local text = read_all(b.notes_path)
-            if text then b.notes = (text:gsub("%s+$", "")) end
-            break
-          end
-        end
+        local notes, text = M.read_notes(dir, M.notes_names(b), present)
+        if notes then b.notes_path, b.notes = join(dir, notes), text end
         list[#list + 1] = b
       end
     end

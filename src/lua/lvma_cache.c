@@ -51,14 +51,10 @@ static int l_cache_list(lua_State *L)
         lvma_set_int(L, "bytes", (lua_Integer)c->bytes);
         lvma_set_int(L, "last_used", (lua_Integer)c->last_used);
         lvma_set_int(L, "raw_frames", (lua_Integer)c->raw_frames);
-        lua_pushboolean(L, c->has_index);
-        lua_setfield(L, -2, "index");
-        lua_pushboolean(L, c->has_data);
-        lua_setfield(L, -2, "data");
-        lua_pushboolean(L, c->partial);
-        lua_setfield(L, -2, "partial");
-        lua_pushboolean(L, c->busy);
-        lua_setfield(L, -2, "busy");
+        lvma_set_bool(L, "index", c->has_index);
+        lvma_set_bool(L, "data", c->has_data);
+        lvma_set_bool(L, "partial", c->partial);
+        lvma_set_bool(L, "busy", c->busy);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     g_ptr_array_free(list, TRUE);

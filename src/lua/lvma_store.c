@@ -138,22 +138,15 @@ static void ranges_begin(lua_State *L, int opts, range_ctx *rc)
 static int push_diff(lua_State *L, const vma_diff_stats *st, range_ctx *rc)
 {
     lua_createtable(L, 0, 9);
-    lua_pushinteger(L, (lua_Integer)st->length);
-    lua_setfield(L, -2, "length");
-    lua_pushinteger(L, (lua_Integer)st->clusters);
-    lua_setfield(L, -2, "clusters");
-    lua_pushinteger(L, (lua_Integer)st->changed_clusters);
-    lua_setfield(L, -2, "changed_clusters");
-    lua_pushinteger(L, (lua_Integer)st->changed_bytes);
-    lua_setfield(L, -2, "changed_bytes");
-    lua_pushinteger(L, (lua_Integer)st->ranges);
-    lua_setfield(L, -2, "range_count");
-    lua_pushinteger(L, (lua_Integer)st->bytes_read);
-    lua_setfield(L, -2, "bytes_read");
+    lvma_set_int(L, "length", (lua_Integer)st->length);
+    lvma_set_int(L, "clusters", (lua_Integer)st->clusters);
+    lvma_set_int(L, "changed_clusters", (lua_Integer)st->changed_clusters);
+    lvma_set_int(L, "changed_bytes", (lua_Integer)st->changed_bytes);
+    lvma_set_int(L, "range_count", (lua_Integer)st->ranges);
+    lvma_set_int(L, "bytes_read", (lua_Integer)st->bytes_read);
     lua_pushnumber(L, st->elapsed);
     lua_setfield(L, -2, "elapsed");
-    lua_pushboolean(L, rc->truncated);
-    lua_setfield(L, -2, "ranges_truncated");
+    lvma_set_bool(L, "ranges_truncated", rc->truncated);
     lua_pushvalue(L, rc->table);
     lua_setfield(L, -2, "ranges");
     return 1;

@@ -10,12 +10,12 @@ local function parser()
   local p = argparse("vma cat", "Write a disk of an archive, or the range --offset/--length "
     .. "of it, to standard output, zeros included (for a pipe: | ssh host dd of=/dev/...). "
     .. "Sizes may end in K, M, G or T (powers of 1024).")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:argument("disk", "the device: scsi0 or drive-scsi0 (vmstate: the RAM state)")
   p:option("--offset", "start at this byte of the disk", "0")
   p:option("--length", "write at most this many bytes (default: to the end)")
   p:flag("-q --quiet", "no closing summary and no progress")
-  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
+  ui.no_cache_flag(p)
   return p
 end
 

@@ -27,7 +27,7 @@ local function parser()
   p:option("--max", "read at most N archives in this run (the others on the next)"):argname("N")
   p:flag("--json", "print a JSON summary on standard output")
   p:flag("-v --verbose", "a line for every archive read or removed")
-  p:flag("-q --quiet", "no progress and no summary")
+  ui.quiet_flag(p)
   return p
 end
 
@@ -45,19 +45,15 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "catalog")
   if not a then return st end
-  local jobs, max, hash_max = 1, nil, catalog.HASH_MAX
+  local jobs, hash_max = 1, catalog.HASH_MAX
   if a.jobs then
     jobs = math.tointeger(tonumber(a.jobs))
     if not jobs or jobs < 1 or jobs > 64 then
       return select(2, ui.usage_error("catalog", "--jobs: a number from 1 to 64, not '" .. a.jobs .. "'"))
     end
   end
-  if a.max then
-    max = math.tointeger(tonumber(a.max))
-    if not max or max < 0 then
-      return select(2, ui.usage_error("catalog", "--max: a number, not '" .. a.max .. "'"))
-    end
-  end
+  local max, merr = ui.whole_number("catalog", "--max", a.max)
+  if merr then return merr end
   if a.hash_max then
     hash_max = parse_size(a.hash_max)
     if not hash_max then

@@ -4,7 +4,7 @@ local argparse = require "argparse"
 
 local function parser()
   local p = argparse("vma config", "Print a config file of an archive (reads only the header).")
-  p:argument("archive", "the archive (- for standard input)")
+  ui.archive_argument(p, "stdin")
   p:option("-c --config", "the config to print", "qemu-server.conf")
   return p
 end

@@ -21,14 +21,14 @@ local function parser()
     .. "socket and qemu-img reads it over NBD, skipping the holes. OUT is written under a "
     .. "temporary name in its folder and renamed at the end; an existing OUT is never "
     .. "replaced unless --force.")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:argument("out", "the image to write")
   p:option("--disk", "the disk (scsi0 or drive-scsi0); needed when there are several")
   p:option("-O --format", FORMAT_LIST .. " (default: from OUT's extension, .img: raw, .vhd: "
     .. "vpc; else qcow2)")
   p:flag("--force", "replace OUT if it exists")
   p:flag("-q --quiet", "no progress, even on a terminal")
-  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
+  ui.no_cache_flag(p)
   return p
 end
 

@@ -32,7 +32,7 @@ local function parser()
     .. "'YYYY-MM-DD HH:MM:SS' (UTC)"):argname("TIME")
   p:flag("-f --force", "replace an existing archive")
   p:flag("-v --verbose", "print Proxmox's progress lines and a per-device summary on stderr")
-  p:flag("-q --quiet", "no progress and no summary")
+  ui.quiet_flag(p)
   p:flag("--json", "print a JSON summary on standard output (on stderr when the archive "
     .. "goes to standard output)")
   return p

@@ -21,7 +21,7 @@ local function parser()
     :argname("PATH")
   p:option("--ranges", "print at most N ranges per disk (default 20; JSON has them all)")
     :argname("N")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   p:flag("-q --quiet", "no progress")
   return p
 end
@@ -107,13 +107,8 @@ end
 local function run(args)
   local a, st = ui.parse(parser(), args, "diff")
   if not a then return st end
-  local max_ranges = 20
-  if a.ranges then
-    max_ranges = math.tointeger(tonumber(a.ranges))
-    if not max_ranges or max_ranges < 0 then
-      return select(2, ui.usage_error("diff", "--ranges: a number, not '" .. a.ranges .. "'"))
-    end
-  end
+  local max_ranges, rerr = ui.whole_number("diff", "--ranges", a.ranges, 20)
+  if rerr then return rerr end
   local cats = {}
   local function close_all(...)
     for _, c in pairs(cats) do c:close() end

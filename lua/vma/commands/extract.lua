@@ -23,7 +23,7 @@ local function parser()
   local p = argparse("vma extract", "Restore an archive: configs and vmstate.bin into DIR "
     .. "(which must not exist), disks into DIR/disk-<devname>.raw or where a restore map "
     .. "(-r, --map-script, --target) says.")
-  p:argument("archive", "the archive (- for standard input; .zst/.gz/.lzo are read directly)")
+  ui.archive_argument(p, "stream")
   p:argument("dir", "the folder to create for the configs (and the disks without a map)")
   p:option("-r --map", "a restore map in Proxmox's syntax (a file or a FIFO)")
   p:option("--map-script", "a Lua script that returns the restore map (see docs/restore-maps.md)")
@@ -36,7 +36,7 @@ local function parser()
   p:flag("--salvage", "restore what can be read of a damaged or cut archive; report the rest "
     .. "(exit status 3)")
   p:flag("-v --verbose", "print Proxmox's progress lines")
-  p:flag("-q --quiet", "no progress and no summary")
+  ui.quiet_flag(p)
   p:flag("-n --dry-run", "print the map and what would be written where; write nothing")
   p:flag("--json", "print a JSON summary of what was written (and only that) on stdout")
   return p

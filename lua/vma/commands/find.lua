@@ -10,14 +10,14 @@ local function parser()
     .. "the forms of 'vma ls'), depth first, each folder in name order. The tests all apply; "
     .. "links are not followed. With a folder instead of an archive: which catalogued "
     .. "backups of a store hold a file (vma find DIR PATTERN; 'vma find DIR --help').")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:argument("path", "where to look"):args("?")
   p:option("--name", "the name matches this glob (*, ?, [...])")
   p:option("--newer", "modified after this date: 2024-05-01, '2024-05-01 12:00' (UTC), @EPOCH, "
     .. "or an age: 7d, 12h, 30m, 2w")
   p:option("--size", "the size in bytes: +N more than N, N exactly, a minus sign before N less than N (K, M, G)")
   p:option("--type", "f (file), d (folder), l (link)"):choices { "f", "d", "l" }
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   files.options(p)
   return p
 end
@@ -55,18 +55,15 @@ local function run(args)
   if not r then return ui.fail("find", g, a.json) end
   local spec = a.path or "/"
   local obj, path = g:locate(spec)
-  local entries, out, failed = ui.array(), {}, false
+  local entries, failed = ui.array(), false
+  local lines, flush = ui.lines()
   local function emit(p, est)
     if a.json then
       local j, raw = files.json_name(p)
       entries[#entries + 1] = { path = j, path_escaped = raw, type = est.type, size = est.size,
         mtime = est.mtime, mode = est.mode, uid = est.uid, gid = est.gid }
     else
-      out[#out + 1] = files.escape(p) .. "\n"
-      if #out >= 512 then
-        ui.out(table.concat(out))
-        out = {}
-      end
+      lines(files.escape(p) .. "\n")
     end
   end
   vma.os.catch_signals()
@@ -97,7 +94,7 @@ local function run(args)
   if a.json then
     ui.out(ui.json { ok = not failed, entries = entries }, "\n")
   else
-    ui.out(table.concat(out))
+    flush()
   end
   files.close(r, g, unwait)
   return failed and 1 or 0

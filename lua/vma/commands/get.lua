@@ -20,7 +20,7 @@ local function parser()
     .. "interrupted copy leaves nothing behind. With a folder instead of an archive: a "
     .. "version of a file from a store's catalog (vma get DIR PATH DEST; 'vma get DIR "
     .. "--help').")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:argument("items", "the guest's files or folders (PATH...), then where they go (DEST)"):args("2+")
   p:usage("Usage: vma get [-h] [-f] [--preserve-owner] [-q] [--no-cache] [--root <root>]\n"
     .. "       [--keyfile <keyfile>] [--key <key>] [--engine {in-process,libguestfs}]\n"

@@ -16,8 +16,8 @@ local function parser()
     .. "from /etc/fstab. What the in-process readers cannot read (btrfs, LUKS, md RAID...) "
     .. "is read through libguestfs, where installed. The volume names it prints are those "
     .. "of 'vma ls VOLUME:/path'.")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
-  p:flag("--json", "print a JSON object")
+  ui.archive_argument(p, "random")
+  ui.json_flag(p)
   files.options(p)
   return p
 end

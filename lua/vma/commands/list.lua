@@ -4,8 +4,8 @@ local argparse = require "argparse"
 
 local function parser()
   local p = argparse("vma list", "List the configs and devices of an archive.")
-  p:argument("archive", "the archive (- for standard input; .zst/.gz/.lzo are read directly)")
-  p:flag("--json", "print a JSON object")
+  ui.archive_argument(p, "stream")
+  ui.json_flag(p)
   return p
 end
 

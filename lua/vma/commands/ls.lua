@@ -11,13 +11,13 @@ local function parser()
     .. "mounted on /var), C:/Users or C:\\Users on a Windows guest, or a path in one volume "
     .. "as 'vma inspect' names it (scsi0:2:/etc, pve/root:/etc). Names are printed with "
     .. "control characters and bytes that are not UTF-8 escaped (\\n, \\xNN).")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:argument("path", "what to list (default /)"):args("*")
   p:flag("-l --long", "mode, links, owner, group, size, modification time (UTC), name")
   p:flag("-R --recursive", "everything under each folder, one path a line")
   p:flag("-d --directory", "a folder itself, not its entries")
   p:flag("-n --numeric", "numeric owners and groups")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   files.options(p)
   return p
 end
@@ -43,14 +43,8 @@ local function run(args)
   local paths = #a.path > 0 and a.path or { "/" }
   local users, groups = {}, {}
   if a.long and not a.numeric and not a.json then users, groups = files.owner_names(g) end
-  local out, json, failed = {}, {}, false
-  local function emit(s)
-    out[#out + 1] = s
-    if #out >= 512 then
-      ui.out(table.concat(out))
-      out = {}
-    end
-  end
+  local json, failed = {}, false
+  local emit, flush = ui.lines()
   local function line(path, est, target)
     if not a.long then
       emit(files.escape(path) .. "\n")
@@ -144,7 +138,7 @@ local function run(args)
   if a.json then
     emit(ui.json { ok = not failed, paths = json } .. "\n")
   end
-  ui.out(table.concat(out))
+  flush()
   files.close(r, g, unwait)
   return failed and 1 or 0
 end

@@ -19,7 +19,7 @@ local function parser()
     .. "and times of the guest, links as links, sparse files sparse. When a file system "
     .. "is not read in-process (btrfs, LUKS, md RAID...), libguestfs serves the whole "
     .. "tree (its FUSE mount, the same process until unmounted).")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:argument("dir", "an empty folder")
   p:flag("--files", "the guest's files, not its disks")
   p:flag("-f --foreground", "stay in the foreground until interrupted (then unmount)")

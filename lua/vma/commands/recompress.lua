@@ -16,7 +16,7 @@ local function parser()
   p:argument("output", "the new archive (- for standard output)")
   compression.options(p, "zstd, gzip, lzo or none (default: from OUT's name)")
   p:flag("-f --force", "replace an existing OUT")
-  p:flag("-q --quiet", "no progress and no summary")
+  ui.quiet_flag(p)
   p:flag("--json", "print a JSON summary on standard output (on stderr when OUT is -)")
   return p
 end

@@ -13,7 +13,7 @@ local function parser()
     .. "`vma extract -r MAP`, ending with \"done\"), computed from the archive's devices and "
     .. "config by a target or a Lua script. See docs/restore-maps.md.")
     :usage(USAGE)
-  p:argument("archive", "the archive (- for standard input)")
+  ui.archive_argument(p, "stdin")
   local target = p:option("-t --target", "dir:PATH (raw files PATH/<volume>.raw), lvm:VG[/POOL] "
     .. "(/dev/VG/<volume>), zfs:POOL (/dev/zvol/POOL/<volume>), rbd:POOL[:conf=FILE] (new Ceph "
     .. "RBD images POOL/vm-<vmid>-disk-<n>), or NAME:ARG for a target "

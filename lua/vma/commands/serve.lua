@@ -14,13 +14,13 @@ local function parser()
     .. "nbdcopy and qemu-img skip the holes. Listens on a Unix socket in a private temporary "
     .. "folder unless told otherwise, prints the NBD URIs once it is ready and runs until "
     .. "interrupted (Ctrl-C, SIGTERM).")
-  p:argument("archive", "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in order is decoded into the cache folder as it is read)")
+  ui.archive_argument(p, "random")
   p:option("--socket", "listen on this Unix socket (a new path)")
   p:option("--port", "listen on this TCP port (on 127.0.0.1 unless --listen says otherwise)")
   p:option("--listen", "the address to listen on with --port (0.0.0.0: every interface)")
   p:option("--disk", "the default export, and the only URI printed (scsi0 or drive-scsi0)")
   p:flag("--json", "print the URIs as a JSON object")
-  p:flag("--no-cache", "keep no cache: the index and a decoded copy go with the process")
+  ui.no_cache_flag(p)
   return p
 end
 

@@ -19,7 +19,7 @@ local function parser()
   p:option("--html", "write a self-contained HTML page (inline SVG, no script or style "
     .. "from anywhere) to FILE"):argname("FILE")
   p:flag("-f --force", "replace an existing --html file")
-  p:flag("--json", "print a JSON object")
+  ui.json_flag(p)
   return p
 end
 

@@ -6,9 +6,9 @@ local argparse = require "argparse"
 local function parser()
   local p = argparse("vma verify", "Read a whole archive and check every rule of the format, "
     .. "including that no cluster is missing.")
-  p:argument("archive", "the archive (- for standard input)")
+  ui.archive_argument(p, "stdin")
   p:flag("-v --verbose", "print the contents and Proxmox's progress lines")
-  p:flag("-q --quiet", "no progress and no summary")
+  ui.quiet_flag(p)
   p:flag("--json", "print the result as a JSON object (and only that) on stdout")
   p:flag("--no-catalog", "do not record the result in the store's catalog (the "
     .. ".vma-catalog.sqlite of the archive's folder or a folder above it, when there is one)")

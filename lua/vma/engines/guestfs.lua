@@ -21,7 +21,6 @@ local E = { name = "libguestfs" }
 E.INSTALL = "apt-get install lua-guestfs"
 local MISSING = "libguestfs is not installed (Debian: " .. E.INSTALL .. ")"
 
-local MAX_LINKS = 40
 local MAX_DEPTH = 4096
 local PREAD_MAX = 2 << 20 -- bytes a pread asks for (a message holds at most 4 MiB)
 local LIST_MAX = 1000     -- names a lstatnslist asks about
@@ -547,14 +546,6 @@ local function stat_of(t)
     rdev_minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00) }
 end
 
-local function split(path)
-  local t = {}
-  for c in path:gmatch("[^/]+") do
-    if c ~= "." then t[#t + 1] = c end
-  end
-  return t
-end
-
 function FS:_check()
   if self.closed then error("attempt to use a closed file system", 3) end
   if vma.os.interrupted() then return nil, "interrupted", "interrupted" end
@@ -597,39 +588,16 @@ end
 function FS:_resolve(path, follow)
   local ok, e1, e2 = self:_check()
   if not ok then return nil, e1, e2 end
-  local todo, cur, links, i, steps = split(path), {}, 0, 1, 0
-  local st = nil
-  while i <= #todo do
-    steps = steps + 1
-    if steps > 100000 then return nil, path .. ": the path is too long", "argument" end
-    local c = todo[i]
-    i = i + 1
-    if c == ".." then
-      if #cur > 0 then cur[#cur] = nil end
-      st = nil
-    else
-      cur[#cur + 1] = c
-      local err, kind
-      st, err, kind = self:_lstat(self:_apath(cur))
-      if not st then return nil, path .. ": " .. err, kind end
-      local last = i > #todo
-      if st.type == "link" and (not last or follow) then
-        links = links + 1
-        if links > MAX_LINKS then return nil, path .. ": too many levels of symbolic links", "not-found" end
-        local target, terr = call(self.s.h, "readlink", self:_apath(cur))
-        if not target then return nil, path .. ": " .. terr, "io" end
-        cur[#cur] = nil
-        if target:sub(1, 1) == "/" then cur = {} end
-        local rest = split(target)
-        for j = i, #todo do rest[#rest + 1] = todo[j] end
-        todo, i, st = rest, 1, nil
-      elseif not last and st.type ~= "directory" then
-        return nil, path .. ": not a folder", "not-found"
-      end
-    end
-  end
+  local cur, st, kind = require("vma.guest").follow_links(path, follow, function(comps)
+    return self:_lstat(self:_apath(comps))
+  end, function(comps)
+    local target, err = call(self.s.h, "readlink", self:_apath(comps))
+    if not target then return nil, err, "io" end
+    return target
+  end)
+  if not cur then return nil, st, kind end
   if not st then
-    local err, kind
+    local err
     st, err, kind = self:_lstat(self:_apath(cur))
     if not st then return nil, path .. ": " .. err, kind end
   end

@@ -546,6 +546,26 @@ static int read_chunk(read_ctx *c, uint64_t pos, uint64_t len)
     return 1;
 }
 
+/* the next data from pos, [*ds, *de), asked of the source when not *known
+ * or pos has passed it; none: *ds = *de = none.  FALSE when the source failed
+ * (the error queued). */
+static gboolean next_data(read_ctx *c, uint64_t pos, uint64_t none, uint64_t *ds, uint64_t *de,
+                          gboolean *known)
+{
+    if (*known && pos < *de)
+        return TRUE;
+    GError *e = NULL;
+    int rc = c->src->ops->next_data(c->src->ctx, pos, ds, de, &e);
+    if (rc < 0) {
+        push_item(c, ITEM_ERROR, pos, 0, NULL, e);
+        return FALSE;
+    }
+    if (rc == 0)
+        *ds = *de = none;
+    *known = TRUE;
+    return TRUE;
+}
+
 /* the canonical layout (vma_writer_opts.canonical): every extent holds the
  * 59 clusters from a multiple of 59 (the last one fewer), whatever holes the
  * image has; a chunk without data is not read.  The caller closes the queue. */
@@ -559,17 +579,8 @@ static void canonical_read(read_ctx *c)
         if (reader_stopped(c))
             break;
         uint64_t len = MIN((uint64_t)CHUNK_BYTES, end - pos);
-        if (!known || pos >= de) {
-            GError *e = NULL;
-            int rc = c->src->ops->next_data(c->src->ctx, pos, &ds, &de, &e);
-            if (rc < 0) {
-                push_item(c, ITEM_ERROR, pos, 0, NULL, e);
-                break;
-            }
-            if (rc == 0)
-                ds = de = end;
-            known = TRUE;
-        }
+        if (!next_data(c, pos, end, &ds, &de, &known))
+            break;
         if (ds >= pos + len || ds >= c->size)
             push_item(c, ITEM_ZERO_CHUNK, pos, len, NULL, NULL);
         else if (read_chunk(c, pos, len) <= 0)
@@ -594,17 +605,8 @@ static void *reader_thread(void *data)
     while (pos < c->size) {
         if (reader_stopped(c))
             break;
-        if (!known || pos >= de) {
-            GError *e = NULL;
-            int rc = c->src->ops->next_data(c->src->ctx, pos, &ds, &de, &e);
-            if (rc < 0) {
-                push_item(c, ITEM_ERROR, pos, 0, NULL, e);
-                break;
-            }
-            if (rc == 0)
-                ds = de = c->size; /* zeros up to the end */
-            known = TRUE;
-        }
+        if (!next_data(c, pos, c->size, &ds, &de, &known)) /* none: zeros up to the end */
+            break;
         if (ds >= pos + VMA_CLUSTER_SIZE || ds >= c->size) {
             /* whole clusters inside a hole: recorded without reading */
             uint64_t stop = MIN(ds, c->size);
