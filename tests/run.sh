@@ -105,6 +105,7 @@ if [ "${VMA_QUICK:-0}" != 1 ]; then
             VMA_BIN="$ROOT/build/asan/vma" VMA_ONLY_CLI=1 \
             LUA_CPATH="$ROOT/build/?.so;;" \
             ASAN_OPTIONS=detect_leaks=1:exitcode=99 \
+            LSAN_OPTIONS=suppressions="$ROOT/tests/lsan.supp" \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=99
     else
         tail -20 "$LOG/asan-build.log"
