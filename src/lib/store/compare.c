@@ -101,8 +101,8 @@ static int read_piece(vma_archive *a, uint8_t dev, uint64_t size, uint8_t *buf, 
 
 /* B's pieces are read by a helper thread while this one reads A's */
 typedef struct {
-    GMutex lock;
-    GCond cond;
+    vma_mutex lock;
+    vma_cond cond;
     gboolean busy, quit;
     vma_archive *b;
     uint8_t dev;
@@ -113,51 +113,51 @@ typedef struct {
     vma_diff_stats st;   /* its bytes_read */
 } helper;
 
-static gpointer helper_main(gpointer p)
+static void *helper_main(void *p)
 {
     helper *h = p;
-    g_mutex_lock(&h->lock);
+    vma_mutex_lock(&h->lock);
     for (;;) {
         while (!h->busy && !h->quit)
-            g_cond_wait(&h->cond, &h->lock);
+            vma_cond_wait(&h->cond, &h->lock);
         if (h->quit)
             break;
         uint64_t off = h->off, len = h->len;
-        g_mutex_unlock(&h->lock);
+        vma_mutex_unlock(&h->lock);
         GError *e = NULL;
         int rc = read_piece(h->b, h->dev, h->size, h->buf, off, len, &h->st, &e);
-        g_mutex_lock(&h->lock);
+        vma_mutex_lock(&h->lock);
         h->rc = rc;
         h->err = e;
         h->busy = FALSE;
-        g_cond_broadcast(&h->cond);
+        vma_cond_broadcast(&h->cond);
     }
-    g_mutex_unlock(&h->lock);
+    vma_mutex_unlock(&h->lock);
     return NULL;
 }
 
 static void helper_start(helper *h, uint64_t off, uint64_t len)
 {
-    g_mutex_lock(&h->lock);
+    vma_mutex_lock(&h->lock);
     h->off = off;
     h->len = len;
     h->busy = TRUE;
-    g_cond_broadcast(&h->cond);
-    g_mutex_unlock(&h->lock);
+    vma_cond_broadcast(&h->cond);
+    vma_mutex_unlock(&h->lock);
 }
 
 static int helper_wait(helper *h, GError **err)
 {
-    g_mutex_lock(&h->lock);
+    vma_mutex_lock(&h->lock);
     while (h->busy)
-        g_cond_wait(&h->cond, &h->lock);
+        vma_cond_wait(&h->cond, &h->lock);
     int rc = h->rc;
     if (rc < 0)
         g_propagate_error(err, h->err);
     else
         g_clear_error(&h->err);
     h->err = NULL;
-    g_mutex_unlock(&h->lock);
+    vma_mutex_unlock(&h->lock);
     return rc;
 }
 
@@ -178,11 +178,11 @@ int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_
     runs rn = {fn, ud, st, 0, 0, FALSE};
     uint8_t *ba = g_malloc(CHUNK_BYTES), *bb = g_malloc(CHUNK_BYTES);
     helper h = {.b = b, .dev = dev_b, .size = size_b, .buf = bb};
-    g_mutex_init(&h.lock);
-    g_cond_init(&h.cond);
-    GThread *th = g_thread_new("vma-diff", helper_main, &h);
+    vma_mutex_init(&h.lock);
+    vma_cond_init(&h.cond);
+    vma_thread *th = vma_thread_new("vma-diff", helper_main, &h, err);
     double t0 = vma_now();
-    int rc = 0;
+    int rc = th ? 0 : -1;
     for (uint64_t off = 0; off < st->length && rc == 0; off += CHUNK_BYTES) {
         if (vma_interrupted()) {
             rc = stopped(err);
@@ -226,14 +226,16 @@ int vma_archive_diff(vma_archive *a, uint8_t dev_a, vma_archive *b, uint8_t dev_
         if (rc == 0 && progress && progress(MIN(off + len, st->length), st->length, pud))
             rc = stopped(err);
     }
-    g_mutex_lock(&h.lock);
-    h.quit = TRUE;
-    g_cond_broadcast(&h.cond);
-    g_mutex_unlock(&h.lock);
-    g_thread_join(th);
+    if (th) {
+        vma_mutex_lock(&h.lock);
+        h.quit = TRUE;
+        vma_cond_broadcast(&h.cond);
+        vma_mutex_unlock(&h.lock);
+        vma_thread_join(th);
+    }
     g_clear_error(&h.err);
-    g_mutex_clear(&h.lock);
-    g_cond_clear(&h.cond);
+    vma_mutex_clear(&h.lock);
+    vma_cond_clear(&h.cond);
     if (rc == 0 && run_flush(&rn))
         rc = stopped(err);
     st->bytes_read += h.st.bytes_read;
