@@ -18,16 +18,8 @@
 # (warm cache), VMA (build/vma).  See docs/performance.md.
 set -eu
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-VMA=${VMA:-$ROOT/build/vma}
-RUNS=${BENCH_RUNS:-3}
-QUICK=${BENCH_QUICK:-0}
-BASE=${BENCH_DIR:-/var/tmp/vma-bench}
-LUA=$(command -v lua5.4 || command -v lua || true)
-
-die() { echo "bench files: $*" >&2; exit 1; }
-[ -x "$VMA" ] || die "$VMA not found: run make first"
-[ -n "$LUA" ] || die "lua5.4 is needed"
+BENCH_NAME=files
+. "$(dirname "$0")/common.sh"
 for t in mke2fs sfdisk fls icat debugfs; do
     command -v $t >/dev/null 2>&1 || die "$t is needed (apt-get install e2fsprogs fdisk sleuthkit)"
 done
@@ -37,54 +29,12 @@ if [ "$QUICK" = 1 ]; then
 else
     DISK_G=100 NFILES=20000 BIG_M=1024 MODE=full
 fi
-MiB=1048576
+bench_workdir $((BIG_M * 6 + 600))
 
-mkdir -p "$BASE" || die "cannot create $BASE"
-W=$(mktemp -d "$BASE/files.XXXXXX") || die "cannot create a folder in $BASE"
-cleanup() { rm -rf "$W"; rmdir "$BASE" 2>/dev/null || true; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-NEED=$((BIG_M * 6 + 600))
-AVAIL=$(df -Pk "$W" | awk 'NR == 2 { print int($4 / 1024) }')
-[ "$AVAIL" -ge "$NEED" ] || die "not enough free space in $BASE: $AVAIL MiB free, $NEED MiB needed"
-export XDG_CACHE_HOME="$W/cache"
-
-drop_caches() { :; }
-CACHE="warm cache"
-if [ "${BENCH_COLD:-1}" != 0 ] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-    drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-    CACHE="cold cache (dropped before every timed run)"
-fi
-
-TIMEBIN=
-if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then TIMEBIN=/usr/bin/time; fi
-SAMPLES=$W/samples
-: >"$SAMPLES"
-# once OP PREP CMD: PREP untimed, the cache dropped, CMD timed
-once() {
-    eval "$2"
-    drop_caches
-    t0=$(date +%s%N)
-    if [ -n "$TIMEBIN" ]; then
-        eval "$TIMEBIN -f '%M' -o \"\$W/rss\" $3" || die "'$1' failed: $3"
-    else
-        eval "$3" || die "'$1' failed: $3"
-    fi
-    t1=$(date +%s%N)
-    rss=-
-    [ -z "$TIMEBIN" ] || rss=$(tail -n 1 "$W/rss")
-    echo "$1|$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }')|$rss" >>"$SAMPLES"
-}
 measure() { # OP PREP CMD
     i=0
     while [ $i -lt "$RUNS" ]; do once "$1" "$2" "$3"; i=$((i + 1)); done
 }
-median() { # OP -> seconds
-    awk -F'|' -v o="$1" '$1 == o { v[++n] = $2 } END {
-        for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-        if (n == 0) print "nan"; else printf "%.4f", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$SAMPLES"
-}
-rss() { awk -F'|' -v o="$1" '$1 == o && $3 != "-" && $3 + 0 > m { m = $3 + 0 } END { if (m) printf "%.1f MiB", m / 1024; else print "-" }' "$SAMPLES"; }
 
 # ---- the guest ----------------------------------------------------------------
 echo "bench files: making a ${DISK_G} GiB thin disk with $NFILES files and a $BIG_M MiB file in $W"

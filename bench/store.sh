@@ -21,66 +21,17 @@
 # (build/vma).  See docs/performance.md.
 set -eu
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-VMA=${VMA:-$ROOT/build/vma}
-RUNS=${BENCH_RUNS:-3}
-QUICK=${BENCH_QUICK:-0}
-BASE=${BENCH_DIR:-/var/tmp/vma-bench}
-LUA=$(command -v lua5.4 || command -v lua || true)
-
-die() { echo "bench store: $*" >&2; exit 1; }
-[ -x "$VMA" ] || die "$VMA not found: run make first"
-[ -n "$LUA" ] || die "lua5.4 is needed"
-case $RUNS in ''|*[!0-9]*|0) die "BENCH_RUNS must be a positive number" ;; esac
+BENCH_NAME=store
+. "$(dirname "$0")/common.sh"
 
 if [ "$QUICK" = 1 ]; then
     DISK_M=64 NARCH=20 NFILES=2000 MODE=quick
 else
     DISK_M=1024 NARCH=20 NFILES=20000 MODE=full
 fi
-MiB=1048576
-
-mkdir -p "$BASE" || die "cannot create $BASE"
-W=$(mktemp -d "$BASE/store.XXXXXX") || die "cannot create a folder in $BASE"
-cleanup() { rm -rf "$W"; rmdir "$BASE" 2>/dev/null || true; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
 # the 20 archives (half of each disk is data), two images extracted, headroom
-NEED=$((DISK_M * NARCH / 2 + DISK_M * 3 + 400))
-AVAIL=$(df -Pk "$W" | awk 'NR == 2 { print int($4 / 1024) }')
-[ "$AVAIL" -ge "$NEED" ] || die "not enough free space in $BASE: $AVAIL MiB free, $NEED MiB needed (BENCH_QUICK=1 for a small run)"
-export XDG_CACHE_HOME="$W/cache"
+bench_workdir $((DISK_M * NARCH / 2 + DISK_M * 3 + 400)) "BENCH_QUICK=1 for a small run"
 
-drop_caches() { :; }
-CACHE="warm cache"
-if [ "${BENCH_COLD:-1}" != 0 ] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-    drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-    CACHE="cold cache (dropped before every timed run)"
-fi
-
-if command -v openssl >/dev/null 2>&1; then
-    rnd() { openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:vma-bench-$1" </dev/zero 2>/dev/null | head -c "$2"; }
-else
-    rnd() { head -c "$2" /dev/urandom; }
-fi
-
-SAMPLES=$W/samples
-: >"$SAMPLES"
-# time NAME PREP CMD: PREP untimed, the cache dropped, CMD timed (seconds)
-timed() {
-    eval "$2"
-    drop_caches
-    t0=$(date +%s%N)
-    eval "$3" || die "$1 failed: $3"
-    t1=$(date +%s%N)
-    echo "$1|$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }')" >>"$SAMPLES"
-}
-median() {
-    awk -F'|' -v k="$1" '$1 == k { v[++n] = $2 } END {
-        if (!n) { print "nan"; exit }
-        for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-        printf "%.3f", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$SAMPLES"
-}
 target() { # NAME VALUE LIMIT UNIT
     if awk -v v="$2" -v l="$3" 'BEGIN { exit !(v <= l) }'; then ok=met; else ok=MISSED; fi
     printf '  %-50s %9s %-6s (limit %s%s)\n' "$1" "$2$4" "$ok" "$3" "$4"
@@ -108,15 +59,15 @@ ASIZE=$(du -k --apparent-size "$A" | cut -f1)
 
 round=1
 while [ "$round" -le "$RUNS" ]; do
-    timed "cat one archive" ":" "cat \"$A\" >/dev/null"
-    timed "catalog $NARCH archives" "rm -f \"$S/.vma-catalog.sqlite\"" "\"$VMA\" catalog -q \"$S\""
-    timed "catalog again (nothing new)" ":" "\"$VMA\" catalog -q \"$S\""
+    once "cat one archive" ":" "cat \"$A\" >/dev/null"
+    once "catalog $NARCH archives" "rm -f \"$S/.vma-catalog.sqlite\"" "\"$VMA\" catalog -q \"$S\""
+    once "catalog again (nothing new)" ":" "\"$VMA\" catalog -q \"$S\""
     round=$((round + 1))
 done
 [ "$(sqlite3 "$S/.vma-catalog.sqlite" 'SELECT count(*) FROM archives' 2>/dev/null || echo "$NARCH")" = "$NARCH" ] ||
     die "the catalog does not hold $NARCH archives"
 # --verify once (it reads everything: a figure, not a target)
-timed "catalog --verify $NARCH archives" ":" "\"$VMA\" catalog -q --verify \"$S\""
+once "catalog --verify $NARCH archives" ":" "\"$VMA\" catalog -q --verify \"$S\""
 
 # ---- diff of two backups beside cmp of their images -----------------------------
 echo "bench store: extracting the two disks for cmp" >&2
@@ -124,9 +75,9 @@ echo "bench store: extracting the two disks for cmp" >&2
 "$VMA" extract -q "$B" "$W/xb" >/dev/null
 round=1
 while [ "$round" -le "$RUNS" ]; do
-    timed "cmp images" ":" "cmp -s \"$W/xa/disk-drive-scsi0.raw\" \"$W/xb/disk-drive-scsi0.raw\"; [ \$? = 1 ]"
-    timed "vma diff (reading)" ":" "\"$VMA\" diff -q --read \"$A\" \"$B\" >\"$W/diff.out\""
-    timed "vma diff (digests)" ":" "\"$VMA\" diff -q \"$A\" \"$B\" >\"$W/diff2.out\""
+    once "cmp images" ":" "cmp -s \"$W/xa/disk-drive-scsi0.raw\" \"$W/xb/disk-drive-scsi0.raw\"; [ \$? = 1 ]"
+    once "vma diff (reading)" ":" "\"$VMA\" diff -q --read \"$A\" \"$B\" >\"$W/diff.out\""
+    once "vma diff (digests)" ":" "\"$VMA\" diff -q \"$A\" \"$B\" >\"$W/diff2.out\""
     round=$((round + 1))
 done
 grep -q "4.0 MiB differ" "$W/diff.out" || die "vma diff found other than the 4 MiB rewritten: $(cat "$W/diff.out")"
@@ -150,10 +101,10 @@ fi
 FIND_OUT=$("$VMA" $FIND "$F" '*/app.conf' | wc -l)
 round=1
 while [ "$round" -le "$RUNS" ]; do
-    timed "find */app.conf" ":" "\"$VMA\" $FIND \"$F\" '*/app.conf' >/dev/null"
-    timed "find file-1234*" ":" "\"$VMA\" $FIND \"$F\" 'file-1234*' >/dev/null"
-    timed "find /usr/share/doc/*" ":" "\"$VMA\" $FIND --vmid 100 \"$F\" '/usr/share/doc/*' >/dev/null"
-    timed "history /etc/app.conf" ":" "\"$VMA\" history --vmid 100 \"$F\" /etc/app.conf >/dev/null"
+    once "find */app.conf" ":" "\"$VMA\" $FIND \"$F\" '*/app.conf' >/dev/null"
+    once "find file-1234*" ":" "\"$VMA\" $FIND \"$F\" 'file-1234*' >/dev/null"
+    once "find /usr/share/doc/*" ":" "\"$VMA\" $FIND --vmid 100 \"$F\" '/usr/share/doc/*' >/dev/null"
+    once "history /etc/app.conf" ":" "\"$VMA\" history --vmid 100 \"$F\" /etc/app.conf >/dev/null"
     round=$((round + 1))
 done
 DOCS=$("$VMA" $FIND --vmid 100 "$F" '/usr/share/doc/*' | wc -l)
@@ -166,13 +117,13 @@ echo "store: $NARCH plain archives of a $DISK_M MiB disk, $(awk -v k="$ASIZE" 'B
 for k in "cat one archive" "catalog $NARCH archives" "catalog again (nothing new)" "catalog --verify $NARCH archives" \
          "cmp images" "vma diff (reading)" "vma diff (digests)" \
          "find */app.conf" "find file-1234*" "find /usr/share/doc/*" "history /etc/app.conf"; do
-    printf '  %-40s %9s s\n' "$k" "$(median "$k")"
+    printf '  %-40s %9s s\n' "$k" "$(median "$k" 3)"
 done
 echo "  (find */app.conf: $FIND_OUT lines; find /usr/share/doc/*: $DOCS lines; catalog of $NARCH x $NFILES files: $CATMB MiB)"
 echo
 echo "store targets:"
-target "catalog $NARCH plain $DISK_M MiB archives" "$(median "catalog $NARCH archives")" 2.0 " s"
-target "find over $NARCH backups x $NFILES files" "$(median "find */app.conf")" 0.2 " s"
-target "find by name over $NARCH x $NFILES" "$(median "find file-1234*")" 0.2 " s"
+target "catalog $NARCH plain $DISK_M MiB archives" "$(median "catalog $NARCH archives" 3)" 2.0 " s"
+target "find over $NARCH backups x $NFILES files" "$(median "find */app.conf" 3)" 0.2 " s"
+target "find by name over $NARCH x $NFILES" "$(median "find file-1234*" 3)" 0.2 " s"
 target "diff (reading) / cmp images (>= 0.8x speed)" \
-    "$(awk -v a="$(median "vma diff (reading)")" -v b="$(median "cmp images")" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1e-9) }')" 1.25 x
+    "$(awk -v a="$(median "vma diff (reading)" 3)" -v b="$(median "cmp images" 3)" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1e-9) }')" 1.25 x
