@@ -9,19 +9,7 @@ local json = require "dkjson"
 
 local q = H.q
 
--- vma with TZ=UTC (the times of the archives are UTC dates)
-local function run(...)
-  local words = { "TZ=UTC", q(H.bin) }
-  for _, w in ipairs({ ... }) do words[#words + 1] = q(w) end
-  return H.sh(table.concat(words, " "))
-end
-
-local function run_json(...)
-  local rc, out, err = run(...)
-  local obj = json.decode(out, 1, json.null)
-  assert(obj, "no JSON from vma " .. table.concat({ ... }, " ") .. ": " .. err .. out)
-  return rc, obj, err
-end
+local run, run_json = G.run, G.run_json
 
 local function sqlite(db, sql)
   local rc, out, err = H.sh("sqlite3 -batch " .. q(db) .. " " .. q(sql))

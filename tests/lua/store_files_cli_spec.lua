@@ -9,18 +9,7 @@ local json = require "dkjson"
 
 local q = H.q
 
-local function run(...)
-  local words = { "TZ=UTC", q(H.bin) }
-  for _, w in ipairs({ ... }) do words[#words + 1] = q(w) end
-  return H.sh(table.concat(words, " "))
-end
-
-local function run_json(...)
-  local rc, out, err = run(...)
-  local obj = json.decode(out, 1, json.null)
-  assert(obj, "no JSON from vma " .. table.concat({ ... }, " ") .. ": " .. err .. out)
-  return rc, obj, err
-end
+local run, run_json = G.run, G.run_json
 
 local HASH_MAX = 1 << 20
 

@@ -321,4 +321,21 @@ function G.make(root)
   return S
 end
 
+--- vma with TZ=UTC (the times of the archives are UTC dates): rc, stdout,
+--- stderr
+function G.run(...)
+  local words = { "TZ=UTC", H.q(H.bin) }
+  for _, w in ipairs({ ... }) do words[#words + 1] = H.q(w) end
+  return H.sh(table.concat(words, " "))
+end
+
+--- G.run and its standard output decoded as JSON: rc, object, stderr
+function G.run_json(...)
+  local rc, out, err = G.run(...)
+  local json = require "dkjson"
+  local obj = json.decode(out, 1, json.null)
+  assert(obj, "no JSON from vma " .. table.concat({ ... }, " ") .. ": " .. err .. out)
+  return rc, obj, err
+end
+
 return G
