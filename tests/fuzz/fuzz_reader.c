@@ -21,7 +21,7 @@
  * Build and run: tests/fuzz/run.sh (see docs/security.md).
  */
 #define _GNU_SOURCE
-#include "vma.h"
+#include "common.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -30,77 +30,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static int input_fd(const uint8_t *data, size_t size)
-{
-    int fd = memfd_create("vma-fuzz", MFD_CLOEXEC);
-    if (fd < 0) {
-        perror("memfd_create");
-        abort();
-    }
-    size_t done = 0;
-    while (done < size) {
-        ssize_t w = write(fd, data + done, size - done);
-        if (w <= 0) {
-            perror("write to memfd");
-            abort();
-        }
-        done += (size_t)w;
-    }
-    if (lseek(fd, 0, SEEK_SET) != 0) {
-        perror("lseek");
-        abort();
-    }
-    return fd;
-}
-
-/* an error must carry our domain and a message */
-static void check_error(GError *e)
-{
-    if (!e || e->domain != VMA_ERROR || !e->message || !e->message[0])
-        abort();
-    g_error_free(e);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* a copy of data with the header and extent checksums recomputed; NULL if
- * nothing changed or it does not look like an uncompressed archive */
-static uint8_t *fix_checksums(const uint8_t *data, size_t size)
-{
-    if (size < VMA_HEADER_FIXED_SIZE || memcmp(data, "VMA", 4) != 0)
-        return NULL;
-    uint32_t hsize = be32(data + 56);
-    if (hsize < VMA_HEADER_FIXED_SIZE || hsize > size)
-        return NULL;
-    uint8_t *d = malloc(size);
-    if (!d)
-        abort();
-    memcpy(d, data, size);
-    memset(d + 32, 0, 16);
-    vma_md5(d, hsize, d + 32);
-    size_t off = hsize;
-    while (off + VMA_EXTENT_HEADER_SIZE <= size && memcmp(d + off, "VMAE", 4) == 0) {
-        uint8_t *eh = d + off;
-        memset(eh + 24, 0, 16);
-        vma_md5(eh, VMA_EXTENT_HEADER_SIZE, eh + 24);
-        off += VMA_EXTENT_HEADER_SIZE + (size_t)((unsigned)eh[6] << 8 | eh[7]) * VMA_BLOCK_SIZE;
-    }
-    if (memcmp(d, data, size) == 0) {
-        free(d);
-        return NULL;
-    }
-    return d;
-}
-
 static void one_input(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     one_input(data, size);
-    uint8_t *fixed = fix_checksums(data, size);
+    uint8_t *fixed = fuzz_fix_checksums(data, size);
     if (fixed) {
         one_input(fixed, size);
         free(fixed);
@@ -112,9 +47,9 @@ static void one_input(const uint8_t *data, size_t size)
 {
     /* pass 1: the extent iterator */
     GError *e = NULL;
-    vma_reader *r = vma_reader_open_fd(input_fd(data, size), &e);
+    vma_reader *r = vma_reader_open_fd(fuzz_memfd(data, size), &e);
     if (!r) {
-        check_error(e);
+        fuzz_check_error(e);
     } else {
         const vma_header *h = vma_reader_header(r);
         /* touch everything the header parsed */
@@ -165,7 +100,7 @@ static void one_input(const uint8_t *data, size_t size)
                 abort();
         }
         if (rc < 0)
-            check_error(e);
+            fuzz_check_error(e);
         else if (e)
             abort();
         vma_reader_free(r);
@@ -175,9 +110,9 @@ static void one_input(const uint8_t *data, size_t size)
      * blocks become holes, so memory follows the stored data; small odd
      * devices get explicit zeros too) */
     e = NULL;
-    r = vma_reader_open_fd(input_fd(data, size), &e);
+    r = vma_reader_open_fd(fuzz_memfd(data, size), &e);
     if (!r) {
-        check_error(e);
+        fuzz_check_error(e);
         return;
     }
     const vma_header *h = vma_reader_header(r);
@@ -200,7 +135,7 @@ static void one_input(const uint8_t *data, size_t size)
     }
     vma_stats st;
     if (vma_restore(r, targets, NULL, NULL, &st, &e) < 0) {
-        check_error(e);
+        fuzz_check_error(e);
     } else {
         if (e)
             abort();
@@ -221,13 +156,13 @@ static void one_input(const uint8_t *data, size_t size)
 
     /* pass 3: the restore engine with no targets at all (check only) */
     e = NULL;
-    r = vma_reader_open_fd(input_fd(data, size), &e);
+    r = vma_reader_open_fd(fuzz_memfd(data, size), &e);
     if (!r) {
-        check_error(e);
+        fuzz_check_error(e);
         return;
     }
     if (vma_restore(r, NULL, NULL, NULL, &st, &e) < 0)
-        check_error(e);
+        fuzz_check_error(e);
     else if (e)
         abort();
     vma_reader_free(r);
