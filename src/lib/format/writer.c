@@ -589,14 +589,10 @@ static void canonical_read(read_ctx *c)
     }
 }
 
-static void *reader_thread(void *data)
+/* the image as it is: holes recorded without reading, data read in chunks
+ * that end where the data does.  The caller closes the queue. */
+static void sparse_read(read_ctx *c)
 {
-    read_ctx *c = data;
-    if (c->canonical) {
-        canonical_read(c);
-        vma_queue_close(c->full);
-        return NULL;
-    }
     uint64_t pos = 0;             /* always a cluster boundary */
     uint64_t ds = 0, de = 0;      /* the next data known: [ds, de); ds >= size: none */
     gboolean known = FALSE;
@@ -624,6 +620,15 @@ static void *reader_thread(void *data)
             break;
         pos += len;
     }
+}
+
+static void *reader_thread(void *data)
+{
+    read_ctx *c = data;
+    if (c->canonical)
+        canonical_read(c);
+    else
+        sparse_read(c);
     vma_queue_close(c->full); /* the end, an error or a stop: no more items */
     return NULL;
 }
