@@ -64,6 +64,17 @@ function M.open(cmd, archive, a)
   return r, g, unwait
 end
 
+--- The arguments of a file command (ui.parse) and the guest of the archive
+--- a.archive (M.open): a, r, g, unwait; or nil and the exit status, once the
+--- usage error or the failure is printed (with a.json also as JSON on stdout).
+function M.parse_open(parser, args, cmd)
+  local a, st = ui.parse(parser, args, cmd)
+  if not a then return nil, st end
+  local r, g, unwait = M.open(cmd, a.archive, a)
+  if not r then return nil, ui.fail(cmd, g, a.json) end
+  return a, r, g, unwait
+end
+
 --- The end of what M.open opened: the guest, the waiter's line, the archive.
 function M.close(r, g, unwait)
   g:close()

@@ -96,12 +96,12 @@ end
 
 local function find_parser()
   local argparse = require "argparse"
-  local p = argparse("vma find", "Find files in every catalogued backup of a store (vma "
-    .. "catalog --files DIR): a glob (*, ?, [...]) on the guest path when it holds a '/', "
-    .. "else on the file's name; newest backup first. One line per VM, path and version "
-    .. "(the same content in several backups is one line, with the newest backup holding "
-    .. "it). With an archive instead of a folder: the files of that archive (vma find "
-    .. "ARCHIVE --help).")
+  local p = argparse("vma find", ui.text [[
+    Find files in every catalogued backup of a store (vma catalog --files DIR): a glob (*, ?,
+    [...]) on the guest path when it holds a '/', else on the file's name; newest backup first.
+    One line per VM, path and version (the same content in several backups is one line, with the
+    newest backup holding it). With an archive instead of a folder: the files of that archive (vma
+    find ARCHIVE --help).]])
   p:argument("dir", "the store's folder (its catalog: DIR/.vma-catalog.sqlite)")
   p:argument("pattern", "the glob")
   p:option("--vmid", "only the backups of this VM"):argname("N")
@@ -161,10 +161,10 @@ end
 
 function M.history_parser()
   local argparse = require "argparse"
-  local p = argparse("vma history", "Every version of one guest file in the catalogued "
-    .. "backups of a VM (vma catalog --files DIR): which backups hold it, its size, mtime, "
-    .. "content hash, and where it changed; newest first. vma get DIR --vmid N --version K "
-    .. "PATH DEST copies a version out.")
+  local p = argparse("vma history", ui.text [[
+    Every version of one guest file in the catalogued backups of a VM (vma catalog --files DIR):
+    which backups hold it, its size, mtime, content hash, and where it changed; newest first. vma
+    get DIR --vmid N --version K PATH DEST copies a version out.]])
   p:argument("dir", "the store's folder")
   p:argument("path", "the guest path (as vma find prints it)")
   p:option("--vmid", "the VM"):argname("N")
@@ -262,11 +262,11 @@ end
 --- The help of the store's form of get (what `vma get --help` adds).
 function M.get_usage()
   local argparse = require "argparse"
-  local p = argparse("vma get", "The store's form: a file as it was in any catalogued backup "
-    .. "(vma catalog --files DIR). --version K takes the newest backup holding version K of "
-    .. "the file (as vma history numbers them; default 1, the newest), --backup FILE that "
-    .. "backup; the archive chosen is said on standard error, then 'vma get ARCHIVE "
-    .. "PATH... DEST' runs on it with the other options.")
+  local p = argparse("vma get", ui.text [[
+    The store's form: a file as it was in any catalogued backup (vma catalog --files DIR).
+    --version K takes the newest backup holding version K of the file (as vma history numbers
+    them; default 1, the newest), --backup FILE that backup; the archive chosen is said on
+    standard error, then 'vma get ARCHIVE PATH... DEST' runs on it with the other options.]])
   p:usage("Usage: vma get DIR PATH DEST [--vmid N] [--version K] [--db PATH] [options]\n"
     .. "       vma get DIR PATH... DEST --backup FILE [--db PATH] [options]")
   p:argument("dir", "the store's folder (its catalog: DIR/.vma-catalog.sqlite)")

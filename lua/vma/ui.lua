@@ -58,6 +58,13 @@ end
 
 -- ---- what several commands' parsers share (the same names and help)
 
+--- A paragraph of help written as a long string over several indented
+--- lines: one line, each line break and the indentation around it folded
+--- into one space (argparse wraps it to the terminal again).
+function M.text(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""):gsub("%s*\n%s*", " "))
+end
+
 local ARCHIVE_HELP = {
   random = "the archive: .vma, .vma.zst, .vma.gz or .vma.lzo (one that can only be read in "
     .. "order is decoded into the cache folder as it is read)",

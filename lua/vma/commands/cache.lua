@@ -7,14 +7,14 @@ local ui = require "vma.ui"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma cache", "See and free the cache folder ($VMA_CACHE_DIR, else "
-    .. "$XDG_CACHE_HOME/vma, else ~/.cache/vma): the index of each archive read at random, "
-    .. "and the decoded copy of each one that can only be read from start to end. 'ls' "
-    .. "lists it, 'add' decodes archives ahead of time (and compresses their copies), 'rm' "
-    .. "removes what belongs to archives (given as paths, or as the keys 'ls' prints), "
-    .. "'clear' removes everything that no vma is writing. The folder is bounded by "
-    .. "$VMA_CACHE_MB (default: a quarter of its file system): the least recently used "
-    .. "archives go first.")
+  local p = argparse("vma cache", ui.text [[
+    See and free the cache folder ($VMA_CACHE_DIR, else $XDG_CACHE_HOME/vma, else ~/.cache/vma):
+    the index of each archive read at random, and the decoded copy of each one that can only be
+    read from start to end. 'ls' lists it, 'add' decodes archives ahead of time (and compresses
+    their copies), 'rm' removes what belongs to archives (given as paths, or as the keys 'ls'
+    prints), 'clear' removes everything that no vma is writing. The folder is bounded by
+    $VMA_CACHE_MB (default: a quarter of its file system): the least recently used archives go
+    first.]])
   p:argument("action", "ls, add, rm or clear"):args("?"):choices { "ls", "add", "rm", "clear" }
   p:argument("archives", "archives (or keys, for rm)"):args("*")
   p:flag("--json", "print JSON on standard output")

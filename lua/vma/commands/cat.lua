@@ -7,9 +7,10 @@ local devices = require "vma.devices"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma cat", "Write a disk of an archive, or the range --offset/--length "
-    .. "of it, to standard output, zeros included (for a pipe: | ssh host dd of=/dev/...). "
-    .. "Sizes may end in K, M, G or T (powers of 1024).")
+  local p = argparse("vma cat", ui.text [[
+    Write a disk of an archive, or the range --offset/--length of it, to standard output, zeros
+    included (for a pipe: | ssh host dd of=/dev/...). Sizes may end in K, M, G or T (powers of
+    1024).]])
   ui.archive_argument(p, "random")
   p:argument("disk", "the device: scsi0 or drive-scsi0 (vmstate: the RAM state)")
   p:option("--offset", "start at this byte of the disk", "0")

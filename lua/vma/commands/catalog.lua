@@ -7,12 +7,13 @@ local catalog = require "vma.catalog"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma catalog", "Record every VMA archive under the folders in a catalog "
-    .. "(an SQLite file, DIR/.vma-catalog.sqlite): its header, the allocation of each disk, "
-    .. "and on demand a verification with a digest of every cluster and the guest's file "
-    .. "list. Archives already recorded with the same path, size, mtime and header are not "
-    .. "read again; removed ones leave the catalog. Each archive is written in a transaction "
-    .. "of its own: an interrupted run keeps what it finished.")
+  local p = argparse("vma catalog", ui.text [[
+    Record every VMA archive under the folders in a catalog (an SQLite file,
+    DIR/.vma-catalog.sqlite): its header, the allocation of each disk, and on demand a
+    verification with a digest of every cluster and the guest's file list. Archives already
+    recorded with the same path, size, mtime and header are not read again; removed ones leave the
+    catalog. Each archive is written in a transaction of its own: an interrupted run keeps what it
+    finished.]])
   p:argument("dirs", "the folders (each has its own catalog, unless --db)"):args("+")
   p:option("--db", "the catalog file (default DIR/.vma-catalog.sqlite)"):argname("PATH")
   p:flag("--verify", "read every archive whole: check every rule (recorded as vma verify's "

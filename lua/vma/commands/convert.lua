@@ -16,11 +16,11 @@ local BY_EXT = { qcow2 = "qcow2", vmdk = "vmdk", vhdx = "vhdx", raw = "raw", img
   vhd = "vpc", vdi = "vdi" }
 
 local function parser()
-  local p = argparse("vma convert", "Convert one disk of an archive to an image file with "
-    .. "qemu-img, without restoring it first: the disk is served by nbdkit on a private Unix "
-    .. "socket and qemu-img reads it over NBD, skipping the holes. OUT is written under a "
-    .. "temporary name in its folder and renamed at the end; an existing OUT is never "
-    .. "replaced unless --force.")
+  local p = argparse("vma convert", ui.text [[
+    Convert one disk of an archive to an image file with qemu-img, without restoring it first: the
+    disk is served by nbdkit on a private Unix socket and qemu-img reads it over NBD, skipping the
+    holes. OUT is written under a temporary name in its folder and renamed at the end; an existing
+    OUT is never replaced unless --force.]])
   ui.archive_argument(p, "random")
   p:argument("out", "the image to write")
   p:option("--disk", "the disk (scsi0 or drive-scsi0); needed when there are several")

@@ -8,11 +8,11 @@ local argparse = require "argparse"
 local compression = require "vma.compression"
 
 local function parser()
-  local p = argparse("vma create", "Create an archive from config files and disk images. "
-    .. "Devices are named disk0, disk1, ... unless given as NAME=PATH (a config key such as "
-    .. "scsi0 names the device drive-scsi0); a device named vmstate holds RAM state. The "
-    .. "archive is written under a temporary name and appears under its own name only once "
-    .. "complete and on disk.")
+  local p = argparse("vma create", ui.text [[
+    Create an archive from config files and disk images. Devices are named disk0, disk1, ...
+    unless given as NAME=PATH (a config key such as scsi0 names the device drive-scsi0); a device
+    named vmstate holds RAM state. The archive is written under a temporary name and appears under
+    its own name only once complete and on disk.]])
   p:argument("archive", "the archive to write (- for standard output; a name ending in "
     .. ".zst, .gz or .lzo is compressed; a folder with --vmid: a vzdump name in it)")
   p:argument("devices", "disk images or block devices: [NAME=]PATH; PATH may be a Ceph "

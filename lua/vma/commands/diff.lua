@@ -8,11 +8,12 @@ local catalog = require "vma.catalog"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma diff", "Compare two backups of one VM (A the older, B the newer): "
-    .. "for each disk the bytes and ranges that differ, 64 KiB cluster by cluster (from the "
-    .. "catalog's cluster digests when both archives have them, else by reading both), and "
-    .. "a summary line with the share of each disk rewritten. With --files, the guest's files "
-    .. "added, removed and changed (from the catalog's file lists, else read from both).")
+  local p = argparse("vma diff", ui.text [[
+    Compare two backups of one VM (A the older, B the newer): for each disk the bytes and ranges
+    that differ, 64 KiB cluster by cluster (from the catalog's cluster digests when both archives
+    have them, else by reading both), and a summary line with the share of each disk rewritten.
+    With --files, the guest's files added, removed and changed (from the catalog's file lists,
+    else read from both).]])
   p:argument("a", "the older backup")
   p:argument("b", "the newer backup")
   p:flag("--files", "compare the guest's files too")

@@ -20,9 +20,9 @@ local argparse = require "argparse"
 local SLACK = 4 * 1024 * 1024 -- a map target may be this much larger (volume managers round up)
 
 local function parser()
-  local p = argparse("vma extract", "Restore an archive: configs and vmstate.bin into DIR "
-    .. "(which must not exist), disks into DIR/disk-<devname>.raw or where a restore map "
-    .. "(-r, --map-script, --target) says.")
+  local p = argparse("vma extract", ui.text [[
+    Restore an archive: configs and vmstate.bin into DIR (which must not exist), disks into
+    DIR/disk-<devname>.raw or where a restore map (-r, --map-script, --target) says.]])
   ui.archive_argument(p, "stream")
   p:argument("dir", "the folder to create for the configs (and the disks without a map)")
   p:option("-r --map", "a restore map in Proxmox's syntax (a file or a FIFO)")

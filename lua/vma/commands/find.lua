@@ -6,10 +6,11 @@ local files = require "vma.files"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma find", "Find files of the guest in an archive under PATH (default /; "
-    .. "the forms of 'vma ls'), depth first, each folder in name order. The tests all apply; "
-    .. "links are not followed. With a folder instead of an archive: which catalogued "
-    .. "backups of a store hold a file (vma find DIR PATTERN; 'vma find DIR --help').")
+  local p = argparse("vma find", ui.text [[
+    Find files of the guest in an archive under PATH (default /; the forms of 'vma ls'), depth
+    first, each folder in name order. The tests all apply; links are not followed. With a folder
+    instead of an archive: which catalogued backups of a store hold a file (vma find DIR PATTERN;
+    'vma find DIR --help').]])
   ui.archive_argument(p, "random")
   p:argument("path", "where to look"):args("?")
   p:option("--name", "the name matches this glob (*, ?, [...])")

@@ -9,17 +9,16 @@ local files = require "vma.files"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma get", "Copy files or folders of the guest in an archive into the "
-    .. "folder DEST (or, for one file, to the new name DEST, or to standard output with "
-    .. "'-'). PATH is as for 'vma ls': /etc/nginx, C:/Users/bob, scsi0:2:/etc. Folders are "
-    .. "copied whole; symbolic links inside them are copied as links (never followed), a "
-    .. "PATH that is a link is followed. Files keep their holes (sparse), their mode and "
-    .. "times; the owner only with --preserve-owner (without it setuid and setgid bits are "
-    .. "dropped). Devices, sockets and fifos are skipped. Nothing is written outside DEST, "
-    .. "nothing existing is replaced without --force (a folder is then merged), and an "
-    .. "interrupted copy leaves nothing behind. With a folder instead of an archive: a "
-    .. "version of a file from a store's catalog (vma get DIR PATH DEST; 'vma get DIR "
-    .. "--help').")
+  local p = argparse("vma get", ui.text [[
+    Copy files or folders of the guest in an archive into the folder DEST (or, for one file, to
+    the new name DEST, or to standard output with '-'). PATH is as for 'vma ls': /etc/nginx,
+    C:/Users/bob, scsi0:2:/etc. Folders are copied whole; symbolic links inside them are copied as
+    links (never followed), a PATH that is a link is followed. Files keep their holes (sparse),
+    their mode and times; the owner only with --preserve-owner (without it setuid and setgid bits
+    are dropped). Devices, sockets and fifos are skipped. Nothing is written outside DEST, nothing
+    existing is replaced without --force (a folder is then merged), and an interrupted copy leaves
+    nothing behind. With a folder instead of an archive: a version of a file from a store's
+    catalog (vma get DIR PATH DEST; 'vma get DIR --help').]])
   ui.archive_argument(p, "random")
   p:argument("items", "the guest's files or folders (PATH...), then where they go (DEST)"):args("2+")
   p:usage("Usage: vma get [-h] [-f] [--preserve-owner] [-q] [--no-cache] [--root <root>]\n"

@@ -8,14 +8,14 @@ local files = require "vma.files"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma inspect", "Tell what the guest in an archive holds: each disk's "
-    .. "partition table and volumes (file system, label, UUID, size, space used), the LVM "
-    .. "volume groups and their logical volumes, the root file system chosen (and others "
-    .. "that hold an operating system), the operating system (/etc/os-release, hostname; "
-    .. "for Windows its version through libguestfs, where installed), and the mount table "
-    .. "from /etc/fstab. What the in-process readers cannot read (btrfs, LUKS, md RAID...) "
-    .. "is read through libguestfs, where installed. The volume names it prints are those "
-    .. "of 'vma ls VOLUME:/path'.")
+  local p = argparse("vma inspect", ui.text [[
+    Tell what the guest in an archive holds: each disk's partition table and volumes (file system,
+    label, UUID, size, space used), the LVM volume groups and their logical volumes, the root file
+    system chosen (and others that hold an operating system), the operating system
+    (/etc/os-release, hostname; for Windows its version through libguestfs, where installed), and
+    the mount table from /etc/fstab. What the in-process readers cannot read (btrfs, LUKS, md
+    RAID...) is read through libguestfs, where installed. The volume names it prints are those of
+    'vma ls VOLUME:/path'.]])
   ui.archive_argument(p, "random")
   ui.json_flag(p)
   files.options(p)
@@ -39,10 +39,8 @@ local function vol_info(v, g)
 end
 
 local function run(args)
-  local a, st = ui.parse(parser(), args, "inspect")
-  if not a then return st end
-  local r, g, unwait = files.open("inspect", a.archive, a)
-  if not r then return ui.fail("inspect", g, a.json) end
+  local a, r, g, unwait = files.parse_open(parser(), args, "inspect")
+  if not a then return r end
   local info = g.info
   local report = { ok = true, disks = ui.array(), lvm = ui.array(), mounts = ui.array() }
   for _, d in ipairs(info.disks) do

@@ -6,11 +6,12 @@ local files = require "vma.files"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma ls", "List files of the guest in an archive. PATH is a guest path "
-    .. "(/etc, with the guest's mount table applied: /var/log is read from the volume "
-    .. "mounted on /var), C:/Users or C:\\Users on a Windows guest, or a path in one volume "
-    .. "as 'vma inspect' names it (scsi0:2:/etc, pve/root:/etc). Names are printed with "
-    .. "control characters and bytes that are not UTF-8 escaped (\\n, \\xNN).")
+  local p = argparse("vma ls", ui.text [[
+    List files of the guest in an archive. PATH is a guest path (/etc, with the guest's mount
+    table applied: /var/log is read from the volume mounted on /var), C:/Users or C:\Users on a
+    Windows guest, or a path in one volume as 'vma inspect' names it (scsi0:2:/etc,
+    pve/root:/etc). Names are printed with control characters and bytes that are not UTF-8 escaped
+    (\n, \xNN).]])
   ui.archive_argument(p, "random")
   p:argument("path", "what to list (default /)"):args("*")
   p:flag("-l --long", "mode, links, owner, group, size, modification time (UTC), name")
@@ -36,10 +37,8 @@ local function entry(name, st, target)
 end
 
 local function run(args)
-  local a, st = ui.parse(parser(), args, "ls")
-  if not a then return st end
-  local r, g, unwait = files.open("ls", a.archive, a)
-  if not r then return ui.fail("ls", g, a.json) end
+  local a, r, g, unwait = files.parse_open(parser(), args, "ls")
+  if not a then return r end
   local paths = #a.path > 0 and a.path or { "/" }
   local users, groups = {}, {}
   if a.long and not a.numeric and not a.json then users, groups = files.owner_names(g) end

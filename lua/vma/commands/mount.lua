@@ -9,16 +9,16 @@ local files = require "vma.files"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma mount", "Mount an archive read-only on the empty folder DIR: each "
-    .. "disk is a file DIR/<device>.raw (drive-scsi0.raw), sparse (SEEK_DATA/SEEK_HOLE, du "
-    .. "and cp --sparse see the holes), the RAM state DIR/vmstate.bin, and each config file "
-    .. "is beside them. Returns once the mount is ready and keeps serving it in the "
-    .. "background; 'vma umount DIR' (or fusermount3 -u DIR) ends it. With --files, DIR "
-    .. "shows the guest's files instead, as the guest sees them (the root file system, "
-    .. "each file system of /etc/fstab on its path), read in the process: modes, owners "
-    .. "and times of the guest, links as links, sparse files sparse. When a file system "
-    .. "is not read in-process (btrfs, LUKS, md RAID...), libguestfs serves the whole "
-    .. "tree (its FUSE mount, the same process until unmounted).")
+  local p = argparse("vma mount", ui.text [[
+    Mount an archive read-only on the empty folder DIR: each disk is a file DIR/<device>.raw
+    (drive-scsi0.raw), sparse (SEEK_DATA/SEEK_HOLE, du and cp --sparse see the holes), the RAM
+    state DIR/vmstate.bin, and each config file is beside them. Returns once the mount is ready
+    and keeps serving it in the background; 'vma umount DIR' (or fusermount3 -u DIR) ends it. With
+    --files, DIR shows the guest's files instead, as the guest sees them (the root file system,
+    each file system of /etc/fstab on its path), read in the process: modes, owners and times of
+    the guest, links as links, sparse files sparse. When a file system is not read in-process
+    (btrfs, LUKS, md RAID...), libguestfs serves the whole tree (its FUSE mount, the same process
+    until unmounted).]])
   ui.archive_argument(p, "random")
   p:argument("dir", "an empty folder")
   p:flag("--files", "the guest's files, not its disks")

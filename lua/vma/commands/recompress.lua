@@ -9,9 +9,10 @@ local argparse = require "argparse"
 local compression = require "vma.compression"
 
 local function parser()
-  local p = argparse("vma recompress", "Write the archive IN again as OUT, compressed as OUT's "
-    .. "name says (.vma.zst: seekable zstd; .vma: plain) or as --compress says. The "
-    .. "decompressed bytes stay the same. OUT appears under its name only once complete.")
+  local p = argparse("vma recompress", ui.text [[
+    Write the archive IN again as OUT, compressed as OUT's name says (.vma.zst: seekable zstd;
+    .vma: plain) or as --compress says. The decompressed bytes stay the same. OUT appears under
+    its name only once complete.]])
   p:argument("input", "the archive (- for standard input; .zst/.gz/.lzo are read directly)")
   p:argument("output", "the new archive (- for standard output)")
   compression.options(p, "zstd, gzip, lzo or none (default: from OUT's name)")

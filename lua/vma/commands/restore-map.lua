@@ -9,9 +9,10 @@ local argparse = require "argparse"
 local USAGE = "usage: vma restore-map ARCHIVE (--target SPEC | --script FILE.lua) [-f] [--json]"
 
 local function parser()
-  local p = argparse("vma restore-map", "Print a restore map for ARCHIVE (in the syntax of "
-    .. "`vma extract -r MAP`, ending with \"done\"), computed from the archive's devices and "
-    .. "config by a target or a Lua script. See docs/restore-maps.md.")
+  local p = argparse("vma restore-map", ui.text [[
+    Print a restore map for ARCHIVE (in the syntax of `vma extract -r MAP`, ending with "done"),
+    computed from the archive's devices and config by a target or a Lua script. See
+    docs/restore-maps.md.]])
     :usage(USAGE)
   ui.archive_argument(p, "stdin")
   local target = p:option("-t --target", "dir:PATH (raw files PATH/<volume>.raw), lvm:VG[/POOL] "

@@ -9,11 +9,11 @@ local argparse = require "argparse"
 local DEFAULT_PORT = 10809
 
 local function parser()
-  local p = argparse("vma serve", "Serve the disks of an archive over NBD, read-only, one "
-    .. "export per disk named by its device name (drive-scsi0), with block status so that "
-    .. "nbdcopy and qemu-img skip the holes. Listens on a Unix socket in a private temporary "
-    .. "folder unless told otherwise, prints the NBD URIs once it is ready and runs until "
-    .. "interrupted (Ctrl-C, SIGTERM).")
+  local p = argparse("vma serve", ui.text [[
+    Serve the disks of an archive over NBD, read-only, one export per disk named by its device
+    name (drive-scsi0), with block status so that nbdcopy and qemu-img skip the holes. Listens on
+    a Unix socket in a private temporary folder unless told otherwise, prints the NBD URIs once it
+    is ready and runs until interrupted (Ctrl-C, SIGTERM).]])
   ui.archive_argument(p, "random")
   p:option("--socket", "listen on this Unix socket (a new path)")
   p:option("--port", "listen on this TCP port (on 127.0.0.1 unless --listen says otherwise)")

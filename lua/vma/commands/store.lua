@@ -7,11 +7,12 @@ local store = require "vma.store"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma store", "Show every VMA archive under the folders (plain, .zst, "
-    .. ".gz, .lzo; vzdump names and others), grouped by VM: time, size on storage, logical "
-    .. "size, disks, compression, notes, protection, the vzdump log's verdict, and from the "
-    .. "catalog (vma catalog) the data stored, the last verification and the share of each "
-    .. "disk rewritten since the backup before. Nothing is written, except --html's page.")
+  local p = argparse("vma store", ui.text [[
+    Show every VMA archive under the folders (plain, .zst, .gz, .lzo; vzdump names and others),
+    grouped by VM: time, size on storage, logical size, disks, compression, notes, protection, the
+    vzdump log's verdict, and from the catalog (vma catalog) the data stored, the last
+    verification and the share of each disk rewritten since the backup before. Nothing is written,
+    except --html's page.]])
   p:argument("dirs", "the folders"):args("+")
   p:option("--db", "the catalog file (default each folder's .vma-catalog.sqlite, when there "
     .. "is one)"):argname("PATH")

@@ -6,8 +6,9 @@ local process = require "vma.process"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma umount", "Unmount a folder mounted by 'vma mount' "
-    .. "(runs fusermount3 -u DIR); its vma-fuse process then ends.")
+  local p = argparse("vma umount", ui.text [[
+    Unmount a folder mounted by 'vma mount' (runs fusermount3 -u DIR); its vma-fuse process then
+    ends.]])
   p:argument("dir", "the folder given to vma mount")
   return p
 end

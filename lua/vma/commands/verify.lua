@@ -4,8 +4,8 @@ local ui = require "vma.ui"
 local argparse = require "argparse"
 
 local function parser()
-  local p = argparse("vma verify", "Read a whole archive and check every rule of the format, "
-    .. "including that no cluster is missing.")
+  local p = argparse("vma verify", ui.text [[
+    Read a whole archive and check every rule of the format, including that no cluster is missing.]])
   ui.archive_argument(p, "stdin")
   p:flag("-v --verbose", "print the contents and Proxmox's progress lines")
   ui.quiet_flag(p)
