@@ -659,6 +659,102 @@ static gboolean write_stream(const char *path, vma_compress c, int threads, cons
 
 static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
+/* what vma_out_set_direct's writer told: each frame, in order, once it is
+ * in the file (read back through a descriptor of its own, as the readers
+ * of a copy in the making read it) */
+typedef struct {
+    int rfd;
+    uint64_t at;
+    unsigned frames;
+    gboolean in_file;
+} told;
+
+static void on_told(void *ud, uint64_t csize, uint64_t dsize)
+{
+    told *t = ud;
+    uint8_t m[4];
+    if (pread(t->rfd, m, 4, (off_t)t->at) != 4 ||
+        (m[0] | m[1] << 8 | m[2] << 16 | (uint32_t)m[3] << 24) != 0xFD2FB528u || dsize == 0)
+        t->in_file = FALSE;
+    t->at += csize;
+    t->frames++;
+}
+
+/* the stream of write_stream (zstd, one worker) through O_DIRECT, a flush
+ * after every flush_every-th extent (0: none): the file, and the frames told */
+static gboolean write_stream_direct(const char *path, const uint8_t *data, const size_t *ext,
+                                    unsigned n, unsigned flush_every, told *t)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    t->rfd = open(path, O_RDONLY);
+    GError *e = NULL;
+    vma_out *o = vma_out_new(fd, VMA_COMPRESS_ZSTD, 1, 1, &e);
+    CHECK(o != NULL && t->rfd >= 0, "vma_out_new: %s", e ? e->message : "");
+    if (!o) {
+        g_clear_error(&e);
+        close(fd);
+        return FALSE;
+    }
+    vma_out_set_frame_fn(o, on_told, t);
+    /* where the file system takes O_DIRECT, the writer must use it */
+    char *probe = g_strdup_printf("%s.probe", path);
+    int pfd = open(probe, O_WRONLY | O_CREAT | O_DIRECT, 0600);
+    gboolean direct = vma_out_set_direct(o);
+    CHECK(pfd < 0 || direct, "O_DIRECT works in %s but the writer does not use it", path);
+    if (pfd >= 0)
+        close(pfd);
+    unlink(probe);
+    g_free(probe);
+    size_t off = 0;
+    int rc = 0;
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        if (i > 0)
+            vma_out_mark(o);
+        rc = vma_out_write(o, data + off, ext[i], &e);
+        off += ext[i];
+        if (rc == 0 && flush_every && i % flush_every == 0)
+            rc = vma_out_flush(o, &e);
+    }
+    if (rc == 0)
+        rc = vma_out_finish(o, &e);
+    CHECK(rc == 0, "direct write: %s", e ? e->message : "");
+    CHECK(rc < 0 || !direct || vma_out_direct(o),
+          "a flush every %u extents: some writes went around O_DIRECT", flush_every);
+    g_clear_error(&e);
+    vma_out_free(o);
+    close(fd);
+    close(t->rfd);
+    return rc == 0;
+}
+
+/* the same bytes through O_DIRECT as through the page cache, whatever the
+ * flushes; the file cut to its length (no padding left); every frame told
+ * in order and readable when told */
+static void test_direct(const uint8_t *data, const size_t *ext, unsigned n, const gchar *plain,
+                        gsize plain_len, unsigned nframes)
+{
+    const unsigned every[] = {0, 1, 3};
+    for (unsigned k = 0; k < G_N_ELEMENTS(every); k++) {
+        char *name = g_strdup_printf("direct%u.zst", every[k]);
+        char *path = tpath(name);
+        told t = {.in_file = TRUE};
+        gchar *got = NULL;
+        gsize len = 0;
+        if (write_stream_direct(path, data, ext, n, every[k], &t))
+            g_file_get_contents(path, &got, &len, NULL);
+        CHECK(got && plain && len == plain_len && memcmp(got, plain, len) == 0,
+              "O_DIRECT, a flush every %u extents: the same %zu bytes (got %zu)", every[k],
+              (size_t)plain_len, (size_t)len);
+        CHECK(t.frames == nframes && t.in_file,
+              "O_DIRECT, a flush every %u extents: %u frames told (of %u), in the file when told",
+              every[k], t.frames, nframes);
+        g_free(got);
+        unlink(path);
+        g_free(path);
+        g_free(name);
+    }
+}
+
 static void test_seekable(void)
 {
     /* the header, small and full extents, one that starts a frame because
@@ -718,6 +814,7 @@ static void test_seekable(void)
         CHECK(frames_ok, "every frame decompresses alone to its bytes");
         CHECK(coff + tsize + 8 == la && doff == total, "the frames cover the file and the data");
     }
+    test_direct(data, ext, n, fa, la, nwant);
     g_free(fa);
     g_free(fb);
     g_free(fc);

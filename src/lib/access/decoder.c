@@ -7,7 +7,10 @@
  * zstd's seekable format (codec/output.c) at a fast level, whose frames are
  * compressed by worker threads, or written raw when the workers fall behind
  * (vma_out_set_adaptive), so that the decoder runs at the speed of the
- * decompression.  As frames land, reads can use them (live.c).  The index
+ * decompression.  The copy goes to the disk through O_DIRECT where the
+ * file system takes it (codec/direct.c: its own thread writes, nothing is
+ * left in the page cache), and a frame is readable (live.c) once it is in
+ * the file; the snapshots below flush what is gathered.  The index
  * of the clusters seen so far is published as an immutable snapshot that
  * readers walk without a lock: when a reader waits for a cluster not seen
  * yet, the next snapshot comes after the next extent (at most every 50 ms),
@@ -118,6 +121,7 @@ static int decode(vma_decoder *d, vma_index *ix, GError **err)
     vma_out_set_adaptive(out, TRUE);
     vma_out_set_no_sync(out);
     vma_out_set_frame_fn(out, on_frame, d->live);
+    vma_out_set_direct(out); /* where it cannot: through the page cache */
     size_t len;
     const uint8_t *raw = vma_reader_raw_header(d->r, &len);
     int rc = vma_out_write(out, raw, len, err);
@@ -145,6 +149,11 @@ static int decode(vma_decoder *d, vma_index *ix, GError **err)
         atomic_store_explicit(&d->stream_at, at, memory_order_relaxed);
         gboolean wanted = g_atomic_int_get(&d->want);
         if ((wanted && now - last >= SNAP_WAITED_S) || now - last >= SNAP_EVERY_S) {
+            /* the frames of the snapshot reach the file as soon as they can */
+            if (vma_out_flush(out, err) < 0) {
+                rc = -1;
+                break;
+            }
             vma_index *snap = vma_index_snapshot(ix, at);
             last = now;
             vma_mutex_lock(&d->lock);

@@ -113,7 +113,34 @@ uint64_t vma_out_raw_frames(const vma_out *out);
 /* a file that need not survive a crash (a cache): no writeback as it goes,
  * no fsync at the end */
 void vma_out_set_no_sync(vma_out *out);
+/* zstd: write the file through O_DIRECT by a thread of its own (direct.c),
+ * frames told to on_frame once they are in the file; FALSE (and nothing
+ * changed) where the file or the system cannot.  Call before the first
+ * write. */
+gboolean vma_out_set_direct(vma_out *out);
+/* hand what is written so far to the file (direct: to its thread) */
+int vma_out_flush(vma_out *out, GError **err);
+/* after vma_out_finish: every byte went through O_DIRECT */
+gboolean vma_out_direct(const vma_out *out);
 void vma_out_free(vma_out *out);
+
+/* ---- a file written once through O_DIRECT (direct.c) ---- */
+typedef struct vma_dsink vma_dsink;
+/* called by the sink's thread, in order: the bytes before end are written */
+typedef void (*vma_dsink_done_fn)(void *ud, uint64_t end);
+/* for fd at its offset (a multiple of 4 KiB); NULL where O_DIRECT cannot
+ * be had (then write fd as usual) */
+vma_dsink *vma_dsink_new(int fd, vma_dsink_done_fn done, void *ud);
+int vma_dsink_writev(vma_dsink *s, const struct iovec *iov, int n, GError **err);
+/* hand the bytes gathered so far to the thread (a partial buffer) */
+int vma_dsink_flush(vma_dsink *s, GError **err);
+/* the bytes handed in so far (from fd's offset at vma_dsink_new) */
+uint64_t vma_dsink_offset(const vma_dsink *s);
+/* everything written, the thread ended, the file cut to its length */
+int vma_dsink_finish(vma_dsink *s, GError **err);
+/* after vma_dsink_finish: every write went through O_DIRECT */
+gboolean vma_dsink_direct(const vma_dsink *s);
+void vma_dsink_free(vma_dsink *s);
 
 /* ---- the lzop format, decoded with liblzo2 (lzop.c; written by output.c) ---- */
 /* liblzo2 initialised and fit for the header it was built with */

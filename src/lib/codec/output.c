@@ -119,7 +119,17 @@ struct vma_out {
     gboolean adaptive;    /* raw frames when the workers fall behind */
     gboolean no_sync;     /* neither writeback kicks nor the final fsync (a cache) */
     uint64_t raw_frames;
+
+    vma_dsink *sink;      /* vma_out_set_direct: the file's writer */
+    vma_mutex plock;      /* guards pending and durable (the sink's thread) */
+    GQueue pending;       /* pframe *: frames handed to the sink, not yet told */
+    uint64_t durable;     /* the sink wrote the bytes before this offset */
 };
+
+/* a frame written to the sink, told to on_frame once it is in the file */
+typedef struct {
+    uint64_t end, csize, dsize;
+} pframe;
 
 /* a free buffer of a pool.  At most n_workers frames are in flight, each
  * with its two buffers, and one is filled: n_workers + 1 buffers for the
@@ -198,6 +208,8 @@ static void compress_lzo(worker *wk, job *j)
 
 /* the header of an lzop file, as `lzop -c` writes it when it reads a pipe
  * (no name, mode 0, the time now, the method and level of -1 .. -9) */
+static int out_write(vma_out *o, const void *buf, size_t n, GError **err);
+
 static int write_lzop_header(vma_out *o, GError **err)
 {
     static const uint8_t magic[9] = {0x89, 'L', 'Z', 'O', 0x00, 0x0d, 0x0a, 0x1a, 0x0a};
@@ -218,7 +230,7 @@ static int write_lzop_header(vma_out *o, GError **err)
     vma_put_be32(p + 20, (uint32_t)(now >> 32));
     p[24] = 0;                                    /* no name */
     vma_put_be32(p + 25, (uint32_t)adler32(1, p, 25));
-    return vma_write_all(o->fd, h, 9 + 29, err);
+    return out_write(o, h, 9 + 29, err);
 }
 
 /* one frame, fed to the compressor a slice at a time: the bytes do not
@@ -325,6 +337,65 @@ static void written(vma_out *o, size_t n)
     o->kick_pending = 0;
 }
 
+/* write the pieces of iov (modified) to the file: through the sink when
+ * there is one, else at the descriptor's offset */
+static int out_writev(vma_out *o, struct iovec *iov, int n, GError **err)
+{
+    if (o->sink)
+        return vma_dsink_writev(o->sink, iov, n, err);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (vma_writev_all(o->fd, iov, n, -1, err) < 0)
+        return -1;
+    written(o, total);
+    return 0;
+}
+
+static int out_write(vma_out *o, const void *buf, size_t n, GError **err)
+{
+    struct iovec iov = {(void *)buf, n};
+    return out_writev(o, &iov, 1, err);
+}
+
+/* with plock: tell on_frame of the pending frames now in the file */
+static void tell_durable(vma_out *o)
+{
+    pframe *f;
+    while ((f = g_queue_peek_head(&o->pending)) && f->end <= o->durable) {
+        g_queue_pop_head(&o->pending);
+        o->on_frame(o->frame_ud, f->csize, f->dsize);
+        g_free(f);
+    }
+}
+
+/* the sink's thread: the bytes before end are in the file */
+static void sink_done(void *ud, uint64_t end)
+{
+    vma_out *o = ud;
+    vma_mutex_lock(&o->plock);
+    o->durable = end;
+    tell_durable(o);
+    vma_mutex_unlock(&o->plock);
+}
+
+/* frame j was written: tell on_frame now, or (a sink) once it is in the file */
+static void frame_written(vma_out *o, const job *j)
+{
+    if (!o->on_frame)
+        return;
+    if (!o->sink) {
+        o->on_frame(o->frame_ud, j->out_len, j->in_len);
+        return;
+    }
+    pframe *f = g_new(pframe, 1);
+    *f = (pframe){vma_dsink_offset(o->sink), j->out_len, j->in_len};
+    vma_mutex_lock(&o->plock);
+    g_queue_push_tail(&o->pending, f);
+    tell_durable(o);
+    vma_mutex_unlock(&o->plock);
+}
+
 static int write_raw(vma_out *o, job *j, GError **err);
 
 /* wait for the oldest frame in flight and write it; with block FALSE only
@@ -354,11 +425,8 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
         g_set_error(err, VMA_ERROR, strcmp(j->error, "interrupted") ? VMA_ERR_IO : VMA_ERR_INTERRUPTED,
                     "%s", j->error);
         rc = -1;
-    } else if (j->raw ? write_raw(o, j, err) < 0
-                      : vma_write_all(o->fd, j->out, j->out_len, err) < 0) {
+    } else if (j->raw ? write_raw(o, j, err) < 0 : out_write(o, j->out, j->out_len, err) < 0) {
         rc = -1;
-    } else {
-        written(o, j->out_len);
     }
     if (rc > 0 && o->comp == VMA_COMPRESS_ZSTD) {
         uint8_t e[8];
@@ -367,8 +435,8 @@ static int write_oldest(vma_out *o, gboolean block, GError **err)
         g_byte_array_append(o->seek, e, 8);
         o->n_frames++;
     }
-    if (rc > 0 && o->on_frame)
-        o->on_frame(o->frame_ud, j->out_len, j->in_len);
+    if (rc > 0)
+        frame_written(o, j);
     if (j->raw)
         buf_put(o, o->free_in, j->in);
     else
@@ -437,7 +505,7 @@ static int write_raw(vma_out *o, job *j, GError **err)
         }
         if (done == j->in_len)
             iov[niov++] = (struct iovec){sum, sizeof(sum)};
-        if (vma_writev_all(o->fd, iov, niov, -1, err) < 0)
+        if (out_writev(o, iov, niov, err) < 0)
             return -1;
         niov = 0;
     }
@@ -612,7 +680,9 @@ vma_out *vma_out_new(int fd, vma_compress c, int level, int threads, GError **er
     o->level = level ? level : def;
     vma_mutex_init(&o->lock);
     vma_cond_init(&o->cond);
+    vma_mutex_init(&o->plock);
     g_queue_init(&o->inflight);
+    g_queue_init(&o->pending);
     if (c == VMA_COMPRESS_LZO && !vma_lzo_ready()) {
         g_set_error(err, VMA_ERROR, VMA_ERR_IO, "liblzo2 does not work (lzo_init failed)");
         goto fail;
@@ -686,13 +756,7 @@ int vma_out_writev(vma_out *o, struct iovec *iov, int n, GError **err)
 {
     if (o->framed)
         return framed_write(o, iov, n, err);
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += iov[i].iov_len;
-    if (vma_writev_all(o->fd, iov, n, -1, err) < 0)
-        return -1;
-    written(o, total);
-    return 0;
+    return out_writev(o, iov, n, err);
 }
 
 /* the skippable frame of the zstd seekable format: every frame's
@@ -711,7 +775,7 @@ static int write_seek_table(vma_out *o, GError **err)
     foot[4] = 0; /* descriptor: no checksums */
     vma_put_le32(foot + 5, SEEKABLE_MAGIC);
     struct iovec iov[3] = {{head, sizeof(head)}, {o->seek->data, o->seek->len}, {foot, sizeof(foot)}};
-    return vma_writev_all(o->fd, iov, 3, -1, err);
+    return out_writev(o, iov, 3, err);
 }
 
 int vma_out_finish(vma_out *o, GError **err)
@@ -730,9 +794,11 @@ int vma_out_finish(vma_out *o, GError **err)
             ret = write_seek_table(o, err);
         if (ret == 0 && o->comp == VMA_COMPRESS_LZO) {
             static const uint8_t end[4] = {0}; /* a block of length 0: the end */
-            ret = vma_write_all(o->fd, end, sizeof(end), err);
+            ret = out_write(o, end, sizeof(end), err);
         }
     }
+    if (ret == 0 && o->sink)
+        ret = vma_dsink_finish(o->sink, err);
     if (ret < 0) {
         o->failed = TRUE;
         return -1;
@@ -760,10 +826,27 @@ void vma_out_set_no_sync(vma_out *o)
 }
 uint64_t vma_out_raw_frames(const vma_out *o) { return o->raw_frames; }
 
+gboolean vma_out_set_direct(vma_out *o)
+{
+    if (o->sink || o->comp != VMA_COMPRESS_ZSTD || o->failed)
+        return FALSE;
+    o->sink = vma_dsink_new(o->fd, sink_done, o);
+    return o->sink != NULL;
+}
+
+gboolean vma_out_direct(const vma_out *o) { return o->sink && vma_dsink_direct(o->sink); }
+
+int vma_out_flush(vma_out *o, GError **err)
+{
+    return o->sink ? vma_dsink_flush(o->sink, err) : 0;
+}
+
 void vma_out_free(vma_out *o)
 {
     if (!o)
         return;
+    vma_dsink_free(o->sink); /* its thread has ended: nothing is told after */
+    g_queue_clear_full(&o->pending, g_free);
     if (o->workers) {
         /* what is still queued or compressed is dropped */
         g_atomic_int_set(&o->stop, 1);
@@ -797,5 +880,6 @@ void vma_out_free(vma_out *o)
     g_clear_error(&o->failure);
     vma_mutex_clear(&o->lock);
     vma_cond_clear(&o->cond);
+    vma_mutex_clear(&o->plock);
     g_free(o);
 }
