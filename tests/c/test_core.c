@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -727,6 +728,42 @@ static gboolean write_stream_direct(const char *path, const uint8_t *data, const
     return rc == 0;
 }
 
+/* a write that fails in the writer's thread (a file size limit, as a full
+ * disk would): the failure reaches the caller, at a later write or at the
+ * end, with the system's reason; nothing hangs */
+static void test_direct_failure(const uint8_t *data, size_t total)
+{
+    char *path = tpath("direct-limit.zst");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    GError *e = NULL;
+    vma_out *o = fd >= 0 ? vma_out_new(fd, VMA_COMPRESS_ZSTD, 1, 1, &e) : NULL;
+    struct rlimit old_rl;
+    getrlimit(RLIMIT_FSIZE, &old_rl);
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {1u << 20, old_rl.rlim_max};
+    setrlimit(RLIMIT_FSIZE, &rl);
+    int rc = o ? 0 : -1;
+    if (o)
+        vma_out_set_direct(o);
+    for (size_t off = 0; rc == 0 && off < total; off += 1u << 20) {
+        vma_out_mark(o);
+        rc = vma_out_write(o, data + off, MIN((size_t)1 << 20, total - off), &e);
+    }
+    if (rc == 0)
+        rc = vma_out_finish(o, &e);
+    setrlimit(RLIMIT_FSIZE, &old_rl);
+    signal(SIGXFSZ, old_sig);
+    CHECK(rc < 0 && e && strstr(e->message, "write failed") && strstr(e->message, "too large"),
+          "a write the writer's thread could not make fails the output: %s",
+          e ? e->message : "no error");
+    g_clear_error(&e);
+    vma_out_free(o);
+    if (fd >= 0)
+        close(fd);
+    unlink(path);
+    g_free(path);
+}
+
 /* the same bytes through O_DIRECT as through the page cache, whatever the
  * flushes; the file cut to its length (no padding left); every frame told
  * in order and readable when told */
@@ -815,6 +852,7 @@ static void test_seekable(void)
         CHECK(coff + tsize + 8 == la && doff == total, "the frames cover the file and the data");
     }
     test_direct(data, ext, n, fa, la, nwant);
+    test_direct_failure(data, total);
     g_free(fa);
     g_free(fb);
     g_free(fc);
