@@ -1,7 +1,8 @@
 # bench/common.sh - what bench/files.sh and bench/store.sh share (sourced:
 # BENCH_NAME set first): the settings from the environment, die, the work
 # folder, the page cache dropped before each timed run, the samples and their
-# medians.  bench/run.sh has its own (images, several columns).
+# medians (bench/host.sh: what the machine gives every script).  bench/run.sh
+# has its own samples (images, several columns).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VMA=${VMA:-$ROOT/build/vma}
 RUNS=${BENCH_RUNS:-3}
@@ -29,15 +30,9 @@ bench_workdir() {
     : >"$SAMPLES"
 }
 
-drop_caches() { :; }
-CACHE="warm cache"
-if [ "${BENCH_COLD:-1}" != 0 ] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-    drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-    CACHE="cold cache (dropped before every timed run)"
-fi
-
-TIMEBIN=
-if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then TIMEBIN=/usr/bin/time; fi
+# the page cache, /usr/bin/time, seeded random bytes (drop_caches, CACHE,
+# TIMEBIN, rnd)
+. "$ROOT/bench/host.sh"
 
 # once OP PREP CMD: PREP untimed, the cache dropped, CMD timed; the sample
 # OP|seconds|peak RSS in KiB (- without /usr/bin/time)
@@ -63,11 +58,3 @@ median() {
 }
 # rss OP: the largest peak RSS of OP's samples
 rss() { awk -F'|' -v o="$1" '$1 == o && $3 != "-" && $3 + 0 > m { m = $3 + 0 } END { if (m) printf "%.1f MiB", m / 1024; else print "-" }' "$SAMPLES"; }
-
-# rnd SEED BYTES: the same bytes for the same seed on every run (openssl),
-# else /dev/urandom
-if command -v openssl >/dev/null 2>&1; then
-    rnd() { openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:vma-bench-$1" </dev/zero 2>/dev/null | head -c "$2"; }
-else
-    rnd() { head -c "$2" /dev/urandom; }
-fi

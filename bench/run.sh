@@ -64,10 +64,9 @@ if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null
     apt-get install -y -qq time >/dev/null 2>&1 ||
         { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq time >/dev/null 2>&1; } || true
 fi
-TIMEBIN=
-if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then
-    TIMEBIN=/usr/bin/time
-fi
+# the page cache, /usr/bin/time, seeded random bytes (drop_caches, CACHE,
+# TIMEBIN, rnd, RNDSRC)
+. "$ROOT/bench/host.sh"
 
 # ---- the work folder --------------------------------------------------------
 mkdir -p "$BASE" || die "cannot create $BASE"
@@ -96,27 +95,7 @@ if [ "$AVAIL" -lt "$NEED" ]; then
 fi
 echo "free space in $BASE: $AVAIL MiB (need about $NEED MiB)"
 
-# ---- the page cache ---------------------------------------------------------
-drop_caches() { :; }
-CACHE="warm cache (the page cache is not dropped between runs)"
-if [ "${BENCH_COLD:-1}" != 0 ] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-    drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-    CACHE="cold cache (sync; echo 3 > /proc/sys/vm/drop_caches before every timed run)"
-fi
-
 # ---- helpers ----------------------------------------------------------------
-# rnd SEED BYTES: a deterministic stream (AES-CTR of zeros), else /dev/urandom
-if command -v openssl >/dev/null 2>&1; then
-    RNDSRC="openssl aes-128-ctr (seeded, the same on every run)"
-    rnd() {
-        openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:vma-bench-$1" </dev/zero 2>/dev/null |
-            head -c "$2"
-    }
-else
-    RNDSRC="/dev/urandom (one set of images for all tools in this run)"
-    rnd() { head -c "$2" /dev/urandom; }
-fi
-
 MiB=1048576
 RES=$W/results          # image|op|median_s|rss_kib|min_s|max_s|cpu_s
 : >"$RES"
