@@ -13,6 +13,12 @@ extern char tmpdir[];
             fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } \
     } while (0)
 
+/* an image of size bytes with every kind of cluster (zero, full, mixed, a
+ * checkerboard), the same for the same seed (test_access.c) */
+#include <stdint.h>
+#include <stddef.h>
+uint8_t *make_image(size_t size, uint32_t seed);
+
 void test_access(void);
 void test_lzop(void);
 void test_store(void);

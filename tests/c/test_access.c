@@ -29,8 +29,9 @@ static uint32_t rnd(uint32_t *s)
     return *s >> 8;
 }
 
-/* an image with every kind of cluster: zero, full, mixed, and a checkerboard */
-static uint8_t *make_image(size_t size, uint32_t seed)
+/* an image with every kind of cluster: zero, full, mixed, and a checkerboard
+ * (check.h: test_store.c's images too) */
+uint8_t *make_image(size_t size, uint32_t seed)
 {
     uint8_t *img = g_malloc0(size);
     for (size_t c = 0; c * VMA_CLUSTER_SIZE < size; c++) {

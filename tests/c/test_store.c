@@ -16,28 +16,6 @@
 #define SA (50u * VMA_CLUSTER_SIZE + 3000u)   /* a short last cluster */
 #define SB (53u * VMA_CLUSTER_SIZE)           /* B's disk is larger */
 
-static uint32_t rnd(uint32_t *s)
-{
-    *s = *s * 1103515245u + 12345u;
-    return *s >> 8;
-}
-
-/* zero, full and mixed clusters */
-static uint8_t *image(size_t size, uint32_t seed)
-{
-    uint8_t *img = g_malloc0(size);
-    for (size_t c = 0; c * VMA_CLUSTER_SIZE < size; c++) {
-        unsigned kind = rnd(&seed) % 3;
-        for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
-            size_t off = c * VMA_CLUSTER_SIZE + j * VMA_BLOCK_SIZE;
-            gboolean data = kind == 1 || (kind == 2 && (rnd(&seed) & 1));
-            for (size_t k = off; data && k < MIN(size, off + VMA_BLOCK_SIZE); k++)
-                img[k] = (uint8_t)(rnd(&seed) | 1);
-        }
-    }
-    return img;
-}
-
 static char *archive(const char *name, vma_compress comp, const uint8_t *img, size_t size)
 {
     char *path = g_strdup_printf("%s/%s", tmpdir, name);
@@ -71,14 +49,16 @@ static vma_archive *open_a(const char *path)
     return a;
 }
 
-/* what the image holds: bytes of 4 KiB blocks with data, inside size */
+/* what the image holds: bytes of 4 KiB blocks with data, inside the
+ * device (size rounded up to 512 bytes: a last block with data counts up to
+ * the device's end, as data + zero = the device's size) */
 static uint64_t data_bytes(const uint8_t *img, size_t size)
 {
     uint64_t n = 0;
+    size_t dev = (size + 511) & ~(size_t)511;
     for (size_t off = 0; off < size; off += VMA_BLOCK_SIZE) {
-        size_t len = MIN((size_t)VMA_BLOCK_SIZE, size - off);
-        if (!vma_is_zero(img + off, len))
-            n += len;
+        if (!vma_is_zero(img + off, MIN((size_t)VMA_BLOCK_SIZE, size - off)))
+            n += MIN((size_t)VMA_BLOCK_SIZE, dev - off);
     }
     return n;
 }
@@ -263,7 +243,7 @@ static void test_image_digest(const uint8_t *img)
 
 void test_store(void)
 {
-    uint8_t *ia = image(SA, 11), *ib = g_malloc0(SB);
+    uint8_t *ia = make_image(SA, 11), *ib = g_malloc0(SB);
     memcpy(ib, ia, SA);
     /* B: a few clusters rewritten, one zeroed, the tail grown */
     for (size_t k = 0; k < 3000; k++)
