@@ -206,10 +206,10 @@ static void compress_lzo(worker *wk, job *j)
     j->out_len = out;
 }
 
-/* the header of an lzop file, as `lzop -c` writes it when it reads a pipe
- * (no name, mode 0, the time now, the method and level of -1 .. -9) */
 static int out_write(vma_out *o, const void *buf, size_t n, GError **err);
 
+/* the header of an lzop file, as `lzop -c` writes it when it reads a pipe
+ * (no name, mode 0, the time now, the method and level of -1 .. -9) */
 static int write_lzop_header(vma_out *o, GError **err)
 {
     static const uint8_t magic[9] = {0x89, 'L', 'Z', 'O', 0x00, 0x0d, 0x0a, 0x1a, 0x0a};
