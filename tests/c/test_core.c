@@ -224,6 +224,92 @@ static void test_round_trip(vma_compress comp, const char *name)
     g_free(img2);
 }
 
+/* A compressed archive in a file is read by a thread of its own (input.c)
+ * in chunks of 1 MiB, four ahead: an archive of many chunks restores byte
+ * for byte; cut within a chunk, it fails as truncated (no hang, no bytes
+ * made up); a reader freed after a few extents stops both of its threads. */
+static void test_read_chunks(vma_compress comp, const char *name)
+{
+    const uint64_t size = 24u << 20; /* random: about as big compressed */
+    uint8_t *img = g_malloc(size);
+    fill_random(img, size, 7);
+    char *arch = tpath(name);
+    GError *e = NULL;
+    vma_writer_opts o = {.ctime = 1, .compress = comp};
+    vma_writer *w = vma_writer_create(arch, &o, &e);
+    CHECK(w != NULL, "create %s: %s", name, e ? e->message : "");
+    if (!w) {
+        g_clear_error(&e);
+        g_free(img);
+        g_free(arch);
+        return;
+    }
+    int dev = vma_writer_add_device(w, "drive-scsi0", size, NULL);
+    for (uint32_t c = 0; c < size / VMA_CLUSTER_SIZE; c++)
+        if (vma_writer_write_cluster(w, (uint8_t)dev, c, img + (size_t)c * VMA_CLUSTER_SIZE, &e) < 0)
+            break;
+    CHECK(vma_writer_close(w, &e) == 0, "%s: close: %s", name, e ? e->message : "");
+    g_clear_error(&e);
+    vma_writer_free(w);
+    struct stat st;
+    CHECK(stat(arch, &st) == 0 && st.st_size > 12 << 20, "%s: more than 12 chunks", name);
+
+    char *out = tpath("chunks.raw");
+    char *cut = g_strdup_printf("%s.cut", arch);
+    for (int pass = 0; pass < 2; pass++) {
+        const char *path = arch;
+        if (pass == 1) {
+            /* the first 10 MiB and a bit */
+            char *cmd = g_strdup_printf("head -c %u %s >%s", (10u << 20) + 4097, arch, cut);
+            CHECK(system(cmd) == 0, "%s: cut", name);
+            g_free(cmd);
+            path = cut;
+        }
+        vma_reader *r = vma_reader_open(path, &e);
+        CHECK(r != NULL, "%s: open: %s", name, e ? e->message : "");
+        g_clear_error(&e);
+        if (!r)
+            continue;
+        unlink(out);
+        vma_target t = {.fd = open(out, O_WRONLY | O_CREAT | O_EXCL, 0644), .fresh = TRUE};
+        vma_target *targets[256] = {0};
+        targets[dev] = &t;
+        vma_stats rs;
+        int rc = vma_restore(r, targets, NULL, NULL, &rs, &e);
+        close(t.fd);
+        if (pass == 0) {
+            CHECK(rc == 0, "%s: restore: %s", name, e ? e->message : "");
+            CHECK(file_equals(out, img, size), "%s: restored byte for byte", name);
+        } else {
+            CHECK(rc < 0 && e && e->code == VMA_ERR_INCOMPLETE,
+                  "%s cut within a chunk: truncated (%s)", name, e ? e->message : "no error");
+            CHECK(rs.clusters_done < size / VMA_CLUSTER_SIZE, "%s cut: not every cluster", name);
+        }
+        g_clear_error(&e);
+        vma_reader_free(r);
+    }
+
+    /* a few extents, then freed: the threads stop (a hang fails the run) */
+    vma_reader *r = vma_reader_open(arch, &e);
+    CHECK(r != NULL, "%s: open again: %s", name, e ? e->message : "");
+    g_clear_error(&e);
+    if (r) {
+        vma_extent ext;
+        int n = 0;
+        while (n < 3 && vma_reader_next(r, &ext, NULL) > 0)
+            n++;
+        CHECK(n == 3, "%s: three extents read", name);
+        vma_reader_free(r);
+    }
+    unlink(out);
+    unlink(cut);
+    unlink(arch);
+    g_free(out);
+    g_free(cut);
+    g_free(arch);
+    g_free(img);
+}
+
 static void test_incomplete_writer(void)
 {
     char *arch = tpath("incomplete.vma");
@@ -956,6 +1042,9 @@ int main(int argc, char **argv)
     test_round_trip(VMA_COMPRESS_ZSTD, "rt.vma.zst");
     test_round_trip(VMA_COMPRESS_GZIP, "rt.vma.gz");
     test_round_trip(VMA_COMPRESS_LZO, "rt.vma.lzo");
+    test_read_chunks(VMA_COMPRESS_ZSTD, "chunks.vma.zst");
+    test_read_chunks(VMA_COMPRESS_GZIP, "chunks.vma.gz");
+    test_read_chunks(VMA_COMPRESS_LZO, "chunks.vma.lzo");
     test_seekable();
     test_levels();
     test_incomplete_writer();
