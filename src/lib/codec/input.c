@@ -45,13 +45,45 @@ typedef struct {
     GError *err;          /* why it broke */
 } ahead_chunk;
 
+/* chunks handed between two threads: the one that fills them pops empty
+ * ones and pushes them full, the one that takes them the other way round */
+typedef struct {
+    vma_queue *full;
+    vma_queue *empty;     /* closed: the filling thread stops */
+    ahead_chunk *chunks;
+    unsigned n;
+} chunk_pool;
+
+static void pool_init(chunk_pool *p, unsigned n, size_t size)
+{
+    p->full = vma_queue_new();
+    p->empty = vma_queue_new();
+    p->chunks = g_new0(ahead_chunk, n);
+    p->n = n;
+    for (unsigned i = 0; i < n; i++) {
+        p->chunks[i].data = g_malloc(size);
+        vma_queue_push(p->empty, &p->chunks[i]);
+    }
+}
+
+/* with no thread left that uses it */
+static void pool_clear(chunk_pool *p)
+{
+    for (unsigned i = 0; i < p->n; i++) {
+        g_clear_error(&p->chunks[i].err);
+        g_free(p->chunks[i].data);
+    }
+    g_clear_pointer(&p->chunks, g_free);
+    g_clear_pointer(&p->full, vma_queue_unref);
+    g_clear_pointer(&p->empty, vma_queue_unref);
+    p->n = 0;
+}
+
 struct vma_in {
     _Atomic uint64_t raw_read; /* bytes read from fd so far (any thread) */
     vma_src *src;         /* random access: reads and skips move pos */
     vma_thread *ahead;    /* the decoder thread, or NULL */
-    vma_queue *full;      /* chunks decoded, for the reader */
-    vma_queue *empty;     /* chunks to fill, for the thread; closed: stop */
-    ahead_chunk chunks[AHEAD_CHUNKS];
+    chunk_pool ah;        /* decoded chunks, for the reader */
     ahead_chunk *cur;     /* being consumed */
     size_t cur_pos;
     gboolean ahead_done;  /* the last chunk was consumed */
@@ -70,8 +102,7 @@ struct vma_in {
     uint8_t *raw_mem;
     size_t raw_len, raw_pos;
     vma_thread *reader;   /* the reading thread, or NULL */
-    vma_queue *rd_full, *rd_empty; /* its chunks (ahead_chunk), as above */
-    ahead_chunk rd_chunks[READ_CHUNKS];
+    chunk_pool rd;        /* its chunks of compressed bytes, for the decoder */
     ahead_chunk *rd_cur;  /* the chunk raw points into */
     gboolean raw_eof;
     ZSTD_DStream *zd;
@@ -149,7 +180,7 @@ static ssize_t raw_next_chunk(vma_in *in, GError **err)
         gboolean last = in->rd_cur->last;
         GError *e = in->rd_cur->err;
         in->rd_cur->err = NULL;
-        vma_queue_push(in->rd_empty, in->rd_cur);
+        vma_queue_push(in->rd.empty, in->rd_cur);
         in->rd_cur = NULL;
         in->raw_len = in->raw_pos = 0;
         if (last) {
@@ -162,7 +193,7 @@ static ssize_t raw_next_chunk(vma_in *in, GError **err)
         }
     }
     ahead_chunk *c;
-    while (!(c = vma_queue_pop_timeout(in->rd_full, 100, NULL))) {
+    while (!(c = vma_queue_pop_timeout(in->rd.full, 100, NULL))) {
         if (g_atomic_int_get(&in->ahead_stop) || vma_interrupted()) {
             g_set_error(err, VMA_ERROR, VMA_ERR_INTERRUPTED, "interrupted");
             return -1;
@@ -181,7 +212,7 @@ static gpointer reader_main(gpointer data)
 {
     vma_in *in = data;
     for (;;) {
-        ahead_chunk *c = vma_queue_pop(in->rd_empty);
+        ahead_chunk *c = vma_queue_pop(in->rd.empty);
         if (!c)
             return NULL; /* closed: stopped */
         c->len = 0;
@@ -194,7 +225,7 @@ static gpointer reader_main(gpointer data)
             else
                 c->len += (size_t)r;
         }
-        vma_queue_push(in->rd_full, c);
+        vma_queue_push(in->rd.full, c);
         if (c->last)
             return NULL;
     }
@@ -204,19 +235,10 @@ static gpointer reader_main(gpointer data)
  * none when the system has no thread to give: the decoder reads itself */
 static void reader_start(vma_in *in)
 {
-    in->rd_full = vma_queue_new();
-    in->rd_empty = vma_queue_new();
-    for (unsigned i = 0; i < READ_CHUNKS; i++) {
-        in->rd_chunks[i].data = g_malloc(READ_CHUNK);
-        vma_queue_push(in->rd_empty, &in->rd_chunks[i]);
-    }
+    pool_init(&in->rd, READ_CHUNKS, READ_CHUNK);
     in->reader = vma_thread_new("vma-read", reader_main, in, NULL);
-    if (!in->reader) {
-        for (unsigned i = 0; i < READ_CHUNKS; i++)
-            g_clear_pointer(&in->rd_chunks[i].data, g_free);
-        g_clear_pointer(&in->rd_full, vma_queue_unref);
-        g_clear_pointer(&in->rd_empty, vma_queue_unref);
-    }
+    if (!in->reader)
+        pool_clear(&in->rd);
 }
 
 /* refill the raw buffer; returns bytes available, 0 at end, -1 on error */
@@ -256,7 +278,6 @@ static ssize_t raw_exact(void *ctx, void *buf, size_t n, GError **err)
 }
 
 static gboolean ahead_start(vma_in *in);
-static void ahead_free(vma_in *in);
 static void reader_stop(vma_in *in);
 
 vma_in *vma_in_new(int fd, GError **err)
@@ -484,7 +505,7 @@ static gpointer ahead_thread(gpointer data)
 {
     vma_in *in = data;
     for (;;) {
-        ahead_chunk *c = vma_queue_pop(in->empty);
+        ahead_chunk *c = vma_queue_pop(in->ah.empty);
         if (!c)
             return NULL; /* closed: stopped */
         c->err = NULL;
@@ -493,7 +514,7 @@ static gpointer ahead_thread(gpointer data)
          * what it has */
         c->last = c->err != NULL ||
                   (in->comp == VMA_COMPRESS_NONE ? in->raw_eof : c->len < AHEAD_CHUNK);
-        vma_queue_push(in->full, c);
+        vma_queue_push(in->ah.full, c);
         if (c->last)
             return NULL;
     }
@@ -503,12 +524,7 @@ static gpointer ahead_thread(gpointer data)
  * system has no thread to give: the reads then decode themselves */
 static gboolean ahead_start(vma_in *in)
 {
-    in->full = vma_queue_new();
-    in->empty = vma_queue_new();
-    for (unsigned i = 0; i < AHEAD_CHUNKS; i++) {
-        in->chunks[i].data = g_malloc(AHEAD_CHUNK);
-        vma_queue_push(in->empty, &in->chunks[i]);
-    }
+    pool_init(&in->ah, AHEAD_CHUNKS, AHEAD_CHUNK);
     in->polled = TRUE;
     if (in->regular && in->comp != VMA_COMPRESS_NONE && !in->raw_eof)
         reader_start(in);
@@ -516,19 +532,9 @@ static gboolean ahead_start(vma_in *in)
     if (!in->ahead) {
         /* the reading thread (if any) stays: this thread decodes its chunks */
         in->polled = FALSE;
-        ahead_free(in);
+        pool_clear(&in->ah);
     }
     return in->ahead != NULL;
-}
-
-static void ahead_free(vma_in *in)
-{
-    for (unsigned i = 0; i < AHEAD_CHUNKS; i++) {
-        g_clear_error(&in->chunks[i].err);
-        g_clear_pointer(&in->chunks[i].data, g_free);
-    }
-    g_clear_pointer(&in->full, vma_queue_unref);
-    g_clear_pointer(&in->empty, vma_queue_unref);
 }
 
 /* once the decoder thread has stopped (or never started): the bytes at
@@ -537,15 +543,10 @@ static void reader_stop(vma_in *in)
 {
     if (!in->reader)
         return;
-    vma_queue_close(in->rd_empty);
+    vma_queue_close(in->rd.empty);
     vma_thread_join(in->reader);
     in->reader = NULL;
-    for (unsigned i = 0; i < READ_CHUNKS; i++) {
-        g_clear_error(&in->rd_chunks[i].err);
-        g_clear_pointer(&in->rd_chunks[i].data, g_free);
-    }
-    g_clear_pointer(&in->rd_full, vma_queue_unref);
-    g_clear_pointer(&in->rd_empty, vma_queue_unref);
+    pool_clear(&in->rd);
     in->rd_cur = NULL;
     in->raw = in->raw_mem;
     in->raw_len = in->raw_pos = 0;
@@ -558,10 +559,10 @@ static void ahead_stop(vma_in *in)
     /* a thread that waits for a chunk sees the queue closed; one that
      * waits for its input sees the flag within 100 ms (read_some) */
     g_atomic_int_set(&in->ahead_stop, 1);
-    vma_queue_close(in->empty);
+    vma_queue_close(in->ah.empty);
     vma_thread_join(in->ahead);
     in->ahead = NULL;
-    ahead_free(in);
+    pool_clear(&in->ah);
 }
 
 /* the next chunk of the decoder, waiting in steps so that a signal stops
@@ -569,7 +570,7 @@ static void ahead_stop(vma_in *in)
 static ahead_chunk *ahead_next(vma_in *in, GError **err)
 {
     for (;;) {
-        ahead_chunk *c = vma_queue_pop_timeout(in->full, 100, NULL);
+        ahead_chunk *c = vma_queue_pop_timeout(in->ah.full, 100, NULL);
         if (c)
             return c;
         if (vma_interrupted()) {
@@ -604,7 +605,7 @@ static ssize_t read_ahead(vma_in *in, uint8_t *buf, size_t n, GError **err)
                 return -1;
             }
         } else {
-            vma_queue_push(in->empty, c);
+            vma_queue_push(in->ah.empty, c);
         }
         in->cur = NULL;
     }
