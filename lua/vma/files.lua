@@ -25,7 +25,7 @@ end
 --- line telling about a wait for the decoder (an archive that can only be
 --- read in order is decoded as it is read), or nil, message.
 function M.open(cmd, archive, a)
-  local wait, unwait = ui.waiter(cmd, a.quiet)
+  local wait, unwait = ui.waiter(cmd, a.quiet, not a.no_cache)
   local r, err = vma.open(archive, { cache = not a.no_cache, wait = wait })
   if not r then
     unwait()
@@ -75,10 +75,11 @@ function M.parse_open(parser, args, cmd)
   return a, r, g, unwait
 end
 
---- The end of what M.open opened: the guest, the waiter's line, the archive.
+--- The end of what M.open opened: the guest, the waiter's line (and the
+--- note on a decoded copy left unfinished), the archive.
 function M.close(r, g, unwait)
   g:close()
-  unwait()
+  unwait(r)
   r:close()
 end
 

@@ -163,9 +163,23 @@ end
 -- can only be read from start to end, decoded into a copy), a line on a
 -- terminal says how far the decoder is, its speed and the time until it
 -- reaches what the read wants; with quiet or without a terminal, nothing.
--- Returns the function, and a function that clears the line.
-function M.waiter(cmd, quiet)
-  if quiet or not vma.os.isatty(2) then return nil, function() end end
+-- Returns the function, and a function done(r) that clears the line; given
+-- the archive (still open) at the command's end, done also says, unless
+-- quiet, when this command started a decoded copy that it leaves unfinished
+-- (it is not kept) and how to keep one (cached: the cache folder is used,
+-- not --no-cache).
+function M.waiter(cmd, quiet, cached)
+  local function note(r)
+    if quiet or not r or not cached or r.stream then return end
+    local st = r:status()
+    if not st.decoding or st.complete then return end
+    local path = r.path
+    local word = path:match("^[%w%./_+:=-]+$") and path or "'" .. path:gsub("'", "'\\''") .. "'"
+    io.stderr:write(string.format("vma %s: %s was decoded to %d%% for this command; that copy is "
+      .. "not kept (vma cache add %s decodes it once for every later command)\n", cmd, path,
+      M.percent(st.input_done, st.input_total), word))
+  end
+  if quiet or not vma.os.isatty(2) then return nil, note end
   local drawn, last = false, -1
   local function wait(w)
     local now = vma.os.clock()
@@ -187,11 +201,12 @@ function M.waiter(cmd, quiet)
     drawn = true
     return true
   end
-  local function clear()
+  local function done(r)
     if drawn then io.stderr:write("\r\27[K") end
     drawn = false
+    note(r)
   end
-  return wait, clear
+  return wait, done
 end
 
 --- The one line a long command ends with (on stderr, unless quiet).

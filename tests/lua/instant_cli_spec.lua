@@ -209,6 +209,13 @@ describe("instant access", function()
     assert.is_true(out == H.read(big):sub(1 * A.MiB + 1, 2 * A.MiB))
     assert.are.same({}, files(cache, "%.part$"))
     assert.are.same({}, files(cache, "%.vma%.zst$"))
+    -- and says so, with the command that keeps one (not with -q)
+    local gzp = gz:gsub("%p", "%%%0")
+    assert.is_truthy(err:find("vma cat: " .. gzp .. " was decoded to %d+%% for this command; "
+      .. "that copy is not kept %(vma cache add " .. gzp .. " decodes it once"), err)
+    rc, out, err = vma_in(cache, "cat", "-q", gz, "scsi0", "--offset", "1M", "--length", "1M")
+    assert.are.equal(0, rc, err)
+    assert.are.equal("", err)
     -- one that lets it complete keeps it
     rc, _, err = vma_in(cache, "cache", "add", "-q", gz)
     assert.are.equal(0, rc, err)
@@ -217,6 +224,7 @@ describe("instant access", function()
     rc, out, err = vma_in(cache, "cat", gz, "scsi0", "--offset", "190M")
     assert.are.equal(0, rc, err)
     assert.is_true(out == H.read(big):sub(190 * A.MiB + 1))
+    assert.is_nil(err:find("not kept", 1, true), err) -- read from the kept copy
     H.rm(cache)
   end)
 

@@ -33,7 +33,7 @@ local function run(args)
   if vma.os.isatty(1) then
     return ui.fail("cat", "standard output is a terminal: redirect it to a file or a pipe")
   end
-  local wait, unwait = ui.waiter("cat", a.quiet)
+  local wait, unwait = ui.waiter("cat", a.quiet, not a.no_cache)
   local r, err = vma.open(a.archive, { cache = not a.no_cache, wait = wait })
   if not r then return ui.fail("cat", err) end
   local dev, d
@@ -58,7 +58,7 @@ local function run(args)
   vma.os.catch_signals()
   local name, start = d.name, vma.os.clock()
   local n, cerr = d:copy_to(io.stdout, off, len)
-  unwait()
+  unwait(n and r)
   d:close()
   r:close()
   if not n then return ui.fail("cat", cerr) end
