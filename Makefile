@@ -33,7 +33,7 @@ NBDKIT_PLUGINDIR ?= $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null |
 VERSION   := 0.1.0
 
 CC        ?= cc
-PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash
+PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib libisal lzo2 libxxhash
 
 # The Debian packages each target needs, one set each (tools/deps.sh installs
 # the missing ones; README.md says what each set costs on a fresh Debian 12).
@@ -47,8 +47,8 @@ PKGS      := lua5.4 glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash
 #   make fuzz:                      DEBS_BUILD DEBS_FUZZ
 #   make demo:                      DEBS_BUILD DEBS_RUN DEBS_DEMO
 DEBS_BUILD   := gcc make pkg-config liblua5.4-dev libglib2.0-dev uuid-dev libssl-dev \
-                libzstd-dev zlib1g-dev liblzo2-dev libxxhash-dev nbdkit-plugin-dev libfuse3-dev \
-                libtsk-dev libsqlite3-dev
+                libzstd-dev zlib1g-dev libisal-dev liblzo2-dev libxxhash-dev nbdkit-plugin-dev \
+                libfuse3-dev libtsk-dev libsqlite3-dev
 DEBS_RUN     := lua-argparse lua-filesystem lua-dkjson zstd lzop libtsk19
 DEBS_CHECK   := lua5.4 lua-busted lua-cjson gzip valgrind libtsan2 nbdkit libnbd-bin fuse3 qemu-utils \
                 e2fsprogs gdisk bash-completion sleuthkit fdisk xfsprogs dosfstools mtools \
@@ -71,7 +71,7 @@ CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC $(PKG_CFLAGS) $(SQLITE_CFLAGS)
 LDLIBS    += $(PKG_LIBS) -lpthread
 LUA_LIBS  := $(SQLITE_LIBS)
 # the libraries of libvma alone (no Lua): for vma.so, the nbdkit plugin, vma-fuse
-CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash 2>/dev/null) -lpthread
+CORE_LIBS := $(shell pkg-config --libs glib-2.0 uuid libcrypto libzstd zlib libisal lzo2 libxxhash 2>/dev/null) -lpthread
 # The Sleuth Kit: its headers at build time (libtsk-dev); the library itself
 # is loaded by src/lib/guest/fs_tsk.c (dlopen) the first time an NTFS, FAT...
 # is opened (it brings 40 libraries: libstdc++, libewf, libcurl, GnuTLS...),

@@ -310,6 +310,115 @@ static void test_read_chunks(vma_compress comp, const char *name)
     g_free(img);
 }
 
+/* restore every device of path into unlinked files; 0 or -1 with err */
+static int restore_path(const char *path, GError **err)
+{
+    vma_reader *r = vma_reader_open(path, err);
+    if (!r)
+        return -1;
+    vma_target t[256];
+    vma_target *targets[256] = {0};
+    const vma_header *h = vma_reader_header(r);
+    for (unsigned id = 1; id < 256; id++)
+        if (h->devices[id]) {
+            char *name = g_strdup_printf("restored-%u.raw", id), *p = tpath(name);
+            t[id] = (vma_target){.fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600), .fresh = TRUE};
+            targets[id] = &t[id];
+            unlink(p);
+            g_free(p);
+            g_free(name);
+        }
+    vma_stats st;
+    int rc = vma_restore(r, targets, NULL, NULL, &st, err);
+    for (unsigned id = 1; id < 256; id++)
+        if (targets[id])
+            close(t[id].fd);
+    vma_reader_free(r);
+    return rc;
+}
+
+static void flip_byte(const char *path, off_t at)
+{
+    int fd = open(path, O_RDWR);
+    uint8_t b = 0;
+    if (fd < 0 || pread(fd, &b, 1, at) != 1)
+        return;
+    b ^= 0x40;
+    if (pwrite(fd, &b, 1, at) != 1)
+        b = 0;
+    close(fd);
+}
+
+/* gzip is inflated by ISA-L (input.c): its CRC-32 and length are checked,
+ * members made by other tools and concatenated are read, and what follows
+ * the last member is refused */
+static void test_gzip_checks(void)
+{
+    char *plain = tpath("gzc.vma"), *gz = tpath("gzc.vma.gz"), *bad = tpath("gzc-bad.vma.gz");
+    uint8_t *img = g_malloc(3u << 20);
+    fill_random(img, 3u << 20, 11);
+    for (size_t i = 0; i < (3u << 20); i += 2) /* compressible */
+        img[i] = 'a';
+    vma_writer_opts o = {.ctime = 1};
+    GError *e = NULL;
+    vma_writer *w = vma_writer_create(plain, &o, &e);
+    CHECK(w != NULL, "gzip checks: create: %s", e ? e->message : "");
+    if (!w) {
+        g_clear_error(&e);
+        goto out;
+    }
+    int dev = vma_writer_add_device(w, "drive-scsi0", 3u << 20, NULL);
+    for (uint32_t c = 0; c < (3u << 20) / VMA_CLUSTER_SIZE; c++)
+        vma_writer_write_cluster(w, (uint8_t)dev, c, img + (size_t)c * VMA_CLUSTER_SIZE, NULL);
+    CHECK(vma_writer_close(w, &e) == 0, "gzip checks: close");
+    g_clear_error(&e);
+    vma_writer_free(w);
+
+    struct {
+        const char *cmd; /* %1$s the plain archive, %2$s the file made */
+        off_t flip;      /* from the end, 0: none */
+        int code;        /* 0: restores */
+        const char *msg;
+        const char *what;
+    } cases[] = {
+        {"gzip -c %1$s > %2$s", 0, 0, NULL, "one member from gzip"},
+        {"(head -c 1000000 %1$s | gzip -c; tail -c +1000001 %1$s | gzip -1 -c) > %2$s", 0, 0, NULL,
+         "two members from gzip, concatenated"},
+        {"gzip -c %1$s > %2$s", 8, VMA_ERR_FORMAT, "CRC-32", "a CRC-32 flipped"},
+        {"gzip -c %1$s > %2$s", 3, VMA_ERR_FORMAT, "length", "the length flipped"},
+        {"gzip -c %1$s > %2$s", 200000, VMA_ERR_FORMAT, "gzip: ", "a byte of the data flipped"},
+        {"(gzip -c %1$s; printf 'garbage after it') > %2$s", 0, VMA_ERR_FORMAT, "gzip header",
+         "bytes after the last member"},
+        {"(gzip -c %1$s; printf junk) > %2$s", 0, VMA_ERR_INCOMPLETE, "truncated",
+         "fewer bytes than a gzip header after the last member"},
+        {"gzip -c %1$s | head -c -3 > %2$s", 0, VMA_ERR_INCOMPLETE, "truncated", "cut in the trailer"},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        char *cmd = g_strdup_printf(cases[i].cmd, plain, bad);
+        CHECK(system(cmd) == 0, "gzip checks: %s", cmd);
+        g_free(cmd);
+        struct stat st;
+        if (cases[i].flip && stat(bad, &st) == 0)
+            flip_byte(bad, st.st_size - cases[i].flip);
+        int rc = restore_path(bad, &e);
+        if (cases[i].code == 0)
+            CHECK(rc == 0, "gzip, %s: restores (%s)", cases[i].what, e ? e->message : "");
+        else
+            CHECK(rc < 0 && e && e->code == cases[i].code && strstr(e->message, cases[i].msg),
+                  "gzip, %s: refused with '%s' (%s)", cases[i].what, cases[i].msg,
+                  e ? e->message : "restored");
+        g_clear_error(&e);
+    }
+    (void)gz;
+out:
+    unlink(plain);
+    unlink(bad);
+    g_free(plain);
+    g_free(gz);
+    g_free(bad);
+    g_free(img);
+}
+
 static void test_incomplete_writer(void)
 {
     char *arch = tpath("incomplete.vma");
@@ -1045,6 +1154,7 @@ int main(int argc, char **argv)
     test_read_chunks(VMA_COMPRESS_ZSTD, "chunks.vma.zst");
     test_read_chunks(VMA_COMPRESS_GZIP, "chunks.vma.gz");
     test_read_chunks(VMA_COMPRESS_LZO, "chunks.vma.lzo");
+    test_gzip_checks();
     test_seekable();
     test_levels();
     test_incomplete_writer();

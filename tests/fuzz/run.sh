@@ -56,7 +56,7 @@ done
 mkdir -p "$B"
 
 LIBSRC=$(ls src/lib/*/*.c)
-PKG="glib-2.0 uuid libcrypto libzstd zlib lzo2 libxxhash"
+PKG="glib-2.0 uuid libcrypto libzstd zlib libisal lzo2 libxxhash"
 # The Sleuth Kit's headers (the guest layer loads the library with dlopen)
 TSK_CFLAGS=$(pkg-config --cflags tsk 2>/dev/null || true)
 # a harness's seeds and regressions: its own folders when it has them

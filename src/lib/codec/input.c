@@ -18,7 +18,7 @@
 #include <limits.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
 #define RAW_BUF_SIZE (1u << 20)
@@ -107,8 +107,8 @@ struct vma_in {
     gboolean raw_eof;
     ZSTD_DStream *zd;
     size_t zret;          /* last ZSTD_decompressStream result: 0 = frame done */
-    z_stream zs;
-    gboolean zs_init, zs_member_done;
+    struct inflate_state *gz; /* ISA-L's inflater (igzip): gzip at 2x zlib's speed */
+    gboolean gz_member_done;
     gboolean stream_end;
     vma_lzop *lz;
     uint8_t peek[4];
@@ -309,11 +309,9 @@ vma_in *vma_in_new(int fd, GError **err)
             goto fail;
         }
     } else if (in->comp == VMA_COMPRESS_GZIP) {
-        if (inflateInit2(&in->zs, 15 + 32) != Z_OK) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_IO, "zlib initialisation failed");
-            goto fail;
-        }
-        in->zs_init = TRUE;
+        in->gz = g_new(struct inflate_state, 1);
+        isal_inflate_init(in->gz);
+        in->gz->crc_flag = ISAL_GZIP; /* the header parsed, the CRC-32 and length checked */
     } else if (in->comp == VMA_COMPRESS_LZO) {
         in->lz = vma_lzop_new(raw_exact, in);
         if (!in->lz) {
@@ -428,6 +426,21 @@ static ssize_t read_zstd(vma_in *in, uint8_t *buf, size_t n, GError **err)
     return (ssize_t)out.pos;
 }
 
+/* the message of an isal_inflate error */
+static const char *gz_error(int ret)
+{
+    switch (ret) {
+    case ISAL_INVALID_BLOCK: return "invalid deflate block";
+    case ISAL_INVALID_SYMBOL: return "invalid deflate symbol";
+    case ISAL_INVALID_LOOKBACK: return "invalid distance too far back";
+    case ISAL_INVALID_WRAPPER: return "not a gzip header";
+    case ISAL_UNSUPPORTED_METHOD: return "unknown compression method";
+    case ISAL_INCORRECT_CHECKSUM: return "incorrect data check (CRC-32 or length)";
+    case ISAL_NEED_DICT: return "a preset dictionary is needed";
+    default: return "corrupt data";
+    }
+}
+
 static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
 {
     size_t got = 0;
@@ -436,33 +449,33 @@ static ssize_t read_gzip(vma_in *in, uint8_t *buf, size_t n, GError **err)
         if (avail < 0)
             return (ssize_t)got; /* err tells what broke */
         if (avail == 0) {
-            if (!in->zs_member_done) {
+            if (!in->gz_member_done) {
                 g_set_error(err, VMA_ERROR, VMA_ERR_INCOMPLETE,
                             "the gzip stream is truncated");
                 return (ssize_t)got; /* err tells what broke */
             }
             break;
         }
-        if (in->zs_member_done) {
+        if (in->gz_member_done) {
             /* another gzip member follows (concatenated files) */
-            inflateReset(&in->zs);
-            in->zs_member_done = FALSE;
+            isal_inflate_reset(in->gz);
+            in->gz->crc_flag = ISAL_GZIP;
+            in->gz_member_done = FALSE;
         }
-        in->zs.next_in = in->raw + in->raw_pos;
-        in->zs.avail_in = (uInt)(in->raw_len - in->raw_pos);
-        in->zs.next_out = buf + got;
+        in->gz->next_in = in->raw + in->raw_pos;
+        in->gz->avail_in = (uint32_t)MIN(in->raw_len - in->raw_pos, (size_t)UINT32_MAX);
+        in->gz->next_out = buf + got;
         size_t want = MIN(n - got, (size_t)1 << 30);
-        in->zs.avail_out = (uInt)want;
-        int ret = inflate(&in->zs, Z_NO_FLUSH);
-        in->raw_pos = in->raw_len - in->zs.avail_in;
-        got += want - in->zs.avail_out;
-        if (ret == Z_STREAM_END) {
-            in->zs_member_done = TRUE;
-        } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
-            g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "gzip: %s",
-                        in->zs.msg ? in->zs.msg : "corrupt data");
+        in->gz->avail_out = (uint32_t)want;
+        int ret = isal_inflate(in->gz);
+        in->raw_pos = (size_t)(in->gz->next_in - in->raw);
+        got += want - in->gz->avail_out;
+        if (ret < 0 || ret == ISAL_NEED_DICT) {
+            g_set_error(err, VMA_ERROR, VMA_ERR_FORMAT, "gzip: %s", gz_error(ret));
             return (ssize_t)got; /* err tells what broke */
         }
+        if (in->gz->block_state == ISAL_BLOCK_FINISH)
+            in->gz_member_done = TRUE;
     }
     return (ssize_t)got;
 }
@@ -702,8 +715,7 @@ void vma_in_free(vma_in *in)
         close(in->fd);
     if (in->zd)
         ZSTD_freeDStream(in->zd);
-    if (in->zs_init)
-        inflateEnd(&in->zs);
+    g_free(in->gz);
     g_free(in->raw_mem);
     g_free(in);
 }
