@@ -224,6 +224,25 @@ static void test_round_trip(vma_compress comp, const char *name)
     g_free(img2);
 }
 
+/* an archive of one disk (drive-scsi0, img's size bytes, every cluster in
+ * order) in compression comp; the device's id, or -1 with err */
+static int write_one_disk(const char *path, vma_compress comp, const uint8_t *img, uint64_t size,
+                          GError **err)
+{
+    vma_writer_opts o = {.ctime = 1, .compress = comp};
+    vma_writer *w = vma_writer_create(path, &o, err);
+    if (!w)
+        return -1;
+    int dev = vma_writer_add_device(w, "drive-scsi0", size, err);
+    for (uint32_t c = 0; dev > 0 && c < size / VMA_CLUSTER_SIZE; c++)
+        if (vma_writer_write_cluster(w, (uint8_t)dev, c, img + (size_t)c * VMA_CLUSTER_SIZE, err) < 0)
+            dev = -1;
+    if (dev > 0 && vma_writer_close(w, err) < 0)
+        dev = -1;
+    vma_writer_free(w);
+    return dev;
+}
+
 /* A compressed archive in a file is read by a thread of its own (input.c)
  * in chunks of 1 MiB, four ahead: an archive of many chunks restores byte
  * for byte; cut within a chunk, it fails as truncated (no hang, no bytes
@@ -235,22 +254,14 @@ static void test_read_chunks(vma_compress comp, const char *name)
     fill_random(img, size, 7);
     char *arch = tpath(name);
     GError *e = NULL;
-    vma_writer_opts o = {.ctime = 1, .compress = comp};
-    vma_writer *w = vma_writer_create(arch, &o, &e);
-    CHECK(w != NULL, "create %s: %s", name, e ? e->message : "");
-    if (!w) {
-        g_clear_error(&e);
+    int dev = write_one_disk(arch, comp, img, size, &e);
+    CHECK(dev > 0, "create %s: %s", name, e ? e->message : "");
+    g_clear_error(&e);
+    if (dev < 0) {
         g_free(img);
         g_free(arch);
         return;
     }
-    int dev = vma_writer_add_device(w, "drive-scsi0", size, NULL);
-    for (uint32_t c = 0; c < size / VMA_CLUSTER_SIZE; c++)
-        if (vma_writer_write_cluster(w, (uint8_t)dev, c, img + (size_t)c * VMA_CLUSTER_SIZE, &e) < 0)
-            break;
-    CHECK(vma_writer_close(w, &e) == 0, "%s: close: %s", name, e ? e->message : "");
-    g_clear_error(&e);
-    vma_writer_free(w);
     struct stat st;
     CHECK(stat(arch, &st) == 0 && st.st_size > 12 << 20, "%s: more than 12 chunks", name);
 
@@ -354,25 +365,17 @@ static void flip_byte(const char *path, off_t at)
  * the last member is refused */
 static void test_gzip_checks(void)
 {
-    char *plain = tpath("gzc.vma"), *gz = tpath("gzc.vma.gz"), *bad = tpath("gzc-bad.vma.gz");
+    char *plain = tpath("gzc.vma"), *bad = tpath("gzc-bad.vma.gz");
     uint8_t *img = g_malloc(3u << 20);
     fill_random(img, 3u << 20, 11);
     for (size_t i = 0; i < (3u << 20); i += 2) /* compressible */
         img[i] = 'a';
-    vma_writer_opts o = {.ctime = 1};
     GError *e = NULL;
-    vma_writer *w = vma_writer_create(plain, &o, &e);
-    CHECK(w != NULL, "gzip checks: create: %s", e ? e->message : "");
-    if (!w) {
-        g_clear_error(&e);
-        goto out;
-    }
-    int dev = vma_writer_add_device(w, "drive-scsi0", 3u << 20, NULL);
-    for (uint32_t c = 0; c < (3u << 20) / VMA_CLUSTER_SIZE; c++)
-        vma_writer_write_cluster(w, (uint8_t)dev, c, img + (size_t)c * VMA_CLUSTER_SIZE, NULL);
-    CHECK(vma_writer_close(w, &e) == 0, "gzip checks: close");
+    int dev = write_one_disk(plain, VMA_COMPRESS_NONE, img, 3u << 20, &e);
+    CHECK(dev > 0, "gzip checks: create: %s", e ? e->message : "");
     g_clear_error(&e);
-    vma_writer_free(w);
+    if (dev < 0)
+        goto out;
 
     struct {
         const char *cmd; /* %1$s the plain archive, %2$s the file made */
@@ -409,12 +412,10 @@ static void test_gzip_checks(void)
                   e ? e->message : "restored");
         g_clear_error(&e);
     }
-    (void)gz;
 out:
     unlink(plain);
     unlink(bad);
     g_free(plain);
-    g_free(gz);
     g_free(bad);
     g_free(img);
 }
