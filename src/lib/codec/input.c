@@ -550,8 +550,8 @@ static gboolean ahead_start(vma_in *in)
     return in->ahead != NULL;
 }
 
-/* once the decoder thread has stopped (or never started): the bytes at
- * hand are gone with it */
+/* at the end (vma_in_free), once the decoder thread has stopped or never
+ * started: nothing reads the chunks any more */
 static void reader_stop(vma_in *in)
 {
     if (!in->reader)
@@ -560,9 +560,6 @@ static void reader_stop(vma_in *in)
     vma_thread_join(in->reader);
     in->reader = NULL;
     pool_clear(&in->rd);
-    in->rd_cur = NULL;
-    in->raw = in->raw_mem;
-    in->raw_len = in->raw_pos = 0;
 }
 
 static void ahead_stop(vma_in *in)
